@@ -1,0 +1,293 @@
+//! The OCR engine: detection, optional 180° line classification, recognition
+//! and reading order for one page at a time.
+//!
+//! One [`Engine`] owns one ONNX Runtime session per model and is one inference
+//! slot: `Session::run` takes `&mut`, so parallel pages need one engine each.
+
+mod crop;
+mod det;
+mod error;
+mod geometry;
+mod model;
+mod order;
+mod profile;
+mod rec;
+
+use std::path::Path;
+use std::time::Instant;
+
+use image::RgbImage;
+use image::imageops::{FilterType, resize};
+use ndarray::{Axis, Ix2, Ix3};
+use pagefleet_schemas::{OcrLine, PageOcr, PixelBudget, StepTimings, TextCounts};
+
+pub use det::{DetParams, Normalization, SideLimit, input_size};
+pub use error::{EngineError, ErrorKind};
+pub use geometry::Quad;
+pub use model::{Model, OrtModel, SessionOptions, load_runtime};
+pub use order::{Extent, reading_order};
+pub use profile::{ModelSet, Profile};
+pub use rec::{Decoded, Vocabulary};
+
+/// Everything the engine needs to know besides the page.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Model files and their family's parameters.
+    pub models: ModelSet,
+    /// ONNX Runtime threads per model run.
+    pub intra_threads: usize,
+    /// Whether to classify lines as upright or upside down (needs `models.cls`).
+    pub classify_lines: bool,
+    /// Largest page image processed; larger ones are scaled down first.
+    pub budget: PixelBudget,
+}
+
+/// Lines recognised with less confidence than this are dropped: PaddleOCR's
+/// `drop_score`, below which the output is mostly noise from non-text regions.
+const DROP_SCORE: f32 = 0.5;
+/// Height of recognition input, fixed by the PP-OCR recognition models.
+const REC_HEIGHT: u32 = 48;
+/// Narrowest recognition input: PP-OCR models were trained on 320-pixel-wide
+/// inputs and read short words more reliably when padded to it.
+const REC_MIN_WIDTH: u32 = 320;
+/// Most lines in one recognition batch. Lines are sorted by aspect ratio first,
+/// so a batch holds lines of similar width and little padding.
+const REC_BATCH: usize = 8;
+/// Most padded pixels one recognition batch may hold (48 × 20 000 ≈ one
+/// megapixel): keeps a batch of very long lines from needing a huge tensor.
+const REC_BATCH_PIXELS: usize = 48 * 20_000;
+/// Line classification input, from PaddleOCR's `cls_image_shape`.
+const CLS_HEIGHT: u32 = 48;
+const CLS_WIDTH: u32 = 192;
+/// Confidence the classifier needs before a line is turned, from PaddleOCR's
+/// `cls_thresh`.
+const CLS_THRESH: f32 = 0.9;
+
+/// A loaded OCR engine: one inference slot.
+pub struct Engine {
+    config: EngineConfig,
+    det: Box<dyn Model>,
+    rec: Box<dyn Model>,
+    cls: Option<Box<dyn Model>>,
+    vocab: Vocabulary,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Loads ONNX Runtime from `runtime_library` (once per process) and the
+    /// models named in `config`.
+    pub fn load(runtime_library: &Path, config: EngineConfig) -> Result<Self, EngineError> {
+        let env = load_runtime(runtime_library)?;
+        let options = SessionOptions { intra_threads: config.intra_threads };
+        let det = OrtModel::load(env, &config.models.det, options, "detect")?;
+        let rec = OrtModel::load(env, &config.models.rec, options, "recognize")?;
+        let cls = match (&config.models.cls, config.classify_lines) {
+            (Some(path), true) => Some(Box::new(OrtModel::load(env, path, options, "classify")?) as Box<dyn Model>),
+            _ => None,
+        };
+        let dict_path = &config.models.dict;
+        let dict = std::fs::read_to_string(dict_path).map_err(|e| EngineError::Missing {
+            what: "recognition dictionary",
+            path: dict_path.clone(),
+            hint: format!("{e}; run scripts/bootstrap, or check the model paths"),
+        })?;
+        let vocab = Vocabulary::from_dict(&dict, true);
+        Self::from_models(config, Box::new(det), Box::new(rec), cls, vocab)
+    }
+
+    /// Builds an engine from already loaded models: any runtime, or test doubles.
+    pub fn from_models(
+        config: EngineConfig,
+        det: Box<dyn Model>,
+        mut rec: Box<dyn Model>,
+        cls: Option<Box<dyn Model>>,
+        vocab: Vocabulary,
+    ) -> Result<Self, EngineError> {
+        // Check the vocabulary against the network once, on a blank line, rather
+        // than emitting wrong characters later.
+        let probe = rec::batch_tensor(&[&RgbImage::new(REC_MIN_WIDTH, REC_HEIGHT)], REC_HEIGHT, REC_MIN_WIDTH);
+        let out = rec.run(&probe)?;
+        let classes = out.shape().last().copied().unwrap_or(0);
+        if classes != vocab.classes() {
+            return Err(EngineError::Model {
+                path: config.models.rec.clone(),
+                message: format!(
+                    "network outputs {classes} classes but dictionary {} gives {}; the dictionary does not belong to this model",
+                    config.models.dict.display(),
+                    vocab.classes()
+                ),
+            });
+        }
+        Ok(Self { config, det, rec, cls, vocab })
+    }
+
+    /// The configuration the engine was loaded with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Runs detection, classification and recognition on one page image.
+    /// An image over the pixel budget is scaled down first; polygons refer to
+    /// the image as processed (`PageOcr::width`/`height`).
+    pub fn recognize(&mut self, page: &RgbImage) -> Result<PageOcr, EngineError> {
+        let started = Instant::now();
+        let mut timings = StepTimings::default();
+        let fit = self.config.budget.fit(page.width() as f64, page.height() as f64)?;
+        let scaled;
+        let page = if fit.scale < 1.0 {
+            scaled = resize(page, fit.width, fit.height, FilterType::Triangle);
+            &scaled
+        } else {
+            page
+        };
+        timings.prepare_ms = ms(started);
+
+        let t = Instant::now();
+        let detections = self.detect(page)?;
+        timings.detect_ms = ms(t);
+
+        // Reading order is decided on the boxes, before any line is recognised,
+        // so recognition can batch freely.
+        let extents: Vec<Extent> = detections
+            .iter()
+            .map(|d| {
+                let (x0, y0, x1, y1) = d.quad.bounds();
+                Extent { x0, y0, x1, y1 }
+            })
+            .collect();
+        let ordered = reading_order(&extents);
+
+        let t = Instant::now();
+        let mut crops = Vec::with_capacity(ordered.len());
+        for &(i, column) in &ordered {
+            if let Some(img) = crop::crop_line(page, &detections[i].quad) {
+                crops.push((detections[i].quad, column, img));
+            }
+        }
+        timings.crop_ms = ms(t);
+
+        if self.cls.is_some() {
+            let t = Instant::now();
+            self.classify(&mut crops)?;
+            timings.classify_ms = ms(t);
+        }
+
+        let t = Instant::now();
+        let images: Vec<&RgbImage> = crops.iter().map(|(_, _, img)| img).collect();
+        let decoded = self.recognize_lines(&images)?;
+        timings.recognize_ms = ms(t);
+
+        let lines: Vec<OcrLine> = crops
+            .iter()
+            .zip(decoded)
+            .filter(|(_, d)| d.confidence >= DROP_SCORE && !d.text.trim().is_empty())
+            .map(|((quad, column, _), d)| OcrLine {
+                text: d.text.trim().to_owned(),
+                confidence: d.confidence,
+                polygon: quad.0,
+                column: *column,
+            })
+            .collect();
+        let counts = TextCounts::of_lines(lines.iter().map(|l| l.text.as_str()));
+        let avg_confidence = if lines.is_empty() {
+            0.0
+        } else {
+            lines.iter().map(|l| l.confidence).sum::<f32>() / lines.len() as f32
+        };
+        timings.total_ms = ms(started);
+        Ok(PageOcr { width: page.width(), height: page.height(), lines, counts, avg_confidence, timings })
+    }
+
+    fn detect(&mut self, page: &RgbImage) -> Result<Vec<det::Detection>, EngineError> {
+        let params = &self.config.models.det_params;
+        let input = det::preprocess(page, params);
+        let out = self.det.run(&input)?;
+        // Output is [1, 1, H, W] probabilities.
+        let shape = out.shape().to_vec();
+        if shape.len() != 4 || shape[0] != 1 {
+            return Err(EngineError::Model {
+                path: self.config.models.det.clone(),
+                message: format!("detection output has shape {shape:?}, expected [1, 1, H, W]"),
+            });
+        }
+        let map = out
+            .view()
+            .index_axis_move(Axis(0), 0)
+            .index_axis_move(Axis(0), 0)
+            .into_dimensionality::<Ix2>()
+            .map_err(|e| EngineError::Model { path: self.config.models.det.clone(), message: e.to_string() })?;
+        Ok(det::boxes_from_map(map, page.width(), page.height(), params))
+    }
+
+    /// Turns lines the classifier is sure are upside down.
+    fn classify(&mut self, crops: &mut [(Quad, u32, RgbImage)]) -> Result<(), EngineError> {
+        let Some(cls) = self.cls.as_mut() else { return Ok(()) };
+        let [_, h, w] = cls.input_shape();
+        let (h, w) = (h.map_or(CLS_HEIGHT, |v| v as u32), w.map_or(CLS_WIDTH, |v| v as u32));
+        for chunk in crops.chunks_mut(REC_BATCH) {
+            let images: Vec<RgbImage> = chunk
+                .iter()
+                .map(|(_, _, img)| {
+                    // Lines wider than the classifier's input are squeezed, as
+                    // PaddleOCR does; orientation survives it.
+                    let tw = rec::target_width(img, h).min(w);
+                    resize(img, tw, h, FilterType::Triangle)
+                })
+                .collect();
+            let refs: Vec<&RgbImage> = images.iter().collect();
+            let input = rec::batch_tensor(&refs, h, w);
+            let out = cls.run(&input)?;
+            let probs = out.into_dimensionality::<Ix2>().map_err(|e| EngineError::Inference {
+                step: "classify",
+                message: format!("classifier output is not [batch, classes]: {e}"),
+            })?;
+            for (row, (_, _, img)) in probs.rows().into_iter().zip(chunk.iter_mut()) {
+                // Labels are ["0", "180"].
+                if row.len() >= 2 && row[1] > row[0] && row[1] >= CLS_THRESH {
+                    image::imageops::rotate180_in_place(img);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Recognises line images in batches of similar aspect ratio.
+    fn recognize_lines(&mut self, images: &[&RgbImage]) -> Result<Vec<Decoded>, EngineError> {
+        let mut order: Vec<usize> = (0..images.len()).collect();
+        let width = |i: usize| rec::target_width(images[i], REC_HEIGHT).max(REC_MIN_WIDTH) as usize;
+        order.sort_by_key(|&i| width(i));
+        let mut results = vec![Decoded { text: String::new(), confidence: 0.0 }; images.len()];
+        let mut start = 0;
+        while start < order.len() {
+            // Sorted by width, so the last line of a batch is its widest.
+            let mut end = start + 1;
+            while end < order.len()
+                && end - start < REC_BATCH
+                && (end - start + 1) * width(order[end]) * REC_HEIGHT as usize <= REC_BATCH_PIXELS
+            {
+                end += 1;
+            }
+            let batch: Vec<&RgbImage> = order[start..end].iter().map(|&i| images[i]).collect();
+            let input = rec::batch_tensor(&batch, REC_HEIGHT, REC_MIN_WIDTH);
+            let out = self.rec.run(&input)?;
+            let probs = out.into_dimensionality::<Ix3>().map_err(|e| EngineError::Inference {
+                step: "recognize",
+                message: format!("recognition output is not [batch, steps, classes]: {e}"),
+            })?;
+            for (k, &i) in order[start..end].iter().enumerate() {
+                results[i] = self.vocab.decode(probs.index_axis(Axis(0), k));
+            }
+            start = end;
+        }
+        Ok(results)
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}

@@ -1,0 +1,141 @@
+//! Models behind a small trait, so that post-processing can be tested on
+//! hand-made tensors and the engine on any runtime.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ndarray::{Array4, ArrayD};
+use ort::ep;
+use ort::session::{RunOptions, Session, builder::GraphOptimizationLevel};
+use ort::value::TensorRef;
+
+use super::EngineError;
+
+/// A network with one float NCHW input and one float output.
+pub trait Model: Send {
+    /// Channels and fixed height/width of the input, where the model fixes them.
+    fn input_shape(&self) -> [Option<usize>; 3];
+    /// Runs the network on a batch.
+    fn run(&mut self, input: &Array4<f32>) -> Result<ArrayD<f32>, EngineError>;
+}
+
+static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+
+/// Loads ONNX Runtime from `library` once per process. Later calls return the
+/// first outcome, whatever path they name.
+pub fn load_runtime(library: &Path) -> Result<&'static ort::environment::Environment, EngineError> {
+    ENVIRONMENT
+        .get_or_init(|| {
+            if !library.is_file() {
+                return Err(format!(
+                    "library not found at {}; run scripts/bootstrap to install it",
+                    library.display()
+                ));
+            }
+            ort::init_from(library)
+                .map_err(|e| format!("cannot load {}: {e}", library.display()))?
+                .with_name("pagefleet")
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| EngineError::Runtime(e.clone()))
+}
+
+/// How ONNX Runtime runs one model.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionOptions {
+    /// Threads ONNX Runtime uses inside one operator.
+    pub intra_threads: usize,
+}
+
+/// A model run by ONNX Runtime on the CPU.
+pub struct OrtModel {
+    session: Session,
+    run_options: RunOptions,
+    path: PathBuf,
+    input_shape: [Option<usize>; 3],
+    step: &'static str,
+}
+
+impl OrtModel {
+    /// Loads `path` into its own session. `step` names the model in errors.
+    pub fn load(
+        env: &ort::environment::Environment,
+        path: &Path,
+        options: SessionOptions,
+        step: &'static str,
+    ) -> Result<Self, EngineError> {
+        if !path.is_file() {
+            return Err(EngineError::Missing {
+                what: "model file",
+                path: path.to_owned(),
+                hint: "run scripts/bootstrap, or check the model paths".into(),
+            });
+        }
+        let model_err = |e: ort::Error<_>| EngineError::Model { path: path.to_owned(), message: e.to_string() };
+        let session = Session::builder(env)
+            .map_err(|e| EngineError::Runtime(e.to_string()))?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(model_err)?
+            .with_intra_threads(options.intra_threads.max(1))
+            .map_err(model_err)?
+            .with_inter_threads(1)
+            .map_err(model_err)?
+            // Input sizes change with every page and line: memory patterns are
+            // planned per shape and would only pile up.
+            .with_memory_pattern(false)
+            .map_err(model_err)?
+            .with_execution_providers([ep::CPU::default().with_arena_allocator(true).build()])
+            .map_err(model_err)?
+            .commit_from_file(path)
+            .map_err(|e| EngineError::Model { path: path.to_owned(), message: e.to_string() })?;
+        let inputs = session.inputs();
+        let outputs = session.outputs();
+        if inputs.len() != 1 || outputs.is_empty() {
+            return Err(EngineError::Model {
+                path: path.to_owned(),
+                message: format!("expected one input and an output, found {} and {}", inputs.len(), outputs.len()),
+            });
+        }
+        let input_shape = match inputs[0].dtype().tensor_shape() {
+            Some(shape) if shape.len() == 4 => {
+                let dim = |i: usize| usize::try_from(shape[i]).ok().filter(|&d| d > 0);
+                [dim(1), dim(2), dim(3)]
+            }
+            _ => {
+                return Err(EngineError::Model {
+                    path: path.to_owned(),
+                    message: "input is not a 4-dimensional tensor".into(),
+                });
+            }
+        };
+        let mut run_options = RunOptions::new().map_err(|e| EngineError::Runtime(e.to_string()))?;
+        // Hand arena chunks that one large input needed back after each run, so
+        // memory follows the current page rather than the largest page ever seen.
+        run_options
+            .set("memory.enable_memory_arena_shrinkage", "cpu:0")
+            .map_err(|e| EngineError::Runtime(e.to_string()))?;
+        Ok(Self { session, run_options, path: path.to_owned(), input_shape, step })
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Model for OrtModel {
+    fn input_shape(&self) -> [Option<usize>; 3] {
+        self.input_shape
+    }
+
+    fn run(&mut self, input: &Array4<f32>) -> Result<ArrayD<f32>, EngineError> {
+        let step = self.step;
+        let fail = |e: ort::Error| EngineError::Inference { step, message: e.to_string() };
+        let tensor = TensorRef::from_array_view(input.view()).map_err(fail)?;
+        let outputs = self.session.run_with_options(ort::inputs![tensor], &self.run_options).map_err(fail)?;
+        let array = outputs[0].try_extract_array::<f32>().map_err(fail)?;
+        Ok(array.to_owned())
+    }
+}

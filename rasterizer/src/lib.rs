@@ -1,0 +1,167 @@
+//! The rasterizer of pagefleet: documents in, page images out.
+//!
+//! Today this crate is the synchronous core: it recognises a document by its
+//! content (PDF, PNG, JPEG, TIFF with any number of pages), renders PDF pages with
+//! PDFium at a requested DPI and decodes images under explicit limits, and hands
+//! every page over as an RGB image that already fits the pixel budget. The stage
+//! that pulls document jobs from JetStream and publishes page jobs wraps it.
+//!
+//! Reads: document bytes. Writes: [`Page`]s, one at a time, to a callback.
+
+#![deny(unreachable_pub)]
+
+mod decode;
+mod pdf;
+
+use std::path::Path;
+
+use image::RgbImage;
+use pagefleet_schemas::PixelBudget;
+
+pub use decode::{DEFAULT_MAX_DECODE_PIXELS, DocumentKind, sniff};
+pub use pdf::Pdf;
+
+/// Default rendering resolution for PDF pages.
+pub const DEFAULT_DPI: f32 = 200.0;
+
+/// What can go wrong turning a document into pages.
+#[derive(Debug, thiserror::Error)]
+pub enum RasterError {
+    /// PDFium could not be loaded.
+    #[error("pdfium: {0}")]
+    Library(String),
+    /// The bytes are no document pagefleet reads.
+    #[error("unsupported document type: {0}")]
+    Unsupported(String),
+    /// The document is encrypted and no password was given.
+    #[error("document is password-protected")]
+    Encrypted,
+    /// The document is damaged beyond what the decoder can repair.
+    #[error("corrupt document: {0}")]
+    Corrupt(String),
+    /// The document has no page.
+    #[error("document has no pages")]
+    NoPages,
+    /// A page is refused by the limits (size, aspect ratio, decode budget) or
+    /// cannot be rendered or decoded.
+    #[error("page {page}: {message}")]
+    PageRefused {
+        /// Page number, counted from 1.
+        page: usize,
+        /// Which limit and why.
+        message: String,
+    },
+    /// The consumer of pages stopped the run.
+    #[error("stopped: {0}")]
+    Stopped(String),
+}
+
+impl RasterError {
+    /// Whether another attempt could succeed: only a missing library can be
+    /// fixed without changing the document.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, Self::Library(_))
+    }
+}
+
+/// How pages are produced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RenderOptions {
+    /// Resolution for PDF pages.
+    pub dpi: f32,
+    /// Limit on every page image handed out.
+    pub budget: PixelBudget,
+    /// Most pixels an image file may declare before it is refused undecoded.
+    pub max_decode_pixels: u64,
+    /// Most pages a document may have.
+    pub max_pages: usize,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        Self {
+            dpi: DEFAULT_DPI,
+            budget: PixelBudget::default(),
+            max_decode_pixels: DEFAULT_MAX_DECODE_PIXELS,
+            max_pages: 10_000,
+        }
+    }
+}
+
+/// One rendered page.
+#[derive(Debug)]
+pub struct Page {
+    /// Position in the document, counted from 1.
+    pub number: usize,
+    /// Pages in the document.
+    pub count: usize,
+    /// The page image, within the budget.
+    pub image: RgbImage,
+    /// Factor applied to fit the budget (1.0 when none was needed).
+    pub scale: f64,
+}
+
+/// Turns documents into pages.
+pub struct Rasterizer {
+    pdf: Option<Pdf>,
+}
+
+impl std::fmt::Debug for Rasterizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rasterizer").field("pdf", &self.pdf.is_some()).finish()
+    }
+}
+
+impl Rasterizer {
+    /// A rasterizer that renders PDFs with the PDFium library at `pdfium`.
+    pub fn new(pdfium: &Path) -> Result<Self, RasterError> {
+        Ok(Self { pdf: Some(Pdf::bind(pdfium)?) })
+    }
+
+    /// A rasterizer for image files only; PDFs are refused.
+    pub fn images_only() -> Self {
+        Self { pdf: None }
+    }
+
+    /// Produces every page of `bytes`, in order, handing each to `on_page` as
+    /// soon as it exists. A page that cannot be produced is handed over as
+    /// [`RasterError::PageRefused`] and the others still are; an error for the
+    /// whole document (or from `on_page`) ends the run. Returns the page count.
+    pub fn pages(
+        &self,
+        bytes: &[u8],
+        options: &RenderOptions,
+        mut on_page: impl FnMut(Result<Page, RasterError>) -> Result<(), String>,
+    ) -> Result<usize, RasterError> {
+        match sniff(bytes) {
+            Some(DocumentKind::Pdf) => match &self.pdf {
+                Some(pdf) => pdf.pages(bytes, options, &mut on_page),
+                None => Err(RasterError::Unsupported("PDF rendering is not available: no PDFium library".into())),
+            },
+            Some(DocumentKind::Tiff) => decode::tiff_pages(bytes, options, &mut on_page),
+            Some(kind) => {
+                let page = decode::single_image(bytes, kind, options)
+                    .and_then(|image| decode::fit_page(image, 1, 1, &options.budget));
+                match page {
+                    // A broken single image is a broken document.
+                    Err(RasterError::Corrupt(m)) => Err(RasterError::Corrupt(m)),
+                    page => on_page(page).map_err(RasterError::Stopped).map(|()| 1),
+                }
+            }
+            None => Err(RasterError::Unsupported(describe_unknown(bytes))),
+        }
+    }
+}
+
+/// Says what an unrecognised input looks like, for the error message.
+fn describe_unknown(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "empty file".into();
+    }
+    let head = &bytes[..bytes.len().min(512)];
+    if std::str::from_utf8(head).is_ok() || head.iter().all(|b| b.is_ascii()) {
+        "text, not a PDF or image (expected PDF, PNG, JPEG or TIFF content)".into()
+    } else {
+        "unrecognised binary content (expected PDF, PNG, JPEG or TIFF)".into()
+    }
+}

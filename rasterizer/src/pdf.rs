@@ -1,0 +1,113 @@
+//! PDF pages rendered by PDFium.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use pdfium_render::prelude::*;
+
+use crate::{Page, RasterError, RenderOptions};
+
+/// PDFium binds once per process; every [`Pdf`] shares that binding.
+static PDFIUM: OnceLock<Result<Pdfium, String>> = OnceLock::new();
+
+/// A PDF renderer bound to the PDFium library.
+pub struct Pdf {
+    pdfium: &'static Pdfium,
+}
+
+impl Pdf {
+    /// Binds PDFium from `library` (once per process; later calls share the
+    /// first binding whatever path they name).
+    pub fn bind(library: &Path) -> Result<Self, RasterError> {
+        let pdfium = PDFIUM
+            .get_or_init(|| {
+                if !library.is_file() {
+                    return Err(format!(
+                        "library not found at {}; run scripts/bootstrap to install it",
+                        library.display()
+                    ));
+                }
+                Pdfium::bind_to_library(library)
+                    .map(Pdfium::new)
+                    .map_err(|e| format!("cannot load {}: {e}", library.display()))
+            })
+            .as_ref()
+            .map_err(|e| RasterError::Library(e.clone()))?;
+        Ok(Self { pdfium })
+    }
+
+    /// Renders every page of a PDF, one at a time.
+    pub(crate) fn pages(
+        &self,
+        bytes: &[u8],
+        options: &RenderOptions,
+        on_page: &mut dyn FnMut(Result<Page, RasterError>) -> Result<(), String>,
+    ) -> Result<usize, RasterError> {
+        let document = self.pdfium.load_pdf_from_byte_slice(bytes, None).map_err(load_error)?;
+        let pages = document.pages();
+        let count = pages.len() as usize;
+        if count == 0 {
+            return Err(RasterError::NoPages);
+        }
+        if count > options.max_pages {
+            return Err(RasterError::PageRefused {
+                page: options.max_pages + 1,
+                message: format!("document has {count} pages, over the per-document limit of {}", options.max_pages),
+            });
+        }
+        let dpi = options.dpi.clamp(10.0, 1200.0) as f64;
+        for index in 0..count {
+            let number = index + 1;
+            let page = render_page(&pages, index, number, count, dpi, options);
+            on_page(page).map_err(RasterError::Stopped)?;
+        }
+        Ok(count)
+    }
+}
+
+/// Renders one page within the budget; every failure is this page's alone.
+fn render_page(
+    pages: &PdfPages<'_>,
+    index: usize,
+    number: usize,
+    count: usize,
+    dpi: f64,
+    options: &RenderOptions,
+) -> Result<Page, RasterError> {
+    let refused = |message: String| RasterError::PageRefused { page: number, message };
+    let page = pages.get(index as _).map_err(|e| refused(format!("cannot load page: {e}")))?;
+    // Size in points (1/72 inch); the scale for the budget is decided here,
+    // before PDFium allocates a bitmap.
+    let (w_pt, h_pt) = (page.width().value as f64, page.height().value as f64);
+    let (w_px, h_px) = (w_pt * dpi / 72.0, h_pt * dpi / 72.0);
+    let fit = options.budget.fit(w_px, h_px).map_err(|e| refused(e.to_string()))?;
+    let config = PdfRenderConfig::new()
+        .set_target_width(fit.width as i32)
+        .set_maximum_width(fit.width as i32)
+        .set_maximum_height(fit.height as i32)
+        .render_form_data(true)
+        .render_annotations(true)
+        .set_clear_color(PdfColor::WHITE);
+    let bitmap = page.render_with_config(&config).map_err(|e| refused(format!("render failed: {e}")))?;
+    let image = bitmap.as_image().map_err(|e| refused(format!("bitmap conversion failed: {e}")))?.into_rgb8();
+    drop(bitmap);
+    if image.width() as u64 * image.height() as u64 > options.budget.max_pixels {
+        return Err(refused(format!(
+            "renderer produced {}x{}, over the budget of {} pixels",
+            image.width(),
+            image.height(),
+            options.budget.max_pixels
+        )));
+    }
+    Ok(Page { number, count, image, scale: fit.scale })
+}
+
+fn load_error(err: PdfiumError) -> RasterError {
+    match err {
+        PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::PasswordError) => RasterError::Encrypted,
+        PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::FormatError) => {
+            RasterError::Corrupt("not a readable PDF (damaged or truncated beyond repair)".into())
+        }
+        other => RasterError::Corrupt(other.to_string()),
+    }
+}

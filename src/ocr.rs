@@ -1,0 +1,319 @@
+//! `pagefleet ocr`: documents to text in this process, with no queue.
+//!
+//! The calling thread renders pages and queues them on the inference pool; a
+//! writer thread takes results as they come, writes each page's text at once and
+//! prints pages in order. Output layout, per document:
+//! `<out>/<doc>/<page>.txt`, `result.json`, `combined.txt`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{Instant, SystemTime};
+
+use anyhow::Context;
+use pagefleet_ocr_worker::{Engine, EngineConfig, EngineError, ModelSet, Pool};
+use pagefleet_rasterizer::{RasterError, Rasterizer, RenderOptions};
+use pagefleet_schemas::{PageOcr, PixelBudget, StepTimings, TextCounts};
+use serde::Serialize;
+use tracing::{error, info, warn};
+
+use crate::cli::{HomeArgs, ModelArgs, OcrArgs};
+use crate::home::Home;
+
+pub(crate) fn run(home: &HomeArgs, args: OcrArgs) -> ExitCode {
+    match run_inner(home, args) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(failed) => {
+            error!(failed, "some documents or pages failed; see result.json of each document");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Inference slots and threads per slot: explicit values win; otherwise one slot
+/// per two cores, and the cores shared among the slots.
+pub(crate) fn slot_plan(slots: Option<usize>, threads: Option<usize>) -> (usize, usize) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let slots = slots.unwrap_or((cores / 2).max(1)).max(1);
+    let threads = threads.unwrap_or((cores / slots).max(1)).max(1);
+    (slots, threads)
+}
+
+/// The model set the flags ask for.
+pub(crate) fn model_set(home: &Home, args: &ModelArgs) -> anyhow::Result<ModelSet> {
+    match (&args.det_model, &args.rec_model, &args.dict) {
+        (Some(det), Some(rec), Some(dict)) => ModelSet::custom(
+            det.clone(),
+            rec.clone(),
+            dict.clone(),
+            args.cls_model.clone(),
+            &args.model_family,
+        )
+        .map_err(anyhow::Error::msg),
+        _ => Ok(ModelSet::profile(&home.models(), args.profile)),
+    }
+}
+
+/// Starts the inference pool the flags ask for.
+pub(crate) fn start_pool(home: &Home, args: &ModelArgs) -> anyhow::Result<Pool> {
+    let models = model_set(home, args)?;
+    let runtime = home.onnxruntime();
+    let mut needed = vec![runtime.as_path()];
+    needed.extend([models.det.as_path(), models.rec.as_path(), models.dict.as_path()]);
+    if args.classify_lines {
+        needed.extend(models.cls.as_deref());
+    }
+    home.require(needed)?;
+    let (slots, intra_threads) = slot_plan(args.slots, args.intra_threads);
+    let config = EngineConfig {
+        models,
+        intra_threads,
+        classify_lines: args.classify_lines,
+        budget: PixelBudget::new(args.max_pixels),
+    };
+    info!(profile = %config.models.name, slots, intra_threads, "loading models");
+    let started = Instant::now();
+    let pool = Pool::start(slots, slots, move |_| Engine::load(&runtime, config.clone()))?;
+    info!(ms = started.elapsed().as_millis() as u64, "models loaded");
+    Ok(pool)
+}
+
+fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
+    let home = Home::resolve(home);
+    home.require([home.pdfium().as_path()])?;
+    let pool = start_pool(&home, &args.model)?;
+    let rasterizer = Rasterizer::new(&home.pdfium())?;
+    let options = RenderOptions {
+        dpi: args.dpi,
+        budget: PixelBudget::new(args.model.max_pixels),
+        max_decode_pixels: args.max_decode_pixels,
+        max_pages: args.max_pages,
+    };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut used = HashSet::new();
+    let mut failed = 0;
+    for file in &args.files {
+        let name = unique_name(file, &mut used);
+        let dir = args.out.join(&name);
+        let job = Document { file, name: &name, dir: &dir, profile: &args.model, options: &options, quiet: args.quiet };
+        match job.process(&rasterizer, &pool) {
+            Ok(report) => {
+                info!(
+                    document = %name,
+                    pages = report.pages_total,
+                    failed = report.pages_failed,
+                    words = report.counts.words,
+                    ms = report.wall_ms as u64,
+                    "document done"
+                );
+                if report.pages_failed > 0 || report.error.is_some() {
+                    failed += 1;
+                }
+            }
+            Err(err) => {
+                error!(document = %name, "{err:#}");
+                failed += 1;
+            }
+        }
+    }
+    Ok(failed)
+}
+
+/// The document's output name: its file stem, made unique among this run's.
+fn unique_name(file: &Path, used: &mut HashSet<String>) -> String {
+    let stem = file.file_stem().map_or_else(|| "document".to_owned(), |s| s.to_string_lossy().into_owned());
+    let mut name = stem.clone();
+    let mut n = 2;
+    while !used.insert(name.clone()) {
+        name = format!("{stem}-{n}");
+        n += 1;
+    }
+    name
+}
+
+/// The outcome of one page, as result.json records it.
+#[derive(Debug, Serialize)]
+struct PageReport {
+    page: usize,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Factor the page was scaled by to fit the pixel budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scale: Option<f64>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    ocr: Option<PageOcr>,
+}
+
+/// result.json of one document.
+#[derive(Debug, Serialize)]
+struct DocumentReport {
+    document: String,
+    source: PathBuf,
+    file_size_bytes: u64,
+    profile: String,
+    dpi: f32,
+    pages_total: usize,
+    pages_processed: usize,
+    pages_failed: usize,
+    counts: TextCounts,
+    avg_confidence: f32,
+    /// Sum of the per-page step timings.
+    timings: StepTimings,
+    wall_ms: f64,
+    start_time_unix_ms: u128,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    pages: Vec<PageReport>,
+}
+
+struct Document<'a> {
+    file: &'a Path,
+    name: &'a str,
+    dir: &'a Path,
+    profile: &'a ModelArgs,
+    options: &'a RenderOptions,
+    quiet: bool,
+}
+
+enum Outcome {
+    Done(usize, f64, Result<PageOcr, EngineError>),
+    Refused(usize, String),
+}
+
+impl Document<'_> {
+    fn process(&self, rasterizer: &Rasterizer, pool: &Pool) -> anyhow::Result<DocumentReport> {
+        let started = Instant::now();
+        let start_time_unix_ms =
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let bytes = std::fs::read(self.file).with_context(|| format!("cannot read {}", self.file.display()))?;
+        std::fs::create_dir_all(self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let (tx, rx) = mpsc::channel::<Outcome>();
+
+        let (raster, pages) = std::thread::scope(|scope| {
+            let writer = scope.spawn(|| self.write_pages(rx));
+            let raster = rasterizer.pages(&bytes, self.options, |page| match page {
+                Ok(page) => {
+                    let tx = tx.clone();
+                    let (number, scale) = (page.number, page.scale);
+                    pool.submit(page.image, Box::new(move |r| drop(tx.send(Outcome::Done(number, scale, r)))))
+                        .map_err(|e| e.to_string())
+                }
+                Err(RasterError::PageRefused { page, message }) => {
+                    tx.send(Outcome::Refused(page, message)).map_err(|e| e.to_string())
+                }
+                Err(other) => Err(other.to_string()),
+            });
+            drop(tx);
+            // The writer ends once every queued page has replied.
+            let pages = writer.join().unwrap_or_default();
+            (raster, pages)
+        });
+
+        let error = raster.as_ref().err().map(|e| e.to_string());
+        if let Some(e) = &error {
+            warn!(document = %self.name, "{e}");
+        }
+        let pages_total = raster.unwrap_or(pages.len());
+        let mut counts = TextCounts::default();
+        let mut timings = StepTimings::default();
+        let mut confidences = Vec::new();
+        let mut combined = String::new();
+        for page in &pages {
+            if let Some(ocr) = &page.ocr {
+                counts.lines += ocr.counts.lines;
+                counts.words += ocr.counts.words;
+                counts.chars += ocr.counts.chars;
+                confidences.extend(ocr.lines.iter().map(|l| l.confidence));
+                add_timings(&mut timings, &ocr.timings);
+                combined.push_str(&ocr.text());
+            }
+            // Pages are separated by a form feed, as pdftotext does.
+            combined.push('\u{c}');
+        }
+        let pages_processed = pages.iter().filter(|p| p.ocr.is_some()).count();
+        let report = DocumentReport {
+            document: self.name.to_owned(),
+            source: self.file.to_owned(),
+            file_size_bytes: bytes.len() as u64,
+            profile: self.profile.profile.to_string(),
+            dpi: self.options.dpi,
+            pages_total,
+            pages_processed,
+            pages_failed: pages_total.saturating_sub(pages_processed),
+            counts,
+            avg_confidence: if confidences.is_empty() {
+                0.0
+            } else {
+                confidences.iter().sum::<f32>() / confidences.len() as f32
+            },
+            timings,
+            wall_ms: started.elapsed().as_secs_f64() * 1000.0,
+            start_time_unix_ms,
+            error,
+            pages,
+        };
+        write_file(&self.dir.join("combined.txt"), combined.as_bytes())?;
+        let json = serde_json::to_vec_pretty(&report)?;
+        write_file(&self.dir.join("result.json"), &json)?;
+        Ok(report)
+    }
+
+    /// Writes each page's text as it arrives and prints pages in order.
+    fn write_pages(&self, rx: mpsc::Receiver<Outcome>) -> Vec<PageReport> {
+        let mut done = BTreeMap::new();
+        let mut next_to_print = 1;
+        let stdout = std::io::stdout();
+        for outcome in rx {
+            let report = match outcome {
+                Outcome::Done(page, scale, Ok(ocr)) => {
+                    if let Err(e) = write_file(&self.dir.join(format!("{page:03}.txt")), ocr.text().as_bytes()) {
+                        warn!(document = %self.name, page, "{e:#}");
+                    }
+                    info!(document = %self.name, page, lines = ocr.counts.lines, ms = ocr.timings.total_ms as u64, "page done");
+                    PageReport { page, status: "ok", error: None, scale: Some(scale), ocr: Some(ocr) }
+                }
+                Outcome::Done(page, _, Err(e)) => {
+                    warn!(document = %self.name, page, "page failed: {e}");
+                    PageReport { page, status: "failed", error: Some(e.to_string()), scale: None, ocr: None }
+                }
+                Outcome::Refused(page, message) => {
+                    warn!(document = %self.name, page, "page refused: {message}");
+                    PageReport { page, status: "failed", error: Some(message), scale: None, ocr: None }
+                }
+            };
+            done.insert(report.page, report);
+            while let Some(report) = done.get(&next_to_print) {
+                if !self.quiet {
+                    let mut out = stdout.lock();
+                    let _ = writeln!(out, "==> {} page {} <==", self.name, report.page);
+                    match &report.ocr {
+                        Some(ocr) => drop(out.write_all(ocr.text().as_bytes())),
+                        None => drop(writeln!(out, "[page failed: {}]", report.error.as_deref().unwrap_or(""))),
+                    }
+                }
+                next_to_print += 1;
+            }
+        }
+        done.into_values().collect()
+    }
+}
+
+fn add_timings(sum: &mut StepTimings, t: &StepTimings) {
+    sum.prepare_ms += t.prepare_ms;
+    sum.detect_ms += t.detect_ms;
+    sum.crop_ms += t.crop_ms;
+    sum.classify_ms += t.classify_ms;
+    sum.recognize_ms += t.recognize_ms;
+    sum.total_ms += t.total_ms;
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
