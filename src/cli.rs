@@ -74,12 +74,19 @@ pub(crate) struct ModelArgs {
     #[arg(long, env = "PAGEFLEET_CLASSIFY_LINES", default_value_t = false)]
     pub(crate) classify_lines: bool,
     /// Inference slots (pages processed at once), each with its own sessions
-    /// [default: one per two cores, at least one].
+    /// [default: one per core, at most 8].
     #[arg(long, env = "PAGEFLEET_SLOTS")]
     pub(crate) slots: Option<usize>,
     /// ONNX Runtime threads per slot [default: cores / slots].
     #[arg(long, env = "PAGEFLEET_INTRA_THREADS")]
     pub(crate) intra_threads: Option<usize>,
+    /// Longest side detection runs at; larger pages are scaled down for detection
+    /// only (recognition always reads the full page). 0 keeps the profile's limit.
+    #[arg(long, env = "PAGEFLEET_DET_MAX_SIDE", default_value_t = 0)]
+    pub(crate) det_max_side: u32,
+    /// Most text lines per recognition batch (1 is fastest on CPUs).
+    #[arg(long, env = "PAGEFLEET_REC_BATCH", default_value_t = pagefleet_ocr_worker::engine::DEFAULT_REC_BATCH)]
+    pub(crate) rec_batch: usize,
     /// Most pixels of one page image; larger pages are scaled down.
     #[arg(long, env = "PAGEFLEET_MAX_PIXELS", default_value_t = pagefleet_schemas::DEFAULT_MAX_PIXELS)]
     pub(crate) max_pixels: u64,

@@ -25,13 +25,17 @@ impl Home {
             return Self { root: path.clone() };
         }
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_owned));
+        let exe_dir = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_owned));
         let found = cwd
             .ancestors()
             .chain(exe_dir.iter().flat_map(|d| d.ancestors()))
             .map(|d| d.join(HOME_DIR))
             .find(|d| d.is_dir());
-        Self { root: found.unwrap_or_else(|| cwd.join(HOME_DIR)) }
+        Self {
+            root: found.unwrap_or_else(|| cwd.join(HOME_DIR)),
+        }
     }
 
     /// ONNX Runtime's shared library.
@@ -50,9 +54,15 @@ impl Home {
     }
 
     /// Fails with the list of missing files and the command that installs them.
-    pub(crate) fn require<'a>(&self, files: impl IntoIterator<Item = &'a Path>) -> anyhow::Result<()> {
-        let missing: Vec<String> =
-            files.into_iter().filter(|f| !f.is_file()).map(|f| format!("  {}", f.display())).collect();
+    pub(crate) fn require<'a>(
+        &self,
+        files: impl IntoIterator<Item = &'a Path>,
+    ) -> anyhow::Result<()> {
+        let missing: Vec<String> = files
+            .into_iter()
+            .filter(|f| !f.is_file())
+            .map(|f| format!("  {}", f.display()))
+            .collect();
         if missing.is_empty() {
             return Ok(());
         }
@@ -60,7 +70,11 @@ impl Home {
             "the runtime is incomplete in {}; missing:\n{}\ninstall it with: scripts/bootstrap{}",
             self.root.display(),
             missing.join("\n"),
-            if self.root.ends_with(HOME_DIR) { String::new() } else { format!(" (PAGEFLEET_HOME={})", self.root.display()) }
+            if self.root.ends_with(HOME_DIR) {
+                String::new()
+            } else {
+                format!(" (PAGEFLEET_HOME={})", self.root.display())
+            }
         )
     }
 }

@@ -6,8 +6,11 @@ use crate::cli::{LogArgs, LogFormat};
 
 /// Installs the global subscriber. `RUST_LOG` filters; the default is `info`.
 pub(crate) fn init(args: &LogArgs) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match args.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -28,7 +28,9 @@ pub struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("slots", &self.threads.len()).finish()
+        f.debug_struct("Pool")
+            .field("slots", &self.threads.len())
+            .finish()
     }
 }
 
@@ -66,7 +68,10 @@ impl Pool {
             threads.push(handle);
         }
         drop(ready_tx);
-        let mut pool = Self { queue: Some(tx), threads };
+        let mut pool = Self {
+            queue: Some(tx),
+            threads,
+        };
         for _ in 0..slots.max(1) {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
@@ -76,7 +81,9 @@ impl Pool {
                 }
                 Err(_) => {
                     pool.shutdown();
-                    return Err(EngineError::Runtime("an inference thread died while loading".into()));
+                    return Err(EngineError::Runtime(
+                        "an inference thread died while loading".into(),
+                    ));
                 }
             }
         }
@@ -90,8 +97,13 @@ impl Pool {
 
     /// Queues a page, blocking while the queue is full.
     pub fn submit(&self, image: RgbImage, reply: Reply) -> Result<(), EngineError> {
-        let queue = self.queue.as_ref().ok_or_else(|| EngineError::Runtime("pool is shut down".into()))?;
-        queue.send(Job { image, reply }).map_err(|_| EngineError::Runtime("every inference thread has stopped".into()))
+        let queue = self
+            .queue
+            .as_ref()
+            .ok_or_else(|| EngineError::Runtime("pool is shut down".into()))?;
+        queue
+            .send(Job { image, reply })
+            .map_err(|_| EngineError::Runtime("every inference thread has stopped".into()))
     }
 
     /// Stops taking pages, lets the slots finish what is queued, and joins them.

@@ -46,7 +46,12 @@ pub fn sniff(bytes: &[u8]) -> Option<DocumentKind> {
 
 /// Checks a declared size against the decode limit and the budget's aspect
 /// ratio, before anything is decoded.
-fn check_declared(width: u32, height: u32, page: usize, options: &RenderOptions) -> Result<(), RasterError> {
+fn check_declared(
+    width: u32,
+    height: u32,
+    page: usize,
+    options: &RenderOptions,
+) -> Result<(), RasterError> {
     let refused = |message: String| RasterError::PageRefused { page, message };
     let pixels = width as u64 * height as u64;
     if pixels > options.max_decode_pixels {
@@ -55,7 +60,10 @@ fn check_declared(width: u32, height: u32, page: usize, options: &RenderOptions)
             options.max_decode_pixels
         )));
     }
-    options.budget.fit(width as f64, height as f64).map_err(|e| refused(e.to_string()))?;
+    options
+        .budget
+        .fit(width as f64, height as f64)
+        .map_err(|e| refused(e.to_string()))?;
     Ok(())
 }
 
@@ -66,17 +74,30 @@ fn alloc_limit(options: &RenderOptions) -> u64 {
 }
 
 /// Decodes a single-image file (PNG, JPEG).
-pub(crate) fn single_image(bytes: &[u8], kind: DocumentKind, options: &RenderOptions) -> Result<RgbImage, RasterError> {
+pub(crate) fn single_image(
+    bytes: &[u8],
+    kind: DocumentKind,
+    options: &RenderOptions,
+) -> Result<RgbImage, RasterError> {
     let format = match kind {
         DocumentKind::Png => ImageFormat::Png,
         DocumentKind::Jpeg => ImageFormat::Jpeg,
-        _ => return Err(RasterError::Unsupported(format!("{kind:?} is not a single-image format"))),
+        _ => {
+            return Err(RasterError::Unsupported(format!(
+                "{kind:?} is not a single-image format"
+            )));
+        }
     };
     let corrupt = |e: image::ImageError| match e {
-        image::ImageError::Limits(l) => RasterError::PageRefused { page: 1, message: format!("decode limit: {l}") },
+        image::ImageError::Limits(l) => RasterError::PageRefused {
+            page: 1,
+            message: format!("decode limit: {l}"),
+        },
         other => RasterError::Corrupt(other.to_string()),
     };
-    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format).into_dimensions().map_err(corrupt)?;
+    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(corrupt)?;
     check_declared(width, height, 1, options)?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
@@ -106,13 +127,29 @@ fn to_rgb(image: DynamicImage) -> RgbImage {
 }
 
 /// Scales a decoded page into the budget.
-pub(crate) fn fit_page(image: RgbImage, number: usize, count: usize, budget: &PixelBudget) -> Result<Page, RasterError> {
+pub(crate) fn fit_page(
+    image: RgbImage,
+    number: usize,
+    count: usize,
+    budget: &PixelBudget,
+) -> Result<Page, RasterError> {
     let fit = budget
         .fit(image.width() as f64, image.height() as f64)
-        .map_err(|e| RasterError::PageRefused { page: number, message: e.to_string() })?;
-    let image =
-        if fit.scale < 1.0 { resize(&image, fit.width, fit.height, FilterType::Triangle) } else { image };
-    Ok(Page { number, count, image, scale: fit.scale })
+        .map_err(|e| RasterError::PageRefused {
+            page: number,
+            message: e.to_string(),
+        })?;
+    let image = if fit.scale < 1.0 {
+        resize(&image, fit.width, fit.height, FilterType::Triangle)
+    } else {
+        image
+    };
+    Ok(Page {
+        number,
+        count,
+        image,
+        scale: fit.scale,
+    })
 }
 
 /// Decodes every page of a TIFF file, one at a time.
@@ -122,14 +159,19 @@ pub(crate) fn tiff_pages(
     on_page: &mut dyn FnMut(Result<Page, RasterError>) -> Result<(), String>,
 ) -> Result<usize, RasterError> {
     let corrupt = |e: tiff::TiffError| match e {
-        tiff::TiffError::LimitsExceeded => {
-            RasterError::PageRefused { page: 0, message: "TIFF exceeds the decode limit".into() }
-        }
+        tiff::TiffError::LimitsExceeded => RasterError::PageRefused {
+            page: 0,
+            message: "TIFF exceeds the decode limit".into(),
+        },
         other => RasterError::Corrupt(format!("tiff: {other}")),
     };
     let mut limits = tiff::decoder::Limits::default();
     limits.decoding_buffer_size = usize::try_from(alloc_limit(options)).unwrap_or(usize::MAX);
-    let open = || TiffDecoder::new(Cursor::new(bytes)).map(|d| d.with_limits(limits.clone())).map_err(corrupt);
+    let open = || {
+        TiffDecoder::new(Cursor::new(bytes))
+            .map(|d| d.with_limits(limits.clone()))
+            .map_err(corrupt)
+    };
 
     // Count pages first (directories only, no pixel data) so every page can
     // report the total; a directory loop ends the count at the limit.
@@ -139,7 +181,10 @@ pub(crate) fn tiff_pages(
         if count >= options.max_pages {
             return Err(RasterError::PageRefused {
                 page: count + 1,
-                message: format!("document has more than {} pages, the per-document limit", options.max_pages),
+                message: format!(
+                    "document has more than {} pages, the per-document limit",
+                    options.max_pages
+                ),
             });
         }
         decoder.next_image().map_err(corrupt)?;
@@ -160,8 +205,14 @@ pub(crate) fn tiff_pages(
             })
             .and_then(|image| fit_page(image, number, count, &options.budget))
             .map_err(|e| match e {
-                RasterError::PageRefused { message, .. } => RasterError::PageRefused { page: number, message },
-                other => RasterError::PageRefused { page: number, message: other.to_string() },
+                RasterError::PageRefused { message, .. } => RasterError::PageRefused {
+                    page: number,
+                    message,
+                },
+                other => RasterError::PageRefused {
+                    page: number,
+                    message: other.to_string(),
+                },
             });
         on_page(page).map_err(RasterError::Stopped)?;
     }
@@ -169,13 +220,22 @@ pub(crate) fn tiff_pages(
 }
 
 /// Decodes the current TIFF directory into RGB.
-fn tiff_rgb(decoder: &mut TiffDecoder<Cursor<&[u8]>>, w: u32, h: u32) -> Result<RgbImage, RasterError> {
-    let color = decoder.colortype().map_err(|e| RasterError::Corrupt(e.to_string()))?;
+fn tiff_rgb(
+    decoder: &mut TiffDecoder<Cursor<&[u8]>>,
+    w: u32,
+    h: u32,
+) -> Result<RgbImage, RasterError> {
+    let color = decoder
+        .colortype()
+        .map_err(|e| RasterError::Corrupt(e.to_string()))?;
     let white_is_zero = decoder
         .get_tag_u32(Tag::PhotometricInterpretation)
         .is_ok_and(|p| p == PhotometricInterpretation::WhiteIsZero.to_u16() as u32);
     let data = decoder.read_image().map_err(|e| match e {
-        tiff::TiffError::LimitsExceeded => RasterError::PageRefused { page: 0, message: "decode limit".into() },
+        tiff::TiffError::LimitsExceeded => RasterError::PageRefused {
+            page: 0,
+            message: "decode limit".into(),
+        },
         other => RasterError::Corrupt(other.to_string()),
     })?;
     let n = w as usize * h as usize;
@@ -184,7 +244,11 @@ fn tiff_rgb(decoder: &mut TiffDecoder<Cursor<&[u8]>>, w: u32, h: u32) -> Result<
         DecodingResult::U8(v) => v,
         // Keep the high byte of 16-bit samples.
         DecodingResult::U16(v) => v.into_iter().map(|s| (s >> 8) as u8).collect(),
-        _ => return Err(RasterError::Unsupported(format!("TIFF sample format of {color:?}"))),
+        _ => {
+            return Err(RasterError::Unsupported(format!(
+                "TIFF sample format of {color:?}"
+            )));
+        }
     };
     let gray = |v: u8| if white_is_zero { 255 - v } else { v };
     let image = match color {
@@ -202,7 +266,11 @@ fn tiff_rgb(decoder: &mut TiffDecoder<Cursor<&[u8]>>, w: u32, h: u32) -> Result<
             })
         }
         ColorType::Gray(8 | 16) | ColorType::GrayA(8 | 16) => {
-            let step = if matches!(color, ColorType::GrayA(_)) { 2 } else { 1 };
+            let step = if matches!(color, ColorType::GrayA(_)) {
+                2
+            } else {
+                1
+            };
             if bytes.len() < n * step {
                 return Err(short());
             }
@@ -212,7 +280,11 @@ fn tiff_rgb(decoder: &mut TiffDecoder<Cursor<&[u8]>>, w: u32, h: u32) -> Result<
             })
         }
         ColorType::RGB(8 | 16) | ColorType::RGBA(8 | 16) => {
-            let step = if matches!(color, ColorType::RGBA(_)) { 4 } else { 3 };
+            let step = if matches!(color, ColorType::RGBA(_)) {
+                4
+            } else {
+                3
+            };
             if bytes.len() < n * step {
                 return Err(short());
             }
@@ -232,7 +304,11 @@ fn tiff_rgb(decoder: &mut TiffDecoder<Cursor<&[u8]>>, w: u32, h: u32) -> Result<
                 image::Rgb([ch(bytes[i]), ch(bytes[i + 1]), ch(bytes[i + 2])])
             })
         }
-        other => return Err(RasterError::Unsupported(format!("TIFF colour type {other:?}"))),
+        other => {
+            return Err(RasterError::Unsupported(format!(
+                "TIFF colour type {other:?}"
+            )));
+        }
     };
     Ok(image)
 }
@@ -267,31 +343,49 @@ mod tests {
         let mut bytes = png(1, 1);
         bytes[16..20].copy_from_slice(&20_000u32.to_be_bytes());
         bytes[20..24].copy_from_slice(&20_000u32.to_be_bytes());
+        // IHDR's CRC covers its type and data: bytes 12..29, CRC at 29..33.
+        let crc = crc32fast::hash(&bytes[12..29]);
+        bytes[29..33].copy_from_slice(&crc.to_be_bytes());
         let err = single_image(&bytes, DocumentKind::Png, &RenderOptions::default()).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("20000x20000") && msg.contains("decode limit"), "{msg}");
+        assert!(
+            msg.contains("20000x20000") && msg.contains("decode limit"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn oversized_images_are_scaled_into_the_budget() {
-        let options = RenderOptions { budget: PixelBudget::new(10_000), ..Default::default() };
+        let options = RenderOptions {
+            budget: PixelBudget::new(10_000),
+            ..Default::default()
+        };
         let image = single_image(&png(300, 200), DocumentKind::Png, &options).unwrap();
         let page = fit_page(image, 1, 1, &options.budget).unwrap();
         assert!(page.image.width() * page.image.height() <= 10_000);
-        assert_eq!((page.image.width() as f32 / page.image.height() as f32 * 10.0).round(), 15.0);
+        assert_eq!(
+            (page.image.width() as f32 / page.image.height() as f32 * 10.0).round(),
+            15.0
+        );
         assert!(page.scale < 1.0);
     }
 
     #[test]
     fn thin_images_are_refused() {
-        let err = single_image(&png(2010, 10), DocumentKind::Png, &RenderOptions::default()).unwrap_err();
+        let err =
+            single_image(&png(2010, 10), DocumentKind::Png, &RenderOptions::default()).unwrap_err();
         assert!(err.to_string().contains("aspect ratio"), "{err}");
     }
 
     #[test]
     fn truncated_images_are_corrupt() {
         let bytes = png(64, 64);
-        let err = single_image(&bytes[..bytes.len() / 2], DocumentKind::Png, &RenderOptions::default()).unwrap_err();
+        let err = single_image(
+            &bytes[..bytes.len() / 2],
+            DocumentKind::Png,
+            &RenderOptions::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, RasterError::Corrupt(_)), "{err:?}");
     }
 

@@ -77,6 +77,18 @@ pub struct RenderOptions {
     pub max_pages: usize,
 }
 
+impl std::fmt::Debug for Page {
+    // The pixels stay out of logs and test failures.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Page")
+            .field("number", &self.number)
+            .field("count", &self.count)
+            .field("size", &self.image.dimensions())
+            .field("scale", &self.scale)
+            .finish()
+    }
+}
+
 impl Default for RenderOptions {
     fn default() -> Self {
         Self {
@@ -89,7 +101,6 @@ impl Default for RenderOptions {
 }
 
 /// One rendered page.
-#[derive(Debug)]
 pub struct Page {
     /// Position in the document, counted from 1.
     pub number: usize,
@@ -108,14 +119,18 @@ pub struct Rasterizer {
 
 impl std::fmt::Debug for Rasterizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rasterizer").field("pdf", &self.pdf.is_some()).finish()
+        f.debug_struct("Rasterizer")
+            .field("pdf", &self.pdf.is_some())
+            .finish()
     }
 }
 
 impl Rasterizer {
     /// A rasterizer that renders PDFs with the PDFium library at `pdfium`.
     pub fn new(pdfium: &Path) -> Result<Self, RasterError> {
-        Ok(Self { pdf: Some(Pdf::bind(pdfium)?) })
+        Ok(Self {
+            pdf: Some(Pdf::bind(pdfium)?),
+        })
     }
 
     /// A rasterizer for image files only; PDFs are refused.
@@ -136,7 +151,9 @@ impl Rasterizer {
         match sniff(bytes) {
             Some(DocumentKind::Pdf) => match &self.pdf {
                 Some(pdf) => pdf.pages(bytes, options, &mut on_page),
-                None => Err(RasterError::Unsupported("PDF rendering is not available: no PDFium library".into())),
+                None => Err(RasterError::Unsupported(
+                    "PDF rendering is not available: no PDFium library".into(),
+                )),
             },
             Some(DocumentKind::Tiff) => decode::tiff_pages(bytes, options, &mut on_page),
             Some(kind) => {

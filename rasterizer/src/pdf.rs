@@ -43,7 +43,10 @@ impl Pdf {
         options: &RenderOptions,
         on_page: &mut dyn FnMut(Result<Page, RasterError>) -> Result<(), String>,
     ) -> Result<usize, RasterError> {
-        let document = self.pdfium.load_pdf_from_byte_slice(bytes, None).map_err(load_error)?;
+        let document = self
+            .pdfium
+            .load_pdf_from_byte_slice(bytes, None)
+            .map_err(load_error)?;
         let pages = document.pages();
         let count = pages.len() as usize;
         if count == 0 {
@@ -52,13 +55,16 @@ impl Pdf {
         if count > options.max_pages {
             return Err(RasterError::PageRefused {
                 page: options.max_pages + 1,
-                message: format!("document has {count} pages, over the per-document limit of {}", options.max_pages),
+                message: format!(
+                    "document has {count} pages, over the per-document limit of {}",
+                    options.max_pages
+                ),
             });
         }
         let dpi = options.dpi.clamp(10.0, 1200.0) as f64;
         for index in 0..count {
             let number = index + 1;
-            let page = render_page(&pages, index, number, count, dpi, options);
+            let page = render_page(pages, index, number, count, dpi, options);
             on_page(page).map_err(RasterError::Stopped)?;
         }
         Ok(count)
@@ -74,13 +80,31 @@ fn render_page(
     dpi: f64,
     options: &RenderOptions,
 ) -> Result<Page, RasterError> {
-    let refused = |message: String| RasterError::PageRefused { page: number, message };
-    let page = pages.get(index as _).map_err(|e| refused(format!("cannot load page: {e}")))?;
+    let refused = |message: String| RasterError::PageRefused {
+        page: number,
+        message,
+    };
+    let page = pages
+        .get(index as _)
+        .map_err(|e| refused(format!("cannot load page: {e}")))?;
+    // PDFium quietly substitutes US Letter for a MediaBox without area; such a
+    // page is broken, not blank, and is reported as such.
+    if let Ok(media) = page.boundaries().media() {
+        let (w, h) = (media.bounds.width().value, media.bounds.height().value);
+        if !(w.abs() >= 1.0 && h.abs() >= 1.0) {
+            return Err(refused(format!(
+                "page has no area: MediaBox is {w}x{h} points"
+            )));
+        }
+    }
     // Size in points (1/72 inch); the scale for the budget is decided here,
     // before PDFium allocates a bitmap.
     let (w_pt, h_pt) = (page.width().value as f64, page.height().value as f64);
     let (w_px, h_px) = (w_pt * dpi / 72.0, h_pt * dpi / 72.0);
-    let fit = options.budget.fit(w_px, h_px).map_err(|e| refused(e.to_string()))?;
+    let fit = options
+        .budget
+        .fit(w_px, h_px)
+        .map_err(|e| refused(e.to_string()))?;
     let config = PdfRenderConfig::new()
         .set_target_width(fit.width as i32)
         .set_maximum_width(fit.width as i32)
@@ -88,8 +112,13 @@ fn render_page(
         .render_form_data(true)
         .render_annotations(true)
         .set_clear_color(PdfColor::WHITE);
-    let bitmap = page.render_with_config(&config).map_err(|e| refused(format!("render failed: {e}")))?;
-    let image = bitmap.as_image().map_err(|e| refused(format!("bitmap conversion failed: {e}")))?.into_rgb8();
+    let bitmap = page
+        .render_with_config(&config)
+        .map_err(|e| refused(format!("render failed: {e}")))?;
+    let image = bitmap
+        .as_image()
+        .map_err(|e| refused(format!("bitmap conversion failed: {e}")))?
+        .into_rgb8();
     drop(bitmap);
     if image.width() as u64 * image.height() as u64 > options.budget.max_pixels {
         return Err(refused(format!(
@@ -99,12 +128,19 @@ fn render_page(
             options.budget.max_pixels
         )));
     }
-    Ok(Page { number, count, image, scale: fit.scale })
+    Ok(Page {
+        number,
+        count,
+        image,
+        scale: fit.scale,
+    })
 }
 
 fn load_error(err: PdfiumError) -> RasterError {
     match err {
-        PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::PasswordError) => RasterError::Encrypted,
+        PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::PasswordError) => {
+            RasterError::Encrypted
+        }
         PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::FormatError) => {
             RasterError::Corrupt("not a readable PDF (damaged or truncated beyond repair)".into())
         }

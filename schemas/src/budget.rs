@@ -26,7 +26,9 @@ pub enum BudgetError {
         height: f64,
     },
     /// The page is thinner than the budget allows.
-    #[error("aspect ratio {ratio:.0}:1 of a {width:.0}x{height:.0} page exceeds the limit of {limit:.0}:1")]
+    #[error(
+        "aspect ratio {ratio:.0}:1 of a {width:.0}x{height:.0} page exceeds the limit of {limit:.0}:1"
+    )]
     AspectRatio {
         /// Width as given.
         width: f64,
@@ -61,14 +63,20 @@ pub struct PixelBudget {
 
 impl Default for PixelBudget {
     fn default() -> Self {
-        Self { max_pixels: DEFAULT_MAX_PIXELS, max_aspect_ratio: DEFAULT_MAX_ASPECT_RATIO }
+        Self {
+            max_pixels: DEFAULT_MAX_PIXELS,
+            max_aspect_ratio: DEFAULT_MAX_ASPECT_RATIO,
+        }
     }
 }
 
 impl PixelBudget {
     /// A budget of `max_pixels` with the default aspect-ratio limit.
     pub fn new(max_pixels: u64) -> Self {
-        Self { max_pixels: max_pixels.max(1), ..Self::default() }
+        Self {
+            max_pixels: max_pixels.max(1),
+            ..Self::default()
+        }
     }
 
     /// Fits a requested size (possibly fractional, as for a PDF page at some DPI)
@@ -79,7 +87,12 @@ impl PixelBudget {
         }
         let ratio = width.max(height) / width.min(height);
         if ratio > self.max_aspect_ratio {
-            return Err(BudgetError::AspectRatio { width, height, ratio, limit: self.max_aspect_ratio });
+            return Err(BudgetError::AspectRatio {
+                width,
+                height,
+                ratio,
+                limit: self.max_aspect_ratio,
+            });
         }
         let max_pixels = self.max_pixels.max(1) as f64;
         let mut scale = (max_pixels / (width * height)).sqrt().min(1.0);
@@ -88,7 +101,11 @@ impl PixelBudget {
             let w = ((width * scale).floor() as u32).max(1);
             let h = ((height * scale).floor() as u32).max(1);
             if (w as u64) * (h as u64) <= self.max_pixels.max(1) || scale <= 0.0 {
-                return Ok(ScaledSize { width: w, height: h, scale });
+                return Ok(ScaledSize {
+                    width: w,
+                    height: h,
+                    scale,
+                });
             }
             scale *= 0.999;
         }
@@ -121,9 +138,18 @@ mod tests {
     #[test]
     fn every_size_holds_the_budget() {
         let budget = PixelBudget::new(1_000_003);
-        for (w, h) in [(1.0, 199.0), (99_999.0, 1000.0), (12345.6, 7890.1), (1001.0, 999.0), (5e6, 5e4)] {
+        for (w, h) in [
+            (1.0, 199.0),
+            (99_999.0, 1000.0),
+            (12345.6, 7890.1),
+            (1001.0, 999.0),
+            (5e6, 5e4),
+        ] {
             let s = budget.fit(w, h).unwrap();
-            assert!((s.width as u64) * (s.height as u64) <= 1_000_003, "{w}x{h} -> {s:?}");
+            assert!(
+                (s.width as u64) * (s.height as u64) <= 1_000_003,
+                "{w}x{h} -> {s:?}"
+            );
             assert!(s.width >= 1 && s.height >= 1);
         }
     }
@@ -131,11 +157,20 @@ mod tests {
     #[test]
     fn thin_and_empty_pages_are_refused() {
         let b = PixelBudget::default();
-        assert!(matches!(b.fit(20_100.0, 100.0), Err(BudgetError::AspectRatio { .. })));
+        assert!(matches!(
+            b.fit(20_100.0, 100.0),
+            Err(BudgetError::AspectRatio { .. })
+        ));
         assert!(b.fit(20_000.0, 100.0).is_ok());
         assert!(matches!(b.fit(0.0, 100.0), Err(BudgetError::Empty { .. })));
-        assert!(matches!(b.fit(f64::NAN, 100.0), Err(BudgetError::Empty { .. })));
-        assert!(matches!(b.fit(f64::INFINITY, 100.0), Err(BudgetError::Empty { .. })));
+        assert!(matches!(
+            b.fit(f64::NAN, 100.0),
+            Err(BudgetError::Empty { .. })
+        ));
+        assert!(matches!(
+            b.fit(f64::INFINITY, 100.0),
+            Err(BudgetError::Empty { .. })
+        ));
         let msg = b.fit(30_000.0, 10.0).unwrap_err().to_string();
         assert!(msg.contains("3000:1") && msg.contains("200:1"), "{msg}");
     }

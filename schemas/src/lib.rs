@@ -13,5 +13,7 @@
 mod budget;
 mod page;
 
-pub use budget::{BudgetError, DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, PixelBudget, ScaledSize};
+pub use budget::{
+    BudgetError, DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, PixelBudget, ScaledSize,
+};
 pub use page::{OcrLine, PageOcr, StepTimings, TextCounts};

@@ -94,6 +94,13 @@ mod tests {
     #[test]
     fn counts_ignore_whitespace() {
         let c = TextCounts::of_lines(["two  words", " x ", ""]);
-        assert_eq!(c, TextCounts { lines: 3, words: 3, chars: 9 });
+        assert_eq!(
+            c,
+            TextCounts {
+                lines: 3,
+                words: 3,
+                chars: 9
+            }
+        );
     }
 }

@@ -71,7 +71,13 @@ mod tests {
         // A page whose left half is red and right half blue; a box rotated 90°
         // (its "top" edge runs downward) must come out with red and blue swapped
         // into top/bottom order.
-        let page = RgbImage::from_fn(40, 40, |x, _| if x < 20 { Rgb([255, 0, 0]) } else { Rgb([0, 0, 255]) });
+        let page = RgbImage::from_fn(40, 40, |x, _| {
+            if x < 20 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
+        });
         // top-left at (30,5) going down to (30,35): the top edge is on the blue side.
         let quad = Quad([[30.0, 5.0], [30.0, 35.0], [10.0, 35.0], [10.0, 5.0]]);
         let crop = crop_line(&page, &quad).unwrap();

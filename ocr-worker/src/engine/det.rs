@@ -111,20 +111,38 @@ pub(crate) struct Detection {
 
 /// Extracts text boxes from a probability map of size `map` computed for a page of
 /// `page_w`×`page_h` pixels.
-pub(crate) fn boxes_from_map(prob: ArrayView2<f32>, page_w: u32, page_h: u32, params: &DetParams) -> Vec<Detection> {
+pub(crate) fn boxes_from_map(
+    prob: ArrayView2<f32>,
+    page_w: u32,
+    page_h: u32,
+    params: &DetParams,
+) -> Vec<Detection> {
     let (map_h, map_w) = prob.dim();
     if map_h == 0 || map_w == 0 {
         return Vec::new();
     }
-    let bitmap = image::GrayImage::from_fn(map_w as u32, map_h as u32, |x, y| {
-        image::Luma([if prob[[y as usize, x as usize]] > params.thresh { 255 } else { 0 }])
+    // The bitmap gets a one-pixel empty frame: imageproc's border following
+    // only starts an outer border beside a background pixel, so a region that
+    // touches the left edge of the map would otherwise never be found.
+    let bitmap = image::GrayImage::from_fn(map_w as u32 + 2, map_h as u32 + 2, |x, y| {
+        let inside = x >= 1 && y >= 1 && (x as usize) <= map_w && (y as usize) <= map_h;
+        let text = inside && prob[[y as usize - 1, x as usize - 1]] > params.thresh;
+        image::Luma([if text { 255 } else { 0 }])
     });
     let contours = find_contours::<i32>(&bitmap);
     let sx = page_w as f32 / map_w as f32;
     let sy = page_h as f32 / map_h as f32;
     let mut out = Vec::new();
-    for contour in contours.iter().filter(|c| c.border_type == BorderType::Outer).take(params.max_candidates) {
-        let points: Vec<Point<f32>> = contour.points.iter().map(|p| Point::new(p.x as f32, p.y as f32)).collect();
+    for contour in contours
+        .iter()
+        .filter(|c| c.border_type == BorderType::Outer)
+        .take(params.max_candidates)
+    {
+        let points: Vec<Point<f32>> = contour
+            .points
+            .iter()
+            .map(|p| Point::new(p.x as f32 - 1.0, p.y as f32 - 1.0))
+            .collect();
         let rect = Quad::from_points(min_area_rect(&points));
         if rect.short_side() < params.min_size {
             continue;
@@ -138,7 +156,9 @@ pub(crate) fn boxes_from_map(prob: ArrayView2<f32>, page_w: u32, page_h: u32, pa
         if expanded.short_side() < params.min_size + 2.0 {
             continue;
         }
-        let quad = expanded.scaled(sx, sy).clipped(page_w as f32, page_h as f32);
+        let quad = expanded
+            .scaled(sx, sy)
+            .clipped(page_w as f32, page_h as f32);
         out.push(Detection { quad, score });
     }
     out
@@ -218,12 +238,18 @@ mod tests {
         dets.sort_by(|a, b| a.quad.bounds().1.total_cmp(&b.quad.bounds().1));
         assert_eq!(dets.len(), 2);
         let (x0, y0, x1, y1) = dets[0].quad.bounds();
-        // Region 10..60 × 10..16 in the map; the bar is 50×6 wide, so the unclip
-        // distance is 300 × 1.5 / 112 ≈ 4 map pixels on each side, then ×2.
-        assert!((x0 - 2.0 * (10.0 - 4.0)).abs() <= 3.0, "x0 {x0}");
-        assert!((x1 - 2.0 * (59.0 + 4.0)).abs() <= 3.0, "x1 {x1}");
-        assert!((y0 - (10.0 - 4.0)).abs() <= 2.0, "y0 {y0}");
-        assert!((y1 - (15.0 + 4.0)).abs() <= 2.0, "y1 {y1}");
+        // The border runs through pixel centres 10..=59 × 10..=15: a 49 × 5
+        // rectangle, unclipped by 245 × 1.5 / 108 ≈ 3.4 map pixels per side,
+        // then scaled by 2 into the page.
+        let d = 245.0 * 1.5 / 108.0;
+        for (got, want) in [
+            (x0, 10.0 - d),
+            (x1, 59.0 + d),
+            (y0, 10.0 - d),
+            (y1, 15.0 + d),
+        ] {
+            assert!((got - 2.0 * want).abs() <= 1.0, "{got} vs {}", 2.0 * want);
+        }
         assert!((dets[0].score - 0.9).abs() < 0.05);
         assert!((dets[1].score - 0.8).abs() < 0.05);
     }
@@ -257,7 +283,10 @@ mod tests {
         let dets = boxes_from_map(map.view(), 20, 20, &params());
         assert_eq!(dets.len(), 1);
         for [x, y] in dets[0].quad.0 {
-            assert!((0.0..=20.0).contains(&x) && (0.0..=20.0).contains(&y), "{x},{y}");
+            assert!(
+                (0.0..=20.0).contains(&x) && (0.0..=20.0).contains(&y),
+                "{x},{y}"
+            );
         }
     }
 

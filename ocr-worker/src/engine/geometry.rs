@@ -17,8 +17,16 @@ impl Quad {
     pub fn from_points(points: [Point<f32>; 4]) -> Self {
         let mut p: Vec<[f32; 2]> = points.iter().map(|p| [p.x, p.y]).collect();
         p.sort_by(|a, b| a[0].total_cmp(&b[0]));
-        let (tl, bl) = if p[0][1] <= p[1][1] { (p[0], p[1]) } else { (p[1], p[0]) };
-        let (tr, br) = if p[2][1] <= p[3][1] { (p[2], p[3]) } else { (p[3], p[2]) };
+        let (tl, bl) = if p[0][1] <= p[1][1] {
+            (p[0], p[1])
+        } else {
+            (p[1], p[0])
+        };
+        let (tr, br) = if p[2][1] <= p[3][1] {
+            (p[2], p[3])
+        } else {
+            (p[3], p[2])
+        };
         Self([tl, tr, br, bl])
     }
 
@@ -46,9 +54,10 @@ impl Quad {
 
     /// Axis-aligned bounds: (min x, min y, max x, max y).
     pub fn bounds(&self) -> (f32, f32, f32, f32) {
-        self.0.iter().fold((f32::MAX, f32::MAX, f32::MIN, f32::MIN), |(x0, y0, x1, y1), p| {
-            (x0.min(p[0]), y0.min(p[1]), x1.max(p[0]), y1.max(p[1]))
-        })
+        self.0.iter().fold(
+            (f32::MAX, f32::MAX, f32::MIN, f32::MIN),
+            |(x0, y0, x1, y1), p| (x0.min(p[0]), y0.min(p[1]), x1.max(p[0]), y1.max(p[1])),
+        )
     }
 
     /// Whether a point lies inside the (convex) quad or on its border.
@@ -84,13 +93,21 @@ impl Quad {
         let [tl, tr, _, bl] = self.0;
         let unit = |a: [f32; 2], b: [f32; 2]| {
             let len = dist(a, b);
-            if len > 0.0 { [(b[0] - a[0]) / len, (b[1] - a[1]) / len] } else { [0.0, 0.0] }
+            if len > 0.0 {
+                [(b[0] - a[0]) / len, (b[1] - a[1]) / len]
+            } else {
+                [0.0, 0.0]
+            }
         };
         let mut u = unit(tl, tr);
         let mut v = unit(tl, bl);
         // A degenerate side has no direction: take the perpendicular of the other.
         if u == [0.0, 0.0] {
-            u = if v == [0.0, 0.0] { [1.0, 0.0] } else { [-v[1], v[0]] };
+            u = if v == [0.0, 0.0] {
+                [1.0, 0.0]
+            } else {
+                [-v[1], v[0]]
+            };
         }
         if v == [0.0, 0.0] {
             v = [-u[1], u[0]];
@@ -111,7 +128,10 @@ impl Quad {
 
     /// Clamps every corner into a `width`×`height` image.
     pub fn clipped(&self, width: f32, height: f32) -> Self {
-        Self(self.0.map(|[x, y]| [x.clamp(0.0, width), y.clamp(0.0, height)]))
+        Self(
+            self.0
+                .map(|[x, y]| [x.clamp(0.0, width), y.clamp(0.0, height)]),
+        )
     }
 }
 
@@ -125,7 +145,12 @@ mod tests {
 
     #[test]
     fn corners_are_ordered_whatever_the_input_order() {
-        let pts = [Point::new(10.0, 5.0), Point::new(0.0, 5.0), Point::new(0.0, 0.0), Point::new(10.0, 0.0)];
+        let pts = [
+            Point::new(10.0, 5.0),
+            Point::new(0.0, 5.0),
+            Point::new(0.0, 0.0),
+            Point::new(10.0, 0.0),
+        ];
         assert_eq!(Quad::from_points(pts), rect(0.0, 0.0, 10.0, 5.0));
     }
 
@@ -136,7 +161,10 @@ mod tests {
         let d = 1000.0 * 1.5 / 220.0;
         let expected = rect(-d, -d, 100.0 + d, 10.0 + d);
         for (a, b) in q.0.iter().zip(expected.0) {
-            assert!((a[0] - b[0]).abs() < 1e-4 && (a[1] - b[1]).abs() < 1e-4, "{a:?} vs {b:?}");
+            assert!(
+                (a[0] - b[0]).abs() < 1e-4 && (a[1] - b[1]).abs() < 1e-4,
+                "{a:?} vs {b:?}"
+            );
         }
     }
 

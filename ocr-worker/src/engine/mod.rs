@@ -40,7 +40,17 @@ pub struct EngineConfig {
     pub classify_lines: bool,
     /// Largest page image processed; larger ones are scaled down first.
     pub budget: PixelBudget,
+    /// Most lines per recognition batch. Lines are sorted by width first, so a
+    /// batch holds lines of similar width. On CPUs one line at a time is
+    /// fastest (see [`DEFAULT_REC_BATCH`]); accelerators want larger batches.
+    pub rec_batch: usize,
 }
+
+/// Recognition batch size for CPU inference. Measured on 2 cores with PP-OCRv6
+/// tiny over three dense manual pages: batches of 8 took 5.0 s, of 4 took
+/// 4.5 s, single lines 3.8 s. Padding is not the cause (batches are sorted by
+/// width); a batch of long lines simply falls out of the CPU caches.
+pub const DEFAULT_REC_BATCH: usize = 1;
 
 /// Lines recognised with less confidence than this are dropped: PaddleOCR's
 /// `drop_score`, below which the output is mostly noise from non-text regions.
@@ -50,9 +60,8 @@ const REC_HEIGHT: u32 = 48;
 /// Narrowest recognition input: PP-OCR models were trained on 320-pixel-wide
 /// inputs and read short words more reliably when padded to it.
 const REC_MIN_WIDTH: u32 = 320;
-/// Most lines in one recognition batch. Lines are sorted by aspect ratio first,
-/// so a batch holds lines of similar width and little padding.
-const REC_BATCH: usize = 8;
+/// Lines per classification batch.
+const CLS_BATCH: usize = 8;
 /// Most padded pixels one recognition batch may hold (48 × 20 000 ≈ one
 /// megapixel): keeps a batch of very long lines from needing a huge tensor.
 const REC_BATCH_PIXELS: usize = 48 * 20_000;
@@ -74,7 +83,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -83,11 +94,15 @@ impl Engine {
     /// models named in `config`.
     pub fn load(runtime_library: &Path, config: EngineConfig) -> Result<Self, EngineError> {
         let env = load_runtime(runtime_library)?;
-        let options = SessionOptions { intra_threads: config.intra_threads };
+        let options = SessionOptions {
+            intra_threads: config.intra_threads,
+        };
         let det = OrtModel::load(env, &config.models.det, options, "detect")?;
         let rec = OrtModel::load(env, &config.models.rec, options, "recognize")?;
         let cls = match (&config.models.cls, config.classify_lines) {
-            (Some(path), true) => Some(Box::new(OrtModel::load(env, path, options, "classify")?) as Box<dyn Model>),
+            (Some(path), true) => {
+                Some(Box::new(OrtModel::load(env, path, options, "classify")?) as Box<dyn Model>)
+            }
             _ => None,
         };
         let dict_path = &config.models.dict;
@@ -110,7 +125,11 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         // Check the vocabulary against the network once, on a blank line, rather
         // than emitting wrong characters later.
-        let probe = rec::batch_tensor(&[&RgbImage::new(REC_MIN_WIDTH, REC_HEIGHT)], REC_HEIGHT, REC_MIN_WIDTH);
+        let probe = rec::batch_tensor(
+            &[&RgbImage::new(REC_MIN_WIDTH, REC_HEIGHT)],
+            REC_HEIGHT,
+            REC_MIN_WIDTH,
+        );
         let out = rec.run(&probe)?;
         let classes = out.shape().last().copied().unwrap_or(0);
         if classes != vocab.classes() {
@@ -123,7 +142,13 @@ impl Engine {
                 ),
             });
         }
-        Ok(Self { config, det, rec, cls, vocab })
+        Ok(Self {
+            config,
+            det,
+            rec,
+            cls,
+            vocab,
+        })
     }
 
     /// The configuration the engine was loaded with.
@@ -137,7 +162,10 @@ impl Engine {
     pub fn recognize(&mut self, page: &RgbImage) -> Result<PageOcr, EngineError> {
         let started = Instant::now();
         let mut timings = StepTimings::default();
-        let fit = self.config.budget.fit(page.width() as f64, page.height() as f64)?;
+        let fit = self
+            .config
+            .budget
+            .fit(page.width() as f64, page.height() as f64)?;
         let scaled;
         let page = if fit.scale < 1.0 {
             scaled = resize(page, fit.width, fit.height, FilterType::Triangle);
@@ -200,7 +228,14 @@ impl Engine {
             lines.iter().map(|l| l.confidence).sum::<f32>() / lines.len() as f32
         };
         timings.total_ms = ms(started);
-        Ok(PageOcr { width: page.width(), height: page.height(), lines, counts, avg_confidence, timings })
+        Ok(PageOcr {
+            width: page.width(),
+            height: page.height(),
+            lines,
+            counts,
+            avg_confidence,
+            timings,
+        })
     }
 
     fn detect(&mut self, page: &RgbImage) -> Result<Vec<det::Detection>, EngineError> {
@@ -220,16 +255,29 @@ impl Engine {
             .index_axis_move(Axis(0), 0)
             .index_axis_move(Axis(0), 0)
             .into_dimensionality::<Ix2>()
-            .map_err(|e| EngineError::Model { path: self.config.models.det.clone(), message: e.to_string() })?;
-        Ok(det::boxes_from_map(map, page.width(), page.height(), params))
+            .map_err(|e| EngineError::Model {
+                path: self.config.models.det.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(det::boxes_from_map(
+            map,
+            page.width(),
+            page.height(),
+            params,
+        ))
     }
 
     /// Turns lines the classifier is sure are upside down.
     fn classify(&mut self, crops: &mut [(Quad, u32, RgbImage)]) -> Result<(), EngineError> {
-        let Some(cls) = self.cls.as_mut() else { return Ok(()) };
+        let Some(cls) = self.cls.as_mut() else {
+            return Ok(());
+        };
         let [_, h, w] = cls.input_shape();
-        let (h, w) = (h.map_or(CLS_HEIGHT, |v| v as u32), w.map_or(CLS_WIDTH, |v| v as u32));
-        for chunk in crops.chunks_mut(REC_BATCH) {
+        let (h, w) = (
+            h.map_or(CLS_HEIGHT, |v| v as u32),
+            w.map_or(CLS_WIDTH, |v| v as u32),
+        );
+        for chunk in crops.chunks_mut(CLS_BATCH) {
             let images: Vec<RgbImage> = chunk
                 .iter()
                 .map(|(_, _, img)| {
@@ -242,10 +290,12 @@ impl Engine {
             let refs: Vec<&RgbImage> = images.iter().collect();
             let input = rec::batch_tensor(&refs, h, w);
             let out = cls.run(&input)?;
-            let probs = out.into_dimensionality::<Ix2>().map_err(|e| EngineError::Inference {
-                step: "classify",
-                message: format!("classifier output is not [batch, classes]: {e}"),
-            })?;
+            let probs = out
+                .into_dimensionality::<Ix2>()
+                .map_err(|e| EngineError::Inference {
+                    step: "classify",
+                    message: format!("classifier output is not [batch, classes]: {e}"),
+                })?;
             for (row, (_, _, img)) in probs.rows().into_iter().zip(chunk.iter_mut()) {
                 // Labels are ["0", "180"].
                 if row.len() >= 2 && row[1] > row[0] && row[1] >= CLS_THRESH {
@@ -261,13 +311,19 @@ impl Engine {
         let mut order: Vec<usize> = (0..images.len()).collect();
         let width = |i: usize| rec::target_width(images[i], REC_HEIGHT).max(REC_MIN_WIDTH) as usize;
         order.sort_by_key(|&i| width(i));
-        let mut results = vec![Decoded { text: String::new(), confidence: 0.0 }; images.len()];
+        let mut results = vec![
+            Decoded {
+                text: String::new(),
+                confidence: 0.0
+            };
+            images.len()
+        ];
         let mut start = 0;
         while start < order.len() {
             // Sorted by width, so the last line of a batch is its widest.
             let mut end = start + 1;
             while end < order.len()
-                && end - start < REC_BATCH
+                && end - start < self.config.rec_batch.max(1)
                 && (end - start + 1) * width(order[end]) * REC_HEIGHT as usize <= REC_BATCH_PIXELS
             {
                 end += 1;
@@ -275,10 +331,12 @@ impl Engine {
             let batch: Vec<&RgbImage> = order[start..end].iter().map(|&i| images[i]).collect();
             let input = rec::batch_tensor(&batch, REC_HEIGHT, REC_MIN_WIDTH);
             let out = self.rec.run(&input)?;
-            let probs = out.into_dimensionality::<Ix3>().map_err(|e| EngineError::Inference {
-                step: "recognize",
-                message: format!("recognition output is not [batch, steps, classes]: {e}"),
-            })?;
+            let probs = out
+                .into_dimensionality::<Ix3>()
+                .map_err(|e| EngineError::Inference {
+                    step: "recognize",
+                    message: format!("recognition output is not [batch, steps, classes]: {e}"),
+                })?;
             for (k, &i) in order[start..end].iter().enumerate() {
                 results[i] = self.vocab.decode(probs.index_axis(Axis(0), k));
             }

@@ -73,7 +73,10 @@ impl OrtModel {
                 hint: "run scripts/bootstrap, or check the model paths".into(),
             });
         }
-        let model_err = |e: ort::Error<_>| EngineError::Model { path: path.to_owned(), message: e.to_string() };
+        let model_err = |e: ort::Error<_>| EngineError::Model {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
         let session = Session::builder(env)
             .map_err(|e| EngineError::Runtime(e.to_string()))?
             .with_optimization_level(GraphOptimizationLevel::Level3)
@@ -89,13 +92,20 @@ impl OrtModel {
             .with_execution_providers([ep::CPU::default().with_arena_allocator(true).build()])
             .map_err(model_err)?
             .commit_from_file(path)
-            .map_err(|e| EngineError::Model { path: path.to_owned(), message: e.to_string() })?;
+            .map_err(|e| EngineError::Model {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
         let inputs = session.inputs();
         let outputs = session.outputs();
         if inputs.len() != 1 || outputs.is_empty() {
             return Err(EngineError::Model {
                 path: path.to_owned(),
-                message: format!("expected one input and an output, found {} and {}", inputs.len(), outputs.len()),
+                message: format!(
+                    "expected one input and an output, found {} and {}",
+                    inputs.len(),
+                    outputs.len()
+                ),
             });
         }
         let input_shape = match inputs[0].dtype().tensor_shape() {
@@ -116,7 +126,13 @@ impl OrtModel {
         run_options
             .set("memory.enable_memory_arena_shrinkage", "cpu:0")
             .map_err(|e| EngineError::Runtime(e.to_string()))?;
-        Ok(Self { session, run_options, path: path.to_owned(), input_shape, step })
+        Ok(Self {
+            session,
+            run_options,
+            path: path.to_owned(),
+            input_shape,
+            step,
+        })
     }
 
     /// The model file.
@@ -132,9 +148,15 @@ impl Model for OrtModel {
 
     fn run(&mut self, input: &Array4<f32>) -> Result<ArrayD<f32>, EngineError> {
         let step = self.step;
-        let fail = |e: ort::Error| EngineError::Inference { step, message: e.to_string() };
+        let fail = |e: ort::Error| EngineError::Inference {
+            step,
+            message: e.to_string(),
+        };
         let tensor = TensorRef::from_array_view(input.view()).map_err(fail)?;
-        let outputs = self.session.run_with_options(ort::inputs![tensor], &self.run_options).map_err(fail)?;
+        let outputs = self
+            .session
+            .run_with_options(ort::inputs![tensor], &self.run_options)
+            .map_err(fail)?;
         let array = outputs[0].try_extract_array::<f32>().map_err(fail)?;
         Ok(array.to_owned())
     }

@@ -60,7 +60,9 @@ pub fn reading_order(lines: &[Extent]) -> Vec<(usize, u32)> {
 
     // Spanning lines cut the page into sections; each other line belongs to the
     // section its centre falls in.
-    let mut spanning: Vec<usize> = (0..lines.len()).filter(|&i| column_of(&lines[i]).is_none()).collect();
+    let mut spanning: Vec<usize> = (0..lines.len())
+        .filter(|&i| column_of(&lines[i]).is_none())
+        .collect();
     spanning.sort_by(|&a, &b| lines[a].center_y().total_cmp(&lines[b].center_y()));
     let columns = gutters.len() + 1;
     let mut sections: Vec<Vec<Vec<usize>>> = vec![vec![Vec::new(); columns]; spanning.len() + 1];
@@ -82,7 +84,10 @@ pub fn reading_order(lines: &[Extent]) -> Vec<(usize, u32)> {
         // boxes) are read left to right too.
         if let Some(&line) = spanning.get(s) {
             let prev_on_row = out.last().is_some_and(|&(p, c)| {
-                c == 0 && spanning.contains(&p) && same_row(&lines[p], &lines[line]) && lines[p].x0 > lines[line].x0
+                c == 0
+                    && spanning.contains(&p)
+                    && same_row(&lines[p], &lines[line])
+                    && lines[p].x0 > lines[line].x0
             });
             if prev_on_row {
                 let last = out.pop();
@@ -129,7 +134,10 @@ fn find_gutters(lines: &[Extent]) -> Vec<(f32, f32)> {
     if width <= 0.0 {
         return Vec::new();
     }
-    let narrow: Vec<&Extent> = lines.iter().filter(|e| e.x1 - e.x0 < COLUMN_LINE_SHARE * width).collect();
+    let narrow: Vec<&Extent> = lines
+        .iter()
+        .filter(|e| e.x1 - e.x0 < COLUMN_LINE_SHARE * width)
+        .collect();
     if narrow.len() < 2 * MIN_COLUMN_LINES {
         return Vec::new();
     }
@@ -189,13 +197,21 @@ mod tests {
 
     #[test]
     fn single_column_reads_top_down_and_rows_left_to_right() {
-        let lines = [e(100.0, 50.0, 500.0, 70.0), e(10.0, 10.0, 400.0, 30.0), e(10.0, 50.0, 60.0, 70.0)];
+        let lines = [
+            e(100.0, 50.0, 500.0, 70.0),
+            e(10.0, 10.0, 400.0, 30.0),
+            e(10.0, 50.0, 60.0, 70.0),
+        ];
         assert_eq!(order(&lines), vec![1, 2, 0]);
     }
 
     #[test]
     fn slightly_skewed_rows_stay_together() {
-        let lines = [e(300.0, 12.0, 500.0, 32.0), e(10.0, 10.0, 280.0, 30.0), e(10.0, 40.0, 500.0, 60.0)];
+        let lines = [
+            e(300.0, 12.0, 500.0, 32.0),
+            e(10.0, 10.0, 280.0, 30.0),
+            e(10.0, 40.0, 500.0, 60.0),
+        ];
         assert_eq!(order(&lines), vec![1, 0, 2]);
     }
 

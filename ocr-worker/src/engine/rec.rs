@@ -48,8 +48,10 @@ impl Vocabulary {
     /// Builds the vocabulary from a PaddleOCR dictionary (one symbol per line,
     /// `\n` or `\r\n`), with a space appended as PaddleOCR's `use_space_char` does.
     pub fn from_dict(text: &str, with_space: bool) -> Self {
-        let mut chars: Vec<String> =
-            text.lines().map(|l| l.strip_suffix('\r').unwrap_or(l).to_owned()).collect();
+        let mut chars: Vec<String> = text
+            .lines()
+            .map(|l| l.strip_suffix('\r').unwrap_or(l).to_owned())
+            .collect();
         // A trailing empty line is an artefact of the file, not a symbol.
         while chars.last().is_some_and(|c| c.is_empty()) {
             chars.pop();
@@ -76,17 +78,25 @@ impl Vocabulary {
             let (best, p) = row
                 .iter()
                 .enumerate()
-                .fold((0usize, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
-            if best != 0 && best != prev {
-                if let Some(symbol) = self.chars.get(best - 1) {
-                    text.push_str(symbol);
-                    conf_sum += p;
-                    emitted += 1;
-                }
+                .fold(
+                    (0usize, f32::MIN),
+                    |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
+                );
+            if best != 0
+                && best != prev
+                && let Some(symbol) = self.chars.get(best - 1)
+            {
+                text.push_str(symbol);
+                conf_sum += p;
+                emitted += 1;
             }
             prev = best;
         }
-        let confidence = if emitted == 0 { 0.0 } else { conf_sum / emitted as f32 };
+        let confidence = if emitted == 0 {
+            0.0
+        } else {
+            conf_sum / emitted as f32
+        };
         Decoded { text, confidence }
     }
 }
@@ -119,7 +129,13 @@ mod tests {
     fn ctc_of_only_blanks_is_empty_with_zero_confidence() {
         let vocab = Vocabulary::from_dict("a\nb\n", false);
         let d = vocab.decode(probs(&[0, 0, 0], 3).view());
-        assert_eq!(d, Decoded { text: String::new(), confidence: 0.0 });
+        assert_eq!(
+            d,
+            Decoded {
+                text: String::new(),
+                confidence: 0.0
+            }
+        );
     }
 
     #[test]

@@ -1,0 +1,121 @@
+//! `pagefleet ocr` as a user runs it: the quick-start document, bad input mixed
+//! with good, an oversized image, and a missing runtime.
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns fail loudly by design
+
+mod common;
+
+use std::io::Cursor;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{Score, root};
+
+fn pagefleet(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        .args(args)
+        .output()
+        .expect("run pagefleet")
+}
+
+fn ocr(files: &[&Path], out: &Path) -> Output {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["ocr".as_ref(), "--out".as_ref(), out.as_ref()];
+    args.extend(files.iter().map(|f| f.as_os_str()));
+    pagefleet(&args)
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn quick_start_document_reads_back_its_text() {
+    let out = tempfile::tempdir().unwrap();
+    let run = ocr(&[&root().join("examples/welcome.pdf")], out.path());
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(out.path().join("welcome/001.txt")).unwrap();
+    let truth = std::fs::read_to_string(root().join("examples/welcome.txt")).unwrap();
+    let s = Score::page(&text, &truth);
+    assert!(s.cer() <= 0.01, "CER {:.4}:\n{text}", s.cer());
+    assert!(String::from_utf8_lossy(&run.stdout).contains("Welcome to pagefleet"));
+    let result = json(&out.path().join("welcome/result.json"));
+    assert_eq!(result["pages_total"], 1);
+    assert_eq!(result["pages"][0]["status"], "ok");
+    assert!(result["pages"][0]["timings"]["detect_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn a_bad_document_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("notes.pdf");
+    std::fs::write(&fake, "meeting notes, saved with the wrong name\n").unwrap();
+    let out = dir.path().join("out");
+    let run = ocr(&[&fake, &root().join("examples/welcome.pdf")], &out);
+    // The run reports the failure, and the good document is still done.
+    assert_eq!(run.status.code(), Some(1));
+    let bad = json(&out.join("notes/result.json"));
+    let error = bad["error"].as_str().unwrap();
+    assert!(
+        error.contains("unsupported document type") && error.contains("text"),
+        "{error}"
+    );
+    assert_eq!(bad["pages_processed"], 0);
+    let good = json(&out.join("welcome/result.json"));
+    assert_eq!(good["pages_processed"], 1);
+    assert!(good["counts"]["words"].as_u64().unwrap() > 100);
+}
+
+#[test]
+fn an_oversized_image_is_scaled_into_the_budget() {
+    // The size of the upload that took down the cluster pagefleet replaces.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("large.png");
+    let mut bytes = Vec::new();
+    image::RgbImage::from_pixel(3068, 3835, image::Rgb([255, 255, 255]))
+        .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    std::fs::write(&file, bytes).unwrap();
+    let out = dir.path().join("out");
+    let run = ocr(&[&file], &out);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let page = &json(&out.join("large/result.json"))["pages"][0];
+    let (w, h) = (
+        page["width"].as_u64().unwrap(),
+        page["height"].as_u64().unwrap(),
+    );
+    assert!(w * h <= 8_000_000 && w * h > 7_900_000, "{w}x{h}");
+    assert!(page["scale"].as_f64().unwrap() < 1.0);
+    assert_eq!(
+        page["lines"].as_array().unwrap().len(),
+        0,
+        "a blank page has no text"
+    );
+}
+
+#[test]
+fn a_missing_runtime_names_the_files_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("nowhere");
+    let run = pagefleet(&[
+        "--home".as_ref(),
+        home.as_os_str(),
+        "ocr".as_ref(),
+        "--out".as_ref(),
+        dir.path().as_os_str(),
+        root().join("examples/welcome.pdf").as_os_str(),
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("libpdfium.so") && stderr.contains("scripts/bootstrap"),
+        "{stderr}"
+    );
+}
