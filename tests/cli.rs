@@ -119,3 +119,64 @@ fn a_missing_runtime_names_the_files_and_the_fix() {
         "{stderr}"
     );
 }
+
+#[test]
+fn upside_down_lines_are_turned_by_the_classifier() {
+    // The welcome page rendered, then turned 180°.
+    let home = root().join(".pagefleet");
+    let home = std::env::var_os("PAGEFLEET_HOME").map_or(home, std::path::PathBuf::from);
+    let rasterizer = pagefleet_rasterizer::Rasterizer::new(&home.join("lib/libpdfium.so")).unwrap();
+    let bytes = std::fs::read(root().join("examples/welcome.pdf")).unwrap();
+    let mut image = None;
+    rasterizer
+        .pages(&bytes, &Default::default(), |page| {
+            image = Some(page.map_err(|e| e.to_string())?.image);
+            Ok(())
+        })
+        .unwrap();
+    let turned = image::imageops::rotate180(&image.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("turned.png");
+    turned.save(&file).unwrap();
+    let truth = std::fs::read_to_string(root().join("examples/welcome.txt")).unwrap();
+
+    let read = |classify: bool| {
+        let out = dir.path().join(format!("out-{classify}"));
+        let mut args: Vec<&std::ffi::OsStr> = vec!["ocr".as_ref(), "--out".as_ref(), out.as_ref()];
+        if classify {
+            args.push("--classify-lines".as_ref());
+        }
+        args.push(file.as_os_str());
+        let run = pagefleet(&args);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let text = std::fs::read_to_string(out.join("turned/001.txt")).unwrap();
+        (
+            Score::page(&text, &truth),
+            json(&out.join("turned/result.json")),
+        )
+    };
+    let (without, _) = read(false);
+    assert!(
+        without.bow_f1() < 0.5,
+        "upside-down text read without the classifier: F1 {}",
+        without.bow_f1()
+    );
+    // With it, the page is found upside down, turned, and read in order.
+    let (with, result) = read(true);
+    assert!(with.cer() <= 0.01, "CER with the classifier {}", with.cer());
+    let page = &result["pages"][0];
+    assert_eq!(page["rotation"], 180);
+    // The title's polygon is given in the page as submitted: near its bottom,
+    // with the text's top-left corner to the bottom right of its bottom-right.
+    let title = &page["lines"][0]["polygon"];
+    let height = page["height"].as_f64().unwrap();
+    assert!(title[0][1].as_f64().unwrap() > 0.8 * height, "{title}");
+    assert!(
+        title[0][0].as_f64().unwrap() > title[2][0].as_f64().unwrap(),
+        "{title}"
+    );
+}

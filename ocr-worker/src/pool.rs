@@ -133,3 +133,69 @@ fn serve(mut engine: Engine, rx: &Mutex<Receiver<Job>>) {
         (job.reply)(result);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EngineConfig;
+    use crate::engine::doubles::{DarkIsText, SaysAb};
+    use crate::engine::{ModelSet, Profile, Vocabulary};
+    use pagefleet_schemas::PixelBudget;
+    use std::sync::mpsc::channel;
+
+    fn engine() -> Result<Engine, EngineError> {
+        let config = EngineConfig {
+            models: ModelSet::profile(std::path::Path::new("/unused"), Profile::Fast),
+            intra_threads: 1,
+            classify_lines: false,
+            budget: PixelBudget::new(1_000_000),
+            rec_batch: 1,
+        };
+        let vocab = Vocabulary::from_dict("a\nb\n", true);
+        Engine::from_models(
+            config,
+            Box::new(DarkIsText),
+            Box::new(SaysAb(0.9)),
+            None,
+            vocab,
+        )
+    }
+
+    #[test]
+    fn every_page_gets_exactly_one_reply() {
+        let pool = Pool::start(2, 1, |_| engine()).unwrap();
+        assert_eq!(pool.slots(), 2);
+        let (tx, rx) = channel();
+        for i in 0..6u32 {
+            let tx = tx.clone();
+            let mut page = RgbImage::from_pixel(200, 100, image::Rgb([255, 255, 255]));
+            for x in 10..190 {
+                for y in 40..(50 + i) {
+                    page.put_pixel(x, y, image::Rgb([0, 0, 0]));
+                }
+            }
+            pool.submit(page, Box::new(move |r| tx.send((i, r)).unwrap()))
+                .unwrap();
+        }
+        drop(tx);
+        let mut got: Vec<(u32, usize)> = rx
+            .iter()
+            .map(|(i, r)| (i, r.unwrap().lines.len()))
+            .collect();
+        got.sort();
+        assert_eq!(got, (0..6).map(|i| (i, 1)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_failed_load_is_reported_and_nothing_leaks() {
+        let err = Pool::start(3, 1, |slot| {
+            if slot == 1 {
+                Err(EngineError::Runtime("no library".into()))
+            } else {
+                engine()
+            }
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("no library"));
+    }
+}

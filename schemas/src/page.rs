@@ -65,6 +65,10 @@ pub struct PageOcr {
     pub width: u32,
     /// Height of the image the polygons refer to.
     pub height: u32,
+    /// Degrees (0 or 180) the page was turned to read it upright; polygons
+    /// refer to the page as given either way.
+    #[serde(default)]
+    pub rotation: u16,
     /// Lines in reading order.
     pub lines: Vec<OcrLine>,
     /// Counts over `lines`.

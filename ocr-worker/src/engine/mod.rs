@@ -6,6 +6,8 @@
 
 mod crop;
 mod det;
+#[cfg(test)]
+pub(crate) mod doubles;
 mod error;
 mod geometry;
 mod model;
@@ -176,32 +178,32 @@ impl Engine {
         timings.prepare_ms = ms(started);
 
         let t = Instant::now();
-        let detections = self.detect(page)?;
+        let mut detections = self.detect(page)?;
         timings.detect_ms = ms(t);
 
-        // Reading order is decided on the boxes, before any line is recognised,
-        // so recognition can batch freely.
-        let extents: Vec<Extent> = detections
-            .iter()
-            .map(|d| {
-                let (x0, y0, x1, y1) = d.quad.bounds();
-                Extent { x0, y0, x1, y1 }
-            })
-            .collect();
-        let ordered = reading_order(&extents);
-
         let t = Instant::now();
-        let mut crops = Vec::with_capacity(ordered.len());
-        for &(i, column) in &ordered {
-            if let Some(img) = crop::crop_line(page, &detections[i].quad) {
-                crops.push((detections[i].quad, column, img));
-            }
-        }
+        let mut crops = crops_in_reading_order(page, &detections);
         timings.crop_ms = ms(t);
 
+        let mut rotation = 0;
+        let turned;
         if self.cls.is_some() {
             let t = Instant::now();
-            self.classify(&mut crops)?;
+            let upside_down = self.classify(&crops)?;
+            if page_is_upside_down(&upside_down) {
+                // Most lines read upside down: the page is, so it is turned and
+                // detected again, which also puts its lines back in reading order.
+                rotation = 180;
+                turned = image::imageops::rotate180(page);
+                detections = self.detect(&turned)?;
+                crops = crops_in_reading_order(&turned, &detections);
+            } else {
+                for ((_, _, img), &p) in crops.iter_mut().zip(&upside_down) {
+                    if p >= CLS_THRESH {
+                        image::imageops::rotate180_in_place(img);
+                    }
+                }
+            }
             timings.classify_ms = ms(t);
         }
 
@@ -210,6 +212,7 @@ impl Engine {
         let decoded = self.recognize_lines(&images)?;
         timings.recognize_ms = ms(t);
 
+        let (w, h) = (page.width() as f32, page.height() as f32);
         let lines: Vec<OcrLine> = crops
             .iter()
             .zip(decoded)
@@ -217,7 +220,13 @@ impl Engine {
             .map(|((quad, column, _), d)| OcrLine {
                 text: d.text.trim().to_owned(),
                 confidence: d.confidence,
-                polygon: quad.0,
+                // Corners stay in the text's own order (the first is the text's
+                // top-left), in the coordinates of the page as it was given.
+                polygon: if rotation == 180 {
+                    quad.0.map(|[x, y]| [w - x, h - y])
+                } else {
+                    quad.0
+                },
                 column: *column,
             })
             .collect();
@@ -231,6 +240,7 @@ impl Engine {
         Ok(PageOcr {
             width: page.width(),
             height: page.height(),
+            rotation,
             lines,
             counts,
             avg_confidence,
@@ -267,17 +277,18 @@ impl Engine {
         ))
     }
 
-    /// Turns lines the classifier is sure are upside down.
-    fn classify(&mut self, crops: &mut [(Quad, u32, RgbImage)]) -> Result<(), EngineError> {
+    /// The classifier's probability that each line is upside down.
+    fn classify(&mut self, crops: &[(Quad, u32, RgbImage)]) -> Result<Vec<f32>, EngineError> {
         let Some(cls) = self.cls.as_mut() else {
-            return Ok(());
+            return Ok(vec![0.0; crops.len()]);
         };
         let [_, h, w] = cls.input_shape();
         let (h, w) = (
             h.map_or(CLS_HEIGHT, |v| v as u32),
             w.map_or(CLS_WIDTH, |v| v as u32),
         );
-        for chunk in crops.chunks_mut(CLS_BATCH) {
+        let mut out = Vec::with_capacity(crops.len());
+        for chunk in crops.chunks(CLS_BATCH) {
             let images: Vec<RgbImage> = chunk
                 .iter()
                 .map(|(_, _, img)| {
@@ -289,21 +300,21 @@ impl Engine {
                 .collect();
             let refs: Vec<&RgbImage> = images.iter().collect();
             let input = rec::batch_tensor(&refs, h, w);
-            let out = cls.run(&input)?;
-            let probs = out
-                .into_dimensionality::<Ix2>()
-                .map_err(|e| EngineError::Inference {
+            let probs = cls.run(&input)?.into_dimensionality::<Ix2>().map_err(|e| {
+                EngineError::Inference {
                     step: "classify",
                     message: format!("classifier output is not [batch, classes]: {e}"),
-                })?;
-            for (row, (_, _, img)) in probs.rows().into_iter().zip(chunk.iter_mut()) {
-                // Labels are ["0", "180"].
-                if row.len() >= 2 && row[1] > row[0] && row[1] >= CLS_THRESH {
-                    image::imageops::rotate180_in_place(img);
                 }
-            }
+            })?;
+            // Labels are ["0", "180"].
+            out.extend(
+                probs
+                    .rows()
+                    .into_iter()
+                    .map(|row| if row.len() >= 2 { row[1] } else { 0.0 }),
+            );
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Recognises line images in batches of similar aspect ratio.
@@ -346,6 +357,163 @@ impl Engine {
     }
 }
 
+/// Crops every detected line, in reading order, with its column.
+fn crops_in_reading_order(
+    page: &RgbImage,
+    detections: &[det::Detection],
+) -> Vec<(Quad, u32, RgbImage)> {
+    // Reading order is decided on the boxes, before any line is recognised, so
+    // recognition can batch freely.
+    let extents: Vec<Extent> = detections
+        .iter()
+        .map(|d| {
+            let (x0, y0, x1, y1) = d.quad.bounds();
+            Extent { x0, y0, x1, y1 }
+        })
+        .collect();
+    reading_order(&extents)
+        .into_iter()
+        .filter_map(|(i, column)| {
+            crop::crop_line(page, &detections[i].quad).map(|img| (detections[i].quad, column, img))
+        })
+        .collect()
+}
+
+/// A page is upside down when most of its lines are more likely upside down
+/// than not. One line's classification is unreliable (the classifier squeezes
+/// long lines into 192 pixels); a page's majority is not, and whole pages
+/// scanned upside down are far more common than single turned lines.
+fn page_is_upside_down(upside_down: &[f32]) -> bool {
+    let votes = upside_down.iter().filter(|&&p| p > 0.5).count();
+    !upside_down.is_empty() && 2 * votes > upside_down.len()
+}
+
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::doubles::{DarkIsText, SaysAb};
+    use super::*;
+    use std::path::PathBuf;
+
+    pub(crate) fn config() -> EngineConfig {
+        let mut models = ModelSet::profile(&PathBuf::from("/unused"), Profile::Fast);
+        models.det_params.side_limit = SideLimit::Max(4000);
+        EngineConfig {
+            models,
+            intra_threads: 1,
+            classify_lines: false,
+            budget: PixelBudget::new(1_000_000),
+            rec_batch: DEFAULT_REC_BATCH,
+        }
+    }
+
+    fn page_with_bars(bars: &[(u32, u32, u32, u32)]) -> RgbImage {
+        let mut page = RgbImage::from_pixel(640, 480, image::Rgb([255, 255, 255]));
+        for &(x0, y0, x1, y1) in bars {
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    page.put_pixel(x, y, image::Rgb([0, 0, 0]));
+                }
+            }
+        }
+        page
+    }
+
+    #[test]
+    fn engine_wires_detection_order_and_recognition() {
+        let vocab = Vocabulary::from_dict("a\nb\n", true);
+        let mut engine = Engine::from_models(
+            config(),
+            Box::new(DarkIsText),
+            Box::new(SaysAb(0.9)),
+            None,
+            vocab,
+        )
+        .unwrap();
+        // Two lines, the lower one listed first on the page.
+        let page = page_with_bars(&[(40, 300, 600, 320), (40, 100, 600, 120)]);
+        let ocr = engine.recognize(&page).unwrap();
+        assert_eq!(ocr.lines.len(), 2);
+        assert_eq!(ocr.text(), "ab\nab\n");
+        assert_eq!((ocr.width, ocr.height, ocr.rotation), (640, 480, 0));
+        // Top line first; its box covers the bar, grown by the unclip offset.
+        let [tl, _, br, _] = ocr.lines[0].polygon;
+        assert!(
+            tl[1] < 100.0 && br[1] > 119.0 && br[1] < 140.0,
+            "{:?}",
+            ocr.lines[0].polygon
+        );
+        assert!(tl[0] < 40.0 && br[0] > 599.0);
+        assert_eq!(
+            ocr.counts,
+            TextCounts {
+                lines: 2,
+                words: 2,
+                chars: 4
+            }
+        );
+        assert!((ocr.avg_confidence - 0.9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn low_confidence_lines_are_dropped() {
+        let vocab = Vocabulary::from_dict("a\nb\n", true);
+        let mut engine = Engine::from_models(
+            config(),
+            Box::new(DarkIsText),
+            Box::new(SaysAb(0.4)),
+            None,
+            vocab,
+        )
+        .unwrap();
+        let ocr = engine
+            .recognize(&page_with_bars(&[(40, 100, 600, 120)]))
+            .unwrap();
+        assert!(ocr.lines.is_empty());
+        assert_eq!(ocr.avg_confidence, 0.0);
+    }
+
+    #[test]
+    fn pages_over_budget_are_scaled_and_thin_ones_refused() {
+        let vocab = || Vocabulary::from_dict("a\nb\n", true);
+        let mut engine = Engine::from_models(
+            config(),
+            Box::new(DarkIsText),
+            Box::new(SaysAb(0.9)),
+            None,
+            vocab(),
+        )
+        .unwrap();
+        let big = RgbImage::from_pixel(2000, 1000, image::Rgb([255, 255, 255]));
+        let ocr = engine.recognize(&big).unwrap();
+        assert!(ocr.width as u64 * ocr.height as u64 <= 1_000_000);
+        let thin = RgbImage::new(2010, 10);
+        let err = engine.recognize(&thin).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BadInput);
+    }
+
+    #[test]
+    fn a_dictionary_of_another_model_is_refused_at_load() {
+        let vocab = Vocabulary::from_dict("a\nb\nc\n", true);
+        let err = Engine::from_models(
+            config(),
+            Box::new(DarkIsText),
+            Box::new(SaysAb(0.9)),
+            None,
+            vocab,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Setup);
+        assert!(err.to_string().contains("4 classes"), "{err}");
+    }
+
+    #[test]
+    fn page_orientation_is_a_majority_vote() {
+        assert!(page_is_upside_down(&[0.9, 0.6, 0.2]));
+        assert!(!page_is_upside_down(&[0.9, 0.2]));
+        assert!(!page_is_upside_down(&[]));
+    }
 }
