@@ -48,6 +48,16 @@ impl Home {
         self.root.join("lib/libpdfium.so")
     }
 
+    /// The nats-server binary.
+    pub(crate) fn nats_server(&self) -> PathBuf {
+        self.root.join("bin/nats-server")
+    }
+
+    /// Default folder for data of single-machine mode and local stores.
+    pub(crate) fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
     /// The model folder.
     pub(crate) fn models(&self) -> PathBuf {
         self.root.join("models")

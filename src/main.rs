@@ -3,8 +3,12 @@
 //! Parses the command line, sets up logging, and hands over to the command.
 
 mod cli;
+mod connect;
 mod home;
+mod nats_server;
 mod ocr;
+mod run;
+mod stages;
 mod telemetry;
 
 use clap::Parser;
@@ -12,7 +16,36 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     telemetry::init(&cli.log);
+    let home = home::Home::resolve(&cli.home);
     match cli.command {
         cli::Command::Ocr(args) => ocr::run(&cli.home, args),
+        cli::Command::Run(args) => run::run(&cli.home, args),
+        cli::Command::Rasterizer(args) => serve(stages::rasterizer(&home, args)),
+        cli::Command::OcrWorker(args) => serve(stages::ocr_worker(&home, args)),
+        cli::Command::Aggregator(args) => serve(stages::aggregator(&home, args)),
+        cli::Command::Nats {
+            command: cli::NatsCommand::Setup { nats, queue },
+        } => serve(stages::nats_setup(&nats, &queue)),
+    }
+}
+
+/// Runs an async command on a multi-threaded runtime.
+fn serve(command: impl std::future::Future<Output = anyhow::Result<()>>) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -156,7 +156,7 @@ fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
 }
 
 /// The document's output name: its file stem, made unique among this run's.
-fn unique_name(file: &Path, used: &mut HashSet<String>) -> String {
+pub(crate) fn unique_name(file: &Path, used: &mut HashSet<String>) -> String {
     let stem = file.file_stem().map_or_else(
         || "document".to_owned(),
         |s| s.to_string_lossy().into_owned(),

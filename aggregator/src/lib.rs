@@ -1,7 +1,16 @@
 //! The aggregator stage of pagefleet: page results in, finished jobs out.
 //!
-//! It will consume page results and failures, keep each job's state in JetStream
-//! KV, and write each job's combined text, markdown and JSON exactly once.
-//! Nothing is implemented yet: the crate reserves its place in the workspace so
-//! the binary's shape stays fixed.
+//! Reads: [`ResultMessage`]s (page results, page failures, job manifests) from
+//! `pagefleet.results.>`, and max-deliveries advisories of the page stream.
+//! Writes: job state in the `pagefleet-jobs` bucket (compare-and-set, so
+//! several aggregators can run side by side), each page's result object, the
+//! job's `result.txt`, `result.md` and `result.json`, and `progress` and
+//! `completed` events on `pagefleet.events.<job_id>.*`. A job is completed
+//! exactly once: its completion event carries a `Nats-Msg-Id`.
+//!
+//! [`ResultMessage`]: pagefleet_schemas::messages::ResultMessage
+
 #![deny(unreachable_pub)]
+
+pub mod report;
+pub mod stage;

@@ -13,6 +13,7 @@
 
 pub mod engine;
 pub mod pool;
+pub mod stage;
 
 pub use engine::{Engine, EngineConfig, EngineError, ErrorKind, ModelSet, Profile};
 pub use pool::Pool;

@@ -12,6 +12,7 @@
 
 mod decode;
 mod pdf;
+pub mod stage;
 
 use std::path::Path;
 

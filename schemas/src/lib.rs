@@ -1,17 +1,23 @@
 //! Shared contracts of pagefleet.
 //!
 //! Every stage agrees on what is written here: the pixel budget that bounds every
-//! page image before a per-pixel buffer exists, and the OCR result of one page
-//! (lines, boxes, confidence, counts, step timings). The pipeline's NATS messages,
-//! subjects, streams and buckets are defined in this crate as they are added, so
-//! no other crate ever spells one.
+//! page image before a per-pixel buffer exists; the OCR result of one page; every
+//! message that crosses NATS (document job, page job, page result, page failure,
+//! job manifest, job event, job state), encoded with MessagePack; every subject,
+//! stream, consumer, bucket and object key ([`names`]); and the JetStream
+//! topology that holds them ([`topology`]). No other crate spells a subject.
 //!
-//! Reads nothing, writes nothing: plain serde types and pure functions.
+//! Reads and writes nothing by itself: [`topology::ensure`] creates the streams,
+//! consumers and bucket when a stage starts.
 
 #![deny(unreachable_pub)]
 
 mod budget;
+pub mod messages;
+pub mod names;
 mod page;
+pub mod store;
+pub mod topology;
 
 pub use budget::{
     BudgetError, DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, PixelBudget, ScaledSize,

@@ -1,0 +1,330 @@
+//! The OCR worker stage: pulls page jobs of one profile, reads each page on the
+//! inference pool, publishes the result and only then acknowledges the job.
+//!
+//! Reads: [`PageJob`] from `pagefleet.pages.<profile>.>`, page images.
+//! Writes: [`PageResult`] or [`PageFailure`] on `pagefleet.results.<job_id>.<page>`.
+//!
+//! Nothing here retries in a loop: a page that could not be finished is handed
+//! back to JetStream (nak with a delay, or an expired ack) and redelivered,
+//! possibly to another worker; after `max_deliver` deliveries the aggregator
+//! records it as failed.
+
+use std::future::Future;
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind, message::PublishMessage as Publish};
+use futures::StreamExt;
+use image::{ImageReader, Limits};
+use pagefleet_schemas::messages::{
+    Message, PageFailure, PageJob, PageResult, ResultMessage, SCHEMA_VERSION, now_ms,
+};
+use pagefleet_schemas::store::{self, Store};
+use pagefleet_schemas::topology::{self, TopologyConfig};
+use pagefleet_schemas::{PageOcr, names};
+use tokio::sync::{Semaphore, oneshot};
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::{EngineError, ErrorKind, Pool};
+
+/// Settings of the worker stage.
+#[derive(Debug, Clone)]
+pub struct StageConfig {
+    /// Streams and consumer settings.
+    pub topology: TopologyConfig,
+    /// The model profile this worker serves.
+    pub profile: String,
+    /// This worker's name in results and logs.
+    pub name: String,
+    /// Pages in hand at once (queued or being read).
+    pub in_flight: usize,
+    /// Longest a page may take; past it the worker stops extending the page's
+    /// ack and lets it go (it is redelivered, and fails after `max_deliver`).
+    pub page_deadline: Duration,
+    /// Most pixels a page image may declare.
+    pub max_decode_pixels: u64,
+}
+
+/// What the stage works with.
+pub struct Deps {
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// Object storage.
+    pub store: Store,
+    /// Loaded engines.
+    pub pool: Arc<Pool>,
+}
+
+/// Errors that stop the stage.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The topology could not be set up.
+    #[error(transparent)]
+    Topology(#[from] topology::TopologyError),
+    /// The consumer failed.
+    #[error("page consumer: {0}")]
+    Consumer(String),
+}
+
+/// Runs the stage until `shutdown` completes; then stops pulling and finishes
+/// the pages in hand before returning.
+pub async fn run(
+    config: StageConfig,
+    deps: Deps,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StageError> {
+    topology::ensure(&deps.js, &config.topology).await?;
+    let consumer = topology::consumer(
+        &deps.js,
+        names::PAGES_STREAM,
+        &names::worker_consumer(&config.profile),
+        &names::pages_of_profile(&config.profile),
+        &config.topology.pages,
+    )
+    .await?;
+    warm_up(&deps.pool).await;
+    let config = Arc::new(config);
+    let deps = Arc::new(deps);
+    let permits = Arc::new(Semaphore::new(config.in_flight.max(1)));
+    tokio::pin!(shutdown);
+    info!(name = %config.name, profile = %config.profile, slots = deps.pool.slots(), "ocr worker ready");
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = Arc::clone(&permits).acquire_owned() => p.map_err(|e| StageError::Consumer(e.to_string()))?,
+        };
+        let want = permits.available_permits() + 1;
+        let fetch = consumer
+            .batch()
+            .max_messages(want)
+            .expires(Duration::from_secs(2))
+            .messages();
+        let mut batch = tokio::select! {
+            _ = &mut shutdown => break,
+            b = fetch => b.map_err(|e| StageError::Consumer(e.to_string()))?,
+        };
+        let mut permit = Some(permit);
+        while let Some(msg) = batch.next().await {
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!("fetching a page job: {e}");
+                    continue;
+                }
+            };
+            let permit = match permit.take() {
+                Some(p) => p,
+                None => match Arc::clone(&permits).acquire_owned().await {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let (config, deps) = (Arc::clone(&config), Arc::clone(&deps));
+            tokio::spawn(async move {
+                handle(&config, &deps, msg).await;
+                drop(permit);
+            });
+        }
+    }
+    // Wait for the pages in hand: every permit back means every page answered.
+    let _ = permits.acquire_many(config.in_flight.max(1) as u32).await;
+    info!("ocr worker stopped");
+    Ok(())
+}
+
+/// One inference on a blank page before taking work. A failure is logged and
+/// tried again; the worker takes no page until it succeeds.
+async fn warm_up(pool: &Arc<Pool>) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let blank = image::RgbImage::from_pixel(640, 480, image::Rgb([255, 255, 255]));
+        match infer(pool, blank).await {
+            Ok(_) => return,
+            Err(e) => {
+                error!("warm-up inference failed, retrying in {delay:?}: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Runs one page on the pool without blocking the async threads.
+async fn infer(pool: &Arc<Pool>, image: image::RgbImage) -> Result<PageOcr, EngineError> {
+    let (tx, rx) = oneshot::channel();
+    let pool = Arc::clone(pool);
+    // Submitting blocks while the pool's queue is full: off the async threads.
+    tokio::task::spawn_blocking(move || pool.submit(image, Box::new(move |r| drop(tx.send(r)))))
+        .await
+        .map_err(|e| EngineError::Runtime(e.to_string()))??;
+    rx.await
+        .map_err(|_| EngineError::Runtime("the inference thread dropped the page".into()))?
+}
+
+enum Outcome {
+    /// Result published: acknowledge.
+    Done,
+    /// This page will never be read: failure published, terminate.
+    Failed,
+    /// Try again later, here or elsewhere.
+    Retry(String),
+    /// Past the deadline: let the ack expire.
+    Abandon,
+}
+
+async fn handle(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
+    let job = match PageJob::decode(&msg.payload) {
+        Ok(job) => job,
+        Err(e) => {
+            error!(subject = %msg.subject, "dropping an undecodable page job: {e}");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let deliveries = msg.info().map_or(1, |i| i.delivered as u64);
+    let span = info_span!("page", job_id = %job.job_id, page = job.page, worker = %config.name, deliveries);
+    async {
+        let started = Instant::now();
+        let work = process(config, deps, &job, deliveries);
+        tokio::pin!(work);
+        let mut progress = tokio::time::interval(config.topology.pages.ack_wait / 3);
+        progress.tick().await;
+        let deadline = tokio::time::sleep(config.page_deadline);
+        tokio::pin!(deadline);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut work => break outcome,
+                _ = progress.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
+                _ = &mut deadline => break Outcome::Abandon,
+            }
+        };
+        match outcome {
+            Outcome::Done => {
+                if let Err(e) = msg.double_ack().await {
+                    warn!(
+                        "ack after publishing the result failed (the page may be read again): {e}"
+                    );
+                }
+                info!(ms = started.elapsed().as_millis() as u64, "page done");
+            }
+            Outcome::Failed => drop(msg.ack_with(AckKind::Term).await),
+            Outcome::Retry(reason) => {
+                warn!("page handed back: {reason}");
+                let _ = msg
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                    .await;
+            }
+            Outcome::Abandon => {
+                warn!(
+                    deadline_s = config.page_deadline.as_secs_f64(),
+                    "page over its deadline, letting it go"
+                );
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn process(config: &StageConfig, deps: &Deps, job: &PageJob, deliveries: u64) -> Outcome {
+    let queue_wait_ms = now_ms().saturating_sub(job.published_at_ms);
+    let bytes = match store::get(deps.store.as_ref(), &job.image_key).await {
+        Ok(b) => b,
+        Err(e) if e.is_transient() => return Outcome::Retry(e.to_string()),
+        Err(e) => return fail(config, deps, job, deliveries, &e.to_string()).await,
+    };
+    let max_pixels = config.max_decode_pixels;
+    let decoded = tokio::task::spawn_blocking(move || decode(&bytes, max_pixels)).await;
+    let image = match decoded {
+        Ok(Ok(image)) => image,
+        Ok(Err(e)) => return fail(config, deps, job, deliveries, &e).await,
+        Err(e) => return Outcome::Retry(e.to_string()),
+    };
+    match infer(&deps.pool, image).await {
+        Ok(ocr) => {
+            let result = PageResult {
+                v: SCHEMA_VERSION,
+                job_id: job.job_id.clone(),
+                page: job.page,
+                worker: config.name.clone(),
+                queue_wait_ms,
+                deliveries,
+                ocr,
+            };
+            match publish(deps, job, ResultMessage::Page(result)).await {
+                Ok(()) => Outcome::Done,
+                Err(e) => Outcome::Retry(format!("publishing the result: {e}")),
+            }
+        }
+        Err(e) if e.kind() == ErrorKind::BadInput => {
+            fail(config, deps, job, deliveries, &e.to_string()).await
+        }
+        Err(e) => Outcome::Retry(e.to_string()),
+    }
+}
+
+/// Decodes a page image with the same limits as any upload.
+fn decode(bytes: &[u8], max_pixels: u64) -> Result<image::RgbImage, String> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    let mut limits = Limits::default();
+    let side = u32::try_from(max_pixels).unwrap_or(u32::MAX);
+    limits.max_image_width = Some(side);
+    limits.max_image_height = Some(side);
+    limits.max_alloc = Some(max_pixels.saturating_mul(8));
+    reader.limits(limits.clone());
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| format!("page image: {e}"))?;
+    if w as u64 * h as u64 > max_pixels {
+        return Err(format!(
+            "page image {w}x{h} is over the decode limit of {max_pixels} pixels"
+        ));
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    reader.limits(limits);
+    reader
+        .decode()
+        .map(|i| i.into_rgb8())
+        .map_err(|e| format!("page image: {e}"))
+}
+
+async fn fail(
+    config: &StageConfig,
+    deps: &Deps,
+    job: &PageJob,
+    deliveries: u64,
+    error: &str,
+) -> Outcome {
+    warn!("page failed: {error}");
+    let failure = PageFailure {
+        v: SCHEMA_VERSION,
+        job_id: job.job_id.clone(),
+        page: job.page,
+        worker: config.name.clone(),
+        error: error.to_owned(),
+        deliveries,
+    };
+    match publish(deps, job, ResultMessage::Failure(failure)).await {
+        Ok(()) => Outcome::Failed,
+        Err(e) => Outcome::Retry(format!("publishing the failure: {e}")),
+    }
+}
+
+/// Publishes on the result stream and waits for JetStream's acknowledgement.
+async fn publish(deps: &Deps, job: &PageJob, message: ResultMessage) -> Result<(), String> {
+    let publish = Publish::build()
+        .payload(message.encode().into())
+        .message_id(names::result_msg_id(&job.job_id, job.page));
+    deps.js
+        .send_publish(names::result_subject(&job.job_id, job.page), publish)
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

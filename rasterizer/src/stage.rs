@@ -1,0 +1,390 @@
+//! The rasterizer stage: pulls document jobs, renders their pages on one
+//! dedicated thread, stores each page image and publishes its page job at once.
+//!
+//! Reads: [`DocumentJob`] from `pagefleet.docs.*`, the source object.
+//! Writes: page images, [`PageJob`]s, a [`JobManifest`] (and [`PageFailure`]s for
+//! pages that cannot be rendered) on the result stream, a `rasterized` event.
+
+use std::future::Future;
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, message::PublishMessage as Publish};
+use futures::StreamExt;
+use pagefleet_schemas::messages::{
+    DocumentJob, EventKind, JobEvent, JobManifest, JobStatus, Message, PageFailure, PageJob,
+    ResultMessage, SCHEMA_VERSION, now_ms,
+};
+use pagefleet_schemas::store::{self, Store};
+use pagefleet_schemas::topology::{self, TopologyConfig};
+use pagefleet_schemas::{PixelBudget, names};
+use tokio::sync::mpsc;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::{RasterError, Rasterizer, RenderOptions};
+
+/// Settings of the rasterizer stage.
+#[derive(Debug, Clone)]
+pub struct StageConfig {
+    /// Streams and consumer settings.
+    pub topology: TopologyConfig,
+    /// Most pixels an image file may declare.
+    pub max_decode_pixels: u64,
+    /// Most pages per document.
+    pub max_pages: usize,
+    /// Name in page failures and logs.
+    pub name: String,
+}
+
+/// What the stage works with.
+pub struct Deps {
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// Object storage.
+    pub store: Store,
+    /// The PDFium library.
+    pub pdfium: PathBuf,
+}
+
+/// Errors that stop the stage.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The topology could not be set up.
+    #[error(transparent)]
+    Topology(#[from] topology::TopologyError),
+    /// PDFium could not be loaded.
+    #[error(transparent)]
+    Raster(#[from] RasterError),
+    /// The consumer failed.
+    #[error("document consumer: {0}")]
+    Consumer(String),
+}
+
+/// A page from the render thread: the image already encoded as PNG.
+type Rendered = Result<(u32, u32, f64, Vec<u8>), RasterError>;
+
+struct RenderRequest {
+    bytes: bytes::Bytes,
+    options: RenderOptions,
+    pages: mpsc::Sender<Rendered>,
+    done: tokio::sync::oneshot::Sender<Result<usize, RasterError>>,
+}
+
+/// Runs the stage until `shutdown` completes. A document in hand is finished
+/// or handed back (it is redelivered) before returning.
+pub async fn run(
+    config: StageConfig,
+    deps: Deps,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StageError> {
+    topology::ensure(&deps.js, &config.topology).await?;
+    let consumer = topology::consumer(
+        &deps.js,
+        names::DOCS_STREAM,
+        names::RASTERIZER_CONSUMER,
+        names::DOCS_SUBJECTS,
+        &config.topology.docs,
+    )
+    .await?;
+    let renderer = spawn_renderer(deps.pdfium.clone())?;
+    tokio::pin!(shutdown);
+    info!(name = %config.name, "rasterizer ready");
+    loop {
+        let batch = consumer
+            .batch()
+            .max_messages(1)
+            .expires(Duration::from_secs(2))
+            .messages();
+        let mut batch = tokio::select! {
+            _ = &mut shutdown => break,
+            b = batch => b.map_err(|e| StageError::Consumer(e.to_string()))?,
+        };
+        while let Some(msg) = batch.next().await {
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!("fetching a document job: {e}");
+                    continue;
+                }
+            };
+            handle(&config, &deps, &renderer, msg).await;
+        }
+    }
+    info!("rasterizer stopped");
+    Ok(())
+}
+
+fn spawn_renderer(
+    pdfium: PathBuf,
+) -> Result<std::sync::mpsc::SyncSender<RenderRequest>, StageError> {
+    // Bind on the calling thread so that a missing library fails the start.
+    let rasterizer = Rasterizer::new(&pdfium)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<RenderRequest>(1);
+    std::thread::Builder::new()
+        .name("pdfium".into())
+        .spawn(move || {
+            for req in rx {
+                let result = rasterizer.pages(&req.bytes, &req.options, |page| {
+                    let rendered = page.and_then(|p| {
+                        let mut png = Vec::new();
+                        p.image
+                            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+                            .map_err(|e| RasterError::PageRefused {
+                                page: p.number,
+                                message: format!("png: {e}"),
+                            })?;
+                        Ok((p.number as u32, p.count as u32, p.scale, png))
+                    });
+                    req.pages
+                        .blocking_send(rendered)
+                        .map_err(|_| "the stage stopped listening".to_owned())
+                });
+                let _ = req.done.send(result);
+            }
+        })
+        .map_err(|e| {
+            StageError::Raster(RasterError::Library(format!(
+                "cannot start the render thread: {e}"
+            )))
+        })?;
+    Ok(tx)
+}
+
+async fn handle(
+    config: &StageConfig,
+    deps: &Deps,
+    renderer: &std::sync::mpsc::SyncSender<RenderRequest>,
+    msg: jetstream::Message,
+) {
+    let job = match DocumentJob::decode(&msg.payload) {
+        Ok(job) => job,
+        Err(e) => {
+            error!(subject = %msg.subject, "dropping an undecodable document job: {e}");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let span = info_span!("rasterize", job_id = %job.job_id, filename = %job.filename);
+    async {
+        match process(config, deps, renderer, &msg, &job).await {
+            Ok(()) => {
+                let _ = msg.double_ack().await;
+            }
+            Err(Outcome::Retry(reason)) => {
+                warn!("will retry: {reason}");
+                let _ = msg
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                    .await;
+            }
+            Err(Outcome::Failed(reason)) => {
+                warn!("document failed: {reason}");
+                match publish_manifest(deps, &job, 0, Some(reason)).await {
+                    Ok(()) => drop(msg.double_ack_with(AckKind::Term).await),
+                    Err(e) => {
+                        warn!("cannot report the failure, will retry: {e}");
+                        let _ = msg
+                            .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                            .await;
+                    }
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+enum Outcome {
+    Retry(String),
+    Failed(String),
+}
+
+async fn process(
+    config: &StageConfig,
+    deps: &Deps,
+    renderer: &std::sync::mpsc::SyncSender<RenderRequest>,
+    msg: &jetstream::Message,
+    job: &DocumentJob,
+) -> Result<(), Outcome> {
+    let bytes = store::get(deps.store.as_ref(), &job.source_key)
+        .await
+        .map_err(|e| {
+            if e.is_transient() {
+                Outcome::Retry(e.to_string())
+            } else {
+                Outcome::Failed(e.to_string())
+            }
+        })?;
+    let options = RenderOptions {
+        dpi: job.dpi,
+        budget: PixelBudget::new(job.max_pixels),
+        max_decode_pixels: config.max_decode_pixels,
+        max_pages: config.max_pages,
+    };
+    let (pages_tx, mut pages_rx) = mpsc::channel::<Rendered>(2);
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+    let request = RenderRequest {
+        bytes,
+        options,
+        pages: pages_tx,
+        done: done_tx,
+    };
+    let renderer = renderer.clone();
+    tokio::task::spawn_blocking(move || renderer.send(request))
+        .await
+        .map_err(|e| Outcome::Retry(e.to_string()))?
+        .map_err(|_| Outcome::Retry("the render thread has stopped".into()))?;
+
+    // Keep the document job ours while pages render: progress acks well within
+    // ack_wait.
+    let mut progress = tokio::time::interval(config.topology.docs.ack_wait / 3);
+    progress.tick().await;
+    let mut published = 0u32;
+    loop {
+        tokio::select! {
+            page = pages_rx.recv() => match page {
+                Some(Ok((number, count, scale, png))) => {
+                    publish_page(deps, job, number, count, scale, png).await.map_err(Outcome::Retry)?;
+                    published += 1;
+                }
+                Some(Err(RasterError::PageRefused { page, message })) => {
+                    publish_failure(deps, job, page as u32, &config.name, &message).await.map_err(Outcome::Retry)?;
+                }
+                Some(Err(other)) => return Err(Outcome::Failed(other.to_string())),
+                None => break,
+            },
+            _ = progress.tick() => {
+                let _ = msg.ack_with(AckKind::Progress).await;
+            }
+        }
+    }
+    let count = match (&mut done_rx).await {
+        Ok(Ok(count)) => count as u32,
+        Ok(Err(RasterError::Library(e))) => return Err(Outcome::Retry(e)),
+        Ok(Err(e)) => return Err(Outcome::Failed(e.to_string())),
+        Err(_) => {
+            return Err(Outcome::Retry(
+                "the render thread stopped mid-document".into(),
+            ));
+        }
+    };
+    publish_manifest(deps, job, count, None)
+        .await
+        .map_err(Outcome::Retry)?;
+    info!(pages = count, published, "document rasterized");
+    Ok(())
+}
+
+async fn publish_acked(
+    deps: &Deps,
+    subject: String,
+    msg_id: String,
+    payload: Vec<u8>,
+) -> Result<(), String> {
+    let publish = Publish::build().payload(payload.into()).message_id(msg_id);
+    deps.js
+        .send_publish(subject, publish)
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+async fn publish_page(
+    deps: &Deps,
+    job: &DocumentJob,
+    page: u32,
+    count: u32,
+    scale: f64,
+    png: Vec<u8>,
+) -> Result<(), String> {
+    let image_key = names::keys::page_image(&job.job_id, page);
+    store::put(deps.store.as_ref(), &image_key, png)
+        .await
+        .map_err(|e| e.to_string())?;
+    let page_job = PageJob {
+        v: SCHEMA_VERSION,
+        job_id: job.job_id.clone(),
+        page,
+        page_count: count,
+        image_key,
+        profile: job.profile.clone(),
+        scale,
+        published_at_ms: now_ms(),
+    };
+    publish_acked(
+        deps,
+        names::page_subject(&job.profile, &job.job_id, page),
+        names::page_msg_id(&job.job_id, page),
+        page_job.encode(),
+    )
+    .await
+}
+
+async fn publish_failure(
+    deps: &Deps,
+    job: &DocumentJob,
+    page: u32,
+    worker: &str,
+    error: &str,
+) -> Result<(), String> {
+    let failure = PageFailure {
+        v: SCHEMA_VERSION,
+        job_id: job.job_id.clone(),
+        page,
+        worker: worker.to_owned(),
+        error: error.to_owned(),
+        deliveries: 1,
+    };
+    publish_acked(
+        deps,
+        names::result_subject(&job.job_id, page),
+        names::result_msg_id(&job.job_id, page),
+        ResultMessage::Failure(failure).encode(),
+    )
+    .await
+}
+
+async fn publish_manifest(
+    deps: &Deps,
+    job: &DocumentJob,
+    total_pages: u32,
+    error: Option<String>,
+) -> Result<(), String> {
+    let manifest = JobManifest {
+        v: SCHEMA_VERSION,
+        job_id: job.job_id.clone(),
+        filename: job.filename.clone(),
+        file_size_bytes: job.file_size_bytes,
+        submitted_at_ms: job.submitted_at_ms,
+        total_pages,
+        error,
+    };
+    publish_acked(
+        deps,
+        names::manifest_subject(&job.job_id),
+        names::manifest_msg_id(&job.job_id),
+        ResultMessage::Manifest(manifest).encode(),
+    )
+    .await?;
+    let event = JobEvent {
+        v: SCHEMA_VERSION,
+        job_id: job.job_id.clone(),
+        kind: EventKind::Rasterized,
+        total_pages: Some(total_pages),
+        pages_done: 0,
+        pages_failed: 0,
+        status: JobStatus::Running,
+        at_ms: now_ms(),
+    };
+    let _ = deps
+        .js
+        .publish(
+            names::event_subject(&job.job_id, EventKind::Rasterized.token()),
+            event.encode().into(),
+        )
+        .await;
+    Ok(())
+}

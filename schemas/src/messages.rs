@@ -1,0 +1,454 @@
+//! Messages that cross NATS, encoded with MessagePack (named fields, so a
+//! reader tolerates fields it does not know). Each carries the schema version
+//! it was written with.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::PageOcr;
+
+/// Version of the message schema written by this build.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// Milliseconds since the Unix epoch, the time unit of every message.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Why a message could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not MessagePack of the expected shape.
+    #[error("undecodable message: {0}")]
+    Format(#[from] rmp_serde::decode::Error),
+    /// Written by a newer, incompatible schema.
+    #[error("message schema version {0} is newer than {SCHEMA_VERSION}")]
+    Version(u16),
+}
+
+/// A message type of the pipeline.
+pub trait Message: Serialize + DeserializeOwned {
+    /// The schema version the message was written with.
+    fn version(&self) -> u16;
+
+    /// MessagePack bytes.
+    fn encode(&self) -> Vec<u8> {
+        // Serialising plain data into a Vec cannot fail.
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
+    /// Decodes and checks the schema version.
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let msg: Self = rmp_serde::from_slice(bytes)?;
+        if msg.version() > SCHEMA_VERSION {
+            return Err(DecodeError::Version(msg.version()));
+        }
+        Ok(msg)
+    }
+}
+
+macro_rules! message {
+    ($($t:ty),*) => {$(
+        impl Message for $t {
+            fn version(&self) -> u16 {
+                self.v
+            }
+        }
+    )*};
+}
+
+/// A document to rasterize.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentJob {
+    /// Schema version.
+    pub v: u16,
+    /// The job's id.
+    pub job_id: String,
+    /// The document's file name as submitted.
+    pub filename: String,
+    /// Object-store key of the document.
+    pub source_key: String,
+    /// Size of the document.
+    pub file_size_bytes: u64,
+    /// Resolution PDF pages are rendered at.
+    pub dpi: f32,
+    /// Model profile the pages are read with.
+    pub profile: String,
+    /// Pixel budget per page.
+    pub max_pixels: u64,
+    /// Submission time, milliseconds since the Unix epoch.
+    pub submitted_at_ms: u64,
+}
+
+/// A page to read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageJob {
+    /// Schema version.
+    pub v: u16,
+    /// The job's id.
+    pub job_id: String,
+    /// Page number, counted from 1.
+    pub page: u32,
+    /// Pages in the document.
+    pub page_count: u32,
+    /// Object-store key of the page image.
+    pub image_key: String,
+    /// Model profile.
+    pub profile: String,
+    /// Factor the page was scaled by to fit the pixel budget.
+    pub scale: f64,
+    /// When the page job was published, milliseconds since the Unix epoch.
+    pub published_at_ms: u64,
+}
+
+/// A page read successfully.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageResult {
+    /// Schema version.
+    pub v: u16,
+    /// The job's id.
+    pub job_id: String,
+    /// Page number, counted from 1.
+    pub page: u32,
+    /// The worker that read it.
+    pub worker: String,
+    /// Milliseconds between the page job's publication and its pickup.
+    pub queue_wait_ms: u64,
+    /// How many times the page job was delivered.
+    pub deliveries: u64,
+    /// What was read.
+    pub ocr: PageOcr,
+}
+
+/// A page that will not be read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageFailure {
+    /// Schema version.
+    pub v: u16,
+    /// The job's id.
+    pub job_id: String,
+    /// Page number, counted from 1.
+    pub page: u32,
+    /// The worker or stage that gave up on it.
+    pub worker: String,
+    /// Why.
+    pub error: String,
+    /// How many times the page job was delivered.
+    pub deliveries: u64,
+}
+
+/// What the rasterizer learned about a document: how many pages to expect, or
+/// why there are none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobManifest {
+    /// Schema version.
+    pub v: u16,
+    /// The job's id.
+    pub job_id: String,
+    /// The document's file name.
+    pub filename: String,
+    /// Size of the document.
+    pub file_size_bytes: u64,
+    /// Submission time, milliseconds since the Unix epoch.
+    pub submitted_at_ms: u64,
+    /// Pages in the document (0 when it could not be opened).
+    pub total_pages: u32,
+    /// Why the document could not be opened, if it could not.
+    pub error: Option<String>,
+}
+
+message!(
+    DocumentJob,
+    PageJob,
+    PageResult,
+    PageFailure,
+    JobManifest,
+    JobEvent,
+    JobState
+);
+
+/// Anything on the result stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ResultMessage {
+    /// A page was read.
+    Page(PageResult),
+    /// A page will not be read.
+    Failure(PageFailure),
+    /// The page count of a job.
+    Manifest(JobManifest),
+}
+
+impl ResultMessage {
+    /// MessagePack bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
+    /// Decodes and checks the schema version.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let msg: Self = rmp_serde::from_slice(bytes)?;
+        let v = match &msg {
+            Self::Page(m) => m.v,
+            Self::Failure(m) => m.v,
+            Self::Manifest(m) => m.v,
+        };
+        if v > SCHEMA_VERSION {
+            return Err(DecodeError::Version(v));
+        }
+        Ok(msg)
+    }
+
+    /// The job the message belongs to.
+    pub fn job_id(&self) -> &str {
+        match self {
+            Self::Page(m) => &m.job_id,
+            Self::Failure(m) => &m.job_id,
+            Self::Manifest(m) => &m.job_id,
+        }
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Still running.
+    Running,
+    /// Every page was read.
+    Success,
+    /// Some pages were read, some failed.
+    PartialSuccess,
+    /// No page was read.
+    Failed,
+}
+
+/// Kinds of job events; each is the last token of its subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The document was accepted.
+    Submitted,
+    /// The page count is known.
+    Rasterized,
+    /// A page was read or failed.
+    Progress,
+    /// The job is finished and its results are written.
+    Completed,
+}
+
+impl EventKind {
+    /// The subject token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Self::Submitted => "submitted",
+            Self::Rasterized => "rasterized",
+            Self::Progress => "progress",
+            Self::Completed => "completed",
+        }
+    }
+}
+
+/// An event of a job, for watchers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    /// Schema version.
+    pub v: u16,
+    /// The job's id.
+    pub job_id: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// Pages in the document, once known.
+    pub total_pages: Option<u32>,
+    /// Pages read so far.
+    pub pages_done: u32,
+    /// Pages failed so far.
+    pub pages_failed: u32,
+    /// Status (final on `Completed`).
+    pub status: JobStatus,
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// What the aggregator records of one page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageRecord {
+    /// Read (true) or failed.
+    pub ok: bool,
+    /// Who read it or gave up on it.
+    pub worker: String,
+    /// Deliveries it took.
+    pub deliveries: u64,
+    /// Milliseconds of processing (0 for failures).
+    pub processing_ms: f64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// A job's state in the jobs bucket, updated with compare-and-set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobState {
+    /// Schema version.
+    pub v: u16,
+    /// The job's id.
+    pub job_id: String,
+    /// From the manifest, once it arrived.
+    pub manifest: Option<JobManifest>,
+    /// Every page accounted for so far.
+    pub pages: BTreeMap<u32, PageRecord>,
+    /// Running until the job is finished.
+    pub status: JobStatus,
+    /// When the aggregator first saw the job, milliseconds since the Unix epoch.
+    pub first_seen_ms: u64,
+    /// When it finished.
+    pub finished_at_ms: Option<u64>,
+}
+
+impl JobState {
+    /// A job the aggregator has just heard of.
+    pub fn new(job_id: &str, now_ms: u64) -> Self {
+        Self {
+            v: SCHEMA_VERSION,
+            job_id: job_id.to_owned(),
+            manifest: None,
+            pages: BTreeMap::new(),
+            status: JobStatus::Running,
+            first_seen_ms: now_ms,
+            finished_at_ms: None,
+        }
+    }
+
+    /// Pages read and pages failed.
+    pub fn counts(&self) -> (u32, u32) {
+        let ok = self.pages.values().filter(|p| p.ok).count() as u32;
+        (ok, self.pages.len() as u32 - ok)
+    }
+
+    /// Whether every page of the manifest is accounted for.
+    pub fn is_complete(&self) -> bool {
+        match &self.manifest {
+            Some(m) => (1..=m.total_pages).all(|p| self.pages.contains_key(&p)),
+            None => false,
+        }
+    }
+
+    /// The final status once complete.
+    pub fn final_status(&self) -> JobStatus {
+        let (ok, failed) = self.counts();
+        match (ok, failed) {
+            (0, _) => JobStatus::Failed,
+            (_, 0) => JobStatus::Success,
+            _ => JobStatus::PartialSuccess,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{StepTimings, TextCounts};
+
+    fn page_result() -> PageResult {
+        PageResult {
+            v: SCHEMA_VERSION,
+            job_id: "j1".into(),
+            page: 2,
+            worker: "w-1".into(),
+            queue_wait_ms: 5,
+            deliveries: 1,
+            ocr: PageOcr {
+                width: 10,
+                height: 20,
+                rotation: 0,
+                lines: vec![crate::OcrLine {
+                    text: "zażółć".into(),
+                    confidence: 0.9,
+                    polygon: [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]],
+                    column: 0,
+                }],
+                counts: TextCounts {
+                    lines: 1,
+                    words: 1,
+                    chars: 6,
+                },
+                avg_confidence: 0.9,
+                timings: StepTimings::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let job = DocumentJob {
+            v: SCHEMA_VERSION,
+            job_id: "j1".into(),
+            filename: "a b.pdf".into(),
+            source_key: "jobs/j1/source".into(),
+            file_size_bytes: 3,
+            dpi: 200.0,
+            profile: "fast".into(),
+            max_pixels: 8_000_000,
+            submitted_at_ms: 1,
+        };
+        assert_eq!(DocumentJob::decode(&job.encode()).unwrap(), job);
+        let result = ResultMessage::Page(page_result());
+        assert_eq!(ResultMessage::decode(&result.encode()).unwrap(), result);
+        let mut state = JobState::new("j1", 7);
+        state.pages.insert(
+            1,
+            PageRecord {
+                ok: true,
+                worker: "w".into(),
+                deliveries: 1,
+                processing_ms: 1.0,
+                error: None,
+            },
+        );
+        assert_eq!(JobState::decode(&state.encode()).unwrap(), state);
+    }
+
+    #[test]
+    fn newer_schemas_and_garbage_are_refused() {
+        let mut r = page_result();
+        r.v = SCHEMA_VERSION + 1;
+        assert!(matches!(
+            PageResult::decode(&r.encode()),
+            Err(DecodeError::Version(_))
+        ));
+        assert!(matches!(
+            PageJob::decode(b"\xc1garbage"),
+            Err(DecodeError::Format(_))
+        ));
+    }
+
+    #[test]
+    fn job_state_completion_and_status() {
+        let mut s = JobState::new("j", 0);
+        assert!(!s.is_complete());
+        s.manifest = Some(JobManifest {
+            v: SCHEMA_VERSION,
+            job_id: "j".into(),
+            filename: "f".into(),
+            file_size_bytes: 0,
+            submitted_at_ms: 0,
+            total_pages: 2,
+            error: None,
+        });
+        let rec = |ok| PageRecord {
+            ok,
+            worker: "w".into(),
+            deliveries: 1,
+            processing_ms: 0.0,
+            error: None,
+        };
+        s.pages.insert(1, rec(true));
+        assert!(!s.is_complete());
+        s.pages.insert(2, rec(false));
+        assert!(s.is_complete());
+        assert_eq!(s.final_status(), JobStatus::PartialSuccess);
+        assert_eq!(s.counts(), (1, 1));
+    }
+}

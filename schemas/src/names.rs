@@ -1,0 +1,182 @@
+//! Every subject, stream, consumer, bucket and object key of pagefleet. No other
+//! crate spells one.
+
+/// Work queue of document jobs: one message per submitted document.
+pub const DOCS_STREAM: &str = "PAGEFLEET_DOCS";
+/// Work queue of page jobs: one message per page, subject carries the profile.
+pub const PAGES_STREAM: &str = "PAGEFLEET_PAGES";
+/// Page results, page failures and job manifests, consumed by the aggregator.
+pub const RESULTS_STREAM: &str = "PAGEFLEET_RESULTS";
+/// Job events (progress, completion), kept for a while, one subject per job.
+pub const EVENTS_STREAM: &str = "PAGEFLEET_EVENTS";
+/// Max-deliveries advisories of the page stream, kept until the aggregator has
+/// recorded the page as failed (a core subscription would lose those raised
+/// while no aggregator runs).
+pub const ADVISORIES_STREAM: &str = "PAGEFLEET_ADVISORIES";
+/// Key-value bucket of job state, one key per job id.
+pub const JOBS_BUCKET: &str = "pagefleet-jobs";
+
+/// Durable consumer of the rasterizer stage.
+pub const RASTERIZER_CONSUMER: &str = "rasterizer";
+/// Durable consumer of the aggregator stage.
+pub const AGGREGATOR_CONSUMER: &str = "aggregator";
+/// Durable consumer of the aggregator on the advisory stream.
+pub const ADVISORY_CONSUMER: &str = "aggregator-advisories";
+
+/// Subject filter of the document stream.
+pub const DOCS_SUBJECTS: &str = "pagefleet.docs.*";
+/// Subject filter of the page stream.
+pub const PAGES_SUBJECTS: &str = "pagefleet.pages.>";
+/// Subject filter of the result stream.
+pub const RESULTS_SUBJECTS: &str = "pagefleet.results.>";
+/// Subject filter of the event stream.
+pub const EVENTS_SUBJECTS: &str = "pagefleet.events.>";
+
+/// Subject of a document job.
+pub fn doc_subject(job_id: &str) -> String {
+    format!("pagefleet.docs.{job_id}")
+}
+
+/// Subject of a page job: the profile comes first so that separate worker
+/// pools can serve separate profiles.
+pub fn page_subject(profile: &str, job_id: &str, page: u32) -> String {
+    format!("pagefleet.pages.{profile}.{job_id}.{page}")
+}
+
+/// Filter of the page jobs of one profile.
+pub fn pages_of_profile(profile: &str) -> String {
+    format!("pagefleet.pages.{profile}.>")
+}
+
+/// Durable consumer of the OCR workers serving `profile`.
+pub fn worker_consumer(profile: &str) -> String {
+    format!("ocr-worker-{profile}")
+}
+
+/// Subject of a page's result or failure.
+pub fn result_subject(job_id: &str, page: u32) -> String {
+    format!("pagefleet.results.{job_id}.{page}")
+}
+
+/// Subject of a job's manifest (its page count, or why it has none).
+pub fn manifest_subject(job_id: &str) -> String {
+    format!("pagefleet.results.{job_id}.manifest")
+}
+
+/// Subject of one kind of event of a job.
+pub fn event_subject(job_id: &str, kind: &str) -> String {
+    format!("pagefleet.events.{job_id}.{kind}")
+}
+
+/// Every event of one job.
+pub fn events_of_job(job_id: &str) -> String {
+    format!("pagefleet.events.{job_id}.*")
+}
+
+/// Advisory JetStream publishes when a page job reached its delivery limit.
+pub fn max_deliveries_advisory(consumer: &str) -> String {
+    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{PAGES_STREAM}.{consumer}")
+}
+
+/// Every page-stream max-deliveries advisory, whatever the worker pool.
+pub const PAGES_MAX_DELIVERIES_ADVISORIES: &str =
+    "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.PAGEFLEET_PAGES.*";
+
+/// Job id and page number of a page job's subject.
+pub fn parse_page_subject(subject: &str) -> Option<(String, u32)> {
+    let mut parts = subject.strip_prefix("pagefleet.pages.")?.split('.');
+    let (_profile, job, page) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((job.to_owned(), page.parse().ok()?))
+}
+
+/// `Nats-Msg-Id` of a document job.
+pub fn doc_msg_id(job_id: &str) -> String {
+    format!("doc.{job_id}")
+}
+
+/// `Nats-Msg-Id` of a page job.
+pub fn page_msg_id(job_id: &str, page: u32) -> String {
+    format!("page.{job_id}.{page}")
+}
+
+/// `Nats-Msg-Id` of a page result or failure.
+pub fn result_msg_id(job_id: &str, page: u32) -> String {
+    format!("result.{job_id}.{page}")
+}
+
+/// `Nats-Msg-Id` of a manifest.
+pub fn manifest_msg_id(job_id: &str) -> String {
+    format!("manifest.{job_id}")
+}
+
+/// `Nats-Msg-Id` of a job's completion event.
+pub fn completed_msg_id(job_id: &str) -> String {
+    format!("completed.{job_id}")
+}
+
+/// Object-store keys of a job.
+pub mod keys {
+    /// The submitted document.
+    pub fn source(job_id: &str) -> String {
+        format!("jobs/{job_id}/source")
+    }
+    /// A rendered page image (PNG).
+    pub fn page_image(job_id: &str, page: u32) -> String {
+        format!("jobs/{job_id}/pages/{page:05}.png")
+    }
+    /// A page's OCR result, kept by the aggregator until the job is assembled.
+    pub fn page_result(job_id: &str, page: u32) -> String {
+        format!("jobs/{job_id}/results/{page:05}.mpk")
+    }
+    /// One output of a finished job: `txt`, `md` or `json`.
+    pub fn output(job_id: &str, format: &str) -> String {
+        format!("jobs/{job_id}/result.{format}")
+    }
+}
+
+/// Whether a string may be used as a job id: it becomes one subject token and
+/// one path segment.
+pub fn valid_job_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_fall_under_their_streams() {
+        assert!(doc_subject("j1").starts_with("pagefleet.docs."));
+        assert_eq!(page_subject("fast", "j1", 3), "pagefleet.pages.fast.j1.3");
+        assert!(
+            page_subject("fast", "j1", 3)
+                .starts_with(pages_of_profile("fast").trim_end_matches('>'))
+        );
+        assert_eq!(manifest_subject("j1"), "pagefleet.results.j1.manifest");
+        assert_eq!(
+            event_subject("j1", "completed"),
+            "pagefleet.events.j1.completed"
+        );
+        assert_eq!(keys::page_image("j1", 7), "jobs/j1/pages/00007.png");
+        assert_eq!(
+            parse_page_subject(&page_subject("fast", "j1", 3)),
+            Some(("j1".into(), 3))
+        );
+        assert_eq!(parse_page_subject("pagefleet.pages.fast.j1"), None);
+    }
+
+    #[test]
+    fn job_ids_are_single_tokens() {
+        assert!(valid_job_id("0b7c-aa_1"));
+        for bad in ["", "a.b", "a b", "a*", "a>", "../x", &"x".repeat(65)] {
+            assert!(!valid_job_id(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The JetStream topology: streams, consumers and the jobs bucket, created or
+//! updated idempotently by every stage at start-up (and by `pagefleet nats setup`).
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use async_nats::jetstream::{self, kv};
+
+use crate::names::*;
+
+/// Settings of the streams, the bucket and the consumers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopologyConfig {
+    /// Replicas of every stream (1 for a single server).
+    pub replicas: usize,
+    /// How long repeated publishes with one `Nats-Msg-Id` are recognised. It
+    /// must outlast a rasterizer's or worker's redelivery.
+    pub duplicate_window: Duration,
+    /// How long job events are kept.
+    pub events_max_age: Duration,
+    /// Largest message (a page result of a dense page is about 100 KiB).
+    pub max_message_size: i32,
+    /// Consumer settings for document jobs.
+    pub docs: ConsumerSettings,
+    /// Consumer settings for page jobs.
+    pub pages: ConsumerSettings,
+    /// Consumer settings for results.
+    pub results: ConsumerSettings,
+}
+
+/// Settings of one durable pull consumer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerSettings {
+    /// How long a delivered message may go unacknowledged (progress acks extend it).
+    pub ack_wait: Duration,
+    /// Deliveries before a message is given up (then a max-deliveries advisory).
+    pub max_deliver: i64,
+    /// Delays between redeliveries; empty for `ack_wait` each time.
+    pub backoff: Vec<Duration>,
+    /// Most messages delivered and not yet acknowledged, over all subscribers.
+    pub max_ack_pending: i64,
+}
+
+impl Default for TopologyConfig {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            duplicate_window: Duration::from_secs(30 * 60),
+            events_max_age: Duration::from_secs(24 * 3600),
+            max_message_size: 8 * 1024 * 1024,
+            docs: ConsumerSettings {
+                ack_wait: Duration::from_secs(60),
+                max_deliver: 5,
+                backoff: Vec::new(),
+                max_ack_pending: 64,
+            },
+            pages: ConsumerSettings {
+                ack_wait: Duration::from_secs(30),
+                max_deliver: 4,
+                backoff: Vec::new(),
+                max_ack_pending: 1024,
+            },
+            results: ConsumerSettings {
+                ack_wait: Duration::from_secs(30),
+                max_deliver: 20,
+                backoff: Vec::new(),
+                max_ack_pending: 1024,
+            },
+        }
+    }
+}
+
+/// Errors while setting up the topology.
+#[derive(Debug, thiserror::Error)]
+#[error("jetstream setup of {what}: {message}")]
+pub struct TopologyError {
+    what: String,
+    message: String,
+}
+
+fn err(what: impl Into<String>, e: impl std::fmt::Display) -> TopologyError {
+    TopologyError {
+        what: what.into(),
+        message: e.to_string(),
+    }
+}
+
+/// Creates or updates the streams and the jobs bucket.
+pub async fn ensure(js: &jetstream::Context, config: &TopologyConfig) -> Result<(), TopologyError> {
+    let work_queue = |name: &str, subjects: &str| stream::Config {
+        name: name.to_owned(),
+        subjects: vec![subjects.to_owned()],
+        retention: RetentionPolicy::WorkQueue,
+        storage: StorageType::File,
+        num_replicas: config.replicas,
+        duplicate_window: config.duplicate_window,
+        max_message_size: config.max_message_size,
+        discard: DiscardPolicy::Old,
+        allow_direct: true,
+        ..Default::default()
+    };
+    for cfg in [
+        work_queue(DOCS_STREAM, DOCS_SUBJECTS),
+        work_queue(PAGES_STREAM, PAGES_SUBJECTS),
+        work_queue(RESULTS_STREAM, RESULTS_SUBJECTS),
+        work_queue(ADVISORIES_STREAM, PAGES_MAX_DELIVERIES_ADVISORIES),
+        stream::Config {
+            name: EVENTS_STREAM.to_owned(),
+            subjects: vec![EVENTS_SUBJECTS.to_owned()],
+            retention: RetentionPolicy::Limits,
+            max_age: config.events_max_age,
+            duplicate_window: config.duplicate_window.min(config.events_max_age),
+            storage: StorageType::File,
+            num_replicas: config.replicas,
+            allow_direct: true,
+            ..Default::default()
+        },
+    ] {
+        let name = cfg.name.clone();
+        js.create_or_update_stream(cfg)
+            .await
+            .map_err(|e| err(format!("stream {name}"), e))?;
+    }
+    js.create_or_update_key_value(kv::Config {
+        bucket: JOBS_BUCKET.to_owned(),
+        description: "pagefleet job state, one key per job".to_owned(),
+        history: 1,
+        max_value_size: config.max_message_size,
+        storage: StorageType::File,
+        num_replicas: config.replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| err(format!("bucket {JOBS_BUCKET}"), e))?;
+    Ok(())
+}
+
+/// Creates or updates a durable pull consumer and returns it.
+pub async fn consumer(
+    js: &jetstream::Context,
+    stream: &str,
+    name: &str,
+    filter: &str,
+    settings: &ConsumerSettings,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, TopologyError> {
+    let stream_handle = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| err(format!("stream {stream}"), e))?;
+    stream_handle
+        .create_consumer(pull::Config {
+            durable_name: Some(name.to_owned()),
+            filter_subject: filter.to_owned(),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            ack_wait: settings.ack_wait,
+            max_deliver: settings.max_deliver,
+            backoff: settings.backoff.clone(),
+            max_ack_pending: settings.max_ack_pending,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(format!("consumer {name} on {stream}"), e))
+}

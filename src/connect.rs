@@ -1,0 +1,145 @@
+//! Connections every stage command makes: NATS, object storage, and the
+//! topology settings from the command line.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_nats::ConnectOptions;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use pagefleet_schemas::store::Store;
+use pagefleet_schemas::topology::TopologyConfig;
+
+use crate::cli::{NatsArgs, QueueArgs, StoreArgs};
+
+/// Connects to NATS with the given authentication, retrying the first
+/// connection until the server answers.
+pub(crate) async fn nats(args: &NatsArgs, name: &str) -> anyhow::Result<async_nats::Client> {
+    let mut options = match &args.creds {
+        Some(path) => ConnectOptions::with_credentials_file(path)
+            .await
+            .with_context(|| format!("cannot read NATS credentials {}", path.display()))?,
+        None => ConnectOptions::new(),
+    };
+    if let Some(seed) = &args.nkey {
+        options = options.nkey(seed.clone());
+    }
+    if let Some(token) = &args.token {
+        options = options.token(token.clone());
+    }
+    if let (Some(user), Some(password)) = (&args.user, &args.password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(ca) = &args.ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if args.tls {
+        options = options.require_tls(true);
+    }
+    let urls: Vec<&str> = args
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    let addrs: Vec<async_nats::ServerAddr> = urls
+        .iter()
+        .map(|u| u.parse())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad NATS URL in {:?}", args.url))?;
+    let client = options
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(addrs)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", args.url))?;
+    Ok(client)
+}
+
+/// Opens the object store: S3 for `s3://` locations, else a local folder.
+pub(crate) fn store(args: &StoreArgs, default_dir: &Path) -> anyhow::Result<Store> {
+    let location = args
+        .location
+        .clone()
+        .unwrap_or_else(|| default_dir.display().to_string());
+    if let Some(rest) = location.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            bail!("store {location:?} names no bucket");
+        }
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(endpoint) = &args.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        let region = args
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".into());
+        builder = builder.with_region(region);
+        if args.path_style {
+            builder = builder.with_virtual_hosted_style_request(false);
+        }
+        let s3: Store = Arc::new(
+            builder
+                .build()
+                .with_context(|| format!("cannot configure S3 store {location}"))?,
+        );
+        if prefix.is_empty() {
+            return Ok(s3);
+        }
+        let prefix = object_store::path::Path::from(prefix);
+        return Ok(Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)));
+    }
+    let dir = Path::new(location.strip_prefix("file://").unwrap_or(&location));
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create store folder {}", dir.display()))?;
+    let fs = LocalFileSystem::new_with_prefix(dir)
+        .with_context(|| format!("cannot open store folder {}", dir.display()))?;
+    Ok(Arc::new(fs))
+}
+
+/// Topology settings from the queue flags.
+pub(crate) fn topology(args: &QueueArgs) -> TopologyConfig {
+    let mut t = TopologyConfig {
+        replicas: args.replicas.max(1),
+        ..TopologyConfig::default()
+    };
+    let secs = |s: f64| Duration::from_secs_f64(s.max(0.1));
+    t.pages.ack_wait = secs(args.page_ack_wait);
+    t.pages.max_deliver = args.page_max_deliver;
+    t.pages.backoff = args.page_backoff.iter().map(|&s| secs(s)).collect();
+    t.pages.max_ack_pending = args.page_max_ack_pending;
+    t.docs.ack_wait = secs(args.doc_ack_wait);
+    t.docs.max_deliver = args.doc_max_deliver;
+    t
+}
+
+/// A future that completes on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down: finishing the work in hand");
+}

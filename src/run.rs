@@ -1,0 +1,266 @@
+//! `pagefleet run`: the whole pipeline on one machine, in one process.
+//!
+//! Starts a private nats-server (unless `--nats` names one), runs the
+//! rasterizer, the OCR workers and the aggregator as tasks, submits the files,
+//! follows the jobs' state, and writes each finished job in the layout of
+//! `pagefleet ocr`, plus `combined.md`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use pagefleet_aggregator::report::JobReport;
+use pagefleet_schemas::messages::{JobState, JobStatus, Message};
+use pagefleet_schemas::{names, store};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::cli::{HomeArgs, NatsArgs, RunArgs};
+use crate::connect;
+use crate::home::Home;
+use crate::nats_server::NatsServer;
+use crate::ocr::{start_pool, unique_name};
+
+pub(crate) fn run(home: &HomeArgs, args: RunArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_inner(Home::resolve(home), args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_inner(home: Home, mut args: RunArgs) -> anyhow::Result<bool> {
+    home.require([home.pdfium().as_path()])?;
+    let data = args.data.clone().unwrap_or_else(|| home.data());
+    let server = match &args.nats {
+        Some(_) => None,
+        None => {
+            home.require([home.nats_server().as_path()])?;
+            let server = NatsServer::start(&home.nats_server(), &data.join("nats")).await?;
+            info!(url = server.url(), "nats-server started");
+            Some(server)
+        }
+    };
+    let url = args
+        .nats
+        .clone()
+        .or_else(|| server.as_ref().map(|s| s.url().to_owned()))
+        .unwrap_or_default();
+    let nats_args = NatsArgs {
+        url,
+        creds: None,
+        nkey: None,
+        token: None,
+        user: None,
+        password: None,
+        ca: None,
+        tls: false,
+    };
+    let client = connect::nats(&nats_args, "pagefleet-run").await?;
+    let js = async_nats::jetstream::new(client);
+    let topology = connect::topology(&args.queue);
+    pagefleet_schemas::topology::ensure(&js, &topology).await?;
+    let store = connect::store(&args.store, &data.join("objects"))?;
+
+    if args.workers.is_some() {
+        args.model.slots = args.workers;
+    }
+    let model = args.model.clone();
+    let pool_home = home.clone();
+    let pool =
+        Arc::new(tokio::task::spawn_blocking(move || start_pool(&pool_home, &model)).await??);
+    let stop = CancellationToken::new();
+    let mut stages = tokio::task::JoinSet::new();
+    {
+        let deps = pagefleet_rasterizer::stage::Deps {
+            js: js.clone(),
+            store: store.clone(),
+            pdfium: home.pdfium(),
+        };
+        let config = pagefleet_rasterizer::stage::StageConfig {
+            topology: topology.clone(),
+            max_decode_pixels: pagefleet_rasterizer::DEFAULT_MAX_DECODE_PIXELS,
+            max_pages: 10_000,
+            name: "rasterizer".into(),
+        };
+        let stop = stop.clone();
+        stages.spawn(async move {
+            pagefleet_rasterizer::stage::run(config, deps, stop.cancelled_owned())
+                .await
+                .map_err(anyhow::Error::from)
+        });
+    }
+    {
+        let slots = pool.slots();
+        let deps = pagefleet_ocr_worker::stage::Deps {
+            js: js.clone(),
+            store: store.clone(),
+            pool: Arc::clone(&pool),
+        };
+        let config = pagefleet_ocr_worker::stage::StageConfig {
+            topology: topology.clone(),
+            profile: args.model.profile.to_string(),
+            name: "ocr-worker".into(),
+            in_flight: slots * 2,
+            page_deadline: Duration::from_secs(300),
+            max_decode_pixels: args.model.max_pixels.saturating_mul(2),
+        };
+        let stop = stop.clone();
+        stages.spawn(async move {
+            pagefleet_ocr_worker::stage::run(config, deps, stop.cancelled_owned())
+                .await
+                .map_err(anyhow::Error::from)
+        });
+    }
+    {
+        let deps = pagefleet_aggregator::stage::Deps {
+            js: js.clone(),
+            store: store.clone(),
+        };
+        let config = pagefleet_aggregator::stage::StageConfig {
+            topology: topology.clone(),
+            name: "aggregator".into(),
+        };
+        let stop = stop.clone();
+        stages.spawn(async move {
+            pagefleet_aggregator::stage::run(config, deps, stop.cancelled_owned())
+                .await
+                .map_err(anyhow::Error::from)
+        });
+    }
+
+    let outcome = submit_and_follow(&js, &store, &args).await;
+    stop.cancel();
+    while let Some(joined) = stages.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("stage ended with an error: {e:#}"),
+            Err(e) => warn!("stage task failed: {e}"),
+        }
+    }
+    if let Some(server) = server {
+        server.stop().await;
+    }
+    outcome
+}
+
+/// Submits every file, waits for every job, writes the outputs. True when
+/// every job succeeded.
+async fn submit_and_follow(
+    js: &async_nats::jetstream::Context,
+    store: &pagefleet_schemas::store::Store,
+    args: &RunArgs,
+) -> anyhow::Result<bool> {
+    let options = pagefleet_ingest::SubmitOptions {
+        dpi: args.dpi,
+        profile: args.model.profile.to_string(),
+        max_pixels: args.model.max_pixels,
+        job_id: None,
+    };
+    let mut used = HashSet::new();
+    let mut pending: BTreeMap<String, (String, PathBuf)> = BTreeMap::new();
+    let mut all_ok = true;
+    for file in &args.files {
+        let name = unique_name(file, &mut used);
+        let bytes = match std::fs::read(file) {
+            Ok(b) => b,
+            Err(e) => {
+                error!(file = %file.display(), "cannot read: {e}");
+                all_ok = false;
+                continue;
+            }
+        };
+        let filename = file
+            .file_name()
+            .map_or_else(|| name.clone(), |f| f.to_string_lossy().into_owned());
+        let job_id = pagefleet_ingest::submit(js, store, &filename, bytes.into(), &options).await?;
+        info!(%job_id, document = %name, "submitted");
+        let dir = args.out.join(&name);
+        pending.insert(job_id, (name, dir));
+    }
+    let kv = js
+        .get_key_value(names::JOBS_BUCKET)
+        .await
+        .context("opening the jobs bucket")?;
+    let mut last_progress: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    while !pending.is_empty() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let ids: Vec<String> = pending.keys().cloned().collect();
+        for job_id in ids {
+            let Some(bytes) = kv.get(&job_id).await.context("reading job state")? else {
+                continue;
+            };
+            let state = JobState::decode(&bytes)?;
+            let (done, failed) = state.counts();
+            let total = state.manifest.as_ref().map(|m| m.total_pages);
+            if last_progress.insert(job_id.clone(), (done, failed)) != Some((done, failed)) {
+                let (name, _) = &pending[&job_id];
+                info!(document = %name, done, failed, total = total.unwrap_or(0), "progress");
+            }
+            if state.status == JobStatus::Running {
+                continue;
+            }
+            let Some((name, dir)) = pending.remove(&job_id) else {
+                continue;
+            };
+            let ok = write_outputs(store, &job_id, &name, &dir, args.quiet).await?;
+            all_ok &= ok && state.status == JobStatus::Success;
+            info!(document = %name, status = ?state.status, "job finished");
+        }
+    }
+    Ok(all_ok)
+}
+
+/// Writes a finished job in the layout of `pagefleet ocr`, plus combined.md.
+async fn write_outputs(
+    store: &pagefleet_schemas::store::Store,
+    job_id: &str,
+    name: &str,
+    dir: &std::path::Path,
+    quiet: bool,
+) -> anyhow::Result<bool> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let get = |format: &'static str| async move {
+        store::get(store.as_ref(), &names::keys::output(job_id, format)).await
+    };
+    let json = get("json").await?;
+    let report: JobReport =
+        serde_json::from_slice(&json).context("reading the job's result.json")?;
+    std::fs::write(dir.join("result.json"), &json)?;
+    std::fs::write(dir.join("combined.txt"), get("txt").await?)?;
+    std::fs::write(dir.join("combined.md"), get("md").await?)?;
+    let stdout = std::io::stdout();
+    for page in &report.pages {
+        let text = page.ocr.as_ref().map(|o| o.text()).unwrap_or_default();
+        std::fs::write(dir.join(format!("{:03}.txt", page.page)), &text)?;
+        if !quiet {
+            let mut out = stdout.lock();
+            let _ = writeln!(out, "==> {name} page {} <==", page.page);
+            match &page.error {
+                Some(e) => drop(writeln!(out, "[page failed: {e}]")),
+                None => drop(out.write_all(text.as_bytes())),
+            }
+        }
+    }
+    for e in &report.metrics.errors {
+        warn!(document = %name, "{e}");
+    }
+    Ok(report.metrics.pages_failed == 0)
+}

@@ -1,0 +1,90 @@
+//! The stage commands: each stage alone, pointed at any NATS and store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use pagefleet_schemas::topology;
+
+use crate::cli::{AggregatorArgs, NatsArgs, QueueArgs, RasterizerArgs, WorkerArgs};
+use crate::connect::{self, shutdown_signal};
+use crate::home::Home;
+use crate::ocr::start_pool;
+
+/// This process's name among workers: host name and process id.
+pub(crate) fn default_name(stage: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let host = if host.is_empty() {
+        "localhost".to_owned()
+    } else {
+        host
+    };
+    format!("{stage}-{host}-{}", std::process::id())
+}
+
+pub(crate) async fn rasterizer(home: &Home, args: RasterizerArgs) -> anyhow::Result<()> {
+    home.require([home.pdfium().as_path()])?;
+    let client = connect::nats(&args.nats, "pagefleet-rasterizer").await?;
+    let deps = pagefleet_rasterizer::stage::Deps {
+        js: async_nats::jetstream::new(client),
+        store: connect::store(&args.store, &home.data().join("objects"))?,
+        pdfium: home.pdfium(),
+    };
+    let config = pagefleet_rasterizer::stage::StageConfig {
+        topology: connect::topology(&args.queue),
+        max_decode_pixels: args.max_decode_pixels,
+        max_pages: args.max_pages,
+        name: default_name("rasterizer"),
+    };
+    pagefleet_rasterizer::stage::run(config, deps, shutdown_signal()).await?;
+    Ok(())
+}
+
+pub(crate) async fn ocr_worker(home: &Home, args: WorkerArgs) -> anyhow::Result<()> {
+    let model = args.model.clone();
+    let pool_home = home.clone();
+    let pool = tokio::task::spawn_blocking(move || start_pool(&pool_home, &model)).await??;
+    let slots = pool.slots();
+    let client = connect::nats(&args.nats, "pagefleet-ocr-worker").await?;
+    let deps = pagefleet_ocr_worker::stage::Deps {
+        js: async_nats::jetstream::new(client),
+        store: connect::store(&args.store, &home.data().join("objects"))?,
+        pool: Arc::new(pool),
+    };
+    let config = pagefleet_ocr_worker::stage::StageConfig {
+        topology: connect::topology(&args.queue),
+        profile: args.model.profile.to_string(),
+        name: args.name.unwrap_or_else(|| default_name("ocr-worker")),
+        in_flight: slots * 2,
+        page_deadline: Duration::from_secs_f64(args.page_deadline.max(1.0)),
+        max_decode_pixels: args.model.max_pixels.saturating_mul(2),
+    };
+    pagefleet_ocr_worker::stage::run(config, deps, shutdown_signal()).await?;
+    Ok(())
+}
+
+pub(crate) async fn aggregator(home: &Home, args: AggregatorArgs) -> anyhow::Result<()> {
+    let client = connect::nats(&args.nats, "pagefleet-aggregator").await?;
+    let deps = pagefleet_aggregator::stage::Deps {
+        js: async_nats::jetstream::new(client),
+        store: connect::store(&args.store, &home.data().join("objects"))?,
+    };
+    let config = pagefleet_aggregator::stage::StageConfig {
+        topology: connect::topology(&args.queue),
+        name: default_name("aggregator"),
+    };
+    pagefleet_aggregator::stage::run(config, deps, shutdown_signal()).await?;
+    Ok(())
+}
+
+pub(crate) async fn nats_setup(nats: &NatsArgs, queue: &QueueArgs) -> anyhow::Result<()> {
+    let client = connect::nats(nats, "pagefleet-setup").await?;
+    let js = async_nats::jetstream::new(client);
+    topology::ensure(&js, &connect::topology(queue))
+        .await
+        .context("setting up JetStream")?;
+    println!("streams and the jobs bucket are in place on {}", nats.url);
+    Ok(())
+}
