@@ -1,0 +1,442 @@
+//! The pipeline against a real nats-server, with every stage a separate
+//! `pagefleet` process: documents through to results, and the failures the
+//! clusters pagefleet replaces fell over on (a worker killed mid-page, a page
+//! that always fails, one that always hangs, an aggregator restarted mid-job,
+//! duplicate publishes) as non-events.
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns fail loudly by design
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use common::pipeline::{
+    NatsServer, StageProcess, connect, local_store, stream_len, submit_options, wait_final,
+};
+use common::{Score, root, samples};
+use futures::StreamExt;
+use pagefleet_aggregator::report::JobReport;
+use pagefleet_schemas::messages::{
+    JobManifest, JobStatus, Message, PageJob, ResultMessage, SCHEMA_VERSION, now_ms,
+};
+use pagefleet_schemas::{names, store};
+
+const TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The tests run one at a time: each starts several model-loading processes,
+/// and on a small machine they would only slow each other into timeouts.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn report(store: &store::Store, job_id: &str) -> JobReport {
+    let json = store::get(store.as_ref(), &names::keys::output(job_id, "json"))
+        .await
+        .unwrap();
+    serde_json::from_slice(&json).unwrap()
+}
+
+async fn submit_file(js: &jetstream::Context, store: &store::Store, file: &Path) -> String {
+    let bytes = std::fs::read(file).unwrap();
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    pagefleet_ingest::submit(js, store, &name, bytes.into(), &submit_options())
+        .await
+        .unwrap()
+}
+
+/// Every work queue is empty: nothing is stuck.
+async fn assert_queues_drained(js: &jetstream::Context) {
+    for stream in [
+        names::DOCS_STREAM,
+        names::PAGES_STREAM,
+        names::RESULTS_STREAM,
+        names::ADVISORIES_STREAM,
+    ] {
+        // Acks of the last messages may take a moment to land.
+        let start = Instant::now();
+        while stream_len(js, stream).await > 0 && start.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            stream_len(js, stream).await,
+            0,
+            "{stream} still holds messages"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_through_separate_stage_processes() {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let js = connect(&nats.url).await;
+    let store = local_store(dir.path());
+    let _stages = [
+        StageProcess::spawn(&["rasterizer"], &nats.url, dir.path()),
+        StageProcess::spawn(&["ocr-worker", "--name", "w1"], &nats.url, dir.path()),
+        StageProcess::spawn(&["aggregator"], &nats.url, dir.path()),
+    ];
+    let samples = samples();
+    let docs = [
+        "gnuplot-manual",
+        "ltnews34",
+        "octave-manual",
+        "texlive-guide-pl",
+    ];
+    let mut jobs = Vec::new();
+    for doc in docs {
+        jobs.push((
+            doc,
+            submit_file(&js, &store, &samples.join(format!("{doc}.pdf"))).await,
+        ));
+    }
+    let mut total = Score::default();
+    for (doc, job_id) in &jobs {
+        let state = wait_final(&js, job_id, TIMEOUT).await;
+        assert_eq!(state.status, JobStatus::Success, "{doc}");
+        let report = report(&store, job_id).await;
+        let m = &report.metrics;
+        let pages = &report.pages;
+        assert_eq!(
+            (m.total_pages as usize, m.pages_processed, m.pages_failed),
+            (pages.len(), m.total_pages, 0)
+        );
+        // Metrics agree with the text they describe.
+        let ocr: Vec<_> = pages.iter().map(|p| p.ocr.as_ref().unwrap()).collect();
+        assert_eq!(
+            m.total_words,
+            ocr.iter().map(|o| o.counts.words).sum::<u64>()
+        );
+        assert_eq!(
+            m.total_lines,
+            ocr.iter().map(|o| o.lines.len() as u64).sum::<u64>()
+        );
+        assert_eq!(m.pages_per_worker.get("w1"), Some(&m.total_pages));
+        assert!(m.avg_confidence > 0.8 && m.total_duration_ms > 0 && m.file_size_bytes > 0);
+        let text = String::from_utf8(
+            store::get(store.as_ref(), &names::keys::output(job_id, "txt"))
+                .await
+                .unwrap()
+                .to_vec(),
+        )
+        .unwrap();
+        assert_eq!(text.matches('\u{c}').count(), pages.len());
+        for (i, o) in ocr.iter().enumerate() {
+            let truth =
+                std::fs::read_to_string(samples.join(format!("truth/{doc}/{:03}.txt", i + 1)))
+                    .unwrap();
+            total.add(Score::page(&o.text(), &truth));
+        }
+        let md = store::get(store.as_ref(), &names::keys::output(job_id, "md"))
+            .await
+            .unwrap();
+        assert!(
+            std::str::from_utf8(&md)
+                .unwrap()
+                .contains("<!-- page 1 -->")
+        );
+    }
+    eprintln!(
+        "pipeline: CER {:.2}% BoW-F1 {:.3}",
+        100.0 * total.cer(),
+        total.bow_f1()
+    );
+    assert!(total.cer() <= 0.05 && total.bow_f1() >= 0.97);
+    assert_queues_drained(&js).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_page_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let js = connect(&nats.url).await;
+    let store = local_store(dir.path());
+    let quick = ["--page-ack-wait", "2"];
+    let _rasterizer = StageProcess::spawn(&["rasterizer"], &nats.url, dir.path());
+    let _aggregator = StageProcess::spawn(&["aggregator"], &nats.url, dir.path());
+    let mut doomed = StageProcess::spawn(
+        &[
+            "ocr-worker",
+            "--name",
+            "doomed",
+            "--slots",
+            "1",
+            quick[0],
+            quick[1],
+        ],
+        &nats.url,
+        dir.path(),
+    );
+    let job_id = submit_file(&js, &store, &samples().join("gnuplot-manual.pdf")).await;
+
+    // Kill the worker (no goodbye) once it holds a page.
+    let pages = js.get_stream(names::PAGES_STREAM).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let consumer: Result<jetstream::consumer::PullConsumer, _> =
+            pages.get_consumer(&names::worker_consumer("fast")).await;
+        if let Ok(mut c) = consumer
+            && c.info().await.unwrap().num_ack_pending > 0
+        {
+            break;
+        }
+        assert!(start.elapsed() < TIMEOUT, "the worker never took a page");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    doomed.kill();
+    let _survivor = StageProcess::spawn(
+        &["ocr-worker", "--name", "survivor", quick[0], quick[1]],
+        &nats.url,
+        dir.path(),
+    );
+
+    let state = wait_final(&js, &job_id, TIMEOUT).await;
+    assert_eq!(state.status, JobStatus::Success);
+    let report = report(&store, &job_id).await;
+    let pages: Vec<u32> = report.pages.iter().map(|p| p.page).collect();
+    assert_eq!(pages, vec![1, 2, 3], "every page exactly once");
+    assert!(
+        report.metrics.redeliveries >= 1,
+        "the killed worker's page was redelivered"
+    );
+    assert_eq!(
+        report.metrics.pages_per_worker.get("doomed"),
+        None,
+        "the killed worker finished nothing"
+    );
+    assert_queues_drained(&js).await;
+}
+
+/// Publishes page jobs as the rasterizer would, for pages made by the test.
+async fn publish_pages(js: &jetstream::Context, job_id: &str, keys: &[String]) {
+    for (i, key) in keys.iter().enumerate() {
+        let page = i as u32 + 1;
+        let job = PageJob {
+            v: SCHEMA_VERSION,
+            job_id: job_id.into(),
+            page,
+            page_count: keys.len() as u32,
+            image_key: key.clone(),
+            profile: "fast".into(),
+            scale: 1.0,
+            published_at_ms: now_ms(),
+        };
+        js.publish(
+            names::page_subject("fast", job_id, page),
+            job.encode().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    let manifest = JobManifest {
+        v: SCHEMA_VERSION,
+        job_id: job_id.into(),
+        filename: "hostile.pdf".into(),
+        file_size_bytes: 1,
+        submitted_at_ms: now_ms(),
+        total_pages: keys.len() as u32,
+        error: None,
+    };
+    js.publish(
+        names::manifest_subject(job_id),
+        ResultMessage::Manifest(manifest).encode().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_page_and_a_hanging_page_end_the_job_as_partial_success() {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let js = connect(&nats.url).await;
+    let store = local_store(dir.path());
+    let job_id = "hostile-pages";
+    // Page 1 is a real page; page 2 is not an image; reading page 3 never
+    // returns (a FIFO with no writer: the store blocks on it forever).
+    let good = welcome_png();
+    store::put(store.as_ref(), "pages/good.png", good)
+        .await
+        .unwrap();
+    store::put(
+        store.as_ref(),
+        "pages/bad.png",
+        Bytes::from_static(b"not an image at all"),
+    )
+    .await
+    .unwrap();
+    let fifo = dir.path().join("pages/hang.png");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _worker = StageProcess::spawn(
+        &[
+            "ocr-worker",
+            "--page-deadline",
+            "8",
+            "--page-ack-wait",
+            "2",
+            "--page-max-deliver",
+            "2",
+        ],
+        &nats.url,
+        dir.path(),
+    );
+    let _aggregator = StageProcess::spawn(&["aggregator"], &nats.url, dir.path());
+    publish_pages(
+        &js,
+        job_id,
+        &[
+            "pages/good.png".into(),
+            "pages/bad.png".into(),
+            "pages/hang.png".into(),
+        ],
+    )
+    .await;
+
+    let state = wait_final(&js, job_id, TIMEOUT).await;
+    assert_eq!(state.status, JobStatus::PartialSuccess);
+    let report = report(&store, job_id).await;
+    let status: Vec<&str> = report.pages.iter().map(|p| p.status.as_str()).collect();
+    assert_eq!(status, ["ok", "failed", "failed"]);
+    let bad = report.pages[1].error.as_deref().unwrap();
+    assert!(bad.contains("page image"), "{bad}");
+    let hung = report.pages[2].error.as_deref().unwrap();
+    assert!(hung.contains("delivered 2 times"), "{hung}");
+    assert_eq!(report.metrics.errors.len(), 2);
+    assert!(report.pages[0].ocr.as_ref().unwrap().counts.words > 100);
+    assert_queues_drained(&js).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregator_restarted_mid_job_counts_exactly() {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let js = connect(&nats.url).await;
+    let store = local_store(dir.path());
+    let _rasterizer = StageProcess::spawn(&["rasterizer"], &nats.url, dir.path());
+    let _worker = StageProcess::spawn(&["ocr-worker", "--slots", "1"], &nats.url, dir.path());
+    let mut first = StageProcess::spawn(&["aggregator"], &nats.url, dir.path());
+    let job_id = submit_file(&js, &store, &samples().join("gnuplot-manual.pdf")).await;
+
+    let kv = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(bytes) = kv.get(&job_id).await.unwrap() {
+            let state = pagefleet_schemas::messages::JobState::decode(&bytes).unwrap();
+            if !state.pages.is_empty() {
+                assert!(
+                    !state.is_complete(),
+                    "the job finished before the aggregator could be killed"
+                );
+                break;
+            }
+        }
+        assert!(start.elapsed() < TIMEOUT);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill();
+    let _second = StageProcess::spawn(&["aggregator"], &nats.url, dir.path());
+    let state = wait_final(&js, &job_id, TIMEOUT).await;
+    assert_eq!(state.status, JobStatus::Success);
+    let report = report(&store, &job_id).await;
+    assert_eq!(
+        (report.metrics.total_pages, report.metrics.pages_processed),
+        (3, 3)
+    );
+    assert_eq!(report.pages.len(), 3);
+    assert_queues_drained(&js).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_publishes_and_results_do_not_double_count() {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let js = connect(&nats.url).await;
+    let store = local_store(dir.path());
+    let bytes = Bytes::from(std::fs::read(root().join("examples/welcome.pdf")).unwrap());
+    let options = pagefleet_ingest::SubmitOptions {
+        job_id: Some("same-job".into()),
+        ..submit_options()
+    };
+    // The same submission twice (a client retrying): one document job.
+    for _ in 0..2 {
+        pagefleet_ingest::submit(&js, &store, "welcome.pdf", bytes.clone(), &options)
+            .await
+            .unwrap();
+    }
+    assert_eq!(stream_len(&js, names::DOCS_STREAM).await, 1);
+    let _stages = [
+        StageProcess::spawn(&["rasterizer"], &nats.url, dir.path()),
+        StageProcess::spawn(&["ocr-worker"], &nats.url, dir.path()),
+        StageProcess::spawn(&["aggregator"], &nats.url, dir.path()),
+    ];
+    let state = wait_final(&js, "same-job", TIMEOUT).await;
+    assert_eq!(state.status, JobStatus::Success);
+    let before = report(&store, "same-job").await;
+
+    // A second result for page 1 (two workers both finished it), under a
+    // message id of its own so that JetStream cannot drop it: the aggregator must.
+    let page = pagefleet_schemas::messages::PageResult::decode(
+        &store::get(store.as_ref(), &names::keys::page_result("same-job", 1))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let publish = async_nats::jetstream::message::PublishMessage::build()
+        .payload(ResultMessage::Page(page).encode().into())
+        .message_id("another-id");
+    js.send_publish(names::result_subject("same-job", 1), publish)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_queues_drained(&js).await;
+
+    let after = report(&store, "same-job").await;
+    assert_eq!(after.metrics.total_words, before.metrics.total_words);
+    assert_eq!(after.pages.len(), 1);
+    // One completion event, whatever was repeated.
+    let events = js.get_stream(names::EVENTS_STREAM).await.unwrap();
+    let completed = events
+        .info_with_subjects(names::event_subject("same-job", "completed"))
+        .await
+        .unwrap()
+        .next()
+        .await
+        .map(|r| r.unwrap().1)
+        .unwrap_or(0);
+    assert_eq!(completed, 1);
+}
+
+/// The quick-start page rendered to PNG.
+fn welcome_png() -> Vec<u8> {
+    let rasterizer =
+        pagefleet_rasterizer::Rasterizer::new(&common::pipeline::home().join("lib/libpdfium.so"))
+            .unwrap();
+    let bytes = std::fs::read(root().join("examples/welcome.pdf")).unwrap();
+    let mut png = Vec::new();
+    rasterizer
+        .pages(&bytes, &Default::default(), |page| {
+            let page = page.map_err(|e| e.to_string())?;
+            page.image
+                .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                .map_err(|e| e.to_string())
+        })
+        .unwrap();
+    png
+}
