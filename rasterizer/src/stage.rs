@@ -127,13 +127,10 @@ fn spawn_renderer(
             for req in rx {
                 let result = rasterizer.pages(&req.bytes, &req.options, |page| {
                     let rendered = page.and_then(|p| {
-                        let mut png = Vec::new();
-                        p.image
-                            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
-                            .map_err(|e| RasterError::PageRefused {
-                                page: p.number,
-                                message: format!("png: {e}"),
-                            })?;
+                        let png = encode_png(&p.image).map_err(|e| RasterError::PageRefused {
+                            page: p.number,
+                            message: format!("png: {e}"),
+                        })?;
                         Ok((p.number as u32, p.count as u32, p.scale, png))
                     });
                     req.pages
@@ -149,6 +146,26 @@ fn spawn_renderer(
             )))
         })?;
     Ok(tx)
+}
+
+/// PNG with the fastest compression: page images live for minutes, and the
+/// default compression costs more CPU than the network it saves.
+fn encode_png(image: &image::RgbImage) -> Result<Vec<u8>, image::ImageError> {
+    use image::ImageEncoder;
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    let mut png = Vec::new();
+    PngEncoder::new_with_quality(
+        Cursor::new(&mut png),
+        CompressionType::Fast,
+        FilterType::Sub,
+    )
+    .write_image(
+        image.as_raw(),
+        image.width(),
+        image.height(),
+        image::ExtendedColorType::Rgb8,
+    )?;
+    Ok(png)
 }
 
 async fn handle(
