@@ -440,3 +440,108 @@ fn welcome_png() -> Vec<u8> {
         .unwrap();
     png
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_document_fails_its_job_alone() {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let js = connect(&nats.url).await;
+    let store = local_store(dir.path());
+    let _stages = [
+        StageProcess::spawn(&["rasterizer"], &nats.url, dir.path()),
+        StageProcess::spawn(&["ocr-worker"], &nats.url, dir.path()),
+        StageProcess::spawn(&["aggregator"], &nats.url, dir.path()),
+    ];
+    let notes = Bytes::from_static(b"minutes of the meeting, saved as a .pdf by mistake\n");
+    let bad = pagefleet_ingest::submit(&js, &store, "notes.pdf", notes, &submit_options())
+        .await
+        .unwrap();
+    let good = submit_file(&js, &store, &root().join("examples/welcome.pdf")).await;
+
+    let state = wait_final(&js, &bad, TIMEOUT).await;
+    assert_eq!(state.status, JobStatus::Failed);
+    let error = report(&store, &bad).await.metrics.errors.join("; ");
+    assert!(
+        error.contains("unsupported document type") && error.contains("text"),
+        "{error}"
+    );
+    assert_eq!(
+        wait_final(&js, &good, TIMEOUT).await.status,
+        JobStatus::Success
+    );
+    assert_queues_drained(&js).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_loses_and_duplicates_nothing() {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let js = connect(&nats.url).await;
+    let store = local_store(dir.path());
+    let _rasterizer = StageProcess::spawn(&["rasterizer"], &nats.url, dir.path());
+    let _aggregator = StageProcess::spawn(&["aggregator"], &nats.url, dir.path());
+    let mut old = StageProcess::spawn(
+        &["ocr-worker", "--name", "old", "--slots", "1"],
+        &nats.url,
+        dir.path(),
+    );
+    let job_id = submit_file(&js, &store, &samples().join("octave-manual.pdf")).await;
+
+    // SIGTERM once the old worker has finished a page: it stops pulling,
+    // finishes what it holds and exits cleanly; a new worker takes the rest.
+    let kv = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let state = kv
+            .get(&job_id)
+            .await
+            .unwrap()
+            .map(|b| pagefleet_schemas::messages::JobState::decode(&b).unwrap());
+        if state.is_some_and(|s| !s.pages.is_empty()) {
+            break;
+        }
+        assert!(start.elapsed() < TIMEOUT);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = old.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _new = StageProcess::spawn(&["ocr-worker", "--name", "new"], &nats.url, dir.path());
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = old.0.wait().unwrap();
+        std::mem::forget(old);
+        status
+    })
+    .await
+    .unwrap();
+    assert!(exit.success(), "the old worker exited with {exit}");
+
+    assert_eq!(
+        wait_final(&js, &job_id, TIMEOUT).await.status,
+        JobStatus::Success
+    );
+    let report = report(&store, &job_id).await;
+    assert_eq!(
+        report.pages.iter().map(|p| p.page).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        report.metrics.redeliveries, 0,
+        "nothing handed back on a polite stop"
+    );
+    assert!(
+        report
+            .metrics
+            .pages_per_worker
+            .get("old")
+            .is_some_and(|&n| n >= 1)
+    );
+    assert_queues_drained(&js).await;
+}
