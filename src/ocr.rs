@@ -242,6 +242,7 @@ impl Document<'_> {
                         page.image,
                         Box::new(move |r| drop(tx.send(Outcome::Done(number, scale, r)))),
                     )
+                    .map(|_handle| ())
                     .map_err(|e| e.to_string())
                 }
                 Err(RasterError::PageRefused { page, message }) => tx

@@ -16,4 +16,4 @@ pub mod pool;
 pub mod stage;
 
 pub use engine::{Engine, EngineConfig, EngineError, ErrorKind, ModelSet, Profile};
-pub use pool::Pool;
+pub use pool::{JobHandle, Pool};

@@ -3,6 +3,7 @@
 //! Callers on any thread (or an async runtime) hand in a page and a reply
 //! callback; they block, or await, only on the queue's bound, never on inference.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -10,6 +11,7 @@ use std::thread::JoinHandle;
 use image::RgbImage;
 use pagefleet_schemas::PageOcr;
 
+use crate::engine::Stopper;
 use crate::{Engine, EngineError};
 
 /// Called with the outcome of one page, on the slot's thread.
@@ -18,6 +20,40 @@ pub type Reply = Box<dyn FnOnce(Result<PageOcr, EngineError>) + Send>;
 struct Job {
     image: RgbImage,
     reply: Reply,
+    cancel: Arc<CancelState>,
+}
+
+#[derive(Default)]
+struct CancelState {
+    cancelled: AtomicBool,
+    /// The engine reading the page, while it does.
+    running_on: Mutex<Option<Stopper>>,
+}
+
+/// Cancels one submitted page: before it starts it is skipped, while it runs
+/// ONNX Runtime stops it at its next operator; either way its reply is an
+/// [`EngineError::Cancelled`]. The slot is free again at once.
+#[derive(Clone)]
+pub struct JobHandle(Arc<CancelState>);
+
+impl std::fmt::Debug for JobHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("cancelled", &self.0.cancelled.load(Ordering::SeqCst))
+            .finish()
+    }
+}
+
+impl JobHandle {
+    /// Cancels the page.
+    pub fn cancel(&self) {
+        self.0.cancelled.store(true, Ordering::SeqCst);
+        if let Ok(running) = self.0.running_on.lock()
+            && let Some(stopper) = running.as_ref()
+        {
+            stopper.stop();
+        }
+    }
 }
 
 /// A fixed number of engines, each on its own thread.
@@ -96,14 +132,20 @@ impl Pool {
     }
 
     /// Queues a page, blocking while the queue is full.
-    pub fn submit(&self, image: RgbImage, reply: Reply) -> Result<(), EngineError> {
+    pub fn submit(&self, image: RgbImage, reply: Reply) -> Result<JobHandle, EngineError> {
         let queue = self
             .queue
             .as_ref()
             .ok_or_else(|| EngineError::Runtime("pool is shut down".into()))?;
+        let cancel = Arc::new(CancelState::default());
         queue
-            .send(Job { image, reply })
-            .map_err(|_| EngineError::Runtime("every inference thread has stopped".into()))
+            .send(Job {
+                image,
+                reply,
+                cancel: Arc::clone(&cancel),
+            })
+            .map_err(|_| EngineError::Runtime("every inference thread has stopped".into()))?;
+        Ok(JobHandle(cancel))
     }
 
     /// Stops taking pages, lets the slots finish what is queued, and joins them.
@@ -129,7 +171,28 @@ fn serve(mut engine: Engine, rx: &Mutex<Receiver<Job>>) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        let result = engine.recognize(&job.image);
+        let stopper = engine.stopper();
+        // A stop left over from a cancelled page must not reach this one;
+        // resetting before the page is registered means a cancel that arrives
+        // from now on is not lost.
+        stopper.reset();
+        match job.cancel.running_on.lock() {
+            Ok(mut running) => *running = Some(stopper),
+            Err(_) => continue,
+        }
+        let result = if job.cancel.cancelled.load(Ordering::SeqCst) {
+            Err(EngineError::Cancelled)
+        } else {
+            match engine.recognize(&job.image) {
+                Err(_) if job.cancel.cancelled.load(Ordering::SeqCst) => {
+                    Err(EngineError::Cancelled)
+                }
+                other => other,
+            }
+        };
+        if let Ok(mut running) = job.cancel.running_on.lock() {
+            *running = None;
+        }
         (job.reply)(result);
     }
 }

@@ -11,7 +11,7 @@
 
 use std::future::Future;
 use std::io::Cursor;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, message::PublishMessage as Publish};
@@ -26,7 +26,7 @@ use pagefleet_schemas::{PageOcr, names};
 use tokio::sync::{Semaphore, oneshot};
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::{EngineError, ErrorKind, Pool};
+use crate::{EngineError, ErrorKind, JobHandle, Pool};
 
 /// Settings of the worker stage.
 #[derive(Debug, Clone)]
@@ -139,7 +139,7 @@ async fn warm_up(pool: &Arc<Pool>) {
     let mut delay = Duration::from_millis(500);
     loop {
         let blank = image::RgbImage::from_pixel(640, 480, image::Rgb([255, 255, 255]));
-        match infer(pool, blank).await {
+        match infer(pool, blank, &Mutex::new(None)).await {
             Ok(_) => return,
             Err(e) => {
                 error!("warm-up inference failed, retrying in {delay:?}: {e}");
@@ -150,14 +150,24 @@ async fn warm_up(pool: &Arc<Pool>) {
     }
 }
 
-/// Runs one page on the pool without blocking the async threads.
-async fn infer(pool: &Arc<Pool>, image: image::RgbImage) -> Result<PageOcr, EngineError> {
+/// Runs one page on the pool without blocking the async threads. The page's
+/// handle is left in `running` while it is read, for cancelling it.
+async fn infer(
+    pool: &Arc<Pool>,
+    image: image::RgbImage,
+    running: &Mutex<Option<JobHandle>>,
+) -> Result<PageOcr, EngineError> {
     let (tx, rx) = oneshot::channel();
     let pool = Arc::clone(pool);
     // Submitting blocks while the pool's queue is full: off the async threads.
-    tokio::task::spawn_blocking(move || pool.submit(image, Box::new(move |r| drop(tx.send(r)))))
-        .await
-        .map_err(|e| EngineError::Runtime(e.to_string()))??;
+    let handle = tokio::task::spawn_blocking(move || {
+        pool.submit(image, Box::new(move |r| drop(tx.send(r))))
+    })
+    .await
+    .map_err(|e| EngineError::Runtime(e.to_string()))??;
+    if let Ok(mut slot) = running.lock() {
+        *slot = Some(handle);
+    }
     rx.await
         .map_err(|_| EngineError::Runtime("the inference thread dropped the page".into()))?
 }
@@ -186,7 +196,8 @@ async fn handle(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
     let span = info_span!("page", job_id = %job.job_id, page = job.page, worker = %config.name, deliveries);
     async {
         let started = Instant::now();
-        let work = process(config, deps, &job, deliveries);
+        let running = Mutex::new(None);
+        let work = process(config, deps, &job, deliveries, &running);
         tokio::pin!(work);
         let mut progress = tokio::time::interval(config.topology.pages.ack_wait / 3);
         progress.tick().await;
@@ -227,7 +238,13 @@ async fn handle(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
     .await
 }
 
-async fn process(config: &StageConfig, deps: &Deps, job: &PageJob, deliveries: u64) -> Outcome {
+async fn process(
+    config: &StageConfig,
+    deps: &Deps,
+    job: &PageJob,
+    deliveries: u64,
+    running: &Mutex<Option<JobHandle>>,
+) -> Outcome {
     let queue_wait_ms = now_ms().saturating_sub(job.published_at_ms);
     let bytes = match store::get(deps.store.as_ref(), &job.image_key).await {
         Ok(b) => b,
@@ -241,7 +258,7 @@ async fn process(config: &StageConfig, deps: &Deps, job: &PageJob, deliveries: u
         Ok(Err(e)) => return fail(config, deps, job, deliveries, &e).await,
         Err(e) => return Outcome::Retry(e.to_string()),
     };
-    match infer(&deps.pool, image).await {
+    match infer(&deps.pool, image, running).await {
         Ok(ocr) => {
             let result = PageResult {
                 v: SCHEMA_VERSION,

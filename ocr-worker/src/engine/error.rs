@@ -41,6 +41,9 @@ pub enum EngineError {
     /// The page cannot be processed.
     #[error("bad page: {0}")]
     BadInput(String),
+    /// The page was cancelled (its deadline passed).
+    #[error("cancelled")]
+    Cancelled,
     /// Running a model failed.
     #[error("inference failed in {step}: {message}")]
     Inference {
@@ -57,7 +60,7 @@ impl EngineError {
         match self {
             Self::Missing { .. } | Self::Runtime(_) | Self::Model { .. } => ErrorKind::Setup,
             Self::BadInput(_) => ErrorKind::BadInput,
-            Self::Inference { .. } => ErrorKind::Inference,
+            Self::Inference { .. } | Self::Cancelled => ErrorKind::Inference,
         }
     }
 }

@@ -153,6 +153,13 @@ impl Engine {
         })
     }
 
+    /// A handle that stops this engine's inference from another thread.
+    pub fn stopper(&self) -> Stopper {
+        let mut runs = vec![self.det.stopper(), self.rec.stopper()];
+        runs.extend(self.cls.as_ref().map(|c| c.stopper()));
+        Stopper(runs.into_iter().flatten().collect())
+    }
+
     /// The configuration the engine was loaded with.
     pub fn config(&self) -> &EngineConfig {
         &self.config
@@ -354,6 +361,35 @@ impl Engine {
             start = end;
         }
         Ok(results)
+    }
+}
+
+/// Stops the model runs of one engine: the run in progress returns an error
+/// at its next operator, and so does every later run until [`Stopper::reset`].
+#[derive(Clone)]
+pub struct Stopper(Vec<std::sync::Arc<ort::session::RunOptions>>);
+
+impl std::fmt::Debug for Stopper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stopper")
+            .field("models", &self.0.len())
+            .finish()
+    }
+}
+
+impl Stopper {
+    /// Stops the run in progress and every later one.
+    pub fn stop(&self) {
+        for run in &self.0 {
+            let _ = run.terminate();
+        }
+    }
+
+    /// Lets runs proceed again.
+    pub fn reset(&self) {
+        for run in &self.0 {
+            let _ = run.unterminate();
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! hand-made tensors and the engine on any runtime.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ndarray::{Array4, ArrayD};
 use ort::ep;
@@ -17,6 +17,11 @@ pub trait Model: Send {
     fn input_shape(&self) -> [Option<usize>; 3];
     /// Runs the network on a batch.
     fn run(&mut self, input: &Array4<f32>) -> Result<ArrayD<f32>, EngineError>;
+    /// A handle that stops a run in progress from another thread, where the
+    /// runtime can.
+    fn stopper(&self) -> Option<Arc<RunOptions>> {
+        None
+    }
 }
 
 static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
@@ -52,7 +57,7 @@ pub struct SessionOptions {
 /// A model run by ONNX Runtime on the CPU.
 pub struct OrtModel {
     session: Session,
-    run_options: RunOptions,
+    run_options: Arc<RunOptions>,
     path: PathBuf,
     input_shape: [Option<usize>; 3],
     step: &'static str,
@@ -128,7 +133,7 @@ impl OrtModel {
             .map_err(|e| EngineError::Runtime(e.to_string()))?;
         Ok(Self {
             session,
-            run_options,
+            run_options: Arc::new(run_options),
             path: path.to_owned(),
             input_shape,
             step,
@@ -146,6 +151,10 @@ impl Model for OrtModel {
         self.input_shape
     }
 
+    fn stopper(&self) -> Option<Arc<RunOptions>> {
+        Some(Arc::clone(&self.run_options))
+    }
+
     fn run(&mut self, input: &Array4<f32>) -> Result<ArrayD<f32>, EngineError> {
         let step = self.step;
         let fail = |e: ort::Error| EngineError::Inference {
@@ -155,7 +164,7 @@ impl Model for OrtModel {
         let tensor = TensorRef::from_array_view(input.view()).map_err(fail)?;
         let outputs = self
             .session
-            .run_with_options(ort::inputs![tensor], &self.run_options)
+            .run_with_options(ort::inputs![tensor], &*self.run_options)
             .map_err(fail)?;
         let array = outputs[0].try_extract_array::<f32>().map_err(fail)?;
         Ok(array.to_owned())
