@@ -45,6 +45,33 @@ async fn submit_file(js: &jetstream::Context, store: &store::Store, file: &Path)
         .unwrap()
 }
 
+/// One test's world: its own nats-server and store folder, and the lock that
+/// keeps pipeline tests from running at once.
+struct Setup {
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+    nats: NatsServer,
+    dir: tempfile::TempDir,
+    js: jetstream::Context,
+    store: store::Store,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let _serial = SERIAL.lock().await;
+        let nats = NatsServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let js = connect(&nats.url).await;
+        let store = local_store(dir.path());
+        Self {
+            _serial,
+            nats,
+            dir,
+            js,
+            store,
+        }
+    }
+}
+
 /// Every work queue is empty: nothing is stuck.
 async fn assert_queues_drained(js: &jetstream::Context) {
     for stream in [
@@ -68,11 +95,13 @@ async fn assert_queues_drained(js: &jetstream::Context) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn samples_through_separate_stage_processes() {
-    let _serial = SERIAL.lock().await;
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let js = connect(&nats.url).await;
-    let store = local_store(dir.path());
+    let Setup {
+        _serial,
+        nats,
+        dir,
+        js,
+        store,
+    } = Setup::new().await;
     let _stages = [
         StageProcess::spawn(&["rasterizer"], &nats.url, dir.path()),
         StageProcess::spawn(&["ocr-worker", "--name", "w1"], &nats.url, dir.path()),
@@ -149,11 +178,13 @@ async fn samples_through_separate_stage_processes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_page_loses_nothing() {
-    let _serial = SERIAL.lock().await;
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let js = connect(&nats.url).await;
-    let store = local_store(dir.path());
+    let Setup {
+        _serial,
+        nats,
+        dir,
+        js,
+        store,
+    } = Setup::new().await;
     let quick = ["--page-ack-wait", "2"];
     let _rasterizer = StageProcess::spawn(&["rasterizer"], &nats.url, dir.path());
     let _aggregator = StageProcess::spawn(&["aggregator"], &nats.url, dir.path());
@@ -254,11 +285,13 @@ async fn publish_pages(js: &jetstream::Context, job_id: &str, keys: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_page_and_a_hanging_page_end_the_job_as_partial_success() {
-    let _serial = SERIAL.lock().await;
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let js = connect(&nats.url).await;
-    let store = local_store(dir.path());
+    let Setup {
+        _serial,
+        nats,
+        dir,
+        js,
+        store,
+    } = Setup::new().await;
     let job_id = "hostile-pages";
     // Page 1 is a real page; page 2 is not an image; reading page 3 never
     // returns (a FIFO with no writer: the store blocks on it forever).
@@ -322,11 +355,13 @@ async fn a_failing_page_and_a_hanging_page_end_the_job_as_partial_success() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aggregator_restarted_mid_job_counts_exactly() {
-    let _serial = SERIAL.lock().await;
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let js = connect(&nats.url).await;
-    let store = local_store(dir.path());
+    let Setup {
+        _serial,
+        nats,
+        dir,
+        js,
+        store,
+    } = Setup::new().await;
     let _rasterizer = StageProcess::spawn(&["rasterizer"], &nats.url, dir.path());
     let _worker = StageProcess::spawn(&["ocr-worker", "--slots", "1"], &nats.url, dir.path());
     let mut first = StageProcess::spawn(&["aggregator"], &nats.url, dir.path());
@@ -363,11 +398,13 @@ async fn an_aggregator_restarted_mid_job_counts_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_publishes_and_results_do_not_double_count() {
-    let _serial = SERIAL.lock().await;
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let js = connect(&nats.url).await;
-    let store = local_store(dir.path());
+    let Setup {
+        _serial,
+        nats,
+        dir,
+        js,
+        store,
+    } = Setup::new().await;
     let bytes = Bytes::from(std::fs::read(root().join("examples/welcome.pdf")).unwrap());
     let options = pagefleet_ingest::SubmitOptions {
         job_id: Some("same-job".into()),
@@ -443,11 +480,13 @@ fn welcome_png() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_document_fails_its_job_alone() {
-    let _serial = SERIAL.lock().await;
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let js = connect(&nats.url).await;
-    let store = local_store(dir.path());
+    let Setup {
+        _serial,
+        nats,
+        dir,
+        js,
+        store,
+    } = Setup::new().await;
     let _stages = [
         StageProcess::spawn(&["rasterizer"], &nats.url, dir.path()),
         StageProcess::spawn(&["ocr-worker"], &nats.url, dir.path()),
@@ -475,11 +514,13 @@ async fn a_bad_document_fails_its_job_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_loses_and_duplicates_nothing() {
-    let _serial = SERIAL.lock().await;
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let js = connect(&nats.url).await;
-    let store = local_store(dir.path());
+    let Setup {
+        _serial,
+        nats,
+        dir,
+        js,
+        store,
+    } = Setup::new().await;
     let _rasterizer = StageProcess::spawn(&["rasterizer"], &nats.url, dir.path());
     let _aggregator = StageProcess::spawn(&["aggregator"], &nats.url, dir.path());
     let mut old = StageProcess::spawn(

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, kv, message::PublishMessage as Publish};
+use async_nats::jetstream::{self, AckKind, kv};
 use futures::StreamExt;
+use pagefleet_schemas::bus::publish_acked;
 use pagefleet_schemas::messages::{
     EventKind, JobEvent, JobState, JobStatus, Message, PageFailure, PageRecord, PageResult,
     ResultMessage, SCHEMA_VERSION, now_ms,
@@ -159,17 +160,13 @@ async fn handle_advisory(config: &StageConfig, deps: &Deps, msg: jetstream::Mess
         deliveries: advisory.deliveries,
     };
     warn!(%job_id, page, deliveries = advisory.deliveries, "page gave up after max deliveries");
-    let publish = Publish::build()
-        .payload(ResultMessage::Failure(failure).encode().into())
-        .message_id(names::result_msg_id(&job_id, page));
-    let published = match deps
-        .js
-        .send_publish(names::result_subject(&job_id, page), publish)
-        .await
-    {
-        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let published = publish_acked(
+        &deps.js,
+        names::result_subject(&job_id, page),
+        names::result_msg_id(&job_id, page),
+        ResultMessage::Failure(failure).encode(),
+    )
+    .await;
     match published {
         Ok(()) => {
             let _ = stream.delete_message(advisory.stream_seq).await;
@@ -425,17 +422,12 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Stri
         status: state.final_status(),
         at_ms: end_ms,
     };
-    let publish = Publish::build()
-        .payload(event.encode().into())
-        .message_id(names::completed_msg_id(&job_id));
-    deps.js
-        .send_publish(
-            names::event_subject(&job_id, EventKind::Completed.token()),
-            publish,
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(())
+    publish_acked(
+        &deps.js,
+        names::event_subject(&job_id, EventKind::Completed.token()),
+        names::completed_msg_id(&job_id),
+        event.encode(),
+    )
+    .await
+    .map_err(|e| e.to_string())
 }

@@ -10,8 +10,8 @@
 #![deny(unreachable_pub)]
 
 use async_nats::jetstream;
-use async_nats::jetstream::message::PublishMessage as Publish;
 use bytes::Bytes;
+use pagefleet_schemas::bus::publish_acked;
 use pagefleet_schemas::messages::{
     DocumentJob, EventKind, JobEvent, JobStatus, Message, SCHEMA_VERSION, now_ms,
 };
@@ -74,14 +74,14 @@ pub async fn submit(
         max_pixels: options.max_pixels,
         submitted_at_ms: now_ms(),
     };
-    let publish = Publish::build()
-        .payload(job.encode().into())
-        .message_id(names::doc_msg_id(&job_id));
-    js.send_publish(names::doc_subject(&job_id), publish)
-        .await
-        .map_err(|e| SubmitError::Publish(e.to_string()))?
-        .await
-        .map_err(|e| SubmitError::Publish(e.to_string()))?;
+    publish_acked(
+        js,
+        names::doc_subject(&job_id),
+        names::doc_msg_id(&job_id),
+        job.encode(),
+    )
+    .await
+    .map_err(|e| SubmitError::Publish(e.to_string()))?;
     let event = JobEvent {
         v: SCHEMA_VERSION,
         job_id: job_id.clone(),

@@ -14,9 +14,10 @@ use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, AckKind, message::PublishMessage as Publish};
+use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use image::{ImageReader, Limits};
+use pagefleet_schemas::bus::publish_acked;
 use pagefleet_schemas::messages::{
     Message, PageFailure, PageJob, PageResult, ResultMessage, SCHEMA_VERSION, now_ms,
 };
@@ -334,14 +335,12 @@ async fn fail(
 
 /// Publishes on the result stream and waits for JetStream's acknowledgement.
 async fn publish(deps: &Deps, job: &PageJob, message: ResultMessage) -> Result<(), String> {
-    let publish = Publish::build()
-        .payload(message.encode().into())
-        .message_id(names::result_msg_id(&job.job_id, job.page));
-    deps.js
-        .send_publish(names::result_subject(&job.job_id, job.page), publish)
-        .await
-        .map_err(|e| e.to_string())?
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    publish_acked(
+        &deps.js,
+        names::result_subject(&job.job_id, job.page),
+        names::result_msg_id(&job.job_id, job.page),
+        message.encode(),
+    )
+    .await
+    .map_err(|e| e.to_string())
 }

@@ -10,8 +10,9 @@ use std::io::Cursor;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, message::PublishMessage as Publish};
+use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
+use pagefleet_schemas::bus::publish_acked;
 use pagefleet_schemas::messages::{
     DocumentJob, EventKind, JobEvent, JobManifest, JobStatus, Message, PageFailure, PageJob,
     ResultMessage, SCHEMA_VERSION, now_ms,
@@ -293,22 +294,6 @@ async fn process(
     Ok(())
 }
 
-async fn publish_acked(
-    deps: &Deps,
-    subject: String,
-    msg_id: String,
-    payload: Vec<u8>,
-) -> Result<(), String> {
-    let publish = Publish::build().payload(payload.into()).message_id(msg_id);
-    deps.js
-        .send_publish(subject, publish)
-        .await
-        .map_err(|e| e.to_string())?
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
 async fn publish_page(
     deps: &Deps,
     job: &DocumentJob,
@@ -332,12 +317,13 @@ async fn publish_page(
         published_at_ms: now_ms(),
     };
     publish_acked(
-        deps,
+        &deps.js,
         names::page_subject(&job.profile, &job.job_id, page),
         names::page_msg_id(&job.job_id, page),
         page_job.encode(),
     )
     .await
+    .map_err(|e| e.to_string())
 }
 
 async fn publish_failure(
@@ -356,12 +342,13 @@ async fn publish_failure(
         deliveries: 1,
     };
     publish_acked(
-        deps,
+        &deps.js,
         names::result_subject(&job.job_id, page),
         names::result_msg_id(&job.job_id, page),
         ResultMessage::Failure(failure).encode(),
     )
     .await
+    .map_err(|e| e.to_string())
 }
 
 async fn publish_manifest(
@@ -380,12 +367,13 @@ async fn publish_manifest(
         error,
     };
     publish_acked(
-        deps,
+        &deps.js,
         names::manifest_subject(&job.job_id),
         names::manifest_msg_id(&job.job_id),
         ResultMessage::Manifest(manifest).encode(),
     )
-    .await?;
+    .await
+    .map_err(|e| e.to_string())?;
     let event = JobEvent {
         v: SCHEMA_VERSION,
         job_id: job.job_id.clone(),

@@ -13,6 +13,7 @@
 #![deny(unreachable_pub)]
 
 mod budget;
+pub mod bus;
 pub mod messages;
 pub mod names;
 mod page;
