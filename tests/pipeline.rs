@@ -547,9 +547,11 @@ async fn a_rolling_restart_loses_and_duplicates_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let pid = old.0.id().to_string();
+    // The shell's kill: no procps needed on a bare machine.
+    let term = format!("kill -TERM {pid}");
     assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+        std::process::Command::new("sh")
+            .args(["-c", &term])
             .status()
             .unwrap()
             .success()
