@@ -588,3 +588,58 @@ async fn a_rolling_restart_loses_and_duplicates_nothing() {
     );
     assert_queues_drained(&js).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_through_a_real_s3_server() {
+    let Setup {
+        _serial,
+        nats,
+        dir,
+        js,
+        ..
+    } = Setup::new().await;
+    let s3 = tokio::task::spawn_blocking(common::pipeline::SeaweedFs::start)
+        .await
+        .unwrap();
+    let env = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _stages = [
+        StageProcess::spawn_with(&["rasterizer"], &nats.url, &[], &env),
+        StageProcess::spawn_with(&["ocr-worker"], &nats.url, &[], &env),
+        StageProcess::spawn_with(&["aggregator"], &nats.url, &[], &env),
+    ];
+    // The stages keep everything under the prefix "pagefleet" of the bucket.
+    let store = s3.store("pagefleet");
+    let job_id = submit_file(&js, &store, &samples().join("ltnews34.pdf")).await;
+    assert_eq!(
+        wait_final(&js, &job_id, TIMEOUT).await.status,
+        JobStatus::Success
+    );
+
+    let report = report(&store, &job_id).await;
+    let mut total = Score::default();
+    for page in &report.pages {
+        let truth =
+            std::fs::read_to_string(samples().join(format!("truth/ltnews34/{:03}.txt", page.page)))
+                .unwrap();
+        total.add(Score::page(&page.ocr.as_ref().unwrap().text(), &truth));
+    }
+    assert!(
+        total.cer() <= 0.05 && total.bow_f1() >= 0.95,
+        "CER {} F1 {}",
+        total.cer(),
+        total.bow_f1()
+    );
+    // Page images and outputs are objects of the bucket; nothing went to a local folder.
+    for key in [
+        names::keys::page_image(&job_id, 2),
+        names::keys::output(&job_id, "md"),
+    ] {
+        assert!(
+            store::get(store.as_ref(), &key).await.is_ok(),
+            "{key} missing from S3"
+        );
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    assert_queues_drained(&js).await;
+}

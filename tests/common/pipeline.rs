@@ -71,13 +71,24 @@ impl Drop for NatsServer {
 pub struct StageProcess(pub Child);
 
 impl StageProcess {
+    /// A stage storing in a local folder.
     pub fn spawn(args: &[&str], nats: &str, store: &Path) -> Self {
+        Self::spawn_with(
+            args,
+            nats,
+            &[],
+            &[("PAGEFLEET_STORE", store.to_str().unwrap())],
+        )
+    }
+
+    /// A stage with extra flags and environment (an S3 store, say).
+    pub fn spawn_with(args: &[&str], nats: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
             .args(args)
             .arg("--nats")
             .arg(nats)
-            .arg("--store")
-            .arg(store)
+            .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -147,5 +158,150 @@ pub fn submit_options() -> pagefleet_ingest::SubmitOptions {
         profile: "fast".into(),
         max_pixels: 8_000_000,
         job_id: None,
+    }
+}
+
+/// A real S3-compatible server: SeaweedFS's `weed mini`, every port of it a
+/// free one on the loopback interface, its data in a temporary folder, one
+/// bucket and one set of credentials. Killed on drop.
+pub struct SeaweedFs {
+    child: Child,
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Bucket, access key and secret of the test server.
+pub const S3_BUCKET: &str = "pagefleet";
+pub const S3_ACCESS_KEY: &str = "pagefleet";
+pub const S3_SECRET_KEY: &str = "pagefleet-test-secret";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl SeaweedFs {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("s3.json");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"identities":[{{"name":"pagefleet","credentials":[{{"accessKey":"{S3_ACCESS_KEY}","secretKey":"{S3_SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+            ),
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        // Every listener gets its own free port so that test runs can coexist.
+        let s3 = free_port();
+        let mut args: Vec<String> = vec![
+            "mini".into(),
+            format!("-dir={}", data.display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            "-admin.ui=false".into(),
+            "-webdav=false".into(),
+            format!("-s3.config={}", config.display()),
+            format!("-bucket={S3_BUCKET}"),
+            "-master.volumeSizeLimitMB=64".into(),
+            format!("-s3.port={s3}"),
+        ];
+        for flag in [
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "s3.port.grpc",
+            "s3.port.iceberg",
+            "s3.port.lance",
+            "admin.port",
+            "admin.port.grpc",
+        ] {
+            args.push(format!("-{flag}={}", free_port()));
+        }
+        let child = Command::new(home().join("bin/weed"))
+            .args(&args)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start weed (run scripts/bootstrap)");
+        let endpoint = format!("http://127.0.0.1:{s3}");
+        let server = Self {
+            child,
+            endpoint,
+            _dir: dir,
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// Ready once the bucket answers an authenticated listing.
+    fn wait_ready(&self) {
+        let store = self.store("");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            let probe = runtime.block_on(async {
+                use futures::StreamExt;
+                let mut list = store.list(None);
+                list.next().await.transpose().map(|_| ())
+            });
+            if probe.is_ok() {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "SeaweedFS not ready: {probe:?}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The environment a stage needs to use this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY.into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("PAGEFLEET_STORE", format!("s3://{S3_BUCKET}/pagefleet")),
+            ("PAGEFLEET_S3_ENDPOINT", self.endpoint.clone()),
+            ("PAGEFLEET_S3_PATH_STYLE", "true".into()),
+        ]
+    }
+
+    /// A client of the bucket, under `prefix`.
+    pub fn store(&self, prefix: &str) -> Store {
+        let s3 = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(S3_BUCKET)
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id(S3_ACCESS_KEY)
+            .with_secret_access_key(S3_SECRET_KEY)
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .unwrap();
+        if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+        }
+    }
+}
+
+impl Drop for SeaweedFs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
