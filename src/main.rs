@@ -15,7 +15,10 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    telemetry::init(&cli.log);
+    // `run` on a terminal shows a progress bar; stage logs would tear it.
+    let bar = matches!(cli.command, cli::Command::Run(_))
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    telemetry::init(&cli.log, bar);
     let home = home::Home::resolve(&cli.home);
     match cli.command {
         cli::Command::Ocr(args) => ocr::run(&cli.home, args),

@@ -74,7 +74,7 @@ async fn run_inner(home: Home, mut args: RunArgs) -> anyhow::Result<bool> {
         tls: false,
     };
     let client = connect::nats(&nats_args, "pagefleet-run").await?;
-    let js = async_nats::jetstream::new(client);
+    let js = async_nats::jetstream::new(client.clone());
     let topology = connect::topology(&args.queue);
     pagefleet_schemas::topology::ensure(&js, &topology).await?;
     let store = connect::store(&args.store, &data.join("objects"))?;
@@ -155,6 +155,10 @@ async fn run_inner(home: Home, mut args: RunArgs) -> anyhow::Result<bool> {
             Err(e) => warn!("stage task failed: {e}"),
         }
     }
+    // Close the connection before the server goes, rather than have the client
+    // report the server's disappearance as an error.
+    drop(js);
+    let _ = client.drain().await;
     if let Some(server) = server {
         server.stop().await;
     }
@@ -199,7 +203,8 @@ async fn submit_and_follow(
         .get_key_value(names::JOBS_BUCKET)
         .await
         .context("opening the jobs bucket")?;
-    let mut last_progress: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    let mut last_progress: BTreeMap<String, (u32, u32, u32)> = BTreeMap::new();
+    let mut bar = ProgressBar::new(pending.len());
     while !pending.is_empty() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let ids: Vec<String> = pending.keys().cloned().collect();
@@ -209,10 +214,15 @@ async fn submit_and_follow(
             };
             let state = JobState::decode(&bytes)?;
             let (done, failed) = state.counts();
-            let total = state.manifest.as_ref().map(|m| m.total_pages);
-            if last_progress.insert(job_id.clone(), (done, failed)) != Some((done, failed)) {
-                let (name, _) = &pending[&job_id];
-                info!(document = %name, done, failed, total = total.unwrap_or(0), "progress");
+            let total = state.manifest.as_ref().map_or(0, |m| m.total_pages);
+            let progress = (done, failed, total);
+            if last_progress.insert(job_id.clone(), progress) != Some(progress) {
+                if bar.on_terminal() {
+                    bar.draw(&last_progress);
+                } else {
+                    let (name, _) = &pending[&job_id];
+                    info!(document = %name, done, failed, total, "progress");
+                }
             }
             if state.status == JobStatus::Running {
                 continue;
@@ -220,12 +230,64 @@ async fn submit_and_follow(
             let Some((name, dir)) = pending.remove(&job_id) else {
                 continue;
             };
+            bar.finish_document(&last_progress);
             let ok = write_outputs(store, &job_id, &name, &dir, args.quiet).await?;
             all_ok &= ok && state.status == JobStatus::Success;
             info!(document = %name, status = ?state.status, "job finished");
         }
     }
     Ok(all_ok)
+}
+
+/// A one-line progress bar on standard error when it is a terminal; log lines
+/// are written instead otherwise.
+struct ProgressBar {
+    terminal: bool,
+    documents: usize,
+    finished: usize,
+}
+
+impl ProgressBar {
+    fn new(documents: usize) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            terminal: std::io::stderr().is_terminal(),
+            documents,
+            finished: 0,
+        }
+    }
+
+    fn on_terminal(&self) -> bool {
+        self.terminal
+    }
+
+    fn draw(&self, jobs: &BTreeMap<String, (u32, u32, u32)>) {
+        if !self.terminal {
+            return;
+        }
+        let (done, failed, total) = jobs.values().fold((0, 0, 0), |(d, f, t), &(jd, jf, jt)| {
+            (d + jd, f + jf, t + jt)
+        });
+        const WIDTH: u32 = 30;
+        let filled = (WIDTH * (done + failed)).checked_div(total).unwrap_or(0);
+        let bar: String = (0..WIDTH)
+            .map(|i| if i < filled { '#' } else { '-' })
+            .collect();
+        eprint!(
+            "\r[{bar}] {}/{total} pages, {failed} failed, {}/{} documents ",
+            done + failed,
+            self.finished,
+            self.documents
+        );
+        if self.finished == self.documents {
+            eprintln!();
+        }
+    }
+
+    fn finish_document(&mut self, jobs: &BTreeMap<String, (u32, u32, u32)>) {
+        self.finished += 1;
+        self.draw(jobs);
+    }
 }
 
 /// Writes a finished job in the layout of `pagefleet ocr`, plus combined.md.

@@ -50,6 +50,35 @@ fn pdf(objects: &[String]) -> Vec<u8> {
     out
 }
 
+/// A PDF whose trailer names a standard security handler (RC4, revision 2)
+/// with owner and user password hashes that the empty password does not
+/// match: any reader needs the password to open it.
+fn encrypted_pdf() -> Vec<u8> {
+    let mut out = one_page_pdf("/MediaBox [0 0 612 792]", "1");
+    let hex32 = |b: u8| format!("<{}>", format!("{b:02x}").repeat(32));
+    let encrypt = format!(
+        "<< /Filter /Standard /V 1 /R 2 /Length 40 /P -44 /O {} /U {} >>",
+        hex32(0x5a),
+        hex32(0xa5)
+    );
+    // Append the /Encrypt dictionary as object 6 in an incremental update.
+    let offset = out.len();
+    out.extend_from_slice(format!("6 0 obj\n{encrypt}\nendobj\n").as_bytes());
+    let prev = {
+        let text = String::from_utf8_lossy(&out);
+        let start = text.rfind("startxref\n").unwrap() + "startxref\n".len();
+        text[start..].lines().next().unwrap().trim().to_owned()
+    };
+    let xref = out.len();
+    out.extend_from_slice(
+        format!(
+            "xref\n6 1\n{offset:010} 00000 n \ntrailer\n<< /Size 7 /Root 1 0 R /Encrypt 6 0 R /Prev {prev} /ID [<0123456789abcdef0123456789abcdef> <0123456789abcdef0123456789abcdef>] >>\nstartxref\n{xref}\n%%EOF\n"
+        )
+        .as_bytes(),
+    );
+    out
+}
+
 /// One page with the given page-dictionary extras and a line of Helvetica text.
 fn one_page_pdf(page_extra: &str, count: &str) -> Vec<u8> {
     let content = "BT /F1 24 Tf 72 700 Td (Hello pagefleet) Tj ET";
@@ -125,6 +154,17 @@ fn truncated_pdf_is_corrupt() {
     let (result, pages) = run(&full[..40], &RenderOptions::default());
     assert!(matches!(result, Err(RasterError::Corrupt(_))), "{result:?}");
     assert!(pages.is_empty());
+}
+
+#[test]
+fn password_protected_pdf_is_refused_as_such() {
+    let (result, pages) = run(&encrypted_pdf(), &RenderOptions::default());
+    assert!(matches!(result, Err(RasterError::Encrypted)), "{result:?}");
+    assert!(pages.is_empty());
+    assert_eq!(
+        RasterError::Encrypted.to_string(),
+        "document is password-protected"
+    );
 }
 
 #[test]
