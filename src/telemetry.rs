@@ -10,7 +10,7 @@ pub(crate) fn init(args: &LogArgs, quiet_default: bool) {
     let default = if quiet_default {
         "warn"
     } else {
-        "info,ort=warn"
+        "info,ort=warn,async_nats=warn"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
