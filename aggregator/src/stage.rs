@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, kv};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use pagefleet_schemas::bus::publish_acked;
 use pagefleet_schemas::messages::{
     EventKind, JobEvent, JobState, JobStatus, Message, PageFailure, PageRecord, PageResult,
@@ -52,7 +52,7 @@ pub enum StageError {
 pub async fn run(
     config: StageConfig,
     deps: Deps,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StageError> {
     topology::ensure(&deps.js, &config.topology).await?;
     let results = topology::consumer(
@@ -76,7 +76,9 @@ pub async fn run(
         .get_key_value(names::JOBS_BUCKET)
         .await
         .map_err(|e| StageError::Nats(e.to_string()))?;
-    tokio::pin!(shutdown);
+    // Shared: it is awaited in several places and may be polled again after
+    // it fired.
+    let shutdown = shutdown.boxed().shared();
     info!(name = %config.name, "aggregator ready");
     loop {
         let fetch = results
@@ -85,10 +87,15 @@ pub async fn run(
             .expires(Duration::from_secs(1))
             .messages();
         let mut batch = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = shutdown.clone() => break,
             b = fetch => b.map_err(|e| StageError::Nats(e.to_string()))?,
         };
-        while let Some(msg) = batch.next().await {
+        // Waiting for the batch to fill is cut short by shutdown; a message
+        // already received is still handled.
+        while let Some(msg) = tokio::select! {
+            _ = shutdown.clone() => None,
+            m = batch.next() => m,
+        } {
             match msg {
                 Ok(msg) => handle_result(&config, &deps, &kv, msg).await,
                 Err(e) => warn!("fetching results: {e}"),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use image::{ImageReader, Limits};
 use pagefleet_schemas::bus::publish_acked;
 use pagefleet_schemas::messages::{
@@ -73,7 +73,7 @@ pub enum StageError {
 pub async fn run(
     config: StageConfig,
     deps: Deps,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StageError> {
     topology::ensure(&deps.js, &config.topology).await?;
     let consumer = topology::consumer(
@@ -88,11 +88,13 @@ pub async fn run(
     let config = Arc::new(config);
     let deps = Arc::new(deps);
     let permits = Arc::new(Semaphore::new(config.in_flight.max(1)));
-    tokio::pin!(shutdown);
+    // Shared: it is awaited in several places and may be polled again after
+    // it fired.
+    let shutdown = shutdown.boxed().shared();
     info!(name = %config.name, profile = %config.profile, slots = deps.pool.slots(), "ocr worker ready");
     loop {
         let permit = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = shutdown.clone() => break,
             p = Arc::clone(&permits).acquire_owned() => p.map_err(|e| StageError::Consumer(e.to_string()))?,
         };
         let want = permits.available_permits() + 1;
@@ -102,11 +104,16 @@ pub async fn run(
             .expires(Duration::from_secs(2))
             .messages();
         let mut batch = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = shutdown.clone() => break,
             b = fetch => b.map_err(|e| StageError::Consumer(e.to_string()))?,
         };
         let mut permit = Some(permit);
-        while let Some(msg) = batch.next().await {
+        // Waiting for the batch to fill is cut short by shutdown; a message
+        // already received is still handled.
+        while let Some(msg) = tokio::select! {
+            _ = shutdown.clone() => None,
+            m = batch.next() => m,
+        } {
             let msg = match msg {
                 Ok(m) => m,
                 Err(e) => {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use pagefleet_schemas::bus::publish_acked;
 use pagefleet_schemas::messages::{
     DocumentJob, EventKind, JobEvent, JobManifest, JobStatus, Message, PageFailure, PageJob,
@@ -77,7 +77,7 @@ struct RenderRequest {
 pub async fn run(
     config: StageConfig,
     deps: Deps,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StageError> {
     topology::ensure(&deps.js, &config.topology).await?;
     let consumer = topology::consumer(
@@ -89,7 +89,9 @@ pub async fn run(
     )
     .await?;
     let renderer = spawn_renderer(deps.pdfium.clone())?;
-    tokio::pin!(shutdown);
+    // Shared: it is awaited in several places and may be polled again after
+    // it fired.
+    let shutdown = shutdown.boxed().shared();
     info!(name = %config.name, "rasterizer ready");
     loop {
         let batch = consumer
@@ -98,10 +100,15 @@ pub async fn run(
             .expires(Duration::from_secs(2))
             .messages();
         let mut batch = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = shutdown.clone() => break,
             b = batch => b.map_err(|e| StageError::Consumer(e.to_string()))?,
         };
-        while let Some(msg) = batch.next().await {
+        // Waiting for the batch to fill is cut short by shutdown; a message
+        // already received is still handled.
+        while let Some(msg) = tokio::select! {
+            _ = shutdown.clone() => None,
+            m = batch.next() => m,
+        } {
             let msg = match msg {
                 Ok(m) => m,
                 Err(e) => {
