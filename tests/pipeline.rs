@@ -643,3 +643,31 @@ async fn documents_through_a_real_s3_server() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     assert_queues_drained(&js).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_setup_creates_the_topology() {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        .args(["nats", "setup", "--nats", &nats.url])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let js = jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    for stream in [
+        names::DOCS_STREAM,
+        names::PAGES_STREAM,
+        names::RESULTS_STREAM,
+        names::EVENTS_STREAM,
+        names::ADVISORIES_STREAM,
+    ] {
+        assert!(js.get_stream(stream).await.is_ok(), "{stream} missing");
+    }
+    assert!(js.get_key_value(names::JOBS_BUCKET).await.is_ok());
+    // Idempotent: a second run changes nothing and succeeds.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        .args(["nats", "setup", "--nats", &nats.url])
+        .status()
+        .unwrap();
+    assert!(again.success());
+}
