@@ -72,6 +72,37 @@ impl Setup {
     }
 }
 
+/// Waits until the job's state records its first page, and returns that state.
+async fn wait_first_page(
+    js: &jetstream::Context,
+    job_id: &str,
+) -> pagefleet_schemas::messages::JobState {
+    let kv = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(bytes) = kv.get(job_id).await.unwrap() {
+            let state = pagefleet_schemas::messages::JobState::decode(&bytes).unwrap();
+            if !state.pages.is_empty() {
+                return state;
+            }
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "no page of {job_id} was recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Rasterizer, one OCR worker and aggregator as processes on a local store.
+fn all_stages(nats: &str, store: &Path) -> [StageProcess; 3] {
+    [
+        StageProcess::spawn(&["rasterizer"], nats, store),
+        StageProcess::spawn(&["ocr-worker"], nats, store),
+        StageProcess::spawn(&["aggregator"], nats, store),
+    ]
+}
+
 /// Every work queue is empty: nothing is stuck.
 async fn assert_queues_drained(js: &jetstream::Context) {
     for stream in [
@@ -367,22 +398,11 @@ async fn an_aggregator_restarted_mid_job_counts_exactly() {
     let mut first = StageProcess::spawn(&["aggregator"], &nats.url, dir.path());
     let job_id = submit_file(&js, &store, &samples().join("gnuplot-manual.pdf")).await;
 
-    let kv = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
-    let start = Instant::now();
-    loop {
-        if let Some(bytes) = kv.get(&job_id).await.unwrap() {
-            let state = pagefleet_schemas::messages::JobState::decode(&bytes).unwrap();
-            if !state.pages.is_empty() {
-                assert!(
-                    !state.is_complete(),
-                    "the job finished before the aggregator could be killed"
-                );
-                break;
-            }
-        }
-        assert!(start.elapsed() < TIMEOUT);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let state = wait_first_page(&js, &job_id).await;
+    assert!(
+        !state.is_complete(),
+        "the job finished before the aggregator could be killed"
+    );
     first.kill();
     let _second = StageProcess::spawn(&["aggregator"], &nats.url, dir.path());
     let state = wait_final(&js, &job_id, TIMEOUT).await;
@@ -417,11 +437,7 @@ async fn duplicate_publishes_and_results_do_not_double_count() {
             .unwrap();
     }
     assert_eq!(stream_len(&js, names::DOCS_STREAM).await, 1);
-    let _stages = [
-        StageProcess::spawn(&["rasterizer"], &nats.url, dir.path()),
-        StageProcess::spawn(&["ocr-worker"], &nats.url, dir.path()),
-        StageProcess::spawn(&["aggregator"], &nats.url, dir.path()),
-    ];
+    let _stages = all_stages(&nats.url, dir.path());
     let state = wait_final(&js, "same-job", TIMEOUT).await;
     assert_eq!(state.status, JobStatus::Success);
     let before = report(&store, "same-job").await;
@@ -487,11 +503,7 @@ async fn a_bad_document_fails_its_job_alone() {
         js,
         store,
     } = Setup::new().await;
-    let _stages = [
-        StageProcess::spawn(&["rasterizer"], &nats.url, dir.path()),
-        StageProcess::spawn(&["ocr-worker"], &nats.url, dir.path()),
-        StageProcess::spawn(&["aggregator"], &nats.url, dir.path()),
-    ];
+    let _stages = all_stages(&nats.url, dir.path());
     let notes = Bytes::from_static(b"minutes of the meeting, saved as a .pdf by mistake\n");
     let bad = pagefleet_ingest::submit(&js, &store, "notes.pdf", notes, &submit_options())
         .await
@@ -532,20 +544,7 @@ async fn a_rolling_restart_loses_and_duplicates_nothing() {
 
     // SIGTERM once the old worker has finished a page: it stops pulling,
     // finishes what it holds and exits cleanly; a new worker takes the rest.
-    let kv = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
-    let start = Instant::now();
-    loop {
-        let state = kv
-            .get(&job_id)
-            .await
-            .unwrap()
-            .map(|b| pagefleet_schemas::messages::JobState::decode(&b).unwrap());
-        if state.is_some_and(|s| !s.pages.is_empty()) {
-            break;
-        }
-        assert!(start.elapsed() < TIMEOUT);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_first_page(&js, &job_id).await;
     let pid = old.0.id().to_string();
     // The shell's kill: no procps needed on a bare machine.
     let term = format!("kill -TERM {pid}");
