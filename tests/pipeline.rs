@@ -133,9 +133,12 @@ async fn samples_through_separate_stage_processes() {
         js,
         store,
     } = Setup::new().await;
+    // Two aggregators side by side: they share the results and must agree
+    // through compare-and-set on each job's state.
     let _stages = [
         StageProcess::spawn(&["rasterizer"], &nats.url, dir.path()),
         StageProcess::spawn(&["ocr-worker", "--name", "w1"], &nats.url, dir.path()),
+        StageProcess::spawn(&["aggregator"], &nats.url, dir.path()),
         StageProcess::spawn(&["aggregator"], &nats.url, dir.path()),
     ];
     let samples = samples();
@@ -197,6 +200,19 @@ async fn samples_through_separate_stage_processes() {
                 .unwrap()
                 .contains("<!-- page 1 -->")
         );
+    }
+    // One completion per job, however many aggregators saw it complete.
+    let events = js.get_stream(names::EVENTS_STREAM).await.unwrap();
+    for (_, job_id) in &jobs {
+        let completed = events
+            .info_with_subjects(names::event_subject(job_id, "completed"))
+            .await
+            .unwrap()
+            .next()
+            .await
+            .map(|r| r.unwrap().1)
+            .unwrap_or(0);
+        assert_eq!(completed, 1, "{job_id}");
     }
     eprintln!(
         "pipeline: CER {:.2}% BoW-F1 {:.3}",
