@@ -101,6 +101,14 @@ pub(crate) struct StoreArgs {
     pub(crate) path_style: bool,
 }
 
+/// Liveness and readiness probes.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ProbeArgs {
+    /// Address to serve /healthz and /readyz on (e.g. 0.0.0.0:8080); none when unset.
+    #[arg(long = "health-addr", env = "PAGEFLEET_HEALTH_ADDR")]
+    pub(crate) addr: Option<std::net::SocketAddr>,
+}
+
 /// Queue behaviour: ack deadlines, redelivery, flow control.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct QueueArgs {
@@ -137,6 +145,8 @@ pub(crate) struct RasterizerArgs {
     pub(crate) store: StoreArgs,
     #[command(flatten)]
     pub(crate) queue: QueueArgs,
+    #[command(flatten)]
+    pub(crate) probes: ProbeArgs,
     /// Most pixels an image file may declare before it is refused undecoded.
     #[arg(long, env = "PAGEFLEET_MAX_DECODE_PIXELS", default_value_t = pagefleet_rasterizer::DEFAULT_MAX_DECODE_PIXELS)]
     pub(crate) max_decode_pixels: u64,
@@ -156,6 +166,8 @@ pub(crate) struct WorkerArgs {
     pub(crate) queue: QueueArgs,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
+    #[command(flatten)]
+    pub(crate) probes: ProbeArgs,
     /// This worker's name [default: host name and process id].
     #[arg(long, env = "PAGEFLEET_WORKER_NAME")]
     pub(crate) name: Option<String>,
@@ -173,6 +185,8 @@ pub(crate) struct AggregatorArgs {
     pub(crate) store: StoreArgs,
     #[command(flatten)]
     pub(crate) queue: QueueArgs,
+    #[command(flatten)]
+    pub(crate) probes: ProbeArgs,
 }
 
 /// `pagefleet run`.

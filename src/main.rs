@@ -7,6 +7,7 @@ mod connect;
 mod home;
 mod nats_server;
 mod ocr;
+mod probes;
 mod run;
 mod stages;
 mod telemetry;

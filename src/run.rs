@@ -113,6 +113,7 @@ async fn run_inner(home: Home, mut args: RunArgs) -> anyhow::Result<bool> {
             js: js.clone(),
             store: store.clone(),
             pool: Arc::clone(&pool),
+            ready: Default::default(),
         };
         let config = pagefleet_ocr_worker::stage::StageConfig {
             topology: topology.clone(),

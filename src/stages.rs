@@ -1,15 +1,35 @@
 //! The stage commands: each stage alone, pointed at any NATS and store.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
 use pagefleet_schemas::topology;
 
-use crate::cli::{AggregatorArgs, NatsArgs, QueueArgs, RasterizerArgs, WorkerArgs};
+use crate::cli::{AggregatorArgs, NatsArgs, ProbeArgs, QueueArgs, RasterizerArgs, WorkerArgs};
 use crate::connect::{self, shutdown_signal};
 use crate::home::Home;
 use crate::ocr::start_pool;
+use crate::probes;
+
+/// Starts the probe server when an address is configured.
+async fn start_probes(
+    args: &ProbeArgs,
+    client: &async_nats::Client,
+    store: &pagefleet_schemas::store::Store,
+    warm: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    if let Some(addr) = args.addr {
+        let readiness = probes::Readiness {
+            warm,
+            client: client.clone(),
+            store: store.clone(),
+        };
+        probes::serve(addr, readiness).await?;
+    }
+    Ok(())
+}
 
 /// This process's name among workers: host name and process id.
 pub(crate) fn default_name(stage: &str) -> String {
@@ -27,9 +47,17 @@ pub(crate) fn default_name(stage: &str) -> String {
 pub(crate) async fn rasterizer(home: &Home, args: RasterizerArgs) -> anyhow::Result<()> {
     home.require([home.pdfium().as_path()])?;
     let client = connect::nats(&args.nats, "pagefleet-rasterizer").await?;
+    let store = connect::store(&args.store, &home.data().join("objects"))?;
+    start_probes(
+        &args.probes,
+        &client,
+        &store,
+        Arc::new(AtomicBool::new(true)),
+    )
+    .await?;
     let deps = pagefleet_rasterizer::stage::Deps {
         js: async_nats::jetstream::new(client),
-        store: connect::store(&args.store, &home.data().join("objects"))?,
+        store,
         pdfium: home.pdfium(),
     };
     let config = pagefleet_rasterizer::stage::StageConfig {
@@ -43,15 +71,21 @@ pub(crate) async fn rasterizer(home: &Home, args: RasterizerArgs) -> anyhow::Res
 }
 
 pub(crate) async fn ocr_worker(home: &Home, args: WorkerArgs) -> anyhow::Result<()> {
+    // Probes first: liveness answers while the models load, readiness waits
+    // for the warm-up inference.
+    let client = connect::nats(&args.nats, "pagefleet-ocr-worker").await?;
+    let store = connect::store(&args.store, &home.data().join("objects"))?;
+    let ready = Arc::new(AtomicBool::new(false));
+    start_probes(&args.probes, &client, &store, Arc::clone(&ready)).await?;
     let model = args.model.clone();
     let pool_home = home.clone();
     let pool = tokio::task::spawn_blocking(move || start_pool(&pool_home, &model)).await??;
     let slots = pool.slots();
-    let client = connect::nats(&args.nats, "pagefleet-ocr-worker").await?;
     let deps = pagefleet_ocr_worker::stage::Deps {
         js: async_nats::jetstream::new(client),
-        store: connect::store(&args.store, &home.data().join("objects"))?,
+        store,
         pool: Arc::new(pool),
+        ready,
     };
     let config = pagefleet_ocr_worker::stage::StageConfig {
         topology: connect::topology(&args.queue),
@@ -67,9 +101,17 @@ pub(crate) async fn ocr_worker(home: &Home, args: WorkerArgs) -> anyhow::Result<
 
 pub(crate) async fn aggregator(home: &Home, args: AggregatorArgs) -> anyhow::Result<()> {
     let client = connect::nats(&args.nats, "pagefleet-aggregator").await?;
+    let store = connect::store(&args.store, &home.data().join("objects"))?;
+    start_probes(
+        &args.probes,
+        &client,
+        &store,
+        Arc::new(AtomicBool::new(true)),
+    )
+    .await?;
     let deps = pagefleet_aggregator::stage::Deps {
         js: async_nats::jetstream::new(client),
-        store: connect::store(&args.store, &home.data().join("objects"))?,
+        store,
     };
     let config = pagefleet_aggregator::stage::StageConfig {
         topology: connect::topology(&args.queue),

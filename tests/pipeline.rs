@@ -686,3 +686,79 @@ async fn nats_setup_creates_the_topology() {
         .unwrap();
     assert!(again.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_answer_while_every_slot_is_busy() {
+    use common::pipeline::{free_tcp_port, http_get};
+    let Setup {
+        _serial,
+        mut nats,
+        dir,
+        js,
+        store,
+    } = Setup::new().await;
+    let port = free_tcp_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _rasterizer = StageProcess::spawn(&["rasterizer"], &nats.url, dir.path());
+    let _worker = StageProcess::spawn(
+        &["ocr-worker", "--slots", "1", "--health-addr", &addr],
+        &nats.url,
+        dir.path(),
+    );
+    let get = |path: &'static str| tokio::task::spawn_blocking(move || http_get(port, path));
+
+    // Ready once the models are warm.
+    let start = Instant::now();
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && get("/readyz").await.unwrap().0 == 200
+        {
+            break;
+        }
+        assert!(start.elapsed() < TIMEOUT, "the worker never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Keep the only slot busy with a dense document, and ask for liveness all along.
+    submit_file(&js, &store, &samples().join("ltnews34.pdf")).await;
+    let pages = js.get_stream(names::PAGES_STREAM).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let consumer: Result<jetstream::consumer::PullConsumer, _> =
+            pages.get_consumer(&names::worker_consumer("fast")).await;
+        if let Ok(mut c) = consumer
+            && c.info().await.unwrap().num_ack_pending > 0
+        {
+            break;
+        }
+        assert!(start.elapsed() < TIMEOUT, "the worker never took a page");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut worst = Duration::ZERO;
+    for _ in 0..40 {
+        let asked = Instant::now();
+        let (status, body) = get("/healthz").await.unwrap();
+        worst = worst.max(asked.elapsed());
+        assert_eq!((status, body.as_str()), (200, "ok\n"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("/healthz while the slot is busy: slowest answer {worst:?}");
+    assert!(worst < Duration::from_secs(1), "liveness took {worst:?}");
+
+    // NATS goes away: readiness says so, liveness does not care.
+    nats.stop();
+    let start = Instant::now();
+    loop {
+        let (status, body) = get("/readyz").await.unwrap();
+        if status == 503 {
+            assert!(body.contains("nats"), "{body}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "readiness never noticed NATS was gone"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get("/healthz").await.unwrap().0, 200);
+}

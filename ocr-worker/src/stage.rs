@@ -55,6 +55,8 @@ pub struct Deps {
     pub store: Store,
     /// Loaded engines.
     pub pool: Arc<Pool>,
+    /// Set once the warm-up inference succeeded: the worker is ready.
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Errors that stop the stage.
@@ -85,6 +87,7 @@ pub async fn run(
     )
     .await?;
     warm_up(&deps.pool).await;
+    deps.ready.store(true, std::sync::atomic::Ordering::SeqCst);
     let config = Arc::new(config);
     let deps = Arc::new(deps);
     let permits = Arc::new(Semaphore::new(config.in_flight.max(1)));

@@ -60,6 +60,42 @@ impl NatsServer {
     }
 }
 
+impl NatsServer {
+    /// Stops the server now (NATS "goes down").
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.0 GET on the loopback: status code and body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+/// A free TCP port on the loopback interface.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Drop for NatsServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -175,14 +211,6 @@ pub const S3_BUCKET: &str = "pagefleet";
 pub const S3_ACCESS_KEY: &str = "pagefleet";
 pub const S3_SECRET_KEY: &str = "pagefleet-test-secret";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl SeaweedFs {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -197,7 +225,7 @@ impl SeaweedFs {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         // Every listener gets its own free port so that test runs can coexist.
-        let s3 = free_port();
+        let s3 = free_tcp_port();
         let mut args: Vec<String> = vec![
             "mini".into(),
             format!("-dir={}", data.display()),
@@ -223,7 +251,7 @@ impl SeaweedFs {
             "admin.port",
             "admin.port.grpc",
         ] {
-            args.push(format!("-{flag}={}", free_port()));
+            args.push(format!("-{flag}={}", free_tcp_port()));
         }
         let child = Command::new(home().join("bin/weed"))
             .args(&args)
