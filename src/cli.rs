@@ -31,6 +31,9 @@ pub(crate) enum Command {
     OcrWorker(WorkerArgs),
     /// The aggregator stage: page results in, finished jobs out.
     Aggregator(AggregatorArgs),
+    /// Check NATS, JetStream, object storage, the runtime files, ONNX Runtime
+    /// and PDFium; exits non-zero when anything fails.
+    Doctor(DoctorArgs),
     /// NATS administration.
     Nats {
         #[command(subcommand)]
@@ -99,6 +102,17 @@ pub(crate) struct StoreArgs {
     /// Path-style requests (bucket in the path), as most self-hosted servers need.
     #[arg(long = "s3-path-style", env = "PAGEFLEET_S3_PATH_STYLE")]
     pub(crate) path_style: bool,
+}
+
+/// `pagefleet doctor`.
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    #[command(flatten)]
+    pub(crate) nats: NatsArgs,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
 }
 
 /// Liveness and readiness probes.

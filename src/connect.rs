@@ -17,6 +17,19 @@ use crate::cli::{NatsArgs, QueueArgs, StoreArgs};
 /// Connects to NATS with the given authentication, retrying the first
 /// connection until the server answers.
 pub(crate) async fn nats(args: &NatsArgs, name: &str) -> anyhow::Result<async_nats::Client> {
+    let (options, addrs) = options(args).await?;
+    let client = options
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(addrs)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", args.url))?;
+    Ok(client)
+}
+
+/// Connection options and server addresses from the NATS flags.
+async fn options(args: &NatsArgs) -> anyhow::Result<(ConnectOptions, Vec<async_nats::ServerAddr>)> {
     let mut options = match &args.creds {
         Some(path) => ConnectOptions::with_credentials_file(path)
             .await
@@ -38,25 +51,27 @@ pub(crate) async fn nats(args: &NatsArgs, name: &str) -> anyhow::Result<async_na
     if args.tls {
         options = options.require_tls(true);
     }
-    let urls: Vec<&str> = args
+    let addrs: Vec<async_nats::ServerAddr> = args
         .url
         .split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
-        .collect();
-    let addrs: Vec<async_nats::ServerAddr> = urls
-        .iter()
         .map(|u| u.parse())
         .collect::<Result<_, _>>()
         .with_context(|| format!("bad NATS URL in {:?}", args.url))?;
-    let client = options
-        .name(name)
-        .retry_on_initial_connect()
+    Ok((options, addrs))
+}
+
+/// Connects to NATS once, without retrying: for checks that must report a
+/// server that is down rather than wait for it.
+pub(crate) async fn nats_once(args: &NatsArgs) -> anyhow::Result<async_nats::Client> {
+    let (options, addrs) = options(args).await?;
+    options
+        .name("pagefleet-doctor")
         .connection_timeout(Duration::from_secs(5))
         .connect(addrs)
         .await
-        .with_context(|| format!("cannot connect to NATS at {}", args.url))?;
-    Ok(client)
+        .with_context(|| format!("cannot connect to NATS at {}", args.url))
 }
 
 /// Opens the object store: S3 for `s3://` locations, else a local folder.

@@ -38,6 +38,11 @@ impl Home {
         }
     }
 
+    /// The folder itself.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// ONNX Runtime's shared library.
     pub(crate) fn onnxruntime(&self) -> PathBuf {
         self.root.join("lib/libonnxruntime.so.1.31.1")

@@ -4,6 +4,7 @@
 
 mod cli;
 mod connect;
+mod doctor;
 mod home;
 mod nats_server;
 mod ocr;
@@ -27,6 +28,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Rasterizer(args) => serve(stages::rasterizer(&home, args)),
         cli::Command::OcrWorker(args) => serve(stages::ocr_worker(&home, args)),
         cli::Command::Aggregator(args) => serve(stages::aggregator(&home, args)),
+        cli::Command::Doctor(args) => doctor::run(&home, args),
         cli::Command::Nats {
             command: cli::NatsCommand::Setup { nats, queue },
         } => serve(stages::nats_setup(&nats, &queue)),

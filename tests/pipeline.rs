@@ -762,3 +762,70 @@ async fn probes_answer_while_every_slot_is_busy() {
     }
     assert_eq!(get("/healthz").await.unwrap().0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_passes_a_healthy_setup_and_names_what_is_broken() {
+    let Setup {
+        _serial,
+        mut nats,
+        dir,
+        ..
+    } = Setup::new().await;
+    let doctor = |home: &Path, url: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+            .arg("--home")
+            .arg(home)
+            .args(["doctor", "--nats", url, "--store"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let home = common::pipeline::home();
+    let (ok, report) = doctor(&home, &nats.url);
+    assert!(ok, "{report}");
+    assert!(
+        report.contains("ok    consumer") || report.contains("ok    stream PAGEFLEET_PAGES"),
+        "{report}"
+    );
+
+    // A model file altered after installation.
+    let broken = tempfile::tempdir().unwrap();
+    let sums = std::fs::read_to_string(home.join("SHA256SUMS")).unwrap();
+    std::fs::copy(home.join("SHA256SUMS"), broken.path().join("SHA256SUMS")).unwrap();
+    let victim = "models/ppocrv6/tiny/det/det.onnx";
+    for rel in sums
+        .lines()
+        .filter_map(|l| l.split_once("  ").map(|(_, p)| p))
+    {
+        let target = broken.path().join(rel);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        if rel == victim {
+            let mut bytes = std::fs::read(home.join(rel)).unwrap();
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0xff;
+            std::fs::write(&target, bytes).unwrap();
+        } else {
+            std::os::unix::fs::symlink(home.join(rel), &target).unwrap();
+        }
+    }
+    let (ok, report) = doctor(broken.path(), &nats.url);
+    assert!(!ok);
+    assert!(
+        report.contains("FAIL  runtime files") && report.contains(victim),
+        "{report}"
+    );
+
+    // NATS down.
+    let url = nats.url.clone();
+    nats.stop();
+    let (ok, report) = doctor(&home, &url);
+    assert!(!ok);
+    assert!(
+        report.contains("FAIL  nats") && report.contains("cannot connect"),
+        "{report}"
+    );
+}

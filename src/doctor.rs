@@ -1,0 +1,285 @@
+//! `pagefleet doctor`: checks everything a deployment depends on and prints a
+//! plain report; exits non-zero when anything fails.
+//!
+//! Checks: the runtime files against the checksums the bootstrap recorded,
+//! ONNX Runtime with one warm-up inference, PDFium with one rendered page, the
+//! NATS connection, every JetStream stream and consumer (with its lag), and
+//! object storage read/write.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use pagefleet_ocr_worker::{Engine, EngineConfig};
+use pagefleet_schemas::{PixelBudget, names, store};
+use sha2::{Digest, Sha256};
+
+use crate::cli::DoctorArgs;
+use crate::connect;
+use crate::home::Home;
+use crate::ocr::model_set;
+
+/// One line of the report.
+struct Check {
+    name: String,
+    result: Result<String, String>,
+}
+
+fn check(name: impl Into<String>, result: Result<String, String>) -> Check {
+    Check {
+        name: name.into(),
+        result,
+    }
+}
+
+pub(crate) fn run(home: &Home, args: DoctorArgs) -> ExitCode {
+    let mut checks = vec![runtime_files(home)];
+    checks.push(onnx_runtime(home, &args));
+    checks.push(pdfium(home));
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => checks.extend(rt.block_on(services(home, &args))),
+        Err(e) => checks.push(check("async runtime", Err(e.to_string()))),
+    }
+    let mut failed = 0;
+    for c in &checks {
+        match &c.result {
+            Ok(detail) => println!("ok    {}: {detail}", c.name),
+            Err(why) => {
+                failed += 1;
+                println!("FAIL  {}: {why}", c.name);
+            }
+        }
+    }
+    if failed == 0 {
+        println!("all {} checks passed", checks.len());
+        ExitCode::SUCCESS
+    } else {
+        println!("{failed} of {} checks failed", checks.len());
+        ExitCode::FAILURE
+    }
+}
+
+fn sha256_of(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Every installed file against SHA256SUMS.
+fn runtime_files(home: &Home) -> Check {
+    let sums_path = home.root().join("SHA256SUMS");
+    let Ok(sums) = std::fs::read_to_string(&sums_path) else {
+        return check(
+            "runtime files",
+            Err(format!(
+                "{} is missing; run scripts/bootstrap",
+                sums_path.display()
+            )),
+        );
+    };
+    let mut bad = Vec::new();
+    let mut n = 0;
+    for line in sums.lines().filter(|l| !l.trim().is_empty()) {
+        let Some((sum, rel)) = line.split_once("  ") else {
+            bad.push(format!("unreadable line {line:?}"));
+            continue;
+        };
+        n += 1;
+        let path = home.root().join(rel);
+        match sha256_of(&path) {
+            Ok(got) if got == sum => {}
+            Ok(got) => bad.push(format!(
+                "{} has sha256 {got}, expected {sum}",
+                path.display()
+            )),
+            Err(e) => bad.push(format!("{}: {e}", path.display())),
+        }
+    }
+    if bad.is_empty() {
+        check(
+            "runtime files",
+            Ok(format!("{n} files match {}", sums_path.display())),
+        )
+    } else {
+        check(
+            "runtime files",
+            Err(format!(
+                "{}; run scripts/bootstrap to repair",
+                bad.join("; ")
+            )),
+        )
+    }
+}
+
+/// Loads the models and reads a blank page.
+fn onnx_runtime(home: &Home, args: &DoctorArgs) -> Check {
+    let result = (|| {
+        let models = model_set(home, &args.model).map_err(|e| e.to_string())?;
+        let config = EngineConfig {
+            models,
+            intra_threads: 1,
+            classify_lines: args.model.classify_lines,
+            budget: PixelBudget::new(args.model.max_pixels),
+            rec_batch: args.model.rec_batch,
+        };
+        let mut engine = Engine::load(&home.onnxruntime(), config).map_err(|e| e.to_string())?;
+        let started = std::time::Instant::now();
+        let blank = image::RgbImage::from_pixel(640, 480, image::Rgb([255, 255, 255]));
+        engine
+            .recognize(&blank)
+            .map_err(|e| format!("warm-up inference: {e}"))?;
+        Ok(format!(
+            "profile {} loaded, warm-up inference in {} ms",
+            args.model.profile,
+            started.elapsed().as_millis()
+        ))
+    })();
+    check("onnx runtime and models", result)
+}
+
+/// The smallest PDF with one page: PDFium must open and render it.
+const ONE_PAGE_PDF: &[u8] = b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 72 72]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n";
+
+fn pdfium(home: &Home) -> Check {
+    let result = pagefleet_rasterizer::Rasterizer::new(&home.pdfium())
+        .map_err(|e| e.to_string())
+        .and_then(|r| {
+            let mut size = None;
+            r.pages(ONE_PAGE_PDF, &Default::default(), |page| {
+                size = Some(page.map_err(|e| e.to_string())?.image.dimensions());
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+            let (w, h) = size.ok_or("no page rendered")?;
+            Ok(format!("rendered a test page at {w}x{h}"))
+        });
+    check("pdfium", result)
+}
+
+async fn services(home: &Home, args: &DoctorArgs) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let client =
+        tokio::time::timeout(Duration::from_secs(10), connect::nats_once(&args.nats)).await;
+    let client = match client {
+        Ok(Ok(c)) => {
+            checks.push(check("nats", Ok(format!("connected to {}", args.nats.url))));
+            Some(c)
+        }
+        Ok(Err(e)) => {
+            checks.push(check("nats", Err(format!("{e:#}"))));
+            None
+        }
+        Err(_) => {
+            checks.push(check(
+                "nats",
+                Err(format!("no answer from {} within 10 s", args.nats.url)),
+            ));
+            None
+        }
+    };
+    if let Some(client) = client {
+        let js = jetstream::new(client);
+        checks.extend(jetstream_checks(&js).await);
+    }
+    checks.push(storage(home, args).await);
+    checks
+}
+
+async fn jetstream_checks(js: &jetstream::Context) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for name in [
+        names::DOCS_STREAM,
+        names::PAGES_STREAM,
+        names::RESULTS_STREAM,
+        names::ADVISORIES_STREAM,
+        names::EVENTS_STREAM,
+    ] {
+        let mut stream = match js.get_stream(name).await {
+            Ok(s) => s,
+            Err(e) => {
+                checks.push(check(
+                    format!("stream {name}"),
+                    Err(format!("{e}; run pagefleet nats setup")),
+                ));
+                continue;
+            }
+        };
+        let messages = match stream.info().await {
+            Ok(info) => info.state.messages,
+            Err(e) => {
+                checks.push(check(format!("stream {name}"), Err(e.to_string())));
+                continue;
+            }
+        };
+        checks.push(check(
+            format!("stream {name}"),
+            Ok(format!("{messages} messages")),
+        ));
+        let mut consumers = stream.consumers();
+        while let Some(info) = consumers.next().await {
+            match info {
+                Ok(c) => checks.push(check(
+                    format!("consumer {name}/{}", c.name),
+                    Ok(format!(
+                        "lag {} waiting, {} in progress",
+                        c.num_pending, c.num_ack_pending
+                    )),
+                )),
+                Err(e) => checks.push(check(format!("consumers of {name}"), Err(e.to_string()))),
+            }
+        }
+    }
+    let bucket = js.get_key_value(names::JOBS_BUCKET).await;
+    checks.push(check(
+        format!("bucket {}", names::JOBS_BUCKET),
+        bucket
+            .map(|_| "present".to_owned())
+            .map_err(|e| format!("{e}; run pagefleet nats setup")),
+    ));
+    checks
+}
+
+/// Writes, reads back and deletes a probe object.
+async fn storage(home: &Home, args: &DoctorArgs) -> Check {
+    let result = async {
+        let store = connect::store(&args.store, &home.data().join("objects"))
+            .map_err(|e| format!("{e:#}"))?;
+        let key = format!("pagefleet/doctor-{}", std::process::id());
+        let payload = b"pagefleet doctor".to_vec();
+        store::put(store.as_ref(), &key, payload.clone())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let back = store::get(store.as_ref(), &key)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        let _ = object_store::ObjectStoreExt::delete(
+            store.as_ref(),
+            &object_store::path::Path::from(key.as_str()),
+        )
+        .await;
+        if back.as_ref() != payload.as_slice() {
+            return Err("read back different bytes than written".to_owned());
+        }
+        Ok("write, read and delete of a probe object".to_owned())
+    }
+    .await;
+    check("object store", result)
+}
