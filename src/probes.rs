@@ -1,4 +1,5 @@
-//! Liveness and readiness probes of a stage, served over HTTP.
+//! Liveness and readiness probes of a stage, and its Prometheus metrics,
+//! served over HTTP.
 //!
 //! `/healthz` answers from the async side, so it keeps answering while every
 //! inference slot is busy; `/readyz` answers 200 only when the stage's models
@@ -15,6 +16,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use object_store::GetOptions;
 use pagefleet_schemas::store::Store;
 
@@ -51,12 +53,30 @@ impl Readiness {
     }
 }
 
+/// Installs the Prometheus recorder for this process's metrics. Latencies
+/// are histograms with buckets from 5 ms to 10 minutes.
+pub(crate) fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    const BUCKETS: &[f64] = &[
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+        600.0,
+    ];
+    PrometheusBuilder::new()
+        .set_buckets(BUCKETS)
+        .context("metric buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")
+}
+
+async fn metrics_text(State(state): State<Arc<ProbeState>>) -> String {
+    state.metrics.render()
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(readiness): State<Arc<Readiness>>) -> (StatusCode, String) {
-    let failures = readiness.failures().await;
+async fn readyz(State(state): State<Arc<ProbeState>>) -> (StatusCode, String) {
+    let failures = state.readiness.failures().await;
     if failures.is_empty() {
         (StatusCode::OK, "ready\n".to_owned())
     } else {
@@ -64,16 +84,26 @@ async fn readyz(State(readiness): State<Arc<Readiness>>) -> (StatusCode, String)
     }
 }
 
-/// Serves the probes on `addr` until the process ends.
-pub(crate) async fn serve(addr: SocketAddr, readiness: Readiness) -> anyhow::Result<()> {
+struct ProbeState {
+    readiness: Readiness,
+    metrics: PrometheusHandle,
+}
+
+/// Serves the probes and `/metrics` on `addr` until the process ends.
+pub(crate) async fn serve(
+    addr: SocketAddr,
+    readiness: Readiness,
+    metrics: PrometheusHandle,
+) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(Arc::new(readiness));
+        .route("/metrics", get(metrics_text))
+        .with_state(Arc::new(ProbeState { readiness, metrics }));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for probes on {addr}"))?;
-    tracing::info!(%addr, "probes on /healthz and /readyz");
+    tracing::info!(%addr, "probes on /healthz and /readyz, metrics on /metrics");
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("probe server stopped: {e}");

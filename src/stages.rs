@@ -21,12 +21,13 @@ async fn start_probes(
     warm: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     if let Some(addr) = args.addr {
+        let metrics = probes::install_metrics()?;
         let readiness = probes::Readiness {
             warm,
             client: client.clone(),
             store: store.clone(),
         };
-        probes::serve(addr, readiness).await?;
+        probes::serve(addr, readiness, metrics).await?;
     }
     Ok(())
 }

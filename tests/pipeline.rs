@@ -688,7 +688,7 @@ async fn nats_setup_creates_the_topology() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn probes_answer_while_every_slot_is_busy() {
+async fn probes_and_metrics_answer_while_every_slot_is_busy() {
     use common::pipeline::{free_tcp_port, http_get};
     let Setup {
         _serial,
@@ -744,6 +744,28 @@ async fn probes_answer_while_every_slot_is_busy() {
     }
     eprintln!("/healthz while the slot is busy: slowest answer {worst:?}");
     assert!(worst < Duration::from_secs(1), "liveness took {worst:?}");
+
+    // The page that kept the slot busy shows in the metrics.
+    let start = Instant::now();
+    let metrics = loop {
+        let (status, body) = get("/metrics").await.unwrap();
+        assert_eq!(status, 200);
+        if body.contains("pagefleet_pages_processed_total") {
+            break body;
+        }
+        assert!(start.elapsed() < TIMEOUT, "no page in the metrics:\n{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for series in [
+        "pagefleet_step_seconds_bucket{step=\"recognize\"",
+        "pagefleet_stage_seconds_count{stage=\"ocr_page\"}",
+        "pagefleet_pages_in_flight",
+    ] {
+        assert!(
+            metrics.contains(series),
+            "{series} missing from:\n{metrics}"
+        );
+    }
 
     // NATS goes away: readiness says so, liveness does not care.
     nats.stop();

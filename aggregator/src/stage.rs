@@ -167,6 +167,7 @@ async fn handle_advisory(config: &StageConfig, deps: &Deps, msg: jetstream::Mess
         deliveries: advisory.deliveries,
     };
     warn!(%job_id, page, deliveries = advisory.deliveries, "page gave up after max deliveries");
+    metrics::counter!("pagefleet_pages_failed_total", "stage" => "max-deliveries").increment(1);
     let published = publish_acked(
         &deps.js,
         names::result_subject(&job_id, page),
@@ -205,7 +206,11 @@ async fn handle_result(config: &StageConfig, deps: &Deps, kv: &kv::Store, msg: j
     }
     let span = info_span!("aggregate", job_id = %job_id);
     async {
-        match record(config, deps, kv, &result).await {
+        let started = std::time::Instant::now();
+        let recorded = record(config, deps, kv, &result).await;
+        metrics::histogram!("pagefleet_stage_seconds", "stage" => "aggregate_result")
+            .record(started.elapsed().as_secs_f64());
+        match recorded {
             Ok(()) => {
                 let _ = msg.double_ack().await;
             }
@@ -417,6 +422,18 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Stri
         .await?;
         end_ms = final_state.finished_at_ms.unwrap_or(end_ms);
         info!(status = ?final_state.status, pages = final_state.pages.len(), "job finished");
+        let status = match final_state.status {
+            JobStatus::Success => "success",
+            JobStatus::PartialSuccess => "partial_success",
+            JobStatus::Failed | JobStatus::Running => "failed",
+        };
+        let start_ms = final_state
+            .manifest
+            .as_ref()
+            .map_or(final_state.first_seen_ms, |m| m.submitted_at_ms);
+        metrics::counter!("pagefleet_jobs_finished_total", "status" => status).increment(1);
+        metrics::histogram!("pagefleet_job_duration_seconds", "status" => status)
+            .record(end_ms.saturating_sub(start_ms) as f64 / 1000.0);
     }
     let (done, failed) = state.counts();
     let event = JobEvent {

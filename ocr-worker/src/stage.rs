@@ -205,6 +205,13 @@ async fn handle(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
     };
     let deliveries = msg.info().map_or(1, |i| i.delivered as u64);
     let span = info_span!("page", job_id = %job.job_id, page = job.page, worker = %config.name, deliveries);
+    let profile = config.profile.clone();
+    if deliveries > 1 {
+        metrics::counter!("pagefleet_page_redeliveries_total", "profile" => profile.clone())
+            .increment(1);
+    }
+    let in_flight = metrics::gauge!("pagefleet_pages_in_flight", "profile" => profile.clone());
+    in_flight.increment(1.0);
     async {
         let started = Instant::now();
         let running = Mutex::new(None);
@@ -223,6 +230,10 @@ async fn handle(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
         };
         match outcome {
             Outcome::Done => {
+                metrics::counter!("pagefleet_pages_processed_total", "profile" => profile.clone())
+                    .increment(1);
+                metrics::histogram!("pagefleet_stage_seconds", "stage" => "ocr_page")
+                    .record(started.elapsed().as_secs_f64());
                 if let Err(e) = msg.double_ack().await {
                     warn!(
                         "ack after publishing the result failed (the page may be read again): {e}"
@@ -230,7 +241,11 @@ async fn handle(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
                 }
                 info!(ms = started.elapsed().as_millis() as u64, "page done");
             }
-            Outcome::Failed => drop(msg.ack_with(AckKind::Term).await),
+            Outcome::Failed => {
+                metrics::counter!("pagefleet_pages_failed_total", "stage" => "ocr-worker")
+                    .increment(1);
+                drop(msg.ack_with(AckKind::Term).await)
+            }
             Outcome::Retry(reason) => {
                 warn!("page handed back: {reason}");
                 let _ = msg
@@ -246,7 +261,8 @@ async fn handle(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
         }
     }
     .instrument(span)
-    .await
+    .await;
+    in_flight.decrement(1.0);
 }
 
 async fn process(
@@ -271,6 +287,16 @@ async fn process(
     };
     match infer(&deps.pool, image, running).await {
         Ok(ocr) => {
+            let t = &ocr.timings;
+            for (step, ms) in [
+                ("detect", t.detect_ms),
+                ("crop", t.crop_ms),
+                ("classify", t.classify_ms),
+                ("recognize", t.recognize_ms),
+                ("total", t.total_ms),
+            ] {
+                metrics::histogram!("pagefleet_step_seconds", "step" => step).record(ms / 1000.0);
+            }
             let result = PageResult {
                 v: SCHEMA_VERSION,
                 job_id: job.job_id.clone(),

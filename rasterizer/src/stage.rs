@@ -192,7 +192,11 @@ async fn handle(
     };
     let span = info_span!("rasterize", job_id = %job.job_id, filename = %job.filename);
     async {
-        match process(config, deps, renderer, &msg, &job).await {
+        let started = std::time::Instant::now();
+        let outcome = process(config, deps, renderer, &msg, &job).await;
+        metrics::histogram!("pagefleet_stage_seconds", "stage" => "rasterize_document")
+            .record(started.elapsed().as_secs_f64());
+        match outcome {
             Ok(()) => {
                 let _ = msg.double_ack().await;
             }
@@ -271,9 +275,11 @@ async fn process(
             page = pages_rx.recv() => match page {
                 Some(Ok((number, count, scale, png))) => {
                     publish_page(deps, job, number, count, scale, png).await.map_err(Outcome::Retry)?;
+                    metrics::counter!("pagefleet_pages_rasterized_total").increment(1);
                     published += 1;
                 }
                 Some(Err(RasterError::PageRefused { page, message })) => {
+                    metrics::counter!("pagefleet_pages_failed_total", "stage" => "rasterizer").increment(1);
                     publish_failure(deps, job, page as u32, &config.name, &message).await.map_err(Outcome::Retry)?;
                 }
                 Some(Err(other)) => return Err(Outcome::Failed(other.to_string())),
