@@ -180,3 +180,41 @@ fn upside_down_lines_are_turned_by_the_classifier() {
         "{title}"
     );
 }
+
+#[test]
+fn the_main_command_takes_a_document_through_the_whole_pipeline() {
+    // `pagefleet run`, as the README's quick start runs it, with its own
+    // nats-server and a local store in a temporary data folder.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let data = dir.path().join("data");
+    let run = pagefleet(&[
+        "run".as_ref(),
+        root().join("examples/welcome.pdf").as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("==> welcome page 1 <==") && stdout.contains("Welcome to pagefleet"),
+        "{stdout}"
+    );
+    for file in ["001.txt", "combined.txt", "combined.md", "result.json"] {
+        assert!(out.join("welcome").join(file).is_file(), "{file} missing");
+    }
+    let text = std::fs::read_to_string(out.join("welcome/001.txt")).unwrap();
+    let truth = std::fs::read_to_string(root().join("examples/welcome.txt")).unwrap();
+    assert!(Score::page(&text, &truth).cer() <= 0.01);
+    let result = json(&out.join("welcome/result.json"));
+    assert_eq!(result["metrics"]["status"], "success");
+    assert_eq!(result["metrics"]["total_pages"], 1);
+    let md = std::fs::read_to_string(out.join("welcome/combined.md")).unwrap();
+    assert!(md.contains("## Welcome to pagefleet"), "{md}");
+}
