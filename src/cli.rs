@@ -309,7 +309,7 @@ pub(crate) struct OcrArgs {
     /// Documents to read.
     #[arg(required = true)]
     pub(crate) files: Vec<PathBuf>,
-    /// Output folder: <out>/<doc>/<page>.txt, result.json, combined.txt.
+    /// Output folder: <out>/<doc>/<page>.txt, result.json, combined.txt, combined.md.
     #[arg(long, env = "PAGEFLEET_OUT")]
     pub(crate) out: PathBuf,
     /// Resolution PDF pages are rendered at.

@@ -7,17 +7,20 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::mpsc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use anyhow::Context;
+use pagefleet_aggregator::report::{self, JobReport};
 use pagefleet_ocr_worker::engine::SideLimit;
 use pagefleet_ocr_worker::{Engine, EngineConfig, EngineError, ModelSet, Pool};
 use pagefleet_rasterizer::{RasterError, Rasterizer, RenderOptions};
-use pagefleet_schemas::{PageOcr, PixelBudget, StepTimings, TextCounts};
-use serde::Serialize;
+use pagefleet_schemas::messages::{
+    JobManifest, JobState, JobStatus, PageRecord, PageResult, SCHEMA_VERSION, now_ms,
+};
+use pagefleet_schemas::{PageOcr, PixelBudget};
 use tracing::{error, info, warn};
 
 use crate::cli::{HomeArgs, ModelArgs, OcrArgs};
@@ -128,7 +131,6 @@ fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
             file,
             name: &name,
             dir: &dir,
-            profile: &args.model,
             options: &options,
             quiet: args.quiet,
         };
@@ -136,13 +138,13 @@ fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
             Ok(report) => {
                 info!(
                     document = %name,
-                    pages = report.pages_total,
-                    failed = report.pages_failed,
-                    words = report.counts.words,
-                    ms = report.wall_ms as u64,
+                    pages = report.metrics.total_pages,
+                    failed = report.metrics.pages_failed,
+                    words = report.metrics.total_words,
+                    ms = report.metrics.total_duration_ms,
                     "document done"
                 );
-                if report.pages_failed > 0 || report.error.is_some() {
+                if report.metrics.status != JobStatus::Success {
                     failed += 1;
                 }
             }
@@ -170,47 +172,20 @@ pub(crate) fn unique_name(file: &Path, used: &mut HashSet<String>) -> String {
     name
 }
 
-/// The outcome of one page, as result.json records it.
-#[derive(Debug, Serialize)]
+/// The outcome of one page.
+#[derive(Debug)]
 struct PageReport {
     page: usize,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     /// Factor the page was scaled by to fit the pixel budget.
-    #[serde(skip_serializing_if = "Option::is_none")]
     scale: Option<f64>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
     ocr: Option<PageOcr>,
-}
-
-/// result.json of one document.
-#[derive(Debug, Serialize)]
-struct DocumentReport {
-    document: String,
-    source: PathBuf,
-    file_size_bytes: u64,
-    profile: String,
-    dpi: f32,
-    pages_total: usize,
-    pages_processed: usize,
-    pages_failed: usize,
-    counts: TextCounts,
-    avg_confidence: f32,
-    /// Sum of the per-page step timings.
-    timings: StepTimings,
-    wall_ms: f64,
-    start_time_unix_ms: u128,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    pages: Vec<PageReport>,
 }
 
 struct Document<'a> {
     file: &'a Path,
     name: &'a str,
     dir: &'a Path,
-    profile: &'a ModelArgs,
     options: &'a RenderOptions,
     quiet: bool,
 }
@@ -221,11 +196,8 @@ enum Outcome {
 }
 
 impl Document<'_> {
-    fn process(&self, rasterizer: &Rasterizer, pool: &Pool) -> anyhow::Result<DocumentReport> {
-        let started = Instant::now();
-        let start_time_unix_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+    fn process(&self, rasterizer: &Rasterizer, pool: &Pool) -> anyhow::Result<JobReport> {
+        let start_ms = now_ms();
         let bytes = std::fs::read(self.file)
             .with_context(|| format!("cannot read {}", self.file.display()))?;
         std::fs::create_dir_all(self.dir)
@@ -261,48 +233,70 @@ impl Document<'_> {
             warn!(document = %self.name, "{e}");
         }
         let pages_total = raster.unwrap_or(pages.len());
-        let mut counts = TextCounts::default();
-        let mut timings = StepTimings::default();
-        let mut confidences = Vec::new();
-        let mut combined = String::new();
-        for page in &pages {
-            if let Some(ocr) = &page.ocr {
-                counts.lines += ocr.counts.lines;
-                counts.words += ocr.counts.words;
-                counts.chars += ocr.counts.chars;
-                confidences.extend(ocr.lines.iter().map(|l| l.confidence));
-                add_timings(&mut timings, &ocr.timings);
-                combined.push_str(&ocr.text());
-            }
-            // Pages are separated by a form feed, as pdftotext does.
-            combined.push('\u{c}');
-        }
-        let pages_processed = pages.iter().filter(|p| p.ocr.is_some()).count();
-        let report = DocumentReport {
-            document: self.name.to_owned(),
-            source: self.file.to_owned(),
-            file_size_bytes: bytes.len() as u64,
-            profile: self.profile.profile.to_string(),
-            dpi: self.options.dpi,
-            pages_total,
-            pages_processed,
-            pages_failed: pages_total.saturating_sub(pages_processed),
-            counts,
-            avg_confidence: if confidences.is_empty() {
-                0.0
-            } else {
-                confidences.iter().sum::<f32>() / confidences.len() as f32
-            },
-            timings,
-            wall_ms: started.elapsed().as_secs_f64() * 1000.0,
-            start_time_unix_ms,
-            error,
-            pages,
-        };
-        write_file(&self.dir.join("combined.txt"), combined.as_bytes())?;
+        // The same report, text and markdown as the pipeline's aggregator writes.
+        let report = self.report(&pages, pages_total, error, bytes.len() as u64, start_ms);
+        write_file(
+            &self.dir.join("combined.txt"),
+            report::text(&report).as_bytes(),
+        )?;
+        write_file(
+            &self.dir.join("combined.md"),
+            report::markdown(&report).as_bytes(),
+        )?;
         let json = serde_json::to_vec_pretty(&report)?;
         write_file(&self.dir.join("result.json"), &json)?;
         Ok(report)
+    }
+
+    /// The document as a job the aggregator would have finished.
+    fn report(
+        &self,
+        pages: &[PageReport],
+        pages_total: usize,
+        error: Option<String>,
+        file_size_bytes: u64,
+        start_ms: u64,
+    ) -> JobReport {
+        const WORKER: &str = "local";
+        let mut state = JobState::new(self.name, start_ms);
+        state.manifest = Some(JobManifest {
+            v: SCHEMA_VERSION,
+            job_id: self.name.to_owned(),
+            filename: self
+                .file
+                .file_name()
+                .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+            file_size_bytes,
+            submitted_at_ms: start_ms,
+            total_pages: pages_total as u32,
+            error,
+        });
+        let mut results = BTreeMap::new();
+        for p in pages {
+            let page = p.page as u32;
+            let record = PageRecord {
+                ok: p.ocr.is_some(),
+                worker: WORKER.into(),
+                deliveries: 1,
+                processing_ms: p.ocr.as_ref().map_or(0.0, |o| o.timings.total_ms),
+                error: p.error.clone(),
+            };
+            state.pages.insert(page, record);
+            if let Some(ocr) = &p.ocr {
+                let result = PageResult {
+                    v: SCHEMA_VERSION,
+                    job_id: self.name.to_owned(),
+                    page,
+                    worker: WORKER.into(),
+                    queue_wait_ms: 0,
+                    deliveries: 1,
+                    scale: p.scale.unwrap_or(1.0),
+                    ocr: ocr.clone(),
+                };
+                results.insert(page, result);
+            }
+        }
+        report::build(&state, &results, now_ms())
     }
 
     /// Writes each page's text as it arrives and prints pages in order.
@@ -322,7 +316,6 @@ impl Document<'_> {
                     info!(document = %self.name, page, lines = ocr.counts.lines, ms = ocr.timings.total_ms as u64, "page done");
                     PageReport {
                         page,
-                        status: "ok",
                         error: None,
                         scale: Some(scale),
                         ocr: Some(ocr),
@@ -332,7 +325,6 @@ impl Document<'_> {
                     warn!(document = %self.name, page, "page failed: {e}");
                     PageReport {
                         page,
-                        status: "failed",
                         error: Some(e.to_string()),
                         scale: None,
                         ocr: None,
@@ -342,7 +334,6 @@ impl Document<'_> {
                     warn!(document = %self.name, page, "page refused: {message}");
                     PageReport {
                         page,
-                        status: "failed",
                         error: Some(message),
                         scale: None,
                         ocr: None,
@@ -368,15 +359,6 @@ impl Document<'_> {
         }
         done.into_values().collect()
     }
-}
-
-fn add_timings(sum: &mut StepTimings, t: &StepTimings) {
-    sum.prepare_ms += t.prepare_ms;
-    sum.detect_ms += t.detect_ms;
-    sum.crop_ms += t.crop_ms;
-    sum.classify_ms += t.classify_ms;
-    sum.recognize_ms += t.recognize_ms;
-    sum.total_ms += t.total_ms;
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -43,7 +43,7 @@ fn quick_start_document_reads_back_its_text() {
     assert!(s.cer() <= 0.01, "CER {:.4}:\n{text}", s.cer());
     assert!(String::from_utf8_lossy(&run.stdout).contains("Welcome to pagefleet"));
     let result = json(&out.path().join("welcome/result.json"));
-    assert_eq!(result["pages_total"], 1);
+    assert_eq!(result["metrics"]["total_pages"], 1);
     assert_eq!(result["pages"][0]["status"], "ok");
     assert!(result["pages"][0]["timings"]["detect_ms"].as_f64().unwrap() > 0.0);
 }
@@ -58,15 +58,16 @@ fn a_bad_document_fails_alone() {
     // The run reports the failure, and the good document is still done.
     assert_eq!(run.status.code(), Some(1));
     let bad = json(&out.join("notes/result.json"));
-    let error = bad["error"].as_str().unwrap();
+    let error = bad["metrics"]["errors"][0].as_str().unwrap();
     assert!(
         error.contains("unsupported document type") && error.contains("text"),
         "{error}"
     );
-    assert_eq!(bad["pages_processed"], 0);
+    assert_eq!(bad["metrics"]["pages_processed"], 0);
+    assert_eq!(bad["metrics"]["status"], "failed");
     let good = json(&out.join("welcome/result.json"));
-    assert_eq!(good["pages_processed"], 1);
-    assert!(good["counts"]["words"].as_u64().unwrap() > 100);
+    assert_eq!(good["metrics"]["pages_processed"], 1);
+    assert!(good["metrics"]["total_words"].as_u64().unwrap() > 100);
 }
 
 #[test]

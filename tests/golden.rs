@@ -67,8 +67,12 @@ fn default_profile_matches_the_ground_truth() {
         let dir = out.path().join(doc);
         let result: serde_json::Value =
             serde_json::from_str(&read(&dir.join("result.json"))).unwrap();
-        assert_eq!(result["pages_total"], truths.len(), "{doc}: page count");
-        assert_eq!(result["pages_failed"], 0, "{doc}");
+        assert_eq!(
+            result["metrics"]["total_pages"],
+            truths.len(),
+            "{doc}: page count"
+        );
+        assert_eq!(result["metrics"]["pages_failed"], 0, "{doc}");
         let combined = read(&dir.join("combined.txt"));
         assert_eq!(
             combined.matches('\u{c}').count(),
@@ -111,7 +115,7 @@ fn default_profile_matches_the_ground_truth() {
             total.add(s);
             pages += 1;
         }
-        assert_eq!(result["counts"]["words"], words, "{doc}: word count");
+        assert_eq!(result["metrics"]["total_words"], words, "{doc}: word count");
     }
     eprintln!(
         "all {pages} pages: CER {:.2}% WER {:.2}% BoW-F1 {:.3}",

@@ -74,6 +74,9 @@ pub struct PageEntry {
     pub error: Option<String>,
     /// Who read it.
     pub worker: String,
+    /// Factor the page was scaled by to fit the pixel budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
     /// What was read.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub ocr: Option<PageOcr>,
@@ -133,6 +136,7 @@ pub fn build(state: &JobState, results: &BTreeMap<u32, PageResult>, end_ms: u64)
             status: if record.ok { "ok" } else { "failed" }.into(),
             error: record.error.clone(),
             worker: record.worker.clone(),
+            scale: results.get(&page).map(|r| r.scale),
             ocr: if record.ok { ocr } else { None },
         });
     }

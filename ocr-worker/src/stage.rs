@@ -304,6 +304,7 @@ async fn process(
                 worker: config.name.clone(),
                 queue_wait_ms,
                 deliveries,
+                scale: job.scale,
                 ocr,
             };
             match publish(deps, job, ResultMessage::Page(result)).await {

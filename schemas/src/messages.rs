@@ -120,8 +120,15 @@ pub struct PageResult {
     pub queue_wait_ms: u64,
     /// How many times the page job was delivered.
     pub deliveries: u64,
+    /// Factor the page was scaled by to fit the pixel budget.
+    #[serde(default = "one")]
+    pub scale: f64,
     /// What was read.
     pub ocr: PageOcr,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// A page that will not be read.
@@ -359,6 +366,7 @@ mod tests {
             worker: "w-1".into(),
             queue_wait_ms: 5,
             deliveries: 1,
+            scale: 1.0,
             ocr: PageOcr {
                 width: 10,
                 height: 20,
