@@ -13,6 +13,7 @@ use pagefleet_schemas::messages::{
     ResultMessage, SCHEMA_VERSION, now_ms,
 };
 use pagefleet_schemas::names;
+use pagefleet_schemas::state::update;
 use pagefleet_schemas::store::{self, Store};
 use pagefleet_schemas::topology::{self, TopologyConfig};
 use serde::Deserialize;
@@ -269,8 +270,12 @@ async fn record(
     Ok(())
 }
 
-/// Applies a result to a state; false when it changes nothing (a duplicate).
+/// Applies a result to a state; false when it changes nothing (a duplicate,
+/// or a late result of a cancelled job).
 fn apply(state: &mut JobState, result: &ResultMessage) -> bool {
+    if state.status == JobStatus::Cancelled {
+        return false;
+    }
     match result {
         ResultMessage::Manifest(m) => {
             if state.manifest.is_some() {
@@ -320,55 +325,6 @@ fn apply(state: &mut JobState, result: &ResultMessage) -> bool {
     }
 }
 
-/// Read-modify-write of a job's state with compare-and-set, retried on conflict.
-async fn update(
-    kv: &kv::Store,
-    job_id: &str,
-    mut change: impl FnMut(&mut JobState) -> bool,
-) -> Result<JobState, String> {
-    for _ in 0..100 {
-        let entry = kv.entry(job_id).await.map_err(|e| e.to_string())?;
-        let (mut state, revision) = match entry {
-            Some(e) if e.operation == kv::Operation::Put => (
-                JobState::decode(&e.value).map_err(|e| e.to_string())?,
-                Some(e.revision),
-            ),
-            _ => (JobState::new(job_id, now_ms()), None),
-        };
-        if !change(&mut state) {
-            return Ok(state);
-        }
-        let bytes = state.encode().into();
-        let written = match revision {
-            Some(rev) => kv
-                .update(job_id, bytes, rev)
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    (
-                        e.kind() == kv::UpdateErrorKind::WrongLastRevision,
-                        e.to_string(),
-                    )
-                }),
-            None => kv.create(job_id, bytes).await.map(|_| ()).map_err(|e| {
-                (
-                    e.kind() == kv::CreateErrorKind::AlreadyExists,
-                    e.to_string(),
-                )
-            }),
-        };
-        match written {
-            Ok(()) => return Ok(state),
-            // Another aggregator wrote first: read again.
-            Err((true, _)) => continue,
-            Err((false, e)) => return Err(e),
-        }
-    }
-    Err(format!(
-        "job {job_id}: state kept changing under 100 attempts"
-    ))
-}
-
 /// Writes the outputs, marks the job finished (once, by compare-and-set) and
 /// publishes its completion event (deduplicated by message id, so a finisher
 /// that crashed halfway and its successor publish it once).
@@ -390,27 +346,25 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Stri
         }
         let job_report = report::build(&state, &results, end_ms);
         let json = serde_json::to_vec_pretty(&job_report).map_err(|e| e.to_string())?;
-        store::put(
-            deps.store.as_ref(),
-            &names::keys::output(&job_id, "json"),
-            json,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        store::put(
-            deps.store.as_ref(),
-            &names::keys::output(&job_id, "txt"),
-            report::text(&job_report),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        store::put(
-            deps.store.as_ref(),
-            &names::keys::output(&job_id, "md"),
-            report::markdown(&job_report),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let outputs = [
+            ("json", bytes::Bytes::from(json)),
+            ("txt", report::text(&job_report).into()),
+            ("md", report::markdown(&job_report).into()),
+        ];
+        // A bucket-triggered job also gets its outputs beside its input.
+        let output_base = state
+            .submission
+            .as_ref()
+            .and_then(|s| s.output_base.clone());
+        for (format, bytes) in outputs {
+            let mut keys = vec![names::keys::output(&job_id, format)];
+            keys.extend(output_base.as_ref().map(|base| format!("{base}.{format}")));
+            for key in keys {
+                store::put(deps.store.as_ref(), &key, bytes.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
         let final_state = update(kv, &job_id, |s| {
             if s.status != JobStatus::Running {
                 return false;
@@ -426,6 +380,7 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Stri
             JobStatus::Success => "success",
             JobStatus::PartialSuccess => "partial_success",
             JobStatus::Failed | JobStatus::Running => "failed",
+            JobStatus::Cancelled => "cancelled",
         };
         let start_ms = final_state
             .manifest

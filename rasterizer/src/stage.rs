@@ -249,7 +249,11 @@ async fn process(
         dpi: job.dpi,
         budget: PixelBudget::new(job.max_pixels),
         max_decode_pixels: config.max_decode_pixels,
-        max_pages: config.max_pages,
+        // A job may ask for a tighter page limit than the stage's.
+        max_pages: match job.max_pages as usize {
+            0 => config.max_pages,
+            n => n.min(config.max_pages),
+        },
     };
     let (pages_tx, mut pages_rx) = mpsc::channel::<Rendered>(2);
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();

@@ -17,6 +17,7 @@ pub mod bus;
 pub mod messages;
 pub mod names;
 mod page;
+pub mod state;
 pub mod store;
 pub mod topology;
 

@@ -25,6 +25,9 @@ pub enum DecodeError {
     /// Not MessagePack of the expected shape.
     #[error("undecodable message: {0}")]
     Format(#[from] rmp_serde::decode::Error),
+    /// Not JSON of the expected shape (job events).
+    #[error("undecodable event: {0}")]
+    Json(#[from] serde_json::Error),
     /// Written by a newer, incompatible schema.
     #[error("message schema version {0} is newer than {SCHEMA_VERSION}")]
     Version(u16),
@@ -82,6 +85,9 @@ pub struct DocumentJob {
     pub max_pixels: u64,
     /// Submission time, milliseconds since the Unix epoch.
     pub submitted_at_ms: u64,
+    /// Most pages this job may have; 0 leaves the rasterizer's own limit.
+    #[serde(default)]
+    pub max_pages: u32,
 }
 
 /// A page to read.
@@ -168,15 +174,68 @@ pub struct JobManifest {
     pub error: Option<String>,
 }
 
+/// A worker's heartbeat in the workers bucket. JSON rather than MessagePack:
+/// operators read it with `nats kv get pagefleet-workers <worker>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerHeartbeat {
+    /// Schema version.
+    pub v: u16,
+    /// The worker's name.
+    pub name: String,
+    /// Model profile it serves.
+    pub profile: String,
+    /// `cpu` or `cuda`.
+    pub execution_provider: String,
+    /// Inference slots.
+    pub slots: u32,
+    /// `ready`, `starting` or `draining`.
+    pub status: String,
+    /// CPU use of the process since the last heartbeat, percent of one core.
+    pub cpu_percent: f64,
+    /// Resident memory as a share of the machine's memory, percent.
+    pub memory_percent: f64,
+    /// Resident memory, MiB.
+    pub memory_mb: f64,
+    /// Seconds since the worker started.
+    pub uptime_seconds: u64,
+    /// Pages read since start.
+    pub pages_done: u64,
+    /// Pages failed since start.
+    pub pages_failed: u64,
+    /// Pages in hand now.
+    pub pages_in_flight: u32,
+    /// When it was sent, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
 message!(
     DocumentJob,
     PageJob,
     PageResult,
     PageFailure,
     JobManifest,
-    JobEvent,
     JobState
 );
+
+/// Job events are for people and tools outside the pipeline (`nats sub`,
+/// server-sent events): JSON, not MessagePack.
+impl Message for JobEvent {
+    fn version(&self) -> u16 {
+        self.v
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let event: Self = serde_json::from_slice(bytes)?;
+        if event.v > SCHEMA_VERSION {
+            return Err(DecodeError::Version(event.v));
+        }
+        Ok(event)
+    }
+}
 
 /// Anything on the result stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,6 +290,21 @@ pub enum JobStatus {
     PartialSuccess,
     /// No page was read.
     Failed,
+    /// Stopped on request before every page was read.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// The status as it is spelled in JSON and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Success => "success",
+            Self::PartialSuccess => "partial_success",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// Kinds of job events; each is the last token of its subject.
@@ -312,6 +386,28 @@ pub struct JobState {
     pub first_seen_ms: u64,
     /// When it finished.
     pub finished_at_ms: Option<u64>,
+    /// What ingest recorded when the job was submitted (absent for jobs
+    /// whose document job was published by other means).
+    #[serde(default)]
+    pub submission: Option<Submission>,
+}
+
+/// A job as ingest accepted it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Submission {
+    /// The document's file name.
+    pub filename: String,
+    /// Where the document came from: `upload`, `s3://bucket/key`, ...
+    pub source: String,
+    /// Size of the document.
+    pub file_size_bytes: u64,
+    /// Model profile.
+    pub profile: String,
+    /// When, milliseconds since the Unix epoch.
+    pub submitted_at_ms: u64,
+    /// Object key the outputs are also written to, with `.txt`, `.md` and
+    /// `.json` appended (bucket triggers write results beside the input).
+    pub output_base: Option<String>,
 }
 
 impl JobState {
@@ -325,6 +421,7 @@ impl JobState {
             status: JobStatus::Running,
             first_seen_ms: now_ms,
             finished_at_ms: None,
+            submission: None,
         }
     }
 
@@ -344,6 +441,9 @@ impl JobState {
 
     /// The final status once complete.
     pub fn final_status(&self) -> JobStatus {
+        if self.status == JobStatus::Cancelled {
+            return JobStatus::Cancelled;
+        }
         let (ok, failed) = self.counts();
         match (ok, failed) {
             (0, _) => JobStatus::Failed,
@@ -400,6 +500,7 @@ mod tests {
             profile: "fast".into(),
             max_pixels: 8_000_000,
             submitted_at_ms: 1,
+            max_pages: 0,
         };
         assert_eq!(DocumentJob::decode(&job.encode()).unwrap(), job);
         let result = ResultMessage::Page(page_result());

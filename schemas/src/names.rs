@@ -15,6 +15,29 @@ pub const EVENTS_STREAM: &str = "PAGEFLEET_EVENTS";
 pub const ADVISORIES_STREAM: &str = "PAGEFLEET_ADVISORIES";
 /// Key-value bucket of job state, one key per job id.
 pub const JOBS_BUCKET: &str = "pagefleet-jobs";
+/// Key-value bucket of submissions that must create one job however often
+/// they are repeated (idempotency keys, bucket objects): a digest of what was
+/// submitted maps to its job id.
+pub const SUBMISSIONS_BUCKET: &str = "pagefleet-submissions";
+/// Key-value bucket of worker heartbeats, one key per worker, each expiring
+/// when its worker stops sending.
+pub const WORKERS_BUCKET: &str = "pagefleet-workers";
+/// S3 event notifications (MinIO's format) published into NATS by the object
+/// store; ingest turns each new object under its input prefix into a job.
+pub const BUCKET_EVENTS_STREAM: &str = "PAGEFLEET_BUCKET_EVENTS";
+/// The subject the object store publishes its notifications on.
+pub const BUCKET_EVENTS_SUBJECT: &str = "pagefleet.bucket.events";
+/// Durable consumer of ingest on the bucket event stream.
+pub const BUCKET_EVENTS_CONSUMER: &str = "ingest-bucket-events";
+
+/// Name of the NATS service (`nats micro ls`) that takes submissions.
+pub const SERVICE_NAME: &str = "pagefleet";
+/// Group of the service's endpoints: `pagefleet.jobs.submit`, `pagefleet.jobs.status`.
+pub const SERVICE_GROUP: &str = "pagefleet.jobs";
+/// Endpoint that takes a JSON submission and answers with the job id.
+pub const SUBMIT_ENDPOINT: &str = "submit";
+/// Endpoint that takes `{"job_id": ...}` and answers with the job's status.
+pub const STATUS_ENDPOINT: &str = "status";
 
 /// Durable consumer of the rasterizer stage.
 pub const RASTERIZER_CONSUMER: &str = "rasterizer";
@@ -41,6 +64,11 @@ pub fn doc_subject(job_id: &str) -> String {
 /// pools can serve separate profiles.
 pub fn page_subject(profile: &str, job_id: &str, page: u32) -> String {
     format!("pagefleet.pages.{profile}.{job_id}.{page}")
+}
+
+/// Every page job of one job, whatever its profile.
+pub fn pages_of_job(job_id: &str) -> String {
+    format!("pagefleet.pages.*.{job_id}.*")
 }
 
 /// Filter of the page jobs of one profile.
@@ -135,6 +163,20 @@ pub mod keys {
     pub fn output(job_id: &str, format: &str) -> String {
         format!("jobs/{job_id}/result.{format}")
     }
+}
+
+/// Key of a worker's heartbeat in the workers bucket (a KV key allows
+/// letters, digits, `-`, `_`, `=`, `.` and `/`).
+pub fn worker_key(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_=".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Whether a string may be used as a job id: it becomes one subject token and

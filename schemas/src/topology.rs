@@ -21,6 +21,9 @@ pub struct TopologyConfig {
     pub events_max_age: Duration,
     /// Largest message (a page result of a dense page is about 100 KiB).
     pub max_message_size: i32,
+    /// How long a worker's heartbeat is kept: a worker silent for longer is
+    /// gone from the workers bucket.
+    pub heartbeat_ttl: Duration,
     /// Consumer settings for document jobs.
     pub docs: ConsumerSettings,
     /// Consumer settings for page jobs.
@@ -49,6 +52,7 @@ impl Default for TopologyConfig {
             duplicate_window: Duration::from_secs(30 * 60),
             events_max_age: Duration::from_secs(24 * 3600),
             max_message_size: 8 * 1024 * 1024,
+            heartbeat_ttl: Duration::from_secs(30),
             docs: ConsumerSettings {
                 ack_wait: Duration::from_secs(60),
                 max_deliver: 5,
@@ -105,6 +109,7 @@ pub async fn ensure(js: &jetstream::Context, config: &TopologyConfig) -> Result<
         work_queue(PAGES_STREAM, PAGES_SUBJECTS),
         work_queue(RESULTS_STREAM, RESULTS_SUBJECTS),
         work_queue(ADVISORIES_STREAM, PAGES_MAX_DELIVERIES_ADVISORIES),
+        work_queue(BUCKET_EVENTS_STREAM, BUCKET_EVENTS_SUBJECT),
         stream::Config {
             name: EVENTS_STREAM.to_owned(),
             subjects: vec![EVENTS_SUBJECTS.to_owned()],
@@ -133,6 +138,27 @@ pub async fn ensure(js: &jetstream::Context, config: &TopologyConfig) -> Result<
     })
     .await
     .map_err(|e| err(format!("bucket {JOBS_BUCKET}"), e))?;
+    js.create_or_update_key_value(kv::Config {
+        bucket: SUBMISSIONS_BUCKET.to_owned(),
+        description: "pagefleet submissions that must make one job: digest to job id".to_owned(),
+        history: 1,
+        storage: StorageType::File,
+        num_replicas: config.replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| err(format!("bucket {SUBMISSIONS_BUCKET}"), e))?;
+    js.create_or_update_key_value(kv::Config {
+        bucket: WORKERS_BUCKET.to_owned(),
+        description: "pagefleet worker heartbeats, expiring with their worker".to_owned(),
+        history: 1,
+        max_age: config.heartbeat_ttl,
+        storage: StorageType::Memory,
+        num_replicas: config.replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| err(format!("bucket {WORKERS_BUCKET}"), e))?;
     Ok(())
 }
 
