@@ -1,17 +1,19 @@
 //! The OCR worker of pagefleet.
 //!
-//! Today this crate is the OCR engine: a synchronous library that turns one page
-//! image into lines of text with boxes and confidence, using PP-OCR detection,
-//! optional 180° line classification and recognition models on ONNX Runtime. It
-//! has no async runtime inside; the worker service that pulls page jobs from
-//! JetStream and publishes page results will drive it from dedicated threads.
+//! The [`engine`] is a synchronous library that turns one page image into
+//! lines of text with boxes and confidence, using PP-OCR detection, optional
+//! 180° line classification and recognition models on ONNX Runtime; the
+//! [`pool`] runs engines on dedicated threads; the [`stage`] pulls page jobs
+//! from JetStream and publishes page results; [`heartbeat`] tells the fleet
+//! what this worker is doing.
 //!
-//! Reads: a decoded page image (`image::RgbImage`) and model files.
-//! Writes: [`pagefleet_schemas::PageOcr`].
+//! Reads: page jobs, page images, model files.
+//! Writes: page results and failures, heartbeats in `pagefleet-workers`.
 
 #![deny(unreachable_pub)]
 
 pub mod engine;
+pub mod heartbeat;
 pub mod pool;
 pub mod stage;
 

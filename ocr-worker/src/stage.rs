@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::io::Cursor;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,7 @@ use pagefleet_schemas::{PageOcr, names};
 use tokio::sync::{Semaphore, oneshot};
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::heartbeat::{self, Identity, WorkerCounters};
 use crate::{EngineError, ErrorKind, JobHandle, Pool};
 
 /// Settings of the worker stage.
@@ -45,6 +47,10 @@ pub struct StageConfig {
     pub page_deadline: Duration,
     /// Most pixels a page image may declare.
     pub max_decode_pixels: u64,
+    /// `cpu` or `cuda`, for heartbeats.
+    pub execution_provider: String,
+    /// How often a heartbeat is put in the workers bucket.
+    pub heartbeat_interval: Duration,
 }
 
 /// What the stage works with.
@@ -57,6 +63,8 @@ pub struct Deps {
     pub pool: Arc<Pool>,
     /// Set once the warm-up inference succeeded: the worker is ready.
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Pages done, failed and in hand, for heartbeats.
+    pub counters: Arc<WorkerCounters>,
 }
 
 /// Errors that stop the stage.
@@ -86,14 +94,30 @@ pub async fn run(
         &config.topology.pages,
     )
     .await?;
+    // Shared: it is awaited in several places and may be polled again after
+    // it fired.
+    let shutdown = shutdown.boxed().shared();
+    let (stop_beats, beats_stopped) = oneshot::channel::<()>();
+    let beats = tokio::spawn(heartbeat::beat(
+        deps.js.clone(),
+        Identity {
+            name: config.name.clone(),
+            profile: config.profile.clone(),
+            execution_provider: config.execution_provider.clone(),
+            slots: deps.pool.slots() as u32,
+        },
+        Arc::clone(&deps.counters),
+        Arc::clone(&deps.ready),
+        config.heartbeat_interval,
+        async move {
+            let _ = beats_stopped.await;
+        },
+    ));
     warm_up(&deps.pool).await;
     deps.ready.store(true, std::sync::atomic::Ordering::SeqCst);
     let config = Arc::new(config);
     let deps = Arc::new(deps);
     let permits = Arc::new(Semaphore::new(config.in_flight.max(1)));
-    // Shared: it is awaited in several places and may be polled again after
-    // it fired.
-    let shutdown = shutdown.boxed().shared();
     info!(name = %config.name, profile = %config.profile, slots = deps.pool.slots(), "ocr worker ready");
     loop {
         let permit = tokio::select! {
@@ -138,8 +162,12 @@ pub async fn run(
             });
         }
     }
+    deps.counters.draining.store(true, Ordering::SeqCst);
     // Wait for the pages in hand: every permit back means every page answered.
     let _ = permits.acquire_many(config.in_flight.max(1) as u32).await;
+    // The last heartbeat goes: the worker leaves the fleet's status at once.
+    let _ = stop_beats.send(());
+    let _ = beats.await;
     info!("ocr worker stopped");
     Ok(())
 }
@@ -212,6 +240,7 @@ async fn handle(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
     }
     let in_flight = metrics::gauge!("pagefleet_pages_in_flight", "profile" => profile.clone());
     in_flight.increment(1.0);
+    deps.counters.in_flight.fetch_add(1, Ordering::Relaxed);
     async {
         let started = Instant::now();
         let running = Mutex::new(None);
@@ -232,6 +261,7 @@ async fn handle(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
             Outcome::Done => {
                 metrics::counter!("pagefleet_pages_processed_total", "profile" => profile.clone())
                     .increment(1);
+                deps.counters.pages_done.fetch_add(1, Ordering::Relaxed);
                 metrics::histogram!("pagefleet_stage_seconds", "stage" => "ocr_page")
                     .record(started.elapsed().as_secs_f64());
                 if let Err(e) = msg.double_ack().await {
@@ -244,6 +274,7 @@ async fn handle(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
             Outcome::Failed => {
                 metrics::counter!("pagefleet_pages_failed_total", "stage" => "ocr-worker")
                     .increment(1);
+                deps.counters.pages_failed.fetch_add(1, Ordering::Relaxed);
                 drop(msg.ack_with(AckKind::Term).await)
             }
             Outcome::Retry(reason) => {
@@ -263,6 +294,7 @@ async fn handle(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
     .instrument(span)
     .await;
     in_flight.decrement(1.0);
+    deps.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
 }
 
 async fn process(
