@@ -31,6 +31,20 @@ pub(crate) enum Command {
     OcrWorker(WorkerArgs),
     /// The aggregator stage: page results in, finished jobs out.
     Aggregator(AggregatorArgs),
+    /// The ingest stage: the HTTP API, NATS submission, bucket triggers.
+    Ingest(IngestArgs),
+    /// The single-machine server: its own nats-server (unless --nats), every
+    /// stage, the HTTP API and NATS submission, until stopped.
+    Serve(ServeArgs),
+    /// Submit a document (a file, or s3://bucket/key of the deployment's
+    /// store) to a running deployment's HTTP API.
+    Submit(SubmitArgs),
+    /// A job's status and progress.
+    Status(JobArgs),
+    /// A finished job's text, markdown or JSON.
+    Result(ResultArgs),
+    /// Live job events from NATS, one line each.
+    Watch(WatchArgs),
     /// Check NATS, JetStream, object storage, the runtime files, ONNX Runtime
     /// and PDFium; exits non-zero when anything fails.
     Doctor(DoctorArgs),
@@ -326,4 +340,193 @@ pub(crate) struct OcrArgs {
     pub(crate) quiet: bool,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
+}
+
+/// How submissions come in and what is accepted.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct IntakeArgs {
+    /// Largest document accepted, bytes.
+    #[arg(long, env = "PAGEFLEET_MAX_UPLOAD_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub(crate) max_upload_bytes: u64,
+    /// Most pages per job.
+    #[arg(
+        long = "max-job-pages",
+        env = "PAGEFLEET_MAX_JOB_PAGES",
+        default_value_t = 2000
+    )]
+    pub(crate) max_job_pages: u32,
+    /// Accepted document types, decided by content: pdf, png, jpeg, tiff.
+    #[arg(
+        long,
+        env = "PAGEFLEET_ALLOWED_TYPES",
+        value_delimiter = ',',
+        default_value = "pdf,png,jpeg,tiff"
+    )]
+    pub(crate) allowed_types: Vec<pagefleet_ingest::DocType>,
+    /// Bearer token the HTTP API requires.
+    #[arg(long, env = "PAGEFLEET_API_TOKEN", hide_env_values = true)]
+    pub(crate) api_token: Option<String>,
+    /// Serve the HTTP API on a non-loopback address without a token.
+    #[arg(long, env = "PAGEFLEET_INSECURE_NO_AUTH")]
+    pub(crate) insecure_no_auth: bool,
+    /// Seconds /ocr/pdf and /ocr/image wait for their job.
+    #[arg(long, env = "PAGEFLEET_SYNC_TIMEOUT", default_value_t = 600.0)]
+    pub(crate) sync_timeout: f64,
+    /// Only objects under this prefix of the store start jobs from bucket
+    /// events and the watcher.
+    #[arg(long, env = "PAGEFLEET_INPUT_PREFIX", default_value = "inbox/")]
+    pub(crate) input_prefix: String,
+    /// Outputs of bucket-triggered jobs go to <prefix><key below the input
+    /// prefix>.txt, .md and .json.
+    #[arg(long, env = "PAGEFLEET_OUTPUT_PREFIX", default_value = "outbox/")]
+    pub(crate) output_prefix: String,
+    /// Do not consume bucket events from NATS.
+    #[arg(long, env = "PAGEFLEET_NO_BUCKET_EVENTS")]
+    pub(crate) no_bucket_events: bool,
+    /// Poll the input prefix every this many seconds, for stores that send
+    /// no notifications (0: no watcher).
+    #[arg(long, env = "PAGEFLEET_WATCH_INTERVAL", default_value_t = 0.0)]
+    pub(crate) watch_interval: f64,
+    /// Resolution PDF pages are rendered at, unless a submission says.
+    #[arg(long, env = "PAGEFLEET_DPI", default_value_t = pagefleet_rasterizer::DEFAULT_DPI)]
+    pub(crate) dpi: f32,
+}
+
+/// Settings of the ingest stage.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct IngestArgs {
+    #[command(flatten)]
+    pub(crate) nats: NatsArgs,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) queue: QueueArgs,
+    #[command(flatten)]
+    pub(crate) intake: IntakeArgs,
+    /// Address of the HTTP API.
+    #[arg(long, env = "PAGEFLEET_HTTP_ADDR", default_value = "127.0.0.1:8000")]
+    pub(crate) http_addr: std::net::SocketAddr,
+    /// Model profile of jobs that name none.
+    #[arg(long, env = "PAGEFLEET_PROFILE", default_value = "fast")]
+    pub(crate) profile: String,
+    /// Most pixels of one page image; larger pages are scaled down.
+    #[arg(long, env = "PAGEFLEET_MAX_PIXELS", default_value_t = pagefleet_schemas::DEFAULT_MAX_PIXELS)]
+    pub(crate) max_pixels: u64,
+}
+
+/// `pagefleet serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// An existing NATS server instead of starting one.
+    #[arg(long = "nats", env = "PAGEFLEET_NATS_URL")]
+    pub(crate) nats: Option<String>,
+    /// Folder for the started nats-server's store and the local object store
+    /// [default: the runtime home's data folder].
+    #[arg(long, env = "PAGEFLEET_DATA")]
+    pub(crate) data: Option<PathBuf>,
+    /// Address of the HTTP API.
+    #[arg(long, env = "PAGEFLEET_HTTP_ADDR", default_value = "127.0.0.1:8000")]
+    pub(crate) http_addr: std::net::SocketAddr,
+    #[command(flatten)]
+    pub(crate) intake: IntakeArgs,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) queue: QueueArgs,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+}
+
+/// How to reach a running deployment's HTTP API.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ApiArgs {
+    /// Base URL of the HTTP API.
+    #[arg(
+        long = "api",
+        env = "PAGEFLEET_API_URL",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub(crate) url: String,
+    /// Bearer token.
+    #[arg(
+        long = "api-token",
+        env = "PAGEFLEET_API_TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) token: Option<String>,
+}
+
+/// Output format of a finished job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Plain text, a form feed after each page.
+    Txt,
+    /// Markdown.
+    Md,
+    /// JSON with metrics, lines, boxes and confidence.
+    Json,
+}
+
+impl Format {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Txt => "txt",
+            Self::Md => "md",
+            Self::Json => "json",
+        }
+    }
+}
+
+/// `pagefleet submit`.
+#[derive(Debug, Args)]
+pub(crate) struct SubmitArgs {
+    /// A document file, or s3://bucket/key of an object in the deployment's store.
+    pub(crate) document: String,
+    /// Wait for the job, showing progress, then print its result.
+    #[arg(long)]
+    pub(crate) wait: bool,
+    /// Format printed with --wait.
+    #[arg(long = "format", value_enum, default_value_t = Format::Txt)]
+    pub(crate) output: Format,
+    /// Resolution PDF pages are rendered at [default: the deployment's].
+    #[arg(long)]
+    pub(crate) dpi: Option<f32>,
+    /// Model profile [default: the deployment's].
+    #[arg(long)]
+    pub(crate) profile: Option<String>,
+    /// Same key, same job: a repeated submit runs nothing new.
+    #[arg(long)]
+    pub(crate) idempotency_key: Option<String>,
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+}
+
+/// `pagefleet status`.
+#[derive(Debug, Args)]
+pub(crate) struct JobArgs {
+    /// The job's id.
+    pub(crate) job_id: String,
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+}
+
+/// `pagefleet result`.
+#[derive(Debug, Args)]
+pub(crate) struct ResultArgs {
+    /// The job's id.
+    pub(crate) job_id: String,
+    /// Format.
+    #[arg(long = "format", value_enum, default_value_t = Format::Txt)]
+    pub(crate) output: Format,
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+}
+
+/// `pagefleet watch`.
+#[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    /// Only this job's events [default: every job's].
+    pub(crate) job_id: Option<String>,
+    #[command(flatten)]
+    pub(crate) nats: NatsArgs,
 }

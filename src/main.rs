@@ -3,6 +3,7 @@
 //! Parses the command line, sets up logging, and hands over to the command.
 
 mod cli;
+mod client;
 mod connect;
 mod doctor;
 mod home;
@@ -10,6 +11,7 @@ mod nats_server;
 mod ocr;
 mod probes;
 mod run;
+mod serve;
 mod stages;
 mod telemetry;
 
@@ -28,6 +30,12 @@ fn main() -> std::process::ExitCode {
         cli::Command::Rasterizer(args) => serve(stages::rasterizer(&home, args)),
         cli::Command::OcrWorker(args) => serve(stages::ocr_worker(&home, args)),
         cli::Command::Aggregator(args) => serve(stages::aggregator(&home, args)),
+        cli::Command::Ingest(args) => serve(stages::ingest(&home, args)),
+        cli::Command::Serve(args) => serve::run(&cli.home, args),
+        cli::Command::Submit(args) => serve(client::submit(args)),
+        cli::Command::Status(args) => serve(client::status(args)),
+        cli::Command::Result(args) => serve(client::result(args)),
+        cli::Command::Watch(args) => serve(client::watch(args)),
         cli::Command::Doctor(args) => doctor::run(&home, args),
         cli::Command::Nats {
             command: cli::NatsCommand::Setup { nats, queue },
@@ -37,6 +45,13 @@ fn main() -> std::process::ExitCode {
 
 /// Runs an async command on a multi-threaded runtime.
 fn serve(command: impl std::future::Future<Output = anyhow::Result<()>>) -> std::process::ExitCode {
+    block_on(command)
+}
+
+/// Runs an async command on a multi-threaded runtime; its error is logged.
+pub(crate) fn block_on(
+    command: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> std::process::ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -16,10 +16,10 @@ use anyhow::Context;
 use pagefleet_aggregator::report::JobReport;
 use pagefleet_schemas::messages::{JobState, JobStatus, Message};
 use pagefleet_schemas::{names, store};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{error, info, warn};
 
-use crate::cli::{HomeArgs, NatsArgs, RunArgs};
+use crate::cli::{HomeArgs, ModelArgs, NatsArgs, QueueArgs, RunArgs, StoreArgs};
 use crate::connect;
 use crate::home::Home;
 use crate::nats_server::NatsServer;
@@ -47,123 +47,168 @@ pub(crate) fn run(home: &HomeArgs, args: RunArgs) -> ExitCode {
 }
 
 async fn run_inner(home: Home, mut args: RunArgs) -> anyhow::Result<bool> {
-    home.require([home.pdfium().as_path()])?;
-    let data = args.data.clone().unwrap_or_else(|| home.data());
-    let server = match &args.nats {
-        Some(_) => None,
-        None => {
-            home.require([home.nats_server().as_path()])?;
-            let server = NatsServer::start(&home.nats_server(), &data.join("nats")).await?;
-            info!(url = server.url(), "nats-server started");
-            Some(server)
-        }
-    };
-    let url = args
-        .nats
-        .clone()
-        .or_else(|| server.as_ref().map(|s| s.url().to_owned()))
-        .unwrap_or_default();
-    let nats_args = NatsArgs {
-        url,
-        creds: None,
-        nkey: None,
-        token: None,
-        user: None,
-        password: None,
-        ca: None,
-        tls: false,
-    };
-    let client = connect::nats(&nats_args, "pagefleet-run").await?;
-    let js = async_nats::jetstream::new(client.clone());
-    let topology = connect::topology(&args.queue);
-    pagefleet_schemas::topology::ensure(&js, &topology).await?;
-    let store = connect::store(&args.store, &data.join("objects"))?;
-
     if args.workers.is_some() {
         args.model.slots = args.workers;
     }
-    let model = args.model.clone();
-    let pool_home = home.clone();
-    let pool =
-        Arc::new(tokio::task::spawn_blocking(move || start_pool(&pool_home, &model)).await??);
-    let stop = CancellationToken::new();
-    let mut stages = tokio::task::JoinSet::new();
-    {
+    let local = Local::start(
+        &home,
+        args.nats.clone(),
+        args.data.clone(),
+        &args.store,
+        &args.queue,
+        &args.model,
+    )
+    .await?;
+    let outcome = submit_and_follow(&local.js, &local.store, &args).await;
+    local.stop().await;
+    outcome
+}
+
+/// Everything `pagefleet run` and `pagefleet serve` start on one machine: a
+/// nats-server (unless one is named), the store, and the rasterizer, OCR
+/// worker and aggregator stages as tasks.
+pub(crate) struct Local {
+    server: Option<NatsServer>,
+    /// The NATS connection the stages share.
+    pub(crate) client: async_nats::Client,
+    /// JetStream over it.
+    pub(crate) js: async_nats::jetstream::Context,
+    /// The store.
+    pub(crate) store: pagefleet_schemas::store::Store,
+    /// The NATS URL.
+    pub(crate) url: String,
+    /// Stream and consumer settings.
+    pub(crate) topology: pagefleet_schemas::topology::TopologyConfig,
+    stop: CancellationToken,
+    stages: tokio::task::JoinSet<anyhow::Result<()>>,
+}
+
+impl Local {
+    pub(crate) async fn start(
+        home: &Home,
+        nats: Option<String>,
+        data: Option<PathBuf>,
+        store_args: &StoreArgs,
+        queue: &QueueArgs,
+        model: &ModelArgs,
+    ) -> anyhow::Result<Self> {
+        home.require([home.pdfium().as_path()])?;
+        let data = data.unwrap_or_else(|| home.data());
+        let server = match &nats {
+            Some(_) => None,
+            None => {
+                home.require([home.nats_server().as_path()])?;
+                let server = NatsServer::start(&home.nats_server(), &data.join("nats")).await?;
+                info!(url = server.url(), "nats-server started");
+                Some(server)
+            }
+        };
+        let url = nats
+            .or_else(|| server.as_ref().map(|s| s.url().to_owned()))
+            .unwrap_or_default();
+        let nats_args = NatsArgs {
+            url: url.clone(),
+            creds: None,
+            nkey: None,
+            token: None,
+            user: None,
+            password: None,
+            ca: None,
+            tls: false,
+        };
+        let client = connect::nats(&nats_args, "pagefleet-local").await?;
+        let js = async_nats::jetstream::new(client.clone());
+        let topology = connect::topology(queue);
+        pagefleet_schemas::topology::ensure(&js, &topology).await?;
+        let store = connect::store(store_args, &data.join("objects"))?;
+        let profile = model.profile.to_string();
+        let max_pixels = model.max_pixels;
+        let model = model.clone();
+        let pool_home = home.clone();
+        let pool =
+            Arc::new(tokio::task::spawn_blocking(move || start_pool(&pool_home, &model)).await??);
+        let mut local = Self {
+            server,
+            client,
+            js,
+            store,
+            url,
+            topology,
+            stop: CancellationToken::new(),
+            stages: tokio::task::JoinSet::new(),
+        };
         let deps = pagefleet_rasterizer::stage::Deps {
-            js: js.clone(),
-            store: store.clone(),
+            js: local.js.clone(),
+            store: local.store.clone(),
             pdfium: home.pdfium(),
         };
         let config = pagefleet_rasterizer::stage::StageConfig {
-            topology: topology.clone(),
+            topology: local.topology.clone(),
             max_decode_pixels: pagefleet_rasterizer::DEFAULT_MAX_DECODE_PIXELS,
             max_pages: 10_000,
             name: "rasterizer".into(),
         };
-        let stop = stop.clone();
-        stages.spawn(async move {
-            pagefleet_rasterizer::stage::run(config, deps, stop.cancelled_owned())
-                .await
-                .map_err(anyhow::Error::from)
-        });
-    }
-    {
+        local.spawn(|stop| pagefleet_rasterizer::stage::run(config, deps, stop));
         let slots = pool.slots();
         let deps = pagefleet_ocr_worker::stage::Deps {
-            js: js.clone(),
-            store: store.clone(),
+            js: local.js.clone(),
+            store: local.store.clone(),
             pool: Arc::clone(&pool),
             ready: Default::default(),
+            counters: Default::default(),
         };
         let config = pagefleet_ocr_worker::stage::StageConfig {
-            topology: topology.clone(),
-            profile: args.model.profile.to_string(),
-            name: "ocr-worker".into(),
+            topology: local.topology.clone(),
+            profile,
+            name: crate::stages::default_name("ocr-worker"),
             in_flight: slots * 2,
             page_deadline: Duration::from_secs(300),
-            max_decode_pixels: args.model.max_pixels.saturating_mul(2),
+            max_decode_pixels: max_pixels.saturating_mul(2),
+            execution_provider: "cpu".to_owned(),
+            heartbeat_interval: Duration::from_secs(5),
         };
-        let stop = stop.clone();
-        stages.spawn(async move {
-            pagefleet_ocr_worker::stage::run(config, deps, stop.cancelled_owned())
-                .await
-                .map_err(anyhow::Error::from)
-        });
-    }
-    {
+        local.spawn(|stop| pagefleet_ocr_worker::stage::run(config, deps, stop));
         let deps = pagefleet_aggregator::stage::Deps {
-            js: js.clone(),
-            store: store.clone(),
+            js: local.js.clone(),
+            store: local.store.clone(),
         };
         let config = pagefleet_aggregator::stage::StageConfig {
-            topology: topology.clone(),
+            topology: local.topology.clone(),
             name: "aggregator".into(),
         };
-        let stop = stop.clone();
-        stages.spawn(async move {
-            pagefleet_aggregator::stage::run(config, deps, stop.cancelled_owned())
-                .await
-                .map_err(anyhow::Error::from)
-        });
+        local.spawn(|stop| pagefleet_aggregator::stage::run(config, deps, stop));
+        Ok(local)
     }
 
-    let outcome = submit_and_follow(&js, &store, &args).await;
-    stop.cancel();
-    while let Some(joined) = stages.join_next().await {
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!("stage ended with an error: {e:#}"),
-            Err(e) => warn!("stage task failed: {e}"),
+    /// Runs a stage until [`Local::stop`].
+    pub(crate) fn spawn<F, E>(&mut self, stage: impl FnOnce(WaitForCancellationFutureOwned) -> F)
+    where
+        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<anyhow::Error>,
+    {
+        let run = stage(self.stop.clone().cancelled_owned());
+        self.stages
+            .spawn(async move { run.await.map_err(Into::into) });
+    }
+
+    /// Stops every stage, then the connection, then the nats-server.
+    pub(crate) async fn stop(mut self) {
+        self.stop.cancel();
+        while let Some(joined) = self.stages.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!("stage ended with an error: {e:#}"),
+                Err(e) => warn!("stage task failed: {e}"),
+            }
+        }
+        // Close the connection before the server goes, rather than have the
+        // client report the server's disappearance as an error.
+        drop(self.js);
+        let _ = self.client.drain().await;
+        if let Some(server) = self.server {
+            server.stop().await;
         }
     }
-    // Close the connection before the server goes, rather than have the client
-    // report the server's disappearance as an error.
-    drop(js);
-    let _ = client.drain().await;
-    if let Some(server) = server {
-        server.stop().await;
-    }
-    outcome
 }
 
 /// Submits every file, waits for every job, writes the outputs. True when
@@ -177,7 +222,7 @@ async fn submit_and_follow(
         dpi: args.dpi,
         profile: args.model.profile.to_string(),
         max_pixels: args.model.max_pixels,
-        job_id: None,
+        ..Default::default()
     };
     let mut used = HashSet::new();
     let mut pending: BTreeMap<String, (String, PathBuf)> = BTreeMap::new();

@@ -7,7 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use pagefleet_schemas::topology;
 
-use crate::cli::{AggregatorArgs, NatsArgs, ProbeArgs, QueueArgs, RasterizerArgs, WorkerArgs};
+use crate::cli::{
+    AggregatorArgs, IngestArgs, IntakeArgs, NatsArgs, ProbeArgs, QueueArgs, RasterizerArgs,
+    StoreArgs, WorkerArgs,
+};
 use crate::connect::{self, shutdown_signal};
 use crate::home::Home;
 use crate::ocr::start_pool;
@@ -87,6 +90,7 @@ pub(crate) async fn ocr_worker(home: &Home, args: WorkerArgs) -> anyhow::Result<
         store,
         pool: Arc::new(pool),
         ready,
+        counters: Default::default(),
     };
     let config = pagefleet_ocr_worker::stage::StageConfig {
         topology: connect::topology(&args.queue),
@@ -95,6 +99,8 @@ pub(crate) async fn ocr_worker(home: &Home, args: WorkerArgs) -> anyhow::Result<
         in_flight: slots * 2,
         page_deadline: Duration::from_secs_f64(args.page_deadline.max(1.0)),
         max_decode_pixels: args.model.max_pixels.saturating_mul(2),
+        execution_provider: "cpu".to_owned(),
+        heartbeat_interval: Duration::from_secs(5),
     };
     pagefleet_ocr_worker::stage::run(config, deps, shutdown_signal()).await?;
     Ok(())
@@ -129,5 +135,96 @@ pub(crate) async fn nats_setup(nats: &NatsArgs, queue: &QueueArgs) -> anyhow::Re
         .await
         .context("setting up JetStream")?;
     println!("streams and the jobs bucket are in place on {}", nats.url);
+    Ok(())
+}
+
+/// The ingest stage's settings from its flags.
+pub(crate) fn ingest_config(
+    intake: &IntakeArgs,
+    store: &StoreArgs,
+    queue: &QueueArgs,
+    http_addr: std::net::SocketAddr,
+    profile: &str,
+    max_pixels: u64,
+) -> anyhow::Result<pagefleet_ingest::stage::StageConfig> {
+    if !http_addr.ip().is_loopback() && intake.api_token.is_none() && !intake.insecure_no_auth {
+        anyhow::bail!(
+            "the HTTP API would listen on {http_addr}, which is not loopback, without a token: \
+             set --api-token (PAGEFLEET_API_TOKEN), or pass --insecure-no-auth to allow it"
+        );
+    }
+    let (bucket, store_prefix) = match store
+        .location
+        .as_deref()
+        .and_then(|l| l.strip_prefix("s3://"))
+    {
+        Some(rest) => {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let prefix = prefix.trim_matches('/');
+            let prefix = if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            };
+            (Some(bucket.to_owned()), prefix)
+        }
+        None => (None, String::new()),
+    };
+    let with_slash = |p: &str| {
+        let p = p.trim_start_matches('/');
+        if p.is_empty() || p.ends_with('/') {
+            p.to_owned()
+        } else {
+            format!("{p}/")
+        }
+    };
+    Ok(pagefleet_ingest::stage::StageConfig {
+        topology: connect::topology(queue),
+        limits: pagefleet_ingest::Limits {
+            max_upload_bytes: intake.max_upload_bytes,
+            max_pages: intake.max_job_pages,
+            allowed_types: intake.allowed_types.clone(),
+        },
+        defaults: pagefleet_ingest::JobDefaults {
+            dpi: intake.dpi,
+            profile: profile.to_owned(),
+            max_pixels,
+        },
+        api: pagefleet_ingest::http::ApiConfig {
+            token: intake.api_token.clone(),
+            sync_timeout: Duration::from_secs_f64(intake.sync_timeout.max(1.0)),
+            bucket: Some(pagefleet_ingest::bucket::BucketConfig {
+                bucket,
+                store_prefix,
+                input_prefix: with_slash(&intake.input_prefix),
+                output_prefix: with_slash(&intake.output_prefix),
+            }),
+        },
+        bucket_events: !intake.no_bucket_events,
+        watch_interval: (intake.watch_interval > 0.0)
+            .then(|| Duration::from_secs_f64(intake.watch_interval.max(0.5))),
+    })
+}
+
+pub(crate) async fn ingest(home: &Home, args: IngestArgs) -> anyhow::Result<()> {
+    let config = ingest_config(
+        &args.intake,
+        &args.store,
+        &args.queue,
+        args.http_addr,
+        &args.profile,
+        args.max_pixels,
+    )?;
+    let client = connect::nats(&args.nats, "pagefleet-ingest").await?;
+    let store = connect::store(&args.store, &home.data().join("objects"))?;
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.http_addr))?;
+    let deps = pagefleet_ingest::stage::Deps {
+        client,
+        store,
+        listener: Some(listener),
+    };
+    pagefleet_ingest::stage::run(config, deps, shutdown_signal()).await?;
     Ok(())
 }

@@ -193,7 +193,7 @@ pub fn submit_options() -> pagefleet_ingest::SubmitOptions {
         dpi: 200.0,
         profile: "fast".into(),
         max_pixels: 8_000_000,
-        job_id: None,
+        ..Default::default()
     }
 }
 

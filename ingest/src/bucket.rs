@@ -1,0 +1,380 @@
+//! Bucket triggers: "drop a document in the bucket, get its text beside it".
+//!
+//! S3 event notifications in MinIO's format arrive over NATS (captured in the
+//! bucket event stream) or posted to the webhook endpoint; a watcher polls a
+//! prefix for stores that send none. Each new object under the input prefix
+//! becomes one job, however often its event is repeated: the object's key and
+//! version (ETag, else sequencer) are claimed in the submissions bucket.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use futures::StreamExt;
+use object_store::ObjectStore;
+use pagefleet_schemas::names;
+use pagefleet_schemas::store::Store;
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use crate::intake::{Intake, IntakeError};
+use crate::submit::{Document, Submitted};
+
+/// Where bucket-triggered documents come from and where their results go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketConfig {
+    /// The bucket the store lives in (`None` for a local folder store: events
+    /// are then matched on their key alone).
+    pub bucket: Option<String>,
+    /// The store's own prefix inside the bucket (empty for none).
+    pub store_prefix: String,
+    /// Only objects under this prefix (relative to the store) start jobs.
+    pub input_prefix: String,
+    /// Results go to `<output_prefix><key below input_prefix>.txt|.md|.json`.
+    pub output_prefix: String,
+}
+
+impl BucketConfig {
+    /// The store key of an object of the bucket, if it is an input.
+    fn input_key(&self, bucket: &str, object_key: &str) -> Option<String> {
+        if let Some(own) = &self.bucket
+            && own != bucket
+        {
+            return None;
+        }
+        let key = object_key.strip_prefix(&self.store_prefix)?;
+        let key = key.trim_start_matches('/');
+        (key.starts_with(&self.input_prefix) && !key.ends_with('/')).then(|| key.to_owned())
+    }
+
+    /// Where the outputs of an input go.
+    pub fn output_base(&self, key: &str) -> String {
+        let below = key.strip_prefix(&self.input_prefix).unwrap_or(key);
+        format!("{}{below}", self.output_prefix)
+    }
+
+    /// How the source is shown in the job's record.
+    fn source(&self, key: &str) -> String {
+        match &self.bucket {
+            Some(b) if self.store_prefix.is_empty() => format!("s3://{b}/{key}"),
+            Some(b) => format!("s3://{b}/{}/{key}", self.store_prefix.trim_end_matches('/')),
+            None => key.to_owned(),
+        }
+    }
+}
+
+/// An S3 event notification as MinIO sends it.
+#[derive(Debug, Deserialize)]
+pub struct BucketEvent {
+    /// `s3:ObjectCreated:Put`, ...
+    #[serde(rename = "EventName", default)]
+    pub event_name: String,
+    /// `bucket/key` (not URL-encoded).
+    #[serde(rename = "Key", default)]
+    pub key: String,
+    /// The records, one per object.
+    #[serde(rename = "Records", default)]
+    pub records: Vec<Record>,
+}
+
+/// One record of an event.
+#[derive(Debug, Deserialize)]
+pub struct Record {
+    /// `s3:ObjectCreated:Put`, ... (AWS spells it without the `s3:`).
+    #[serde(rename = "eventName", default)]
+    pub event_name: String,
+    /// Bucket and object.
+    pub s3: S3Entity,
+}
+
+/// Bucket and object of a record.
+#[derive(Debug, Deserialize)]
+pub struct S3Entity {
+    /// The bucket.
+    pub bucket: BucketEntity,
+    /// The object.
+    pub object: ObjectEntity,
+}
+
+/// The bucket of a record.
+#[derive(Debug, Deserialize)]
+pub struct BucketEntity {
+    /// Its name.
+    pub name: String,
+}
+
+/// The object of a record.
+#[derive(Debug, Deserialize)]
+pub struct ObjectEntity {
+    /// Its key, URL-encoded as a query string (`+` for a space).
+    pub key: String,
+    /// Its size.
+    #[serde(default)]
+    pub size: u64,
+    /// Its ETag.
+    #[serde(rename = "eTag", default)]
+    pub e_tag: String,
+    /// Orders events of one key.
+    #[serde(default)]
+    pub sequencer: String,
+}
+
+/// Decodes an object key of an event record: `+` is a space, `%XX` a byte.
+pub fn decode_key(encoded: &str) -> String {
+    let plus_decoded = encoded.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_decoded)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// What one event led to.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Triggered {
+    /// The object's key in the store.
+    pub key: String,
+    /// Its job.
+    pub job_id: String,
+    /// False when an earlier event of the same object version made the job.
+    pub created: bool,
+}
+
+/// Turns every created object of an event that is an input into a job.
+/// Records of other kinds and objects outside the input prefix are skipped.
+pub async fn handle_event(
+    intake: &Intake,
+    config: &BucketConfig,
+    event: &BucketEvent,
+) -> Result<Vec<Triggered>, IntakeError> {
+    let mut triggered = Vec::new();
+    for record in &event.records {
+        let name = if record.event_name.is_empty() {
+            &event.event_name
+        } else {
+            &record.event_name
+        };
+        if !name.trim_start_matches("s3:").starts_with("ObjectCreated:") {
+            continue;
+        }
+        let object_key = decode_key(&record.s3.object.key);
+        let Some(key) = config.input_key(&record.s3.bucket.name, &object_key) else {
+            continue;
+        };
+        let version = match (&record.s3.object.e_tag, &record.s3.object.sequencer) {
+            (etag, _) if !etag.is_empty() => etag.trim_matches('"').to_owned(),
+            (_, seq) => seq.clone(),
+        };
+        let submitted =
+            submit_object(intake, config, &key, record.s3.object.size, &version).await?;
+        triggered.push(Triggered {
+            key,
+            job_id: submitted.job_id,
+            created: submitted.created,
+        });
+    }
+    Ok(triggered)
+}
+
+/// Submits an object of the store once per version.
+async fn submit_object(
+    intake: &Intake,
+    config: &BucketConfig,
+    key: &str,
+    size: u64,
+    version: &str,
+) -> Result<Submitted, IntakeError> {
+    let mut options = intake.default_options();
+    options.idempotency_key = Some(format!("object:{key}@{version}"));
+    options.output_base = Some(config.output_base(key));
+    let document = Document::Stored {
+        key: key.to_owned(),
+        size,
+        source: config.source(key),
+    };
+    let submitted = intake.submit_stored(document, &options).await?;
+    if submitted.created {
+        info!(%key, job_id = %submitted.job_id, "object submitted");
+    }
+    Ok(submitted)
+}
+
+/// Consumes the bucket event stream until `shutdown`: each event is
+/// acknowledged once its jobs exist, handed back when NATS or the store
+/// failed, and dropped (with a warning) when it cannot be read.
+pub async fn consume_events(
+    intake: Intake,
+    config: BucketConfig,
+    consumer: jetstream::consumer::PullConsumer,
+    shutdown: impl std::future::Future<Output = ()> + Send + Clone,
+) -> Result<(), String> {
+    loop {
+        let fetch = consumer
+            .batch()
+            .max_messages(16)
+            .expires(Duration::from_secs(1))
+            .messages();
+        let mut batch = tokio::select! {
+            _ = shutdown.clone() => return Ok(()),
+            b = fetch => b.map_err(|e| e.to_string())?,
+        };
+        while let Some(msg) = batch.next().await {
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!("fetching bucket events: {e}");
+                    continue;
+                }
+            };
+            let event = match serde_json::from_slice::<BucketEvent>(&msg.payload) {
+                Ok(e) => e,
+                Err(e) => {
+                    warn!(subject = %msg.subject, "dropping an unreadable bucket event: {e}");
+                    let _ = msg.ack_with(AckKind::Term).await;
+                    continue;
+                }
+            };
+            match handle_event(&intake, &config, &event).await {
+                Ok(_) => {
+                    let _ = msg.double_ack().await;
+                }
+                Err(e) if e.is_transient() => {
+                    warn!("bucket event handed back: {e}");
+                    let _ = msg
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                        .await;
+                }
+                Err(e) => {
+                    warn!(key = %event.key, "bucket event refused: {e}");
+                    let _ = msg.ack_with(AckKind::Term).await;
+                }
+            }
+        }
+    }
+}
+
+/// The consumer of the bucket event stream.
+pub async fn events_consumer(
+    js: &jetstream::Context,
+    settings: &pagefleet_schemas::topology::ConsumerSettings,
+) -> Result<jetstream::consumer::PullConsumer, pagefleet_schemas::topology::TopologyError> {
+    pagefleet_schemas::topology::consumer(
+        js,
+        names::BUCKET_EVENTS_STREAM,
+        names::BUCKET_EVENTS_CONSUMER,
+        names::BUCKET_EVENTS_SUBJECT,
+        settings,
+    )
+    .await
+}
+
+/// Polls the input prefix every `interval` and submits each object version
+/// it has not submitted before. Its memory of what it saw is the submissions
+/// bucket, so a restarted watcher submits nothing twice; the set in memory
+/// only spares the bucket a look per object per poll.
+pub async fn watch(
+    intake: Intake,
+    config: BucketConfig,
+    store: Store,
+    interval: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + Clone,
+) {
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let prefix = object_store::path::Path::from(config.input_prefix.trim_end_matches('/'));
+    loop {
+        let mut listing = store.list(Some(&prefix));
+        while let Some(item) = tokio::select! {
+            _ = shutdown.clone() => return,
+            i = listing.next() => i,
+        } {
+            let meta = match item {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!("watching {}: {e}", config.input_prefix);
+                    break;
+                }
+            };
+            let key = meta.location.to_string();
+            if !key.starts_with(&config.input_prefix) {
+                continue;
+            }
+            let version = meta.e_tag.clone().unwrap_or_else(|| {
+                format!("{}-{}", meta.last_modified.timestamp_millis(), meta.size)
+            });
+            let id = (key.clone(), version.clone());
+            if seen.contains(&id) {
+                continue;
+            }
+            match submit_object(&intake, &config, &key, meta.size, &version).await {
+                Ok(_) => {
+                    seen.insert(id);
+                }
+                Err(e) => warn!(%key, "watcher could not submit: {e}"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.clone() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_decode_like_query_strings() {
+        assert_eq!(
+            decode_key("inbox%2Fannual+report+%282025%29.pdf"),
+            "inbox/annual report (2025).pdf"
+        );
+        assert_eq!(decode_key("inbox/caf%C3%A9.pdf"), "inbox/café.pdf");
+    }
+
+    #[test]
+    fn only_inputs_of_the_store_bucket_count() {
+        let config = BucketConfig {
+            bucket: Some("docs".into()),
+            store_prefix: String::new(),
+            input_prefix: "inbox/".into(),
+            output_prefix: "outbox/".into(),
+        };
+        assert_eq!(
+            config.input_key("docs", "inbox/a.pdf").as_deref(),
+            Some("inbox/a.pdf")
+        );
+        assert_eq!(config.input_key("other", "inbox/a.pdf"), None);
+        assert_eq!(config.input_key("docs", "outbox/a.pdf.txt"), None);
+        assert_eq!(config.input_key("docs", "jobs/x/source"), None);
+        assert_eq!(config.input_key("docs", "inbox/folder/"), None);
+        assert_eq!(config.output_base("inbox/a/b.pdf"), "outbox/a/b.pdf");
+        let prefixed = BucketConfig {
+            store_prefix: "pagefleet/".into(),
+            ..config
+        };
+        assert_eq!(
+            prefixed
+                .input_key("docs", "pagefleet/inbox/a.pdf")
+                .as_deref(),
+            Some("inbox/a.pdf")
+        );
+        assert_eq!(prefixed.input_key("docs", "inbox/a.pdf"), None);
+        assert_eq!(
+            prefixed.source("inbox/a.pdf"),
+            "s3://docs/pagefleet/inbox/a.pdf"
+        );
+    }
+
+    #[test]
+    fn minio_fixture_parses() {
+        let body = include_str!("../tests/fixtures/minio-put-event.json");
+        let event: BucketEvent = serde_json::from_str(body).unwrap();
+        assert_eq!(event.event_name, "s3:ObjectCreated:Put");
+        let record = &event.records[0];
+        assert_eq!(record.s3.bucket.name, "pagefleet");
+        assert_eq!(
+            decode_key(&record.s3.object.key),
+            "pagefleet/inbox/quarterly report 2025.pdf"
+        );
+        assert!(!record.s3.object.e_tag.is_empty());
+    }
+}

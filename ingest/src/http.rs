@@ -1,0 +1,757 @@
+//! The HTTP API: the `/v1` job resource, the endpoints existing clients of
+//! the OCR cluster pagefleet replaces call (`/ocr/pdf`, `/ocr/image`,
+//! `/workers/status`, `/health`), the bucket webhook, probes, and the OpenAPI
+//! document describing all of them.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::{GetOptions, ObjectStore};
+use pagefleet_schemas::messages::{EventKind, JobStatus, WorkerHeartbeat, now_ms};
+use pagefleet_schemas::names;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tracing::warn;
+
+use crate::bucket::{self, BucketConfig, BucketEvent};
+use crate::intake::{DocType, Intake, IntakeError};
+use crate::jobs::{self, EventView, FORMATS, JobError};
+use crate::openapi;
+use crate::submit::{Document, SubmitOptions};
+
+/// Settings of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Bearer token required on every endpoint but the probes and the
+    /// OpenAPI document; `None` for no authentication.
+    pub token: Option<String>,
+    /// How long the synchronous endpoints wait for a job.
+    pub sync_timeout: Duration,
+    /// Bucket triggers (for the webhook), if configured.
+    pub bucket: Option<BucketConfig>,
+}
+
+struct Api {
+    intake: Intake,
+    client: async_nats::Client,
+    config: ApiConfig,
+    token_digest: Option<[u8; 32]>,
+}
+
+type Shared = State<Arc<Api>>;
+
+/// The router of the API.
+pub fn router(intake: Intake, client: async_nats::Client, config: ApiConfig) -> Router {
+    let limit = intake.limits.max_upload_bytes;
+    let token_digest = config.token.as_ref().map(|t| digest(t));
+    let api = Arc::new(Api {
+        intake,
+        client,
+        config,
+        token_digest,
+    });
+    let protected = Router::new()
+        .route("/v1/jobs", post(create_job))
+        .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
+        .route("/v1/jobs/{id}/result", get(get_result))
+        .route("/v1/jobs/{id}/events", get(job_events))
+        .route("/v1/bucket-events", post(bucket_webhook))
+        .route("/ocr/pdf", post(ocr_pdf))
+        .route("/ocr/image", post(ocr_image))
+        .route("/workers/status", get(workers_status))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&api), authorize));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/health", get(health))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
+        .merge(protected)
+        .layer(middleware::from_fn_with_state(limit, refuse_oversize))
+        // Multipart framing adds a little to the document itself.
+        .layer(DefaultBodyLimit::max(body_limit(limit)))
+        .with_state(api)
+}
+
+fn body_limit(max_upload: u64) -> usize {
+    usize::try_from(max_upload.saturating_add(64 * 1024)).unwrap_or(usize::MAX)
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// An error answer: a status and a JSON body `{"error": ...}`.
+pub(crate) struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<IntakeError> for ApiError {
+    fn from(e: IntakeError) -> Self {
+        let status = match &e {
+            IntakeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IntakeError::WrongType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IntakeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            IntakeError::NotFound(_) => StatusCode::NOT_FOUND,
+            IntakeError::Submit(s) if s.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            IntakeError::Submit(_) => StatusCode::BAD_REQUEST,
+        };
+        Self(status, e.to_string())
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        let status = match &e {
+            JobError::NotFound(_) => StatusCode::NOT_FOUND,
+            JobError::NotFinished(_) | JobError::Ended { .. } => StatusCode::CONFLICT,
+            JobError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self(status, e.to_string())
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+/// Refuses a declared body over the limit before reading any of it.
+async fn refuse_oversize(State(limit): State<u64>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(size) if size > body_limit(limit) as u64 => ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body is {size} bytes, over the limit of {limit} bytes (max upload size)"
+            ),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// Bearer-token check. The digests are compared, so the comparison's time
+/// says nothing about the token.
+async fn authorize(State(api): Shared, request: Request, next: Next) -> Response {
+    let Some(expected) = api.token_digest else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(
+                json!({"error": "missing bearer token: send Authorization: Bearer <token>"}),
+            ),
+        )
+            .into_response(),
+        Some(token) if digest(token.trim()) == expected => next.run(request).await,
+        Some(_) => ApiError(StatusCode::FORBIDDEN, "invalid bearer token".into()).into_response(),
+    }
+}
+
+/// Links of a job.
+fn links(job_id: &str) -> Value {
+    json!({
+        "self": format!("/v1/jobs/{job_id}"),
+        "result": format!("/v1/jobs/{job_id}/result"),
+        "events": format!("/v1/jobs/{job_id}/events"),
+        "nats_events": names::events_of_job(job_id),
+    })
+}
+
+/// Options of a submission, from form fields or JSON.
+#[derive(Debug, Default, Deserialize)]
+struct JobRequest {
+    source: Option<String>,
+    key: Option<String>,
+    dpi: Option<f32>,
+    profile: Option<String>,
+    formats: Option<Vec<String>>,
+    idempotency_key: Option<String>,
+}
+
+/// Checks a request's options and turns them into submit options.
+pub(crate) fn options_for(
+    intake: &Intake,
+    dpi: Option<f32>,
+    profile: Option<&str>,
+    formats: Option<&[String]>,
+    idempotency_key: Option<String>,
+) -> Result<SubmitOptions, IntakeError> {
+    let mut options = intake.default_options();
+    if let Some(dpi) = dpi {
+        if !(36.0..=1200.0).contains(&dpi) {
+            return Err(IntakeError::BadRequest(format!(
+                "dpi {dpi} is out of range: 36 to 1200"
+            )));
+        }
+        options.dpi = dpi;
+    }
+    if let Some(profile) = profile.filter(|p| !p.is_empty()) {
+        if !names::valid_job_id(profile) || profile.len() > 32 {
+            return Err(IntakeError::BadRequest(format!(
+                "profile {profile:?} is not a profile name"
+            )));
+        }
+        options.profile = profile.to_owned();
+    }
+    for format in formats.unwrap_or_default() {
+        if !FORMATS.contains(&format.as_str()) {
+            return Err(IntakeError::BadRequest(format!(
+                "format {format:?} is unknown: txt, md or json"
+            )));
+        }
+    }
+    if let Some(key) = &idempotency_key
+        && (key.is_empty() || key.len() > 256)
+    {
+        return Err(IntakeError::BadRequest(
+            "idempotency key must have 1 to 256 characters".into(),
+        ));
+    }
+    options.idempotency_key = idempotency_key;
+    Ok(options)
+}
+
+/// Resolves a stored source (`s3://bucket/key` of this deployment's store,
+/// or a key in the store) to a store key.
+pub(crate) fn stored_key(
+    bucket: Option<&BucketConfig>,
+    source: Option<&str>,
+    key: Option<&str>,
+) -> Result<(String, String), IntakeError> {
+    if let Some(key) = key {
+        let key = key.trim_start_matches('/');
+        if key.is_empty() || key.split('/').any(|p| p == "..") {
+            return Err(IntakeError::BadRequest(format!(
+                "{key:?} is not an object key"
+            )));
+        }
+        return Ok((key.to_owned(), key.to_owned()));
+    }
+    let Some(source) = source else {
+        return Err(IntakeError::BadRequest(
+            "name a document: a multipart `file`, or JSON with `source` (s3://bucket/key) or `key`"
+                .into(),
+        ));
+    };
+    let Some(rest) = source.strip_prefix("s3://") else {
+        return Err(IntakeError::BadRequest(format!(
+            "source {source:?} is not an s3://bucket/key address"
+        )));
+    };
+    let (bucket_name, object) = rest.split_once('/').unwrap_or((rest, ""));
+    let store_prefix = bucket.map_or("", |b| b.store_prefix.as_str());
+    match bucket.and_then(|b| b.bucket.as_deref()) {
+        Some(own) if own != bucket_name => {
+            return Err(IntakeError::BadRequest(format!(
+                "source {source} is outside this deployment's bucket {own}"
+            )));
+        }
+        _ => {}
+    }
+    let key = object
+        .strip_prefix(store_prefix)
+        .map(|k| k.trim_start_matches('/'))
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            IntakeError::BadRequest(format!(
+                "source {source} is outside this deployment's store prefix {store_prefix:?}"
+            ))
+        })?;
+    Ok((key.to_owned(), source.to_owned()))
+}
+
+/// The file and fields of a multipart form. The file is read chunk by
+/// chunk and refused as soon as it passes the limit.
+struct Form {
+    file: Option<(String, Bytes)>,
+    fields: std::collections::HashMap<String, String>,
+}
+
+async fn read_form(mut multipart: Multipart, limit: u64) -> Result<Form, ApiError> {
+    let mut form = Form {
+        file: None,
+        fields: Default::default(),
+    };
+    let too_large = || {
+        ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("upload is over the limit of {limit} bytes (max upload size)"),
+        )
+    };
+    let form_error = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            bad_request(format!("malformed multipart body: {}", e.body_text()))
+        }
+    };
+    while let Some(mut field) = multipart.next_field().await.map_err(form_error)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            let filename = field.file_name().unwrap_or("document").to_owned();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(form_error)? {
+                if (bytes.len() + chunk.len()) as u64 > limit {
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            form.file = Some((filename, bytes.into()));
+        } else {
+            let text = field.text().await.map_err(form_error)?;
+            form.fields.insert(name, text);
+        }
+    }
+    Ok(form)
+}
+
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"))
+}
+
+/// `POST /v1/jobs`: a multipart upload, or JSON naming an object.
+async fn create_job(
+    State(api): Shared,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let header_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let limit = api.intake.limits.max_upload_bytes;
+    let submitted = if is_multipart(&headers) {
+        let multipart = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| bad_request(format!("malformed multipart body: {}", e.body_text())))?;
+        let form = read_form(multipart, limit).await?;
+        let field = |n: &str| {
+            form.fields
+                .get(n)
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        let dpi = field("dpi")
+            .map(|d| {
+                d.parse::<f32>()
+                    .map_err(|_| bad_request(format!("dpi {d:?} is not a number")))
+            })
+            .transpose()?;
+        let formats: Option<Vec<String>> =
+            field("formats").map(|f| f.split(',').map(|s| s.trim().to_owned()).collect());
+        let key = header_key.or_else(|| field("idempotency_key").map(str::to_owned));
+        let options = options_for(&api.intake, dpi, field("profile"), formats.as_deref(), key)?;
+        match form.file {
+            Some((filename, bytes)) => {
+                api.intake
+                    .submit_upload(&filename, bytes, &options)
+                    .await?
+                    .0
+            }
+            None => match field("source") {
+                Some(source) => submit_named(&api, Some(source), None, &options).await?,
+                None => return Err(bad_request("the form has no `file` field")),
+            },
+        }
+    } else {
+        let body = axum::body::to_bytes(request.into_body(), body_limit(limit))
+            .await
+            .map_err(|e| bad_request(format!("cannot read the body: {e}")))?;
+        let req: JobRequest = serde_json::from_slice(&body)
+            .map_err(|e| bad_request(format!("body is not a job request: {e}")))?;
+        let key = header_key.or(req.idempotency_key.clone());
+        let options = options_for(
+            &api.intake,
+            req.dpi,
+            req.profile.as_deref(),
+            req.formats.as_deref(),
+            key,
+        )?;
+        submit_named(&api, req.source.as_deref(), req.key.as_deref(), &options).await?
+    };
+    let status = if submitted.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "job_id": submitted.job_id,
+        "created": submitted.created,
+        "status": if submitted.created { "queued" } else { "existing" },
+        "links": links(&submitted.job_id),
+    });
+    Ok((status, axum::Json(body)).into_response())
+}
+
+async fn submit_named(
+    api: &Api,
+    source: Option<&str>,
+    key: Option<&str>,
+    options: &SubmitOptions,
+) -> Result<crate::submit::Submitted, IntakeError> {
+    let (key, source) = stored_key(api.config.bucket.as_ref(), source, key)?;
+    let document = Document::Stored {
+        key,
+        size: 0,
+        source,
+    };
+    api.intake.submit_stored(document, options).await
+}
+
+use axum::extract::FromRequest;
+
+/// `GET /v1/jobs/{id}`.
+async fn get_job(State(api): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let view = jobs::view(&api.intake.js, &api.intake.store, &id).await?;
+    let mut body = serde_json::to_value(&view).unwrap_or_default();
+    body["links"] = links(&id);
+    Ok(axum::Json(body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ResultQuery {
+    format: Option<String>,
+}
+
+fn content_type(format: &str) -> &'static str {
+    match format {
+        "json" => "application/json",
+        "md" => "text/markdown; charset=utf-8",
+        _ => "text/plain; charset=utf-8",
+    }
+}
+
+/// `GET /v1/jobs/{id}/result?format=txt|md|json`.
+async fn get_result(
+    State(api): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<ResultQuery>,
+) -> Result<Response, ApiError> {
+    let format = q.format.unwrap_or_else(|| "txt".into());
+    if !FORMATS.contains(&format.as_str()) {
+        return Err(bad_request(format!(
+            "format {format:?} is unknown: txt, md or json"
+        )));
+    }
+    let bytes = jobs::result(&api.intake.js, &api.intake.store, &id, &format).await?;
+    Ok(([(header::CONTENT_TYPE, content_type(&format))], bytes).into_response())
+}
+
+/// `DELETE /v1/jobs/{id}`: cancels the job.
+async fn cancel_job(State(api): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let state = jobs::cancel(&api.intake.js, &id).await?;
+    let view = jobs::view_of(&state, None);
+    Ok(axum::Json(view).into_response())
+}
+
+/// `GET /v1/jobs/{id}/events`: server-sent events, from the job's first to
+/// its completion.
+async fn job_events(State(api): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    // Unknown jobs are a 404, not an endless stream.
+    let state = jobs::load(&api.intake.js, &id).await?;
+    let events = jobs::events(&api.intake.js, &id).await?;
+    let finished = state.status != JobStatus::Running;
+    let last = jobs::view_of(&state, None);
+    // Events are kept for a while only: a finished job whose events expired
+    // still ends its stream with its completion.
+    let tail = futures::stream::once(async move {
+        EventView {
+            job_id: last.job_id,
+            kind: EventKind::Completed.token(),
+            pages_done: last.progress.pages_done,
+            pages_failed: last.progress.pages_failed,
+            total_pages: last.progress.total_pages,
+            status: last.status,
+            at_ms: last.finished_at_ms.unwrap_or_else(now_ms),
+        }
+    });
+    let live = events.map(|e| EventView::from(&e));
+    let stream: futures::stream::BoxStream<'static, EventView> = if finished {
+        // Replay what is kept, bounded by a short wait, then the final state.
+        let replay = live.take_until(tokio::time::sleep(Duration::from_millis(500)));
+        replay.chain(tail).boxed()
+    } else {
+        live.boxed()
+    };
+    // Ends right after the completion, without waiting for a next event.
+    let sse = futures::stream::unfold(Some(stream), |stream| async move {
+        let mut stream = stream?;
+        let event = stream.next().await?;
+        let more = (event.kind != EventKind::Completed.token()).then_some(stream);
+        Some((event, more))
+    })
+    .map(|e| {
+        Ok::<_, Infallible>(
+            Event::default()
+                .event(e.kind)
+                .data(serde_json::to_string(&e).unwrap_or_default()),
+        )
+    });
+    Ok(Sse::new(sse)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// `POST /v1/bucket-events`: an S3 event notification (MinIO's format).
+async fn bucket_webhook(State(api): Shared, body: Bytes) -> Result<Response, ApiError> {
+    let Some(config) = &api.config.bucket else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "bucket triggers are not configured here".into(),
+        ));
+    };
+    let event: BucketEvent = serde_json::from_slice(&body)
+        .map_err(|e| bad_request(format!("not an S3 event notification: {e}")))?;
+    let jobs = bucket::handle_event(&api.intake, config, &event).await?;
+    Ok(axum::Json(json!({ "jobs": jobs })).into_response())
+}
+
+/// `POST /ocr/pdf`.
+async fn ocr_pdf(State(api): Shared, multipart: Multipart) -> Result<Response, ApiError> {
+    ocr_sync(api, multipart, false).await
+}
+
+/// `POST /ocr/image`.
+async fn ocr_image(State(api): Shared, multipart: Multipart) -> Result<Response, ApiError> {
+    ocr_sync(api, multipart, true).await
+}
+
+/// The synchronous endpoints of the replaced cluster: form fields `file`,
+/// `language`, `dpi`; the answer is the finished job.
+async fn ocr_sync(api: Arc<Api>, multipart: Multipart, image: bool) -> Result<Response, ApiError> {
+    let form = read_form(multipart, api.intake.limits.max_upload_bytes).await?;
+    let Some((filename, bytes)) = form.file else {
+        return Err(bad_request("the form has no `file` field"));
+    };
+    let dpi = match form
+        .fields
+        .get("dpi")
+        .map(|d| d.trim())
+        .filter(|d| !d.is_empty())
+    {
+        Some(d) => Some(
+            d.parse::<f32>()
+                .map_err(|_| bad_request(format!("dpi {d:?} is not a number")))?,
+        ),
+        None => None,
+    };
+    // The models read Latin and Chinese script alike: the language field is
+    // accepted for compatibility and echoed.
+    let language = form.fields.get("language").cloned().unwrap_or_default();
+    let options = options_for(&api.intake, dpi, None, None, None)?;
+    let kind = api.intake.check(bytes.len() as u64, &bytes)?;
+    match (image, kind) {
+        (true, DocType::Pdf) => {
+            return Err(ApiError(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "this is a PDF: send it to /ocr/pdf".into(),
+            ));
+        }
+        (false, k) if k.is_image() => {
+            return Err(ApiError(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("this is a {k} image: send it to /ocr/image"),
+            ));
+        }
+        _ => {}
+    }
+    let (submitted, _) = api.intake.submit_upload(&filename, bytes, &options).await?;
+    let job_id = submitted.job_id;
+    let state = jobs::wait(&api.intake.js, &job_id, api.config.sync_timeout).await?;
+    if state.status == JobStatus::Running {
+        return Err(ApiError(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "job {job_id} not finished within {} s; follow it at /v1/jobs/{job_id}",
+                api.config.sync_timeout.as_secs()
+            ),
+        ));
+    }
+    let read = |format: &'static str| {
+        let api = Arc::clone(&api);
+        let job_id = job_id.clone();
+        async move { jobs::output(&api.intake.store, &job_id, format).await }
+    };
+    let report: Value = serde_json::from_slice(&read("json").await?)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let text = String::from_utf8_lossy(&read("txt").await?).into_owned();
+    let markdown = String::from_utf8_lossy(&read("md").await?).into_owned();
+    let status = match state.status {
+        JobStatus::Failed => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::OK,
+    };
+    let body = json!({
+        "job_id": job_id,
+        "status": state.status.as_str(),
+        "language": language,
+        "metrics": report["metrics"],
+        "results": report["pages"],
+        "combined_text": text,
+        "combined_markdown": markdown,
+    });
+    Ok((status, axum::Json(body)).into_response())
+}
+
+/// A heartbeat older than this marks its worker unhealthy (it is sent every
+/// few seconds; the bucket forgets it altogether later).
+const HEALTHY_WITHIN_MS: u64 = 15_000;
+
+/// Every worker's last heartbeat.
+pub(crate) async fn heartbeats(
+    js: &async_nats::jetstream::Context,
+) -> Result<Vec<WorkerHeartbeat>, ApiError> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("workers bucket: {e}"),
+        )
+    };
+    let kv = js
+        .get_key_value(names::WORKERS_BUCKET)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let mut keys = kv.keys().await.map_err(|e| unavailable(&e))?;
+    let mut beats = Vec::new();
+    while let Some(key) = keys.next().await {
+        let Ok(key) = key else { continue };
+        if let Ok(Some(bytes)) = kv.get(&key).await {
+            match serde_json::from_slice::<WorkerHeartbeat>(&bytes) {
+                Ok(beat) => beats.push(beat),
+                Err(e) => warn!(%key, "unreadable heartbeat: {e}"),
+            }
+        }
+    }
+    beats.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(beats)
+}
+
+/// `GET /workers/status`, in the replaced cluster's shape, from the workers'
+/// own heartbeats.
+async fn workers_status(State(api): Shared) -> Result<Response, ApiError> {
+    let now = now_ms();
+    let beats = heartbeats(&api.intake.js).await?;
+    let workers: Vec<Value> = beats
+        .iter()
+        .map(|b| {
+            let fresh = now.saturating_sub(b.at_ms) <= HEALTHY_WITHIN_MS;
+            let healthy = fresh && b.status == "ready";
+            json!({
+                "name": b.name,
+                "status": if healthy { "healthy" } else if fresh { b.status.as_str() } else { "stale" },
+                "profile": b.profile,
+                "execution_provider": b.execution_provider,
+                "slots": b.slots,
+                "pages_in_flight": b.pages_in_flight,
+                "last_heartbeat_ms": b.at_ms,
+                "health": {
+                    "cpu_percent": b.cpu_percent,
+                    "memory_percent": b.memory_percent,
+                    "memory_mb": b.memory_mb,
+                    "uptime_seconds": b.uptime_seconds,
+                    "total_requests": b.pages_done + b.pages_failed,
+                    "pages_done": b.pages_done,
+                    "pages_failed": b.pages_failed,
+                },
+            })
+        })
+        .collect();
+    let healthy = workers.iter().filter(|w| w["status"] == "healthy").count();
+    Ok(axum::Json(json!({
+        "total_workers": workers.len(),
+        "healthy_workers": healthy,
+        "workers": workers,
+    }))
+    .into_response())
+}
+
+/// What is not ready: NATS and the store.
+async fn failures(api: &Api) -> Vec<String> {
+    let mut failures = Vec::new();
+    let state = api.client.connection_state();
+    if state != async_nats::connection::State::Connected {
+        failures.push(format!("nats: {state}"));
+    }
+    // Any answer from the store, "not found" included, shows it is reachable.
+    let probe = object_store::path::Path::from("pagefleet/readiness-probe");
+    let head = GetOptions::new().with_head(true);
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        api.intake.store.get_opts(&probe, head),
+    )
+    .await
+    {
+        Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => {}
+        Ok(Err(e)) => failures.push(format!("object store: {e}")),
+        Err(_) => failures.push("object store: no answer within 2 s".to_owned()),
+    }
+    failures
+}
+
+/// `GET /readyz`.
+async fn readyz(State(api): Shared) -> Response {
+    let failures = failures(&api).await;
+    if failures.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready:\n{}\n", failures.join("\n")),
+        )
+            .into_response()
+    }
+}
+
+/// `GET /health`, the replaced cluster's health check.
+async fn health(State(api): Shared) -> Response {
+    let failures = failures(&api).await;
+    let workers = heartbeats(&api.intake.js).await.unwrap_or_default();
+    let now = now_ms();
+    let healthy = workers
+        .iter()
+        .filter(|b| b.status == "ready" && now.saturating_sub(b.at_ms) <= HEALTHY_WITHIN_MS)
+        .count();
+    let status = if failures.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if failures.is_empty() { "healthy" } else { "unhealthy" },
+        "checks": failures,
+        "total_workers": workers.len(),
+        "healthy_workers": healthy,
+    });
+    (status, axum::Json(body)).into_response()
+}

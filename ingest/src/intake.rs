@@ -1,0 +1,280 @@
+//! The checks every submission passes, whichever way it came in: the size
+//! limit, the type decided by content, and the page limit handed to the
+//! rasterizer. A refusal names the limit.
+
+use std::fmt;
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use object_store::{GetOptions, GetRange, ObjectStore};
+use pagefleet_rasterizer::{DocumentKind, sniff};
+use pagefleet_schemas::store::Store;
+
+use crate::submit::{self, Document, SubmitError, SubmitOptions, Submitted};
+
+/// A document type pagefleet can be told to accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocType {
+    /// PDF.
+    Pdf,
+    /// PNG.
+    Png,
+    /// JPEG.
+    Jpeg,
+    /// TIFF, any number of pages.
+    Tiff,
+}
+
+impl DocType {
+    /// Every type.
+    pub const ALL: [DocType; 4] = [Self::Pdf, Self::Png, Self::Jpeg, Self::Tiff];
+
+    /// The type's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pdf => "pdf",
+            Self::Png => "png",
+            Self::Jpeg => "jpeg",
+            Self::Tiff => "tiff",
+        }
+    }
+
+    /// Whether the type is an image.
+    pub fn is_image(self) -> bool {
+        self != Self::Pdf
+    }
+
+    fn of(kind: DocumentKind) -> Self {
+        match kind {
+            DocumentKind::Pdf => Self::Pdf,
+            DocumentKind::Png => Self::Png,
+            DocumentKind::Jpeg => Self::Jpeg,
+            DocumentKind::Tiff => Self::Tiff,
+        }
+    }
+
+    /// The type of a document, from its first bytes.
+    pub fn sniff(head: &[u8]) -> Option<Self> {
+        sniff(head).map(Self::of)
+    }
+}
+
+impl std::str::FromStr for DocType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "pdf" => Ok(Self::Pdf),
+            "png" => Ok(Self::Png),
+            "jpg" | "jpeg" => Ok(Self::Jpeg),
+            "tif" | "tiff" => Ok(Self::Tiff),
+            other => Err(format!(
+                "unknown document type {other:?}: pdf, png, jpeg or tiff"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for DocType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a deployment accepts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest document, bytes.
+    pub max_upload_bytes: u64,
+    /// Most pages per job.
+    pub max_pages: u32,
+    /// Accepted types, decided by content.
+    pub allowed_types: Vec<DocType>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 100 * 1024 * 1024,
+            max_pages: 2000,
+            allowed_types: DocType::ALL.to_vec(),
+        }
+    }
+}
+
+/// Why a submission was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// Over the size limit.
+    #[error("document is {size} bytes, over the limit of {limit} bytes (max upload size)")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Not an accepted type.
+    #[error("{0}")]
+    WrongType(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The named object does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Submission failed.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+}
+
+impl IntakeError {
+    /// Whether a later attempt may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Submit(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// Defaults of jobs submitted without options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobDefaults {
+    /// Resolution PDF pages are rendered at.
+    pub dpi: f32,
+    /// Model profile.
+    pub profile: String,
+    /// Pixel budget per page.
+    pub max_pixels: u64,
+}
+
+impl Default for JobDefaults {
+    fn default() -> Self {
+        Self {
+            dpi: 200.0,
+            profile: "fast".to_owned(),
+            max_pixels: pagefleet_schemas::DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+/// Takes submissions in: checks them, then submits.
+#[derive(Clone)]
+pub struct Intake {
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// The store.
+    pub store: Store,
+    /// What is accepted.
+    pub limits: Limits,
+    /// Job defaults.
+    pub defaults: JobDefaults,
+}
+
+impl Intake {
+    /// Options from the defaults and the limits.
+    pub fn default_options(&self) -> SubmitOptions {
+        SubmitOptions {
+            dpi: self.defaults.dpi,
+            profile: self.defaults.profile.clone(),
+            max_pixels: self.defaults.max_pixels,
+            max_pages: self.limits.max_pages,
+            ..SubmitOptions::default()
+        }
+    }
+
+    /// Checks a document's size and type; returns its type.
+    pub fn check(&self, size: u64, head: &[u8]) -> Result<DocType, IntakeError> {
+        if size > self.limits.max_upload_bytes {
+            return Err(IntakeError::TooLarge {
+                size,
+                limit: self.limits.max_upload_bytes,
+            });
+        }
+        let allowed = || {
+            self.limits
+                .allowed_types
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let Some(kind) = DocType::sniff(head) else {
+            let what = if size == 0 {
+                "the document is empty".to_owned()
+            } else {
+                "the content is not a document type pagefleet reads".to_owned()
+            };
+            return Err(IntakeError::WrongType(format!(
+                "{what}; allowed types: {} (decided by content, not by file name)",
+                allowed()
+            )));
+        };
+        if !self.limits.allowed_types.contains(&kind) {
+            return Err(IntakeError::WrongType(format!(
+                "{kind} documents are not accepted here; allowed types: {}",
+                allowed()
+            )));
+        }
+        Ok(kind)
+    }
+
+    /// Checks and submits uploaded bytes.
+    pub async fn submit_upload(
+        &self,
+        filename: &str,
+        bytes: Bytes,
+        options: &SubmitOptions,
+    ) -> Result<(Submitted, DocType), IntakeError> {
+        let kind = self.check(bytes.len() as u64, &bytes)?;
+        let document = Document::Upload {
+            filename: filename.to_owned(),
+            bytes,
+        };
+        let submitted = submit::submit_document(&self.js, &self.store, document, options).await?;
+        Ok((submitted, kind))
+    }
+
+    /// Checks an object of the store (its size, and its type from its first
+    /// bytes) and submits it in place.
+    pub async fn submit_stored(
+        &self,
+        document: Document,
+        options: &SubmitOptions,
+    ) -> Result<Submitted, IntakeError> {
+        let Document::Stored { key, source, .. } = document else {
+            return Err(IntakeError::BadRequest("not a stored document".into()));
+        };
+        let path = object_store::path::Path::from(key.as_str());
+        let head = GetOptions {
+            range: Some(GetRange::Bounded(0..1024)),
+            ..Default::default()
+        };
+        let object =
+            match self.store.get_opts(&path, head).await {
+                Ok(o) => o,
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Err(IntakeError::NotFound(format!("object {key} not found")));
+                }
+                // An empty object has no first bytes to give.
+                Err(e) if e.to_string().contains("Range") => {
+                    return Err(IntakeError::WrongType(format!(
+                        "object {key} is empty; allowed types: pdf, png, jpeg, tiff"
+                    )));
+                }
+                Err(e) => {
+                    return Err(SubmitError::Store(
+                        pagefleet_schemas::store::StoreError::Unavailable(format!("{key}: {e}")),
+                    )
+                    .into());
+                }
+            };
+        let size = object.meta.size;
+        let first = object
+            .bytes()
+            .await
+            .map_err(|e| SubmitError::Publish(format!("{key}: {e}")))?;
+        self.check(size, &first)?;
+        let document = Document::Stored { key, size, source };
+        Ok(submit::submit_document(&self.js, &self.store, document, options).await?)
+    }
+}

@@ -1,0 +1,321 @@
+//! What clients ask of a job once it is submitted: its status and progress,
+//! its results, its events, and its cancellation. The HTTP API and the NATS
+//! service both answer from here.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use pagefleet_schemas::bus::publish_acked;
+use pagefleet_schemas::messages::{
+    EventKind, JobEvent, JobState, JobStatus, Message, SCHEMA_VERSION, now_ms,
+};
+use pagefleet_schemas::names;
+use pagefleet_schemas::state;
+use pagefleet_schemas::store::{self, Store, StoreError};
+use serde::Serialize;
+
+/// Output formats of a finished job.
+pub const FORMATS: [&str; 3] = ["txt", "md", "json"];
+
+/// A job as clients see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    /// The job's id.
+    pub job_id: String,
+    /// `queued`, `running`, `success`, `partial_success`, `failed` or `cancelled`.
+    pub status: &'static str,
+    /// The document's file name.
+    pub filename: String,
+    /// Where the document came from.
+    pub source: String,
+    /// Model profile.
+    pub profile: String,
+    /// Pages done, failed and in all.
+    pub progress: Progress,
+    /// Submission time, milliseconds since the Unix epoch.
+    pub submitted_at_ms: u64,
+    /// Completion time.
+    pub finished_at_ms: Option<u64>,
+    /// Why the document could not be read, if it could not.
+    pub error: Option<String>,
+    /// The job's metrics, once it is finished.
+    pub metrics: Option<serde_json::Value>,
+}
+
+/// A job's progress.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Progress {
+    /// Pages read.
+    pub pages_done: u32,
+    /// Pages failed.
+    pub pages_failed: u32,
+    /// Pages in the document, once known.
+    pub total_pages: Option<u32>,
+}
+
+/// Why a job could not be looked at or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// No such job.
+    #[error("job {0} not found")]
+    NotFound(String),
+    /// The job is not finished: it has no results yet.
+    #[error("job {0} is not finished")]
+    NotFinished(String),
+    /// The job already ended.
+    #[error("job {job_id} already ended: {status}")]
+    Ended {
+        /// The job.
+        job_id: String,
+        /// How.
+        status: &'static str,
+    },
+    /// NATS or the store failed.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+fn unavailable(e: impl std::fmt::Display) -> JobError {
+    JobError::Unavailable(e.to_string())
+}
+
+/// The jobs bucket.
+pub async fn jobs_bucket(js: &jetstream::Context) -> Result<kv::Store, JobError> {
+    js.get_key_value(names::JOBS_BUCKET)
+        .await
+        .map_err(unavailable)
+}
+
+/// The job's state, if it exists.
+pub async fn load(js: &jetstream::Context, job_id: &str) -> Result<JobState, JobError> {
+    if !names::valid_job_id(job_id) {
+        return Err(JobError::NotFound(job_id.to_owned()));
+    }
+    let bytes = jobs_bucket(js)
+        .await?
+        .get(job_id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| JobError::NotFound(job_id.to_owned()))?;
+    JobState::decode(&bytes).map_err(unavailable)
+}
+
+/// The job as clients see it, with its metrics once finished.
+pub async fn view(
+    js: &jetstream::Context,
+    store: &Store,
+    job_id: &str,
+) -> Result<JobView, JobError> {
+    let state = load(js, job_id).await?;
+    let metrics = if matches!(state.status, JobStatus::Running | JobStatus::Cancelled) {
+        None
+    } else {
+        output(store, job_id, "json")
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("metrics").cloned())
+    };
+    Ok(view_of(&state, metrics))
+}
+
+/// The view of a state.
+pub fn view_of(state: &JobState, metrics: Option<serde_json::Value>) -> JobView {
+    let (pages_done, pages_failed) = state.counts();
+    let submission = state.submission.clone().unwrap_or_default();
+    let manifest = state.manifest.as_ref();
+    let status = match state.status {
+        JobStatus::Running if manifest.is_none() && state.pages.is_empty() => "queued",
+        other => other.as_str(),
+    };
+    JobView {
+        job_id: state.job_id.clone(),
+        status,
+        filename: manifest.map_or(submission.filename, |m| m.filename.clone()),
+        source: submission.source,
+        profile: submission.profile,
+        progress: Progress {
+            pages_done,
+            pages_failed,
+            total_pages: manifest.map(|m| m.total_pages),
+        },
+        submitted_at_ms: manifest.map_or(state.first_seen_ms, |m| m.submitted_at_ms),
+        finished_at_ms: state.finished_at_ms,
+        error: manifest.and_then(|m| m.error.clone()),
+        metrics,
+    }
+}
+
+/// One output of a finished job.
+pub async fn output(store: &Store, job_id: &str, format: &str) -> Result<bytes::Bytes, JobError> {
+    match store::get(store.as_ref(), &names::keys::output(job_id, format)).await {
+        Ok(b) => Ok(b),
+        Err(StoreError::NotFound(_)) => Err(JobError::NotFinished(job_id.to_owned())),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// One output of a job, once it is finished.
+pub async fn result(
+    js: &jetstream::Context,
+    store: &Store,
+    job_id: &str,
+    format: &str,
+) -> Result<bytes::Bytes, JobError> {
+    let state = load(js, job_id).await?;
+    match state.status {
+        JobStatus::Running => Err(JobError::NotFinished(job_id.to_owned())),
+        JobStatus::Cancelled => Err(JobError::Ended {
+            job_id: job_id.to_owned(),
+            status: "cancelled",
+        }),
+        _ => output(store, job_id, format).await,
+    }
+}
+
+/// Waits until the job has ended, or `timeout` passed; returns its last state.
+pub async fn wait(
+    js: &jetstream::Context,
+    job_id: &str,
+    timeout: Duration,
+) -> Result<JobState, JobError> {
+    let kv = jobs_bucket(js).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    // The watch sees every change; the first read covers a job that ended
+    // before it began.
+    let mut changes = kv.watch(job_id).await.map_err(unavailable)?;
+    loop {
+        if let Some(bytes) = kv.get(job_id).await.map_err(unavailable)? {
+            let state = JobState::decode(&bytes).map_err(unavailable)?;
+            if state.status != JobStatus::Running {
+                return Ok(state);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(state);
+            }
+        }
+        use futures::StreamExt;
+        // A change, or a periodic look in case the watch missed one.
+        let _ = tokio::time::timeout_at(
+            deadline.min(tokio::time::Instant::now() + Duration::from_secs(2)),
+            changes.next(),
+        )
+        .await;
+        if tokio::time::Instant::now() >= deadline {
+            return load(js, job_id).await;
+        }
+    }
+}
+
+/// Cancels a running job: marks it cancelled, drops its waiting page jobs
+/// (and its document job, if the rasterizer has not taken it), and publishes
+/// its completion event.
+pub async fn cancel(js: &jetstream::Context, job_id: &str) -> Result<JobState, JobError> {
+    let before = load(js, job_id).await?;
+    if before.status != JobStatus::Running {
+        return Err(JobError::Ended {
+            job_id: job_id.to_owned(),
+            status: before.status.as_str(),
+        });
+    }
+    let kv = jobs_bucket(js).await?;
+    let state = state::update(&kv, job_id, |s| {
+        if s.status != JobStatus::Running {
+            return false;
+        }
+        s.status = JobStatus::Cancelled;
+        s.finished_at_ms = Some(now_ms());
+        true
+    })
+    .await
+    .map_err(JobError::Unavailable)?;
+    if state.status != JobStatus::Cancelled {
+        return Err(JobError::Ended {
+            job_id: job_id.to_owned(),
+            status: state.status.as_str(),
+        });
+    }
+    for (stream, filter) in [
+        (names::PAGES_STREAM, names::pages_of_job(job_id)),
+        (names::DOCS_STREAM, names::doc_subject(job_id)),
+    ] {
+        let stream = js.get_stream(stream).await.map_err(unavailable)?;
+        stream.purge().filter(filter).await.map_err(unavailable)?;
+    }
+    let (done, failed) = state.counts();
+    let event = JobEvent {
+        v: SCHEMA_VERSION,
+        job_id: job_id.to_owned(),
+        kind: EventKind::Completed,
+        total_pages: state.manifest.as_ref().map(|m| m.total_pages),
+        pages_done: done,
+        pages_failed: failed,
+        status: JobStatus::Cancelled,
+        at_ms: now_ms(),
+    };
+    publish_acked(
+        js,
+        names::event_subject(job_id, EventKind::Completed.token()),
+        names::completed_msg_id(job_id),
+        event.encode(),
+    )
+    .await
+    .map_err(unavailable)?;
+    Ok(state)
+}
+
+/// A job event as clients see it (JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventView {
+    /// The job.
+    pub job_id: String,
+    /// `submitted`, `rasterized`, `progress` or `completed`.
+    pub kind: &'static str,
+    /// Pages read so far.
+    pub pages_done: u32,
+    /// Pages failed so far.
+    pub pages_failed: u32,
+    /// Pages in the document, once known.
+    pub total_pages: Option<u32>,
+    /// The job's status (final on `completed`).
+    pub status: &'static str,
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl From<&JobEvent> for EventView {
+    fn from(e: &JobEvent) -> Self {
+        Self {
+            job_id: e.job_id.clone(),
+            kind: e.kind.token(),
+            pages_done: e.pages_done,
+            pages_failed: e.pages_failed,
+            total_pages: e.total_pages,
+            status: e.status.as_str(),
+            at_ms: e.at_ms,
+        }
+    }
+}
+
+/// The job's events from its first, as they come: an ordered consumer on the
+/// event stream, filtered to the job.
+pub async fn events(
+    js: &jetstream::Context,
+    job_id: &str,
+) -> Result<impl futures::Stream<Item = JobEvent> + Send + use<>, JobError> {
+    use futures::StreamExt;
+    let stream = js
+        .get_stream(names::EVENTS_STREAM)
+        .await
+        .map_err(unavailable)?;
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: names::events_of_job(job_id),
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(unavailable)?;
+    let messages = consumer.messages().await.map_err(unavailable)?;
+    Ok(messages.filter_map(|m| async move { JobEvent::decode(&m.ok()?.payload).ok() }))
+}

@@ -1,0 +1,214 @@
+//! The OpenAPI 3.1 document of the HTTP API, served at `/openapi.json`.
+//! Written out by hand: the API is small, and a test checks that every route
+//! the router serves is described here.
+
+use serde_json::{Value, json};
+
+/// Every path and method the API serves, as the router declares them.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/jobs"),
+    ("get", "/v1/jobs/{id}"),
+    ("delete", "/v1/jobs/{id}"),
+    ("get", "/v1/jobs/{id}/result"),
+    ("get", "/v1/jobs/{id}/events"),
+    ("post", "/v1/bucket-events"),
+    ("post", "/ocr/pdf"),
+    ("post", "/ocr/image"),
+    ("get", "/workers/status"),
+    ("get", "/health"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/openapi.json"),
+];
+
+fn error_responses(codes: &[&str]) -> Value {
+    let mut map = serde_json::Map::new();
+    for code in codes {
+        let description = match *code {
+            "400" => "malformed request or option out of range",
+            "401" => "missing bearer token",
+            "403" => "wrong bearer token",
+            "404" => "no such job or object",
+            "409" => "the job is not in a state that allows this",
+            "413" => "over the upload size limit (the message names it)",
+            "415" => "not an accepted document type (decided by content)",
+            "422" => "the document could not be read",
+            "503" => "NATS or the store is unavailable",
+            "504" => "the job did not finish within the synchronous timeout",
+            _ => "error",
+        };
+        map.insert(
+            (*code).to_owned(),
+            json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+        );
+    }
+    Value::Object(map)
+}
+
+fn with(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    base
+}
+
+fn job_id_param() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}})
+}
+
+fn upload_form() -> Value {
+    json!({"required": true, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {
+        "file": {"type": "string", "format": "binary"},
+        "language": {"type": "string", "description": "accepted and echoed; the models read Latin and Chinese script"},
+        "dpi": {"type": "number", "minimum": 36, "maximum": 1200}
+    }}}}})
+}
+
+fn sync_answer() -> Value {
+    with(
+        json!({"200": {"description": "the finished job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SyncResult"}}}}}),
+        error_responses(&["400", "401", "403", "413", "415", "422", "503", "504"]),
+    )
+}
+
+/// The document.
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pagefleet",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Distributed document OCR: submit PDFs and images, follow their jobs, fetch text, markdown and JSON."
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "JobRequest": {"type": "object", "properties": {
+                    "source": {"type": "string", "description": "s3://bucket/key of an object in this deployment's store"},
+                    "key": {"type": "string", "description": "an object key in the store"},
+                    "dpi": {"type": "number", "minimum": 36, "maximum": 1200},
+                    "profile": {"type": "string", "description": "model profile, e.g. fast or accurate"},
+                    "formats": {"type": "array", "items": {"enum": ["txt", "md", "json"]}},
+                    "idempotency_key": {"type": "string", "description": "same key, same job: repeats run nothing"}
+                }},
+                "Accepted": {"type": "object", "properties": {
+                    "job_id": {"type": "string"}, "created": {"type": "boolean"},
+                    "status": {"enum": ["queued", "existing"]},
+                    "links": {"type": "object", "additionalProperties": {"type": "string"}}
+                }},
+                "Job": {"type": "object", "properties": {
+                    "job_id": {"type": "string"},
+                    "status": {"enum": ["queued", "running", "success", "partial_success", "failed", "cancelled"]},
+                    "filename": {"type": "string"}, "source": {"type": "string"}, "profile": {"type": "string"},
+                    "progress": {"type": "object", "properties": {
+                        "pages_done": {"type": "integer"}, "pages_failed": {"type": "integer"},
+                        "total_pages": {"type": ["integer", "null"]}}},
+                    "submitted_at_ms": {"type": "integer"}, "finished_at_ms": {"type": ["integer", "null"]},
+                    "error": {"type": ["string", "null"]},
+                    "metrics": {"type": ["object", "null"], "description": "the job's metrics once finished"},
+                    "links": {"type": "object"}
+                }},
+                "Event": {"type": "object", "properties": {
+                    "job_id": {"type": "string"}, "kind": {"enum": ["submitted", "rasterized", "progress", "completed"]},
+                    "pages_done": {"type": "integer"}, "pages_failed": {"type": "integer"},
+                    "total_pages": {"type": ["integer", "null"]}, "status": {"type": "string"}, "at_ms": {"type": "integer"}
+                }},
+                "SyncResult": {"type": "object", "required": ["metrics", "results", "combined_text", "combined_markdown"], "properties": {
+                    "job_id": {"type": "string"}, "status": {"type": "string"}, "language": {"type": "string"},
+                    "metrics": {"type": "object", "description": "job_id, filename, total_pages, pages_processed, pages_failed, total_words, total_chars, total_lines, avg_confidence, start_time, end_time, total_duration_ms, avg_page_time_ms, file_size_bytes, file_size_mb, pages_per_worker, workers, redeliveries, status, errors"},
+                    "results": {"type": "array", "items": {"type": "object", "description": "one page: page, status, worker, text, lines with confidence and polygon"}},
+                    "combined_text": {"type": "string"}, "combined_markdown": {"type": "string"}
+                }},
+                "WorkersStatus": {"type": "object", "properties": {
+                    "total_workers": {"type": "integer"}, "healthy_workers": {"type": "integer"},
+                    "workers": {"type": "array", "items": {"type": "object", "properties": {
+                        "name": {"type": "string"}, "status": {"type": "string"},
+                        "health": {"type": "object", "properties": {
+                            "cpu_percent": {"type": "number"}, "memory_percent": {"type": "number"},
+                            "memory_mb": {"type": "number"}, "uptime_seconds": {"type": "integer"},
+                            "total_requests": {"type": "integer"}}}}}}
+                }}
+            }
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/jobs": {"post": {
+                "summary": "Submit a document: a multipart upload (field file, plus dpi, profile, formats, idempotency_key) or JSON naming an object",
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
+                "requestBody": {"required": true, "content": {
+                    "multipart/form-data": {"schema": {"type": "object", "properties": {
+                        "file": {"type": "string", "format": "binary"}, "dpi": {"type": "number"},
+                        "profile": {"type": "string"}, "formats": {"type": "string"}, "idempotency_key": {"type": "string"}}}},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
+                "responses": with(json!({
+                    "202": {"description": "job created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}},
+                    "200": {"description": "the idempotency key named an existing job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}}
+                }), error_responses(&["400", "401", "403", "404", "413", "415", "503"]))
+            }},
+            "/v1/jobs/{id}": {
+                "get": {"summary": "A job's status, progress and (once finished) metrics", "parameters": [job_id_param()],
+                    "responses": with(json!({"200": {"description": "the job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}}), error_responses(&["401", "403", "404", "503"]))},
+                "delete": {"summary": "Cancel a job: its waiting pages are dropped, not read", "parameters": [job_id_param()],
+                    "responses": with(json!({"200": {"description": "cancelled", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}}), error_responses(&["401", "403", "404", "409", "503"]))}
+            },
+            "/v1/jobs/{id}/result": {"get": {
+                "summary": "A finished job's text, markdown or JSON",
+                "parameters": [job_id_param(), {"name": "format", "in": "query", "schema": {"enum": ["txt", "md", "json"], "default": "txt"}}],
+                "responses": with(json!({"200": {"description": "the output", "content": {
+                    "text/plain": {"schema": {"type": "string"}}, "text/markdown": {"schema": {"type": "string"}},
+                    "application/json": {"schema": {"type": "object"}}}}}), error_responses(&["400", "401", "403", "404", "409", "503"]))
+            }},
+            "/v1/jobs/{id}/events": {"get": {
+                "summary": "Server-sent events of a job: submitted, rasterized, progress, then completed (the stream ends)",
+                "parameters": [job_id_param()],
+                "responses": with(json!({"200": {"description": "event stream; each data line is an Event", "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/Event"}}}}}), error_responses(&["401", "403", "404", "503"]))
+            }},
+            "/v1/bucket-events": {"post": {
+                "summary": "Webhook for S3 event notifications in MinIO's format: each new object under the input prefix becomes one job",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "EventName": {"type": "string"}, "Key": {"type": "string"}, "Records": {"type": "array", "items": {"type": "object"}}}}}}},
+                "responses": with(json!({"200": {"description": "the jobs of the event's objects", "content": {"application/json": {"schema": {"type": "object"}}}}}), error_responses(&["400", "401", "403", "404", "413", "415", "503"]))
+            }},
+            "/ocr/pdf": {"post": {"summary": "OCR a PDF and wait for it (compatible with the replaced cluster)", "requestBody": upload_form(), "responses": sync_answer()}},
+            "/ocr/image": {"post": {"summary": "OCR an image and wait for it (compatible with the replaced cluster)", "requestBody": upload_form(), "responses": sync_answer()}},
+            "/workers/status": {"get": {"summary": "The OCR workers, from their heartbeats",
+                "responses": with(json!({"200": {"description": "workers", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WorkersStatus"}}}}}), error_responses(&["401", "403", "503"]))}},
+            "/health": {"get": {"summary": "Health in the replaced cluster's shape", "security": [],
+                "responses": {"200": {"description": "healthy"}, "503": {"description": "NATS or the store is unreachable"}}}},
+            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "alive"}}}},
+            "/readyz": {"get": {"summary": "Readiness: NATS connected and the store reachable", "security": [],
+                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready, with the failing checks"}}}},
+            "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}}
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_described() {
+        let doc = document();
+        for (method, path) in ROUTES {
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "{method} {path} missing from the OpenAPI document"
+            );
+        }
+        let described: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum();
+        assert_eq!(
+            described,
+            ROUTES.len(),
+            "the document describes a route the router lacks"
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! The ingest stage: the HTTP API, the NATS service, the bucket event
+//! consumer and (optionally) the prefix watcher, side by side until shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::FutureExt;
+use pagefleet_schemas::store::Store;
+use pagefleet_schemas::topology::{self, TopologyConfig};
+use tracing::{info, warn};
+
+use crate::bucket;
+use crate::http::{self, ApiConfig};
+use crate::intake::{Intake, JobDefaults, Limits};
+use crate::service;
+
+/// Settings of the ingest stage.
+#[derive(Debug, Clone)]
+pub struct StageConfig {
+    /// Streams and consumer settings.
+    pub topology: TopologyConfig,
+    /// What is accepted.
+    pub limits: Limits,
+    /// Job defaults.
+    pub defaults: JobDefaults,
+    /// The HTTP API's settings.
+    pub api: ApiConfig,
+    /// Bucket triggers: consume the bucket event stream (and take webhooks).
+    pub bucket_events: bool,
+    /// Poll the input prefix this often (a watcher for stores without
+    /// notifications); `None` for no watcher.
+    pub watch_interval: Option<Duration>,
+}
+
+/// What the stage works with.
+pub struct Deps {
+    /// The NATS connection.
+    pub client: async_nats::Client,
+    /// Object storage.
+    pub store: Store,
+    /// Where the HTTP API listens (bound by the caller, so tests can use
+    /// port 0); `None` for no HTTP API.
+    pub listener: Option<tokio::net::TcpListener>,
+}
+
+/// Errors that stop the stage.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The topology could not be set up.
+    #[error(transparent)]
+    Topology(#[from] topology::TopologyError),
+    /// A part of the stage failed.
+    #[error("ingest: {0}")]
+    Failed(String),
+}
+
+/// Runs the stage until `shutdown` completes.
+pub async fn run(
+    config: StageConfig,
+    deps: Deps,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StageError> {
+    let js = async_nats::jetstream::new(deps.client.clone());
+    topology::ensure(&js, &config.topology).await?;
+    let intake = Intake {
+        js: js.clone(),
+        store: deps.store.clone(),
+        limits: config.limits.clone(),
+        defaults: config.defaults.clone(),
+    };
+    let shutdown = shutdown.boxed().shared();
+    let mut parts = tokio::task::JoinSet::new();
+    if let Some(listener) = deps.listener {
+        let router = http::router(intake.clone(), deps.client.clone(), config.api.clone());
+        let stop = shutdown.clone();
+        if let Ok(addr) = listener.local_addr() {
+            info!(%addr, "HTTP API listening");
+        }
+        parts.spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(|e| format!("HTTP API: {e}"))
+        });
+    }
+    {
+        let client = deps.client.clone();
+        let intake = intake.clone();
+        let bucket = config.api.bucket.clone();
+        let stop = shutdown.clone();
+        parts.spawn(async move { service::serve(client, intake, bucket, stop).await });
+    }
+    if let (true, Some(bucket_config)) = (config.bucket_events, config.api.bucket.clone()) {
+        let consumer = bucket::events_consumer(&js, &config.topology.docs).await?;
+        let intake = intake.clone();
+        let stop = shutdown.clone();
+        parts.spawn(
+            async move { bucket::consume_events(intake, bucket_config, consumer, stop).await },
+        );
+    }
+    if let (Some(interval), Some(bucket_config)) =
+        (config.watch_interval, config.api.bucket.clone())
+    {
+        let intake = intake.clone();
+        let store = deps.store.clone();
+        let stop = shutdown.clone();
+        parts.spawn(async move {
+            bucket::watch(intake, bucket_config, store, interval, stop).await;
+            Ok(())
+        });
+    }
+    info!("ingest ready");
+    let mut failure = None;
+    while let Some(joined) = parts.join_next().await {
+        let outcome = joined.map_err(|e| e.to_string()).and_then(|r| r);
+        if let Err(e) = outcome {
+            warn!("{e}");
+            failure.get_or_insert(e);
+            // One part failing stops the stage: a half-working ingest would
+            // look healthy while losing a way in.
+            parts.abort_all();
+        }
+    }
+    info!("ingest stopped");
+    match failure {
+        Some(e) => Err(StageError::Failed(e)),
+        None => Ok(()),
+    }
+}

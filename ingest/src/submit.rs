@@ -1,0 +1,293 @@
+//! Submission: the one path every way in ends in. It records the job's state,
+//! stores an uploaded document, and publishes the document job.
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use pagefleet_schemas::bus::publish_acked;
+use pagefleet_schemas::messages::{
+    DocumentJob, EventKind, JobEvent, JobState, JobStatus, Message, SCHEMA_VERSION, Submission,
+    now_ms,
+};
+use pagefleet_schemas::names;
+use pagefleet_schemas::state;
+use pagefleet_schemas::store::{self, Store, StoreError};
+use sha2::{Digest, Sha256};
+
+/// What to do with a submitted document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmitOptions {
+    /// Resolution PDF pages are rendered at.
+    pub dpi: f32,
+    /// Model profile.
+    pub profile: String,
+    /// Pixel budget per page.
+    pub max_pixels: u64,
+    /// Job id to use; a new one when `None`.
+    pub job_id: Option<String>,
+    /// Submissions with the same key make one job, however often and however
+    /// far apart they are repeated.
+    pub idempotency_key: Option<String>,
+    /// Most pages the document may have; 0 leaves the rasterizer's limit.
+    pub max_pages: u32,
+    /// Object key the outputs are also written to (with `.txt`, `.md`,
+    /// `.json` appended).
+    pub output_base: Option<String>,
+}
+
+impl Default for SubmitOptions {
+    fn default() -> Self {
+        Self {
+            dpi: 200.0,
+            profile: "fast".to_owned(),
+            max_pixels: pagefleet_schemas::DEFAULT_MAX_PIXELS,
+            job_id: None,
+            idempotency_key: None,
+            max_pages: 0,
+            output_base: None,
+        }
+    }
+}
+
+/// The document of a submission.
+#[derive(Debug, Clone)]
+pub enum Document {
+    /// Bytes to store first.
+    Upload {
+        /// The file name as given.
+        filename: String,
+        /// The document.
+        bytes: Bytes,
+    },
+    /// An object already in the store, read in place.
+    Stored {
+        /// Its key in the store.
+        key: String,
+        /// Its size.
+        size: u64,
+        /// Where it came from, for the job's record (`s3://bucket/key`).
+        source: String,
+    },
+}
+
+/// Why a submission failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The job id cannot be a subject token.
+    #[error("invalid job id {0:?}: use 1-64 letters, digits, '-' or '_'")]
+    InvalidJobId(String),
+    /// The document could not be stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// NATS did not take the job (or its record).
+    #[error("publishing the document job: {0}")]
+    Publish(String),
+}
+
+impl SubmitError {
+    /// Whether a later attempt may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::InvalidJobId(_) => false,
+            Self::Store(e) => e.is_transient(),
+            Self::Publish(_) => true,
+        }
+    }
+}
+
+/// A job as submitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// The job's id.
+    pub job_id: String,
+    /// False when the idempotency key named an earlier job: nothing new runs.
+    pub created: bool,
+}
+
+/// Stores `bytes` and publishes the document job. Returns the job id.
+/// Submitting the same job id twice stores the same object and publishes one
+/// job (the document job's `Nats-Msg-Id` is derived from the id).
+pub async fn submit(
+    js: &jetstream::Context,
+    store: &Store,
+    filename: &str,
+    bytes: Bytes,
+    options: &SubmitOptions,
+) -> Result<String, SubmitError> {
+    let document = Document::Upload {
+        filename: filename.to_owned(),
+        bytes,
+    };
+    Ok(submit_document(js, store, document, options).await?.job_id)
+}
+
+/// Submits a document: claims its idempotency key (if any), records the
+/// job's state, stores an upload, publishes the document job and a
+/// `submitted` event.
+pub async fn submit_document(
+    js: &jetstream::Context,
+    store: &Store,
+    document: Document,
+    options: &SubmitOptions,
+) -> Result<Submitted, SubmitError> {
+    let candidate = match &options.job_id {
+        Some(id) if names::valid_job_id(id) => id.clone(),
+        Some(id) => return Err(SubmitError::InvalidJobId(id.clone())),
+        None => uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let publish = |e: &dyn std::fmt::Display| SubmitError::Publish(e.to_string());
+    let jobs = js
+        .get_key_value(names::JOBS_BUCKET)
+        .await
+        .map_err(|e| publish(&e))?;
+    let job_id = match &options.idempotency_key {
+        None => candidate,
+        Some(key) => {
+            let (job_id, fresh) = claim(js, key, &candidate).await?;
+            // A repeat runs nothing, unless the first attempt stopped between
+            // its claim and its document job.
+            if !fresh && !interrupted(js, &jobs, &job_id).await? {
+                return Ok(Submitted {
+                    job_id,
+                    created: false,
+                });
+            }
+            job_id
+        }
+    };
+    let (filename, source, source_key, size) = match document {
+        Document::Upload { filename, bytes } => {
+            let key = names::keys::source(&job_id);
+            let size = bytes.len() as u64;
+            store::put(store.as_ref(), &key, bytes).await?;
+            (filename, "upload".to_owned(), key, size)
+        }
+        Document::Stored { key, size, source } => {
+            let filename = key.rsplit('/').next().unwrap_or(&key).to_owned();
+            (filename, source, key, size)
+        }
+    };
+    let submitted_at_ms = now_ms();
+    let submission = Submission {
+        filename: filename.clone(),
+        source,
+        file_size_bytes: size,
+        profile: options.profile.clone(),
+        submitted_at_ms,
+        output_base: options.output_base.clone(),
+    };
+    // The record comes first, so that the aggregator knows where the outputs
+    // go however fast the job finishes.
+    state::update(&jobs, &job_id, |s: &mut JobState| {
+        if s.submission.is_some() {
+            return false;
+        }
+        s.submission = Some(submission.clone());
+        s.first_seen_ms = s.first_seen_ms.min(submitted_at_ms);
+        true
+    })
+    .await
+    .map_err(SubmitError::Publish)?;
+    let job = DocumentJob {
+        v: SCHEMA_VERSION,
+        job_id: job_id.clone(),
+        filename,
+        source_key,
+        file_size_bytes: size,
+        dpi: options.dpi,
+        profile: options.profile.clone(),
+        max_pixels: options.max_pixels,
+        submitted_at_ms,
+        max_pages: options.max_pages,
+    };
+    publish_acked(
+        js,
+        names::doc_subject(&job_id),
+        names::doc_msg_id(&job_id),
+        job.encode(),
+    )
+    .await
+    .map_err(|e| publish(&e))?;
+    let event = JobEvent {
+        v: SCHEMA_VERSION,
+        job_id: job_id.clone(),
+        kind: EventKind::Submitted,
+        total_pages: None,
+        pages_done: 0,
+        pages_failed: 0,
+        status: JobStatus::Running,
+        at_ms: now_ms(),
+    };
+    // Events are for watchers; a lost one delays nobody.
+    let _ = js
+        .publish(
+            names::event_subject(&job_id, EventKind::Submitted.token()),
+            event.encode().into(),
+        )
+        .await;
+    Ok(Submitted {
+        job_id,
+        created: true,
+    })
+}
+
+/// Claims `key` for `candidate`: the job id the key belongs to, and whether
+/// this call made the claim.
+async fn claim(
+    js: &jetstream::Context,
+    key: &str,
+    candidate: &str,
+) -> Result<(String, bool), SubmitError> {
+    let publish = |e: &dyn std::fmt::Display| SubmitError::Publish(e.to_string());
+    let bucket = js
+        .get_key_value(names::SUBMISSIONS_BUCKET)
+        .await
+        .map_err(|e| publish(&e))?;
+    // KV keys allow few characters; a digest fits any key.
+    let digest = hex(&Sha256::digest(key.as_bytes()));
+    match bucket
+        .create(&digest, Bytes::from(candidate.to_owned()))
+        .await
+    {
+        Ok(_) => Ok((candidate.to_owned(), true)),
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            let existing = bucket
+                .get(&digest)
+                .await
+                .map_err(|e| publish(&e))?
+                .ok_or_else(|| SubmitError::Publish(format!("claim {digest} vanished")))?;
+            Ok((String::from_utf8_lossy(&existing).into_owned(), false))
+        }
+        Err(e) => Err(publish(&e)),
+    }
+}
+
+/// Whether a claimed job never got as far as its document job: no state, or
+/// a state that nobody has worked on and no document job waiting.
+async fn interrupted(
+    js: &jetstream::Context,
+    jobs: &kv::Store,
+    job_id: &str,
+) -> Result<bool, SubmitError> {
+    let publish = |e: &dyn std::fmt::Display| SubmitError::Publish(e.to_string());
+    let Some(bytes) = jobs.get(job_id).await.map_err(|e| publish(&e))? else {
+        return Ok(true);
+    };
+    let state = JobState::decode(&bytes).map_err(|e| publish(&e))?;
+    if state.status != JobStatus::Running || state.manifest.is_some() || !state.pages.is_empty() {
+        return Ok(false);
+    }
+    let docs = js
+        .get_stream(names::DOCS_STREAM)
+        .await
+        .map_err(|e| publish(&e))?;
+    let waiting = docs
+        .get_last_raw_message_by_subject(&names::doc_subject(job_id))
+        .await
+        .is_ok();
+    Ok(!waiting)
+}
+
+/// Lowercase hexadecimal.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

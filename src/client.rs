@@ -1,0 +1,235 @@
+//! The client commands against a running deployment: `submit`, `status` and
+//! `result` speak to the HTTP API; `watch` follows job events on NATS.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use pagefleet_schemas::messages::{EventKind, JobEvent, Message};
+use pagefleet_schemas::names;
+use serde_json::Value;
+
+use crate::cli::{ApiArgs, Format, JobArgs, ResultArgs, SubmitArgs, WatchArgs};
+use crate::connect;
+
+/// A client of the HTTP API.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    fn new(args: &ApiArgs) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .build()?,
+            base: args.url.trim_end_matches('/').to_owned(),
+            token: args.token.clone(),
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        }
+    }
+
+    /// Sends a request; an error answer becomes an error naming the server's message.
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the pagefleet API at {}", self.base))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        bail!("{status}: {message}")
+    }
+
+    async fn job(&self, job_id: &str) -> anyhow::Result<Value> {
+        let response = self
+            .send(self.request(reqwest::Method::GET, &format!("/v1/jobs/{job_id}")))
+            .await?;
+        Ok(response.json().await?)
+    }
+
+    async fn result(&self, job_id: &str, format: Format) -> anyhow::Result<bytes::Bytes> {
+        let path = format!("/v1/jobs/{job_id}/result?format={}", format.name());
+        let response = self.send(self.request(reqwest::Method::GET, &path)).await?;
+        Ok(response.bytes().await?)
+    }
+}
+
+/// `pagefleet submit`.
+pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+    let api = Api::new(&args.api)?;
+    let mut request = api.request(reqwest::Method::POST, "/v1/jobs");
+    if let Some(key) = &args.idempotency_key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let request = if args.document.starts_with("s3://") {
+        let mut body = serde_json::json!({ "source": args.document });
+        if let Some(dpi) = args.dpi {
+            body["dpi"] = dpi.into();
+        }
+        if let Some(profile) = &args.profile {
+            body["profile"] = profile.clone().into();
+        }
+        request.json(&body)
+    } else {
+        let path = std::path::Path::new(&args.document);
+        let bytes = tokio::fs::read(path)
+            .await
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let filename = path
+            .file_name()
+            .map_or_else(|| "document".into(), |f| f.to_string_lossy().into_owned());
+        let mut form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(filename),
+        );
+        if let Some(dpi) = args.dpi {
+            form = form.text("dpi", dpi.to_string());
+        }
+        if let Some(profile) = &args.profile {
+            form = form.text("profile", profile.clone());
+        }
+        request.multipart(form)
+    };
+    let accepted: Value = api.send(request).await?.json().await?;
+    let job_id = accepted["job_id"]
+        .as_str()
+        .context("the API answered without a job id")?
+        .to_owned();
+    if !args.wait {
+        println!("{job_id}");
+        return Ok(());
+    }
+    eprintln!("job {job_id}");
+    let job = follow(&api, &job_id).await?;
+    let status = job["status"].as_str().unwrap_or("unknown").to_owned();
+    if status == "cancelled" {
+        bail!("job {job_id} was cancelled");
+    }
+    let output = api.result(&job_id, args.output).await?;
+    std::io::stdout().write_all(&output)?;
+    if status != "success" {
+        let error = job["error"].as_str().unwrap_or("some pages failed");
+        bail!("job {job_id} ended {status}: {error}");
+    }
+    Ok(())
+}
+
+/// Polls a job until it ends, drawing a progress bar on a terminal.
+async fn follow(api: &Api, job_id: &str) -> anyhow::Result<Value> {
+    let terminal = std::io::stderr().is_terminal();
+    let mut last = String::new();
+    loop {
+        let job = api.job(job_id).await?;
+        let status = job["status"].as_str().unwrap_or("unknown");
+        let done = job["progress"]["pages_done"].as_u64().unwrap_or(0);
+        let failed = job["progress"]["pages_failed"].as_u64().unwrap_or(0);
+        let total = job["progress"]["total_pages"].as_u64();
+        let line = match total {
+            Some(total) => {
+                const WIDTH: u64 = 30;
+                let filled = (WIDTH * (done + failed)).checked_div(total).unwrap_or(0);
+                let bar: String = (0..WIDTH)
+                    .map(|i| if i < filled { '#' } else { '-' })
+                    .collect();
+                format!(
+                    "[{bar}] {}/{total} pages, {failed} failed, {status}",
+                    done + failed
+                )
+            }
+            None => format!("{status}, waiting for the page count"),
+        };
+        if line != last {
+            if terminal {
+                eprint!("\r{line}   ");
+            } else {
+                eprintln!("{line}");
+            }
+            last = line;
+        }
+        if !matches!(status, "queued" | "running") {
+            if terminal {
+                eprintln!();
+            }
+            return Ok(job);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// `pagefleet status`.
+pub(crate) async fn status(args: JobArgs) -> anyhow::Result<()> {
+    let api = Api::new(&args.api)?;
+    let job = api.job(&args.job_id).await?;
+    println!("{}", serde_json::to_string_pretty(&job)?);
+    Ok(())
+}
+
+/// `pagefleet result`.
+pub(crate) async fn result(args: ResultArgs) -> anyhow::Result<()> {
+    let api = Api::new(&args.api)?;
+    let output = api.result(&args.job_id, args.output).await?;
+    std::io::stdout().write_all(&output)?;
+    Ok(())
+}
+
+/// `pagefleet watch`: one line per job event. With a job id, its events
+/// from the first (kept in the event stream) until it completes; without,
+/// every job's events from now on.
+pub(crate) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
+    let client = connect::nats(&args.nats, "pagefleet-watch").await?;
+    let mut events: futures::stream::BoxStream<'static, JobEvent> = match &args.job_id {
+        Some(id) => {
+            let js = async_nats::jetstream::new(client.clone());
+            pagefleet_ingest::jobs::events(&js, id).await?.boxed()
+        }
+        None => client
+            .subscribe(names::EVENTS_SUBJECTS)
+            .await?
+            .filter_map(|m| async move { JobEvent::decode(&m.payload).ok() })
+            .boxed(),
+    };
+    eprintln!("watching job events on {}", args.nats.url);
+    let mut stop = std::pin::pin!(connect::shutdown_signal());
+    loop {
+        let event = tokio::select! {
+            _ = &mut stop => return Ok(()),
+            e = events.next() => match e {
+                Some(e) => e,
+                None => bail!("the NATS subscription ended"),
+            },
+        };
+        let total = event
+            .total_pages
+            .map_or_else(|| "?".to_owned(), |t| t.to_string());
+        println!(
+            "{} {} {:<10} {}/{} pages, {} failed, {}",
+            event.at_ms,
+            event.job_id,
+            event.kind.token(),
+            event.pages_done,
+            total,
+            event.pages_failed,
+            event.status.as_str()
+        );
+        if args.job_id.is_some() && event.kind == EventKind::Completed {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,885 @@
+//! The ways in, against a real nats-server and real stage processes: the
+//! HTTP API (every endpoint, the replaced cluster's ones with their field
+//! names, refusals that queue nothing), `pagefleet serve` with the client
+//! CLI and NATS submission driven by nats-py, bucket triggers through a real
+//! S3 server with MinIO's event format, and the prefix watcher across a
+//! restart.
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns fail loudly by design
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use common::pipeline::{
+    NatsServer, SeaweedFs, StageProcess, connect, free_tcp_port, home, local_store, stream_len,
+    wait_final,
+};
+use common::root;
+use futures::StreamExt;
+use pagefleet_schemas::messages::JobStatus;
+use pagefleet_schemas::{names, store};
+use serde_json::Value;
+
+const TIMEOUT: Duration = Duration::from_secs(240);
+const TOKEN: &str = "test-token-5b0c";
+
+/// One test at a time: each starts several model-loading processes.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn welcome() -> Vec<u8> {
+    std::fs::read(root().join("examples/welcome.pdf")).unwrap()
+}
+
+fn welcome_text() -> String {
+    std::fs::read_to_string(root().join("examples/welcome.txt")).unwrap()
+}
+
+/// Whether the recognised text has the welcome document's first words.
+fn reads_welcome(text: &str) -> bool {
+    let first_line = welcome_text().lines().next().unwrap().to_lowercase();
+    let want: Vec<&str> = first_line.split_whitespace().take(2).collect();
+    let got = text.to_lowercase();
+    want.iter().all(|w| got.contains(w))
+}
+
+/// The rasterizer, one OCR worker and the aggregator as processes.
+fn pipeline(nats: &str, env: &[(&str, &str)]) -> Vec<StageProcess> {
+    vec![
+        StageProcess::spawn_with(&["rasterizer"], nats, &[], env),
+        StageProcess::spawn_with(&["ocr-worker", "--slots", "1"], nats, &[], env),
+        StageProcess::spawn_with(&["aggregator"], nats, &[], env),
+    ]
+}
+
+/// An ingest process with its HTTP API on a free port; answers once it is up.
+async fn ingest(nats: &str, extra: &[&str], env: &[(&str, &str)]) -> (StageProcess, String) {
+    let port = free_tcp_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut args = vec!["ingest", "--http-addr", addr.as_str()];
+    args.extend_from_slice(extra);
+    let process = StageProcess::spawn_with(&args, nats, &[], env);
+    let base = format!("http://{addr}");
+    wait_up(&base).await;
+    (process, base)
+}
+
+async fn wait_up(base: &str) {
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{base} never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap()
+}
+
+fn upload(name: &str, bytes: Vec<u8>) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+    )
+}
+
+async fn json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// Waits until a job's status is final over the HTTP API.
+async fn wait_job(http: &reqwest::Client, base: &str, job_id: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let (code, job) = json(
+            http.get(format!("{base}/v1/jobs/{job_id}"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(code, 200, "{job}");
+        if !matches!(job["status"].as_str(), Some("queued" | "running")) {
+            return job;
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "job {job_id} not finished: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Jobs in the jobs bucket.
+async fn job_count(js: &jetstream::Context) -> usize {
+    let kv = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
+    let keys: Vec<_> = kv.keys().await.unwrap().collect().await;
+    keys.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_api_every_endpoint() {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().to_str().unwrap();
+    let env = [("PAGEFLEET_STORE", store_dir)];
+    let js = connect(&nats.url).await;
+    let (_ingest, base) = ingest(
+        &nats.url,
+        &[
+            "--api-token",
+            TOKEN,
+            "--max-upload-bytes",
+            "200000",
+            "--no-bucket-events",
+        ],
+        &env,
+    )
+    .await;
+    let http = client();
+
+    // Probes and the OpenAPI document need no token.
+    let r = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (code, openapi) = json(
+        http.get(format!("{base}/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 200);
+    for (method, path) in pagefleet_ingest::openapi::ROUTES {
+        assert!(
+            openapi["paths"][path][method].is_object(),
+            "{method} {path}"
+        );
+    }
+
+    // Refusals: no token, a wrong token, a text file named .pdf, an upload
+    // over the limit. Each answers 4xx naming why, and queues nothing.
+    let r = http
+        .post(format!("{base}/v1/jobs"))
+        .multipart(upload("welcome.pdf", welcome()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let r = http
+        .post(format!("{base}/v1/jobs"))
+        .bearer_auth("not-the-token")
+        .multipart(upload("welcome.pdf", welcome()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let (code, body) = json(
+        http.post(format!("{base}/ocr/pdf"))
+            .multipart(upload("welcome.pdf", welcome()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = json(
+        http.post(format!("{base}/v1/jobs"))
+            .bearer_auth(TOKEN)
+            .multipart(upload(
+                "report.pdf",
+                b"just some text, not a PDF at all\n".to_vec(),
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 415, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("allowed types"),
+        "{body}"
+    );
+    let mut big = welcome();
+    big.resize(300_000, b' ');
+    let (code, body) = json(
+        http.post(format!("{base}/v1/jobs"))
+            .bearer_auth(TOKEN)
+            .multipart(upload("big.pdf", big))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 413, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("200000"), "{body}");
+    let (code, body) = json(
+        http.post(format!("{base}/v1/jobs"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"key": "nowhere/missing.pdf"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = json(
+        http.post(format!("{base}/v1/jobs"))
+            .bearer_auth(TOKEN)
+            .multipart(upload("welcome.pdf", welcome()).text("dpi", "9000"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(stream_len(&js, names::DOCS_STREAM).await, 0);
+    assert_eq!(job_count(&js).await, 0);
+
+    // Cancellation, with no worker running: the pages wait in the stream,
+    // DELETE drops them, and a worker started afterwards reads none.
+    let mut stages = vec![
+        StageProcess::spawn_with(&["rasterizer"], &nats.url, &[], &env),
+        StageProcess::spawn_with(&["aggregator"], &nats.url, &[], &env),
+    ];
+    let (code, accepted) = json(
+        http.post(format!("{base}/v1/jobs"))
+            .bearer_auth(TOKEN)
+            .multipart(upload("welcome.pdf", welcome()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 202, "{accepted}");
+    let to_cancel = accepted["job_id"].as_str().unwrap().to_owned();
+    let page_subject = names::page_subject("fast", &to_cancel, 1);
+    let pages = js.get_stream(names::PAGES_STREAM).await.unwrap();
+    let start = Instant::now();
+    while pages
+        .get_last_raw_message_by_subject(&page_subject)
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "no page job of {to_cancel} appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, cancelled) = json(
+        http.delete(format!("{base}/v1/jobs/{to_cancel}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    let (code, _) = json(
+        http.delete(format!("{base}/v1/jobs/{to_cancel}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 409, "a second cancel finds the job ended");
+    let r = http
+        .get(format!("{base}/v1/jobs/{to_cancel}/result"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+
+    // Now a worker: every other job finishes; the cancelled one stays so,
+    // with no page read.
+    stages.push(StageProcess::spawn_with(
+        &["ocr-worker", "--slots", "1"],
+        &nats.url,
+        &[],
+        &env,
+    ));
+    let (key_code, first) = json(
+        http.post(format!("{base}/v1/jobs"))
+            .bearer_auth(TOKEN)
+            .header("Idempotency-Key", "order-17")
+            .multipart(upload("welcome.pdf", welcome()).text("dpi", "150"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(key_code, 202, "{first}");
+    assert_eq!(first["status"], "queued");
+    let job_id = first["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        first["links"]["result"],
+        format!("/v1/jobs/{job_id}/result")
+    );
+    // The same key again: the same job, nothing new queued.
+    let (code, again) = json(
+        http.post(format!("{base}/v1/jobs"))
+            .bearer_auth(TOKEN)
+            .header("Idempotency-Key", "order-17")
+            .multipart(upload("welcome.pdf", welcome()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["job_id"], job_id.as_str());
+    assert_eq!(again["created"], false);
+
+    // Server-sent events: from the first to the completion, then the end.
+    let events = http
+        .get(format!("{base}/v1/jobs/{job_id}/events"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    assert!(
+        events.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let sse = tokio::time::timeout(TIMEOUT, events.text())
+        .await
+        .expect("the event stream ends after completion")
+        .unwrap();
+    assert!(sse.contains("event: progress"), "{sse}");
+    assert!(sse.contains("event: completed"), "{sse}");
+    let job = wait_job(&http, &base, &job_id).await;
+    assert_eq!(job["status"], "success", "{job}");
+    assert_eq!(job["progress"]["pages_done"], 1);
+    assert_eq!(job["progress"]["total_pages"], 1);
+    assert_eq!(job["metrics"]["total_pages"], 1);
+    assert_eq!(job["filename"], "welcome.pdf");
+    for (format, kind) in [
+        ("txt", "text/plain"),
+        ("md", "text/markdown"),
+        ("json", "application/json"),
+    ] {
+        let r = http
+            .get(format!("{base}/v1/jobs/{job_id}/result?format={format}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+        let body = r.text().await.unwrap();
+        assert!(reads_welcome(&body), "{format}: {body}");
+    }
+    let r = http
+        .get(format!("{base}/v1/jobs/{job_id}/result?format=docx"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .get(format!("{base}/v1/jobs/no-such-job"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // The cancelled job read nothing, and its pages are gone from the queue.
+    let state = wait_final(&js, &to_cancel, TIMEOUT).await;
+    assert_eq!(state.status, JobStatus::Cancelled);
+    assert!(
+        state.pages.values().all(|p| !p.ok),
+        "a cancelled job's page was read: {:?}",
+        state.pages
+    );
+    assert!(
+        pages
+            .get_last_raw_message_by_subject(&page_subject)
+            .await
+            .is_err(),
+        "the cancelled job's page is still queued"
+    );
+
+    // The replaced cluster's endpoints, with its field names.
+    let (code, sync) = json(
+        http.post(format!("{base}/ocr/pdf"))
+            .bearer_auth(TOKEN)
+            .multipart(
+                upload("welcome.pdf", welcome())
+                    .text("language", "en")
+                    .text("dpi", "200"),
+            )
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 200, "{sync}");
+    for field in ["metrics", "results", "combined_text", "combined_markdown"] {
+        assert!(!sync[field].is_null(), "{field} missing: {sync}");
+    }
+    for metric in [
+        "job_id",
+        "filename",
+        "total_pages",
+        "pages_processed",
+        "pages_failed",
+        "total_words",
+        "total_chars",
+        "total_lines",
+        "avg_confidence",
+        "start_time",
+        "end_time",
+        "total_duration_ms",
+        "avg_page_time_ms",
+        "file_size_bytes",
+        "file_size_mb",
+        "pages_per_worker",
+        "workers",
+        "redeliveries",
+        "status",
+        "errors",
+    ] {
+        assert!(
+            !sync["metrics"][metric].is_null(),
+            "metric {metric} missing: {}",
+            sync["metrics"]
+        );
+    }
+    assert!(reads_welcome(sync["combined_text"].as_str().unwrap()));
+    assert_eq!(sync["results"].as_array().unwrap().len(), 1);
+    let (code, body) = json(
+        http.post(format!("{base}/ocr/image"))
+            .bearer_auth(TOKEN)
+            .multipart(upload("welcome.pdf", welcome()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 415, "a PDF sent to /ocr/image: {body}");
+    let png = {
+        let mut bytes = Vec::new();
+        let image = image::RgbImage::from_pixel(64, 32, image::Rgb([255, 255, 255]));
+        image::DynamicImage::ImageRgb8(image)
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Png,
+            )
+            .unwrap();
+        bytes
+    };
+    let (code, sync) = json(
+        http.post(format!("{base}/ocr/image"))
+            .bearer_auth(TOKEN)
+            .multipart(upload("blank.png", png))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 200, "{sync}");
+    assert_eq!(sync["metrics"]["total_pages"], 1, "{sync}");
+
+    // Worker status from the workers' heartbeats.
+    let start = Instant::now();
+    let status = loop {
+        let (code, status) = json(
+            http.get(format!("{base}/workers/status"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(code, 200, "{status}");
+        if status["healthy_workers"].as_u64() >= Some(1)
+            && status["workers"][0]["health"]["total_requests"].as_u64() >= Some(1)
+        {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{status}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(status["total_workers"], 1, "{status}");
+    let worker = &status["workers"][0];
+    assert!(worker["name"].as_str().unwrap().starts_with("ocr-worker"));
+    assert_eq!(worker["status"], "healthy");
+    for field in [
+        "cpu_percent",
+        "memory_percent",
+        "memory_mb",
+        "uptime_seconds",
+        "total_requests",
+    ] {
+        assert!(worker["health"][field].is_number(), "{field}: {worker}");
+    }
+    assert!(
+        worker["health"]["memory_mb"].as_f64().unwrap() > 10.0,
+        "{worker}"
+    );
+    let (code, health) = json(http.get(format!("{base}/health")).send().await.unwrap()).await;
+    assert_eq!(code, 200, "{health}");
+    assert_eq!(health["status"], "healthy");
+    drop(stages);
+}
+
+/// Runs a pagefleet command to completion: exit code and standard output.
+fn pagefleet(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+const NATS_CLIENT: &str = r#"
+import asyncio, json, sys
+import nats
+
+async def main(url, key):
+    nc = await nats.connect(url)
+    out = {}
+    # `nats micro ls` / `info`: the services API's discovery subjects.
+    ping = await nc.request("$SRV.PING.pagefleet", b"", timeout=10)
+    out["ping"] = json.loads(ping.data)
+    info = await nc.request("$SRV.INFO.pagefleet", b"", timeout=10)
+    out["info"] = json.loads(info.data)
+    # `nats req pagefleet.jobs.submit '{"key": ...}'`
+    reply = await nc.request("pagefleet.jobs.submit", json.dumps({"key": key}).encode(), timeout=30)
+    job = json.loads(reply.data)
+    out["submit"] = job
+    # `nats sub 'pagefleet.events.<id>.*'`
+    done = asyncio.get_running_loop().create_future()
+    events = []
+    async def on_event(msg):
+        events.append({"subject": msg.subject, "event": json.loads(msg.data)})
+        if msg.subject.endswith(".completed") and not done.done():
+            done.set_result(True)
+    await nc.subscribe(job["events"], cb=on_event)
+    for _ in range(600):
+        status = json.loads((await nc.request("pagefleet.jobs.status", json.dumps({"job_id": job["job_id"]}).encode(), timeout=10)).data)
+        if status["status"] not in ("queued", "running"):
+            break
+        await asyncio.sleep(0.2)
+    out["status"] = status
+    try:
+        await asyncio.wait_for(done, 10)
+    except asyncio.TimeoutError:
+        pass
+    out["events"] = events
+    bad = await nc.request("pagefleet.jobs.submit", b"not json", timeout=10)
+    out["bad"] = {"body": json.loads(bad.data), "headers": dict(bad.headers or {})}
+    missing = await nc.request("pagefleet.jobs.status", json.dumps({"job_id": "nope"}).encode(), timeout=10)
+    out["missing"] = json.loads(missing.data)
+    stats = await nc.request("$SRV.STATS.pagefleet", b"", timeout=10)
+    out["stats"] = json.loads(stats.data)
+    await nc.close()
+    print(json.dumps(out))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"#;
+
+/// Runs the independent NATS client (nats-py, from its wheel) against `url`.
+fn nats_py(url: &str, key: &str) -> Value {
+    let wheel = home().join("python/nats_py-2.16.0-py3-none-any.whl");
+    assert!(wheel.is_file(), "nats-py missing: run scripts/bootstrap");
+    let output = Command::new("python3")
+        .args(["-c", NATS_CLIENT, url, key])
+        .env("PYTHONPATH", &wheel)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "nats-py client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_the_client_cli_and_nats_py() {
+    let _serial = SERIAL.lock().await;
+    let data = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut serve = StageProcess(
+        Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+            .args(["serve", "--http-addr", &addr, "--slots", "1", "--data"])
+            .arg(data.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // It prints the HTTP address and the NATS URL.
+    let mut lines = BufReader::new(serve.0.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    let nats_url = loop {
+        let line = lines.next().expect("serve exited").unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(url) = line.trim().strip_prefix("NATS:") {
+            break url.trim().to_owned();
+        }
+    };
+    assert!(printed.contains(&format!("http://{addr}")), "{printed}");
+    let base = format!("http://{addr}");
+    wait_up(&base).await;
+
+    // `pagefleet submit --wait` prints the text once the job is done.
+    let welcome_path = root().join("examples/welcome.pdf");
+    let (code, stdout, stderr) = pagefleet(&[
+        "submit",
+        welcome_path.to_str().unwrap(),
+        "--wait",
+        "--api",
+        &base,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(reads_welcome(&stdout), "{stdout}");
+    let (code, job_id, stderr) =
+        pagefleet(&["submit", welcome_path.to_str().unwrap(), "--api", &base]);
+    assert_eq!(code, 0, "{stderr}");
+    let job_id = job_id.trim().to_owned();
+    assert!(names::valid_job_id(&job_id), "{job_id}");
+    // `pagefleet watch JOB` follows it to completion over NATS.
+    let (code, watched, stderr) = pagefleet(&["watch", &job_id, "--nats", &nats_url]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(watched.contains("completed"), "{watched}");
+    let (code, status, _) = pagefleet(&["status", &job_id, "--api", &base]);
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["status"], "success", "{status}");
+    let (code, markdown, _) = pagefleet(&["result", &job_id, "--format", "md", "--api", &base]);
+    assert_eq!(code, 0);
+    assert!(reads_welcome(&markdown), "{markdown}");
+    let (code, _, stderr) = pagefleet(&["status", "no-such-job", "--api", &base]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("404"), "{stderr}");
+
+    // NATS submission of an object in the store, by an independent client.
+    let objects = data.path().join("objects/inbox");
+    std::fs::create_dir_all(&objects).unwrap();
+    std::fs::copy(&welcome_path, objects.join("from nats.pdf")).unwrap();
+    let out = nats_py(&nats_url, "inbox/from nats.pdf");
+    assert_eq!(out["ping"]["name"], "pagefleet", "{out}");
+    let endpoints: Vec<&str> = out["info"]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap())
+        .collect();
+    assert!(
+        endpoints.contains(&"pagefleet.jobs.submit"),
+        "{endpoints:?}"
+    );
+    assert!(
+        endpoints.contains(&"pagefleet.jobs.status"),
+        "{endpoints:?}"
+    );
+    assert_eq!(out["submit"]["created"], true, "{out}");
+    assert_eq!(out["status"]["status"], "success", "{out}");
+    assert_eq!(out["status"]["filename"], "from nats.pdf", "{out}");
+    let kinds: Vec<&str> = out["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"completed"), "{kinds:?}");
+    assert!(
+        out["bad"]["body"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("JSON"),
+        "{out}"
+    );
+    assert_eq!(
+        out["bad"]["headers"]["Nats-Service-Error-Code"], "400",
+        "{out}"
+    );
+    assert_eq!(out["missing"]["code"], 404, "{out}");
+    let stats = out["stats"]["endpoints"].as_array().unwrap();
+    let requests: u64 = stats
+        .iter()
+        .map(|e| e["num_requests"].as_u64().unwrap())
+        .sum();
+    assert!(requests >= 3, "{stats:?}");
+
+    // SIGTERM stops it cleanly.
+    let pid = serve.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = serve.0.try_wait().unwrap() {
+            assert!(status.success(), "serve exited with {status}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "serve did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Publishes a bucket event the way MinIO's JetStream target does.
+async fn publish_event(js: &jetstream::Context, body: &str) {
+    js.publish(names::BUCKET_EVENTS_SUBJECT, body.to_owned().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+/// Waits until `key` exists in the store.
+async fn wait_object(store: &store::Store, key: &str) -> bytes::Bytes {
+    let start = Instant::now();
+    loop {
+        if let Ok(bytes) = store::get(store.as_ref(), key).await {
+            return bytes;
+        }
+        assert!(start.elapsed() < TIMEOUT, "{key} never appeared");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_events_in_minio_format_make_one_job_each() {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start();
+    let s3 = tokio::task::spawn_blocking(SeaweedFs::start).await.unwrap();
+    let env_owned = s3.env();
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let js = connect(&nats.url).await;
+    let _stages = pipeline(&nats.url, &env);
+    let (_ingest, base) = ingest(&nats.url, &["--api-token", TOKEN], &env).await;
+    // The store lives under the bucket's `pagefleet/` prefix.
+    let store = s3.store("pagefleet");
+    let key = "inbox/quarterly report 2025.pdf";
+    store::put(store.as_ref(), key, welcome()).await.unwrap();
+
+    let fixture =
+        std::fs::read_to_string(root().join("ingest/tests/fixtures/minio-put-event.json")).unwrap();
+    // MinIO may replay an event from its queue: the same event twice.
+    publish_event(&js, &fixture).await;
+    publish_event(&js, &fixture).await;
+    // Events for objects outside the input prefix, and other kinds, start nothing.
+    let elsewhere = fixture.replace("pagefleet%2Finbox%2F", "pagefleet%2Foutbox%2F");
+    publish_event(&js, &elsewhere).await;
+    let removed = fixture.replace("s3:ObjectCreated:Put", "s3:ObjectRemoved:Delete");
+    publish_event(&js, &removed).await;
+    publish_event(&js, "{not json").await;
+
+    let text = wait_object(&store, "outbox/quarterly report 2025.pdf.txt").await;
+    assert!(reads_welcome(&String::from_utf8_lossy(&text)));
+    let json = wait_object(&store, "outbox/quarterly report 2025.pdf.json").await;
+    let report: Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(report["metrics"]["filename"], "quarterly report 2025.pdf");
+    wait_object(&store, "outbox/quarterly report 2025.pdf.md").await;
+    // Every event handled (the unreadable one dropped), one job.
+    let start = Instant::now();
+    while stream_len(&js, names::BUCKET_EVENTS_STREAM).await > 0 {
+        assert!(start.elapsed() < TIMEOUT, "bucket events not consumed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(job_count(&js).await, 1);
+
+    // The same body posted to the webhook names the same job.
+    let (code, answer) = json_post(&base, "/v1/bucket-events", fixture).await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["jobs"][0]["created"], false, "{answer}");
+    assert_eq!(answer["jobs"][0]["key"], key, "{answer}");
+    assert_eq!(job_count(&js).await, 1);
+}
+
+async fn json_post(base: &str, path: &str, body: String) -> (u16, Value) {
+    json(
+        client()
+            .post(format!("{base}{path}"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_submits_each_object_once_across_restarts() {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().to_str().unwrap();
+    let env = [("PAGEFLEET_STORE", store_dir)];
+    let js = connect(&nats.url).await;
+    let store = local_store(dir.path());
+    let _stages = pipeline(&nats.url, &env);
+    let watcher_args = ["--watch-interval", "0.5", "--no-bucket-events"];
+    let (mut watcher, _) = ingest(&nats.url, &watcher_args, &env).await;
+
+    store::put(store.as_ref(), "inbox/a.pdf", welcome())
+        .await
+        .unwrap();
+    wait_object(&store, "outbox/a.pdf.txt").await;
+    // Killed outright, then started again while a new object arrives.
+    watcher.kill();
+    store::put(store.as_ref(), "inbox/sub/b.pdf", welcome())
+        .await
+        .unwrap();
+    let (_watcher, _) = ingest(&nats.url, &watcher_args, &env).await;
+    let text = wait_object(&store, "outbox/sub/b.pdf.txt").await;
+    assert!(reads_welcome(&String::from_utf8_lossy(&text)));
+    // A few more polls: nothing is submitted again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(job_count(&js).await, 2);
+    let kv = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
+    let mut keys = kv.keys().await.unwrap();
+    while let Some(key) = keys.next().await {
+        let state = wait_final(&js, &key.unwrap(), TIMEOUT).await;
+        assert_eq!(state.status, JobStatus::Success);
+    }
+    assert!(Path::new(store_dir).join("outbox/a.pdf.json").is_file());
+}
