@@ -55,6 +55,27 @@ pub(crate) enum Command {
     },
 }
 
+impl Command {
+    /// The command's name, which names the process in traces.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Ocr(_) => "ocr",
+            Self::Run(_) => "run",
+            Self::Rasterizer(_) => "rasterizer",
+            Self::OcrWorker(_) => "ocr-worker",
+            Self::Aggregator(_) => "aggregator",
+            Self::Ingest(_) => "ingest",
+            Self::Serve(_) => "serve",
+            Self::Submit(_) => "submit",
+            Self::Status(_) => "status",
+            Self::Result(_) => "result",
+            Self::Watch(_) => "watch",
+            Self::Doctor(_) => "doctor",
+            Self::Nats { .. } => "nats",
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum NatsCommand {
     /// Create or update the streams, consumers' bucket and advisory capture.

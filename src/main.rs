@@ -22,9 +22,9 @@ fn main() -> std::process::ExitCode {
     // `run` on a terminal shows a progress bar; stage logs would tear it.
     let bar = matches!(cli.command, cli::Command::Run(_))
         && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    telemetry::init(&cli.log, bar);
+    let telemetry = telemetry::init(&cli.log, bar, cli.command.name());
     let home = home::Home::resolve(&cli.home);
-    match cli.command {
+    let code = match cli.command {
         cli::Command::Ocr(args) => ocr::run(&cli.home, args),
         cli::Command::Run(args) => run::run(&cli.home, args),
         cli::Command::Rasterizer(args) => serve(stages::rasterizer(&home, args)),
@@ -40,7 +40,9 @@ fn main() -> std::process::ExitCode {
         cli::Command::Nats {
             command: cli::NatsCommand::Setup { nats, queue },
         } => serve(stages::nats_setup(&nats, &queue)),
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 /// Runs an async command on a multi-threaded runtime.

@@ -205,7 +205,19 @@ async fn handle_result(config: &StageConfig, deps: &Deps, kv: &kv::Store, msg: j
         let _ = msg.ack_with(AckKind::Term).await;
         return;
     }
-    let span = info_span!("aggregate", job_id = %job_id);
+    let page = match &result {
+        ResultMessage::Page(p) => Some(p.page),
+        ResultMessage::Failure(f) => Some(f.page),
+        ResultMessage::Manifest(_) => None,
+    };
+    let span = info_span!(
+        "aggregate",
+        job_id = %job_id,
+        page,
+        worker = %config.name,
+        trace_id = tracing::field::Empty,
+    );
+    pagefleet_schemas::trace::follow(&span, msg.headers.as_ref());
     async {
         let started = std::time::Instant::now();
         let recorded = record(config, deps, kv, &result).await;
@@ -356,15 +368,20 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Stri
             .submission
             .as_ref()
             .and_then(|s| s.output_base.clone());
-        for (format, bytes) in outputs {
-            let mut keys = vec![names::keys::output(&job_id, format)];
-            keys.extend(output_base.as_ref().map(|base| format!("{base}.{format}")));
-            for key in keys {
-                store::put(deps.store.as_ref(), &key, bytes.clone())
-                    .await
-                    .map_err(|e| e.to_string())?;
+        async {
+            for (format, bytes) in outputs {
+                let mut keys = vec![names::keys::output(&job_id, format)];
+                keys.extend(output_base.as_ref().map(|base| format!("{base}.{format}")));
+                for key in keys {
+                    store::put(deps.store.as_ref(), &key, bytes.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
             }
+            Ok::<(), String>(())
         }
+        .instrument(info_span!("result_write", pages = state.pages.len()))
+        .await?;
         let final_state = update(kv, &job_id, |s| {
             if s.status != JobStatus::Running {
                 return false;

@@ -12,6 +12,7 @@ use pagefleet_schemas::names;
 use pagefleet_schemas::state;
 use pagefleet_schemas::store::{self, Store, StoreError};
 use sha2::{Digest, Sha256};
+use tracing::{Instrument, info_span};
 
 /// What to do with a submitted document.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +130,25 @@ pub async fn submit_document(
     document: Document,
     options: &SubmitOptions,
 ) -> Result<Submitted, SubmitError> {
+    // The root of the job's trace: the document job carries it onwards.
+    let span = info_span!(
+        "submit",
+        job_id = tracing::field::Empty,
+        profile = %options.profile,
+        trace_id = tracing::field::Empty,
+    );
+    pagefleet_schemas::trace::record_trace_id(&span);
+    submit_in_span(js, store, document, options)
+        .instrument(span)
+        .await
+}
+
+async fn submit_in_span(
+    js: &jetstream::Context,
+    store: &Store,
+    document: Document,
+    options: &SubmitOptions,
+) -> Result<Submitted, SubmitError> {
     let candidate = match &options.job_id {
         Some(id) if names::valid_job_id(id) => id.clone(),
         Some(id) => return Err(SubmitError::InvalidJobId(id.clone())),
@@ -154,11 +174,14 @@ pub async fn submit_document(
             job_id
         }
     };
+    tracing::Span::current().record("job_id", job_id.as_str());
     let (filename, source, source_key, size) = match document {
         Document::Upload { filename, bytes } => {
             let key = names::keys::source(&job_id);
             let size = bytes.len() as u64;
-            store::put(store.as_ref(), &key, bytes).await?;
+            store::put(store.as_ref(), &key, bytes)
+                .instrument(info_span!("source_upload", bytes = size))
+                .await?;
             (filename, "upload".to_owned(), key, size)
         }
         Document::Stored { key, size, source } => {

@@ -21,6 +21,9 @@ struct Job {
     image: RgbImage,
     reply: Reply,
     cancel: Arc<CancelState>,
+    /// The submitter's span, re-entered on the slot's thread so the model
+    /// steps are its children.
+    span: tracing::Span,
 }
 
 #[derive(Default)]
@@ -143,6 +146,7 @@ impl Pool {
                 image,
                 reply,
                 cancel: Arc::clone(&cancel),
+                span: tracing::Span::current(),
             })
             .map_err(|_| EngineError::Runtime("every inference thread has stopped".into()))?;
         Ok(JobHandle(cancel))
@@ -183,7 +187,7 @@ fn serve(mut engine: Engine, rx: &Mutex<Receiver<Job>>) {
         let result = if job.cancel.cancelled.load(Ordering::SeqCst) {
             Err(EngineError::Cancelled)
         } else {
-            match engine.recognize(&job.image) {
+            match job.span.in_scope(|| engine.recognize(&job.image)) {
                 Err(_) if job.cancel.cancelled.load(Ordering::SeqCst) => {
                     Err(EngineError::Cancelled)
                 }

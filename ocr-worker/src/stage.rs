@@ -199,8 +199,9 @@ async fn infer(
     let (tx, rx) = oneshot::channel();
     let pool = Arc::clone(pool);
     // Submitting blocks while the pool's queue is full: off the async threads.
+    let span = tracing::Span::current();
     let handle = tokio::task::spawn_blocking(move || {
-        pool.submit(image, Box::new(move |r| drop(tx.send(r))))
+        span.in_scope(|| pool.submit(image, Box::new(move |r| drop(tx.send(r)))))
     })
     .await
     .map_err(|e| EngineError::Runtime(e.to_string()))??;
@@ -232,7 +233,28 @@ async fn handle(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
         }
     };
     let deliveries = msg.info().map_or(1, |i| i.delivered as u64);
-    let span = info_span!("page", job_id = %job.job_id, page = job.page, worker = %config.name, deliveries);
+    let span = info_span!(
+        "ocr",
+        job_id = %job.job_id,
+        page = job.page,
+        worker = %config.name,
+        profile = %config.profile,
+        deliveries,
+        trace_id = tracing::field::Empty,
+    );
+    pagefleet_schemas::trace::follow(&span, msg.headers.as_ref());
+    // The page's wait in the queue, beside its reading in the job's trace.
+    pagefleet_schemas::trace::record(
+        "queue_wait",
+        &pagefleet_schemas::trace::extract(msg.headers.as_ref()),
+        pagefleet_schemas::trace::from_ms(job.published_at_ms),
+        std::time::SystemTime::now(),
+        vec![
+            opentelemetry::KeyValue::new("job_id", job.job_id.clone()),
+            opentelemetry::KeyValue::new("page", i64::from(job.page)),
+            opentelemetry::KeyValue::new("worker", config.name.clone()),
+        ],
+    );
     let profile = config.profile.clone();
     if deliveries > 1 {
         metrics::counter!("pagefleet_page_redeliveries_total", "profile" => profile.clone())
@@ -410,6 +432,7 @@ async fn publish(deps: &Deps, job: &PageJob, message: ResultMessage) -> Result<(
         names::result_msg_id(&job.job_id, job.page),
         message.encode(),
     )
+    .instrument(info_span!("result_publish", page = job.page))
     .await
     .map_err(|e| e.to_string())
 }

@@ -8,10 +8,11 @@
 use std::future::Future;
 use std::io::Cursor;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, AckKind};
 use futures::{FutureExt, StreamExt};
+use opentelemetry::KeyValue;
 use pagefleet_schemas::bus::publish_acked;
 use pagefleet_schemas::messages::{
     DocumentJob, EventKind, JobEvent, JobManifest, JobStatus, Message, PageFailure, PageJob,
@@ -22,6 +23,7 @@ use pagefleet_schemas::topology::{self, TopologyConfig};
 use pagefleet_schemas::{PixelBudget, names};
 use tokio::sync::mpsc;
 use tracing::{Instrument, error, info, info_span, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{RasterError, Rasterizer, RenderOptions};
 
@@ -62,8 +64,12 @@ pub enum StageError {
     Consumer(String),
 }
 
-/// A page from the render thread: the image already encoded as PNG.
-type Rendered = Result<(u32, u32, f64, Vec<u8>), RasterError>;
+/// A page from the render thread: number, page count, scale, the image
+/// already encoded as PNG, and when its rendering began and ended.
+type Rendered = Result<(u32, u32, f64, Vec<u8>, RenderTime), RasterError>;
+
+/// When a page's rendering and encoding began and ended.
+type RenderTime = (SystemTime, SystemTime);
 
 struct RenderRequest {
     bytes: bytes::Bytes,
@@ -133,17 +139,24 @@ fn spawn_renderer(
         .name("pdfium".into())
         .spawn(move || {
             for req in rx {
+                // A page renders between the previous page's hand-over and
+                // its own.
+                let mut began = SystemTime::now();
                 let result = rasterizer.pages(&req.bytes, &req.options, |page| {
                     let rendered = page.and_then(|p| {
                         let png = encode_png(&p.image).map_err(|e| RasterError::PageRefused {
                             page: p.number,
                             message: format!("png: {e}"),
                         })?;
-                        Ok((p.number as u32, p.count as u32, p.scale, png))
+                        let time = (began, SystemTime::now());
+                        Ok((p.number as u32, p.count as u32, p.scale, png, time))
                     });
-                    req.pages
+                    let sent = req
+                        .pages
                         .blocking_send(rendered)
-                        .map_err(|_| "the stage stopped listening".to_owned())
+                        .map_err(|_| "the stage stopped listening".to_owned());
+                    began = SystemTime::now();
+                    sent
                 });
                 let _ = req.done.send(result);
             }
@@ -190,7 +203,14 @@ async fn handle(
             return;
         }
     };
-    let span = info_span!("rasterize", job_id = %job.job_id, filename = %job.filename);
+    let span = info_span!(
+        "rasterize",
+        job_id = %job.job_id,
+        filename = %job.filename,
+        worker = %config.name,
+        trace_id = tracing::field::Empty,
+    );
+    pagefleet_schemas::trace::follow(&span, msg.headers.as_ref());
     async {
         let started = std::time::Instant::now();
         let outcome = process(config, deps, renderer, &msg, &job).await;
@@ -277,7 +297,17 @@ async fn process(
     loop {
         tokio::select! {
             page = pages_rx.recv() => match page {
-                Some(Ok((number, count, scale, png))) => {
+                Some(Ok((number, count, scale, png, (began, ended)))) => {
+                    pagefleet_schemas::trace::record(
+                        "render_page",
+                        &tracing::Span::current().context(),
+                        began,
+                        ended,
+                        vec![
+                            KeyValue::new("job_id", job.job_id.clone()),
+                            KeyValue::new("page", i64::from(number)),
+                        ],
+                    );
                     publish_page(deps, job, number, count, scale, png).await.map_err(Outcome::Retry)?;
                     metrics::counter!("pagefleet_pages_rasterized_total").increment(1);
                     published += 1;

@@ -12,8 +12,9 @@ pub struct PublishFailed {
     message: String,
 }
 
-/// Publishes `payload` on `subject` with the message id `msg_id` and waits
-/// until JetStream has stored it (or recognised it as a duplicate).
+/// Publishes `payload` on `subject` with the message id `msg_id` and the
+/// current trace context, and waits until JetStream has stored it (or
+/// recognised it as a duplicate).
 pub async fn publish_acked(
     js: &jetstream::Context,
     subject: String,
@@ -24,8 +25,11 @@ pub async fn publish_acked(
         subject: subject.clone(),
         message: e.to_string(),
     };
+    let mut headers = async_nats::HeaderMap::new();
+    crate::trace::inject(&mut headers);
     let publish = PublishMessage::build()
         .payload(payload.into())
+        .headers(headers)
         .message_id(msg_id);
     let ack = js
         .send_publish(subject.clone(), publish)

@@ -20,6 +20,7 @@ mod page;
 pub mod state;
 pub mod store;
 pub mod topology;
+pub mod trace;
 
 pub use budget::{
     BudgetError, DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, PixelBudget, ScaledSize,

@@ -22,6 +22,7 @@ use image::RgbImage;
 use image::imageops::{FilterType, resize};
 use ndarray::{Axis, Ix2, Ix3};
 use pagefleet_schemas::{OcrLine, PageOcr, PixelBudget, StepTimings, TextCounts};
+use tracing::info_span;
 
 pub use det::{DetParams, Normalization, SideLimit, input_size};
 pub use error::{EngineError, ErrorKind};
@@ -185,16 +186,17 @@ impl Engine {
         timings.prepare_ms = ms(started);
 
         let t = Instant::now();
-        let mut detections = self.detect(page)?;
+        let mut detections = info_span!("detect").in_scope(|| self.detect(page))?;
         timings.detect_ms = ms(t);
 
         let t = Instant::now();
-        let mut crops = crops_in_reading_order(page, &detections);
+        let mut crops = info_span!("crop").in_scope(|| crops_in_reading_order(page, &detections));
         timings.crop_ms = ms(t);
 
         let mut rotation = 0;
         let turned;
         if self.cls.is_some() {
+            let _classify = info_span!("classify").entered();
             let t = Instant::now();
             let upside_down = self.classify(&crops)?;
             if page_is_upside_down(&upside_down) {
@@ -216,7 +218,8 @@ impl Engine {
 
         let t = Instant::now();
         let images: Vec<&RgbImage> = crops.iter().map(|(_, _, img)| img).collect();
-        let decoded = self.recognize_lines(&images)?;
+        let decoded = info_span!("recognize", lines = images.len())
+            .in_scope(|| self.recognize_lines(&images))?;
         timings.recognize_ms = ms(t);
 
         let (w, h) = (page.width() as f32, page.height() as f32);
