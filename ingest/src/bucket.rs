@@ -296,9 +296,11 @@ pub async fn watch(
             if !key.starts_with(&config.input_prefix) {
                 continue;
             }
-            let version = meta.e_tag.clone().unwrap_or_else(|| {
-                format!("{}-{}", meta.last_modified.timestamp_millis(), meta.size)
-            });
+            // Stores quote ETags, events do not: the same version either way.
+            let version = meta.e_tag.as_deref().map_or_else(
+                || format!("{}-{}", meta.last_modified.timestamp_millis(), meta.size),
+                |etag| etag.trim_matches('"').to_owned(),
+            );
             let id = (key.clone(), version.clone());
             if seen.contains(&id) {
                 continue;

@@ -85,7 +85,9 @@ async fn respond(request: &service::Request, answer: Result<serde_json::Value, R
         Ok(body) => request.respond(Ok(Bytes::from(body.to_string()))).await,
         Err((code, message)) => {
             // The JSON body serves clients that do not read headers; the
-            // headers count the error in the service's stats.
+            // service error headers are those `nats req` shows. (The
+            // service's stats count requests and time, not these errors:
+            // async-nats counts only replies sent without a body.)
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Service-Error", message.as_str());
             headers.insert("Nats-Service-Error-Code", code.to_string().as_str());

@@ -15,13 +15,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream::{self, AckKind, kv};
 use futures::{FutureExt, StreamExt};
 use image::{ImageReader, Limits};
 use pagefleet_schemas::bus::publish_acked;
 use pagefleet_schemas::messages::{
     Message, PageFailure, PageJob, PageResult, ResultMessage, SCHEMA_VERSION, now_ms,
 };
+use pagefleet_schemas::state;
 use pagefleet_schemas::store::{self, Store};
 use pagefleet_schemas::topology::{self, TopologyConfig};
 use pagefleet_schemas::{PageOcr, names};
@@ -113,6 +114,7 @@ pub async fn run(
             let _ = beats_stopped.await;
         },
     ));
+    let jobs = deps.js.get_key_value(names::JOBS_BUCKET).await.ok();
     warm_up(&deps.pool).await;
     deps.ready.store(true, std::sync::atomic::Ordering::SeqCst);
     let config = Arc::new(config);
@@ -155,9 +157,9 @@ pub async fn run(
                     Err(_) => break,
                 },
             };
-            let (config, deps) = (Arc::clone(&config), Arc::clone(&deps));
+            let (config, deps, jobs) = (Arc::clone(&config), Arc::clone(&deps), jobs.clone());
             tokio::spawn(async move {
-                handle(&config, &deps, msg).await;
+                handle(&config, &deps, jobs.as_ref(), msg).await;
                 drop(permit);
             });
         }
@@ -221,9 +223,16 @@ enum Outcome {
     Retry(String),
     /// Past the deadline: let the ack expire.
     Abandon,
+    /// The job was cancelled: the page is dropped unread.
+    Cancelled,
 }
 
-async fn handle(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
+async fn handle(
+    config: &StageConfig,
+    deps: &Deps,
+    jobs: Option<&kv::Store>,
+    msg: jetstream::Message,
+) {
     let job = match PageJob::decode(&msg.payload) {
         Ok(job) => job,
         Err(e) => {
@@ -266,7 +275,14 @@ async fn handle(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
     async {
         let started = Instant::now();
         let running = Mutex::new(None);
-        let work = process(config, deps, &job, deliveries, &running);
+        let work = async {
+            // A cancelled job's pages still in the queue were purged; those
+            // already delivered are dropped here, unread.
+            match jobs {
+                Some(kv) if state::is_cancelled(kv, &job.job_id).await => Outcome::Cancelled,
+                _ => process(config, deps, &job, deliveries, &running).await,
+            }
+        };
         tokio::pin!(work);
         let mut progress = tokio::time::interval(config.topology.pages.ack_wait / 3);
         progress.tick().await;
@@ -304,6 +320,10 @@ async fn handle(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
                 let _ = msg
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
                     .await;
+            }
+            Outcome::Cancelled => {
+                info!("job cancelled, page dropped unread");
+                let _ = msg.ack_with(AckKind::Term).await;
             }
             Outcome::Abandon => {
                 warn!(

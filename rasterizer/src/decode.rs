@@ -179,12 +179,9 @@ pub(crate) fn tiff_pages(
     let mut count = 1;
     while decoder.more_images() {
         if count >= options.max_pages {
-            return Err(RasterError::PageRefused {
-                page: count + 1,
-                message: format!(
-                    "document has more than {} pages, the per-document limit",
-                    options.max_pages
-                ),
+            return Err(RasterError::TooManyPages {
+                count: format!("more than {count}"),
+                limit: options.max_pages,
             });
         }
         decoder.next_image().map_err(corrupt)?;

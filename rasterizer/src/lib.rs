@@ -43,6 +43,15 @@ pub enum RasterError {
     /// The document has no page.
     #[error("document has no pages")]
     NoPages,
+    /// The document has more pages than a job may have.
+    #[error("document has {count} pages, over the limit of {limit} pages per job")]
+    TooManyPages {
+        /// Pages in the document ("more than" for formats that are not
+        /// counted to the end).
+        count: String,
+        /// The limit.
+        limit: usize,
+    },
     /// A page is refused by the limits (size, aspect ratio, decode budget) or
     /// cannot be rendered or decoded.
     #[error("page {page}: {message}")]

@@ -53,12 +53,9 @@ impl Pdf {
             return Err(RasterError::NoPages);
         }
         if count > options.max_pages {
-            return Err(RasterError::PageRefused {
-                page: options.max_pages + 1,
-                message: format!(
-                    "document has {count} pages, over the per-document limit of {}",
-                    options.max_pages
-                ),
+            return Err(RasterError::TooManyPages {
+                count: count.to_string(),
+                limit: options.max_pages,
             });
         }
         let dpi = options.dpi.clamp(10.0, 1200.0) as f64;

@@ -294,10 +294,18 @@ async fn process(
     let mut progress = tokio::time::interval(config.topology.docs.ack_wait / 3);
     progress.tick().await;
     let mut published = 0u32;
+    let jobs = deps.js.get_key_value(names::JOBS_BUCKET).await.ok();
     loop {
         tokio::select! {
             page = pages_rx.recv() => match page {
                 Some(Ok((number, count, scale, png, (began, ended)))) => {
+                    if let Some(kv) = &jobs
+                        && pagefleet_schemas::state::is_cancelled(kv, &job.job_id).await
+                    {
+                        // Dropping the receiver stops the render thread.
+                        info!(page = number, "job cancelled, rendering stopped");
+                        return Ok(());
+                    }
                     pagefleet_schemas::trace::record(
                         "render_page",
                         &tracing::Span::current().context(),

@@ -214,8 +214,8 @@ fn a_claimed_page_count_never_drives_the_work() {
         // PDFium counts the kids that exist...
         Ok(n) => assert_eq!((n, pages.len()), (1, 1)),
         // ...or believes /Count, and the page limit refuses the document.
-        Err(RasterError::PageRefused { message, .. }) => {
-            assert!(message.contains("limit"), "{message}")
+        Err(e @ RasterError::TooManyPages { limit: 100, .. }) => {
+            assert!(e.to_string().contains("limit of 100 pages"), "{e}")
         }
         Err(other) => panic!("unexpected {other}"),
     }

@@ -54,3 +54,14 @@ pub async fn update(
         "job {job_id}: state kept changing under 100 attempts"
     ))
 }
+
+/// Whether a job was cancelled. A state that cannot be read counts as not
+/// cancelled: the work goes on, and the aggregator drops a cancelled job's
+/// late results anyway.
+pub async fn is_cancelled(kv: &kv::Store, job_id: &str) -> bool {
+    match kv.get(job_id).await {
+        Ok(Some(bytes)) => JobState::decode(&bytes)
+            .is_ok_and(|s| s.status == crate::messages::JobStatus::Cancelled),
+        _ => false,
+    }
+}
