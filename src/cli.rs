@@ -331,12 +331,56 @@ pub(crate) struct ModelArgs {
     /// only (recognition always reads the full page). 0 keeps the profile's limit.
     #[arg(long, env = "PAGEFLEET_DET_MAX_SIDE", default_value_t = 0)]
     pub(crate) det_max_side: u32,
-    /// Most text lines per recognition batch (1 is fastest on CPUs).
-    #[arg(long, env = "PAGEFLEET_REC_BATCH", default_value_t = pagefleet_ocr_worker::engine::DEFAULT_REC_BATCH)]
-    pub(crate) rec_batch: usize,
+    /// Most text lines per recognition batch [default: 1 on CPUs, where it
+    /// is fastest; 32 on GPUs].
+    #[arg(long, env = "PAGEFLEET_REC_BATCH")]
+    pub(crate) rec_batch: Option<usize>,
     /// Most pixels of one page image; larger pages are scaled down.
     #[arg(long, env = "PAGEFLEET_MAX_PIXELS", default_value_t = pagefleet_schemas::DEFAULT_MAX_PIXELS)]
     pub(crate) max_pixels: u64,
+    /// Where the models run: cpu, or cuda (a build with `--features cuda`
+    /// and the runtime from `scripts/bootstrap --gpu`).
+    #[arg(long, env = "PAGEFLEET_EXECUTION_PROVIDER", value_enum, default_value_t = ExecutionProvider::Cpu)]
+    pub(crate) execution_provider: ExecutionProvider,
+    /// CUDA device index.
+    #[arg(long, env = "PAGEFLEET_GPU_DEVICE", default_value_t = 0)]
+    pub(crate) gpu_device: i32,
+    /// Most GPU memory one model session's arena may take, MiB (each slot
+    /// has a detection and a recognition session).
+    #[arg(long, env = "PAGEFLEET_GPU_MEM_LIMIT_MB", default_value_t = 2048)]
+    pub(crate) gpu_mem_limit_mb: usize,
+}
+
+/// Where models run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExecutionProvider {
+    /// ONNX Runtime's CPU provider.
+    Cpu,
+    /// An NVIDIA GPU through ONNX Runtime's CUDA provider.
+    Cuda,
+}
+
+impl ModelArgs {
+    /// The engine's provider from the flags.
+    pub(crate) fn provider(&self) -> pagefleet_ocr_worker::engine::Provider {
+        match self.execution_provider {
+            ExecutionProvider::Cpu => pagefleet_ocr_worker::engine::Provider::Cpu,
+            ExecutionProvider::Cuda => pagefleet_ocr_worker::engine::Provider::Cuda {
+                device: self.gpu_device,
+                memory_limit_mb: self.gpu_mem_limit_mb,
+            },
+        }
+    }
+
+    /// Lines per recognition batch: the flag, else 1 on CPUs (fastest there)
+    /// and 32 on GPUs (which want the work in large pieces).
+    pub(crate) fn rec_batch(&self) -> usize {
+        match (self.rec_batch, self.execution_provider) {
+            (Some(n), _) => n.max(1),
+            (None, ExecutionProvider::Cpu) => pagefleet_ocr_worker::engine::DEFAULT_REC_BATCH,
+            (None, ExecutionProvider::Cuda) => 32,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -424,7 +468,9 @@ pub(crate) struct IngestArgs {
     pub(crate) queue: QueueArgs,
     #[command(flatten)]
     pub(crate) intake: IntakeArgs,
-    /// Address of the HTTP API.
+    #[command(flatten)]
+    pub(crate) probes: ProbeArgs,
+    /// Address of the HTTP API (which also answers /healthz and /readyz).
     #[arg(long, env = "PAGEFLEET_HTTP_ADDR", default_value = "127.0.0.1:8000")]
     pub(crate) http_addr: std::net::SocketAddr,
     /// Model profile of jobs that name none.

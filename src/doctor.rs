@@ -136,9 +136,10 @@ fn onnx_runtime(home: &Home, args: &DoctorArgs) -> Check {
         let config = EngineConfig {
             models,
             intra_threads: 1,
+            provider: args.model.provider(),
             classify_lines: args.model.classify_lines,
             budget: PixelBudget::new(args.model.max_pixels),
-            rec_batch: args.model.rec_batch,
+            rec_batch: args.model.rec_batch(),
         };
         let mut engine = Engine::load(&home.onnxruntime(), config).map_err(|e| e.to_string())?;
         let started = std::time::Instant::now();

@@ -96,11 +96,12 @@ pub(crate) fn start_pool(home: &Home, args: &ModelArgs) -> anyhow::Result<Pool> 
     let config = EngineConfig {
         models,
         intra_threads,
+        provider: args.provider(),
         classify_lines: args.classify_lines,
         budget: PixelBudget::new(args.max_pixels),
-        rec_batch: args.rec_batch,
+        rec_batch: args.rec_batch(),
     };
-    info!(profile = %config.models.name, slots, intra_threads, "loading models");
+    info!(profile = %config.models.name, slots, intra_threads, provider = config.provider.name(), "loading models");
     let started = Instant::now();
     let pool = Pool::start(slots, slots, move |_| {
         Engine::load(&runtime, config.clone())

@@ -122,6 +122,7 @@ impl Local {
         pagefleet_schemas::topology::ensure(&js, &topology).await?;
         let store = connect::store(store_args, &data.join("objects"))?;
         let profile = model.profile.to_string();
+        let provider = model.provider().name().to_owned();
         let max_pixels = model.max_pixels;
         let model = model.clone();
         let pool_home = home.clone();
@@ -164,7 +165,7 @@ impl Local {
             in_flight: slots * 2,
             page_deadline: Duration::from_secs(300),
             max_decode_pixels: max_pixels.saturating_mul(2),
-            execution_provider: "cpu".to_owned(),
+            execution_provider: provider,
             heartbeat_interval: Duration::from_secs(5),
         };
         local.spawn(|stop| pagefleet_ocr_worker::stage::run(config, deps, stop));

@@ -219,3 +219,23 @@ fn the_main_command_takes_a_document_through_the_whole_pipeline() {
     let md = std::fs::read_to_string(out.join("welcome/combined.md")).unwrap();
     assert!(md.contains("## Welcome to pagefleet"), "{md}");
 }
+
+/// A build without the `cuda` feature asked for the GPU says so, rather than
+/// running on the CPU unnoticed.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_without_the_feature_is_a_clear_error() {
+    let out = tempfile::tempdir().unwrap();
+    let welcome = root().join("examples/welcome.pdf");
+    let run = pagefleet(&[
+        "ocr".as_ref(),
+        "--execution-provider".as_ref(),
+        "cuda".as_ref(),
+        "--out".as_ref(),
+        out.path().as_os_str(),
+        welcome.as_os_str(),
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("--features cuda"), "{stderr}");
+}

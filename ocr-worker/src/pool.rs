@@ -214,6 +214,7 @@ mod tests {
         let config = EngineConfig {
             models: ModelSet::profile(std::path::Path::new("/unused"), Profile::Fast),
             intra_threads: 1,
+            provider: crate::engine::Provider::Cpu,
             classify_lines: false,
             budget: PixelBudget::new(1_000_000),
             rec_batch: 1,

@@ -21,6 +21,7 @@ fn pool() -> Pool {
     let config = EngineConfig {
         models: ModelSet::profile(&home.join("models"), Profile::Fast),
         intra_threads: 1,
+        provider: pagefleet_ocr_worker::engine::Provider::Cpu,
         classify_lines: false,
         budget: PixelBudget::default(),
         rec_batch: DEFAULT_REC_BATCH,

@@ -27,7 +27,7 @@ use tracing::info_span;
 pub use det::{DetParams, Normalization, SideLimit, input_size};
 pub use error::{EngineError, ErrorKind};
 pub use geometry::Quad;
-pub use model::{Model, OrtModel, SessionOptions, load_runtime};
+pub use model::{Model, OrtModel, Provider, SessionOptions, load_runtime};
 pub use order::{Extent, reading_order};
 pub use profile::{ModelSet, Profile};
 pub use rec::{Decoded, Vocabulary};
@@ -39,6 +39,8 @@ pub struct EngineConfig {
     pub models: ModelSet,
     /// ONNX Runtime threads per model run.
     pub intra_threads: usize,
+    /// Where the models run.
+    pub provider: Provider,
     /// Whether to classify lines as upright or upside down (needs `models.cls`).
     pub classify_lines: bool,
     /// Largest page image processed; larger ones are scaled down first.
@@ -99,6 +101,7 @@ impl Engine {
         let env = load_runtime(runtime_library)?;
         let options = SessionOptions {
             intra_threads: config.intra_threads,
+            provider: config.provider,
         };
         let det = OrtModel::load(env, &config.models.det, options, "detect")?;
         let rec = OrtModel::load(env, &config.models.rec, options, "recognize")?;
@@ -443,6 +446,7 @@ mod tests {
         EngineConfig {
             models,
             intra_threads: 1,
+            provider: Provider::Cpu,
             classify_lines: false,
             budget: PixelBudget::new(1_000_000),
             rec_batch: DEFAULT_REC_BATCH,

@@ -52,9 +52,71 @@ pub fn load_runtime(library: &Path) -> Result<&'static ort::environment::Environ
 pub struct SessionOptions {
     /// Threads ONNX Runtime uses inside one operator.
     pub intra_threads: usize,
+    /// Where the model runs.
+    pub provider: Provider,
 }
 
-/// A model run by ONNX Runtime on the CPU.
+/// Where models run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Provider {
+    /// ONNX Runtime's CPU provider (the default).
+    #[default]
+    Cpu,
+    /// An NVIDIA GPU through ONNX Runtime's CUDA provider: needs a build with
+    /// the `cuda` feature and the GPU build of ONNX Runtime
+    /// (`scripts/bootstrap --gpu`).
+    Cuda {
+        /// CUDA device index.
+        device: i32,
+        /// Most GPU memory the session's arena may take, MiB.
+        memory_limit_mb: usize,
+    },
+}
+
+impl Provider {
+    /// `cpu` or `cuda`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Cuda { .. } => "cuda",
+        }
+    }
+}
+
+/// The CUDA provider as pagefleet runs it. Page and line images change shape
+/// with every run: cuDNN's exhaustive algorithm search would benchmark every
+/// new shape (the known slow path), so the heuristic picks instead; the arena
+/// is bounded and grows by what is asked, not by doubling.
+#[cfg(feature = "cuda")]
+fn cuda(device: i32, memory_limit_mb: usize) -> ep::ExecutionProviderDispatch {
+    use ep::{ArenaExtendStrategy, cuda::ConvAlgorithmSearch};
+    ep::CUDA::default()
+        .with_device_id(device)
+        .with_conv_algorithm_search(ConvAlgorithmSearch::Heuristic)
+        .with_memory_limit(memory_limit_mb.saturating_mul(1024 * 1024))
+        .with_arena_extend_strategy(ArenaExtendStrategy::SameAsRequested)
+        .build()
+        // No silent fall-back to the CPU: a GPU worker without a GPU fails.
+        .error_on_failure()
+}
+
+/// The execution provider of a session.
+fn provider(provider: Provider) -> Result<ep::ExecutionProviderDispatch, EngineError> {
+    match provider {
+        Provider::Cpu => Ok(ep::CPU::default().with_arena_allocator(true).build()),
+        #[cfg(feature = "cuda")]
+        Provider::Cuda {
+            device,
+            memory_limit_mb,
+        } => Ok(cuda(device, memory_limit_mb)),
+        #[cfg(not(feature = "cuda"))]
+        Provider::Cuda { .. } => Err(EngineError::Runtime(
+            "this build has no CUDA support: build with `--features cuda`".into(),
+        )),
+    }
+}
+
+/// A model run by ONNX Runtime.
 pub struct OrtModel {
     session: Session,
     run_options: Arc<RunOptions>,
@@ -94,7 +156,7 @@ impl OrtModel {
             // planned per shape and would only pile up.
             .with_memory_pattern(false)
             .map_err(model_err)?
-            .with_execution_providers([ep::CPU::default().with_arena_allocator(true).build()])
+            .with_execution_providers([provider(options.provider)?])
             .map_err(model_err)?
             .commit_from_file(path)
             .map_err(|e| EngineError::Model {
