@@ -99,7 +99,7 @@ pub(crate) async fn ocr_worker(home: &Home, args: WorkerArgs) -> anyhow::Result<
         in_flight: slots * 2,
         page_deadline: Duration::from_secs_f64(args.page_deadline.max(1.0)),
         max_decode_pixels: args.model.max_pixels.saturating_mul(2),
-        execution_provider: "cpu".to_owned(),
+        execution_provider: args.model.provider().name().to_owned(),
         heartbeat_interval: Duration::from_secs(5),
     };
     pagefleet_ocr_worker::stage::run(config, deps, shutdown_signal()).await?;
@@ -217,6 +217,13 @@ pub(crate) async fn ingest(home: &Home, args: IngestArgs) -> anyhow::Result<()> 
     )?;
     let client = connect::nats(&args.nats, "pagefleet-ingest").await?;
     let store = connect::store(&args.store, &home.data().join("objects"))?;
+    start_probes(
+        &args.probes,
+        &client,
+        &store,
+        Arc::new(AtomicBool::new(true)),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.http_addr))?;

@@ -1,0 +1,461 @@
+//! `compose.yaml`, the Dockerfile and the manifests under `deploy/` against
+//! the code: every variable they set is one the command they run reads,
+//! every port and probe path is one the stage serves, and the subjects,
+//! streams and consumers they name are the ones `schemas` defines. A rename
+//! in the code that the deployment files miss fails here.
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns fail loudly by design
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::root;
+use pagefleet_schemas::names;
+use regex::Regex;
+use serde_norway::Value;
+
+/// The `PAGEFLEET_*` variables one command reads, from its `--help`.
+fn env_of(command: &str) -> BTreeSet<String> {
+    let args: Vec<&str> = command.split(' ').chain(["--help"]).collect();
+    let output = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "pagefleet {command} --help failed");
+    let help = String::from_utf8_lossy(&output.stdout);
+    let env = Regex::new(r"\[env: ([A-Z0-9_]+)").unwrap();
+    env.captures_iter(&help).map(|c| c[1].to_owned()).collect()
+}
+
+/// Flags one command takes, from its `--help`.
+fn flags_of(command: &str) -> BTreeSet<String> {
+    let args: Vec<&str> = command.split(' ').chain(["--help"]).collect();
+    let output = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    let flag = Regex::new(r"(--[a-z0-9-]+)").unwrap();
+    flag.captures_iter(&help).map(|c| c[1].to_owned()).collect()
+}
+
+const STAGES: [&str; 4] = ["ingest", "rasterizer", "ocr-worker", "aggregator"];
+
+/// Every command and the variables it reads.
+fn commands() -> BTreeMap<&'static str, BTreeSet<String>> {
+    [
+        "ingest",
+        "rasterizer",
+        "ocr-worker",
+        "aggregator",
+        "nats setup",
+        "doctor",
+        "serve",
+        "run",
+        "ocr",
+        "submit",
+        "status",
+        "result",
+        "watch",
+    ]
+    .into_iter()
+    .map(|c| (c, env_of(c)))
+    .collect()
+}
+
+/// The OpenTelemetry variables the telemetry module honours, as it names them.
+fn otel_vars() -> BTreeSet<String> {
+    let source = std::fs::read_to_string(root().join("src/telemetry.rs")).unwrap();
+    let otel = Regex::new(r"OTEL_[A-Z_]*[A-Z]").unwrap();
+    otel.find_iter(&source)
+        .map(|m| m.as_str().to_owned())
+        .collect()
+}
+
+/// Names in `schemas` that deployment files may spell.
+fn stream_names() -> BTreeSet<String> {
+    [
+        names::DOCS_STREAM,
+        names::PAGES_STREAM,
+        names::RESULTS_STREAM,
+        names::EVENTS_STREAM,
+        names::ADVISORIES_STREAM,
+        names::BUCKET_EVENTS_STREAM,
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// Variables outside pagefleet's own that a stage reads.
+fn foreign_ok(name: &str) -> bool {
+    matches!(
+        name,
+        "RUST_LOG" | "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" | "AWS_REGION"
+    )
+}
+
+fn deploy_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = vec![root().join("compose.yaml"), root().join("Dockerfile")];
+    walk(&root().join("deploy"), &mut files);
+    files.sort();
+    files
+}
+
+/// Every YAML document of a file, merge keys applied.
+fn yaml(path: &Path) -> Vec<Value> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| {
+            let mut value = Value::deserialize(doc).unwrap();
+            value.apply_merge().unwrap();
+            value
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn every_variable_named_anywhere_is_read_by_the_code() {
+    let commands = commands();
+    let all: BTreeSet<String> = commands.values().flatten().cloned().collect();
+    let streams = stream_names();
+    let otel = otel_vars();
+    assert!(otel.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{otel:?}");
+    let pagefleet = Regex::new(r"PAGEFLEET_[A-Z0-9_]*[A-Z0-9]").unwrap();
+    let otel_re = Regex::new(r"OTEL_[A-Z_]*[A-Z]").unwrap();
+    let mut unknown = Vec::new();
+    for file in deploy_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let name = file.strip_prefix(root()).unwrap().display().to_string();
+        for m in pagefleet.find_iter(&text) {
+            let var = m.as_str();
+            if !all.contains(var) && !streams.contains(var) {
+                unknown.push(format!("{name}: {var}"));
+            }
+        }
+        for m in otel_re.find_iter(&text) {
+            if !otel.contains(m.as_str()) {
+                unknown.push(format!("{name}: {}", m.as_str()));
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "names the code does not read: {unknown:#?}"
+    );
+}
+
+#[test]
+fn compose_matches_the_code() {
+    let commands = commands();
+    let doc = &yaml(&root().join("compose.yaml"))[0];
+    let services = &doc["services"];
+    let shared: BTreeSet<String> = doc["x-pagefleet-env"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(string)
+        .collect();
+    let stage_vars: BTreeSet<String> = STAGES
+        .iter()
+        .flat_map(|s| commands[s].iter().cloned())
+        .collect();
+    for var in shared.iter().filter(|v| v.starts_with("PAGEFLEET_")) {
+        assert!(stage_vars.contains(var), "shared {var} is read by no stage");
+    }
+    for stage in STAGES {
+        let service = &services[stage];
+        assert!(service.is_mapping(), "service {stage} missing");
+        let command: Vec<String> = service["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(string)
+            .collect();
+        assert_eq!(command[0], stage, "{stage} runs `pagefleet {stage}`");
+        let flags = flags_of(stage);
+        for flag in command.iter().filter(|a| a.starts_with("--")) {
+            let flag = flag.split('=').next().unwrap();
+            assert!(flags.contains(flag), "{stage}: {flag} is not a flag of it");
+        }
+        let env: BTreeMap<String, String> = service["environment"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (string(k), string(v)))
+            .collect();
+        for var in env.keys() {
+            let read = commands[stage].contains(var)
+                || (shared.contains(var) && !var.starts_with("PAGEFLEET_"))
+                || shared.contains(var) && stage_vars.contains(var)
+                || var.starts_with("OTEL_")
+                || foreign_ok(var);
+            assert!(read, "{stage}: {var} is not read by `pagefleet {stage}`");
+        }
+        // The health check asks the port the stage serves its probes on.
+        let check = service["healthcheck"]["test"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let port = if stage == "ingest" {
+            port_of(&env["PAGEFLEET_HTTP_ADDR"])
+        } else {
+            port_of(&env["PAGEFLEET_HEALTH_ADDR"])
+        };
+        assert!(
+            check.contains(&format!(":{port}/healthz")),
+            "{stage}: health check {check} is not on port {port}"
+        );
+    }
+    // `--scale ocr-worker=N` needs no fixed name and no host port.
+    assert!(services["ocr-worker"]["container_name"].is_null());
+    assert!(services["ocr-worker"]["ports"].is_null());
+    // The ingest API is published on the port it listens on.
+    let published = string(&services["ingest"]["ports"][0]);
+    let ingest_port = port_of(&string(
+        &services["ingest"]["environment"]["PAGEFLEET_HTTP_ADDR"],
+    ));
+    assert!(
+        published.ends_with(&format!(":{ingest_port}")),
+        "{published}"
+    );
+    // MinIO notifies on the subject ingest consumes, for objects under the
+    // prefix ingest takes as input.
+    let minio = &services["minio"]["environment"];
+    assert_eq!(
+        string(&minio["MINIO_NOTIFY_NATS_SUBJECT_PRIMARY"]),
+        names::BUCKET_EVENTS_SUBJECT
+    );
+    assert_eq!(string(&minio["MINIO_NOTIFY_NATS_JETSTREAM_PRIMARY"]), "on");
+    let setup = services["minio-setup"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(string)
+        .collect::<String>();
+    let input = string(&services["ingest"]["environment"]["PAGEFLEET_INPUT_PREFIX"]);
+    assert!(setup.contains(&format!("--prefix {input}")), "{setup}");
+    let bucket = string(&doc["x-pagefleet-env"]["PAGEFLEET_STORE"]);
+    let bucket = bucket.trim_start_matches("s3://");
+    assert!(setup.contains(&format!("local/{bucket}")), "{setup}");
+    // The NATS URL's port is the server's.
+    let nats_url = string(&doc["x-pagefleet-env"]["PAGEFLEET_NATS_URL"]);
+    let nats_ports = services["nats"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(string)
+        .collect::<Vec<_>>();
+    assert!(
+        nats_ports
+            .iter()
+            .any(|p| p.ends_with(&format!(":{}", port_of(&nats_url)))),
+        "{nats_ports:?}"
+    );
+    // `nats setup` is a command.
+    let setup_command: Vec<String> = services["nats-setup"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(string)
+        .collect();
+    assert_eq!(setup_command, ["nats", "setup"]);
+}
+
+/// The containers of every manifest under `deploy/`, with their file.
+fn containers() -> Vec<(String, Value, Value)> {
+    let mut found = Vec::new();
+    for file in deploy_files() {
+        if file.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        for doc in yaml(&file) {
+            let Some(spec) = doc["spec"]["template"]["spec"].as_mapping() else {
+                continue;
+            };
+            let name = file.strip_prefix(root()).unwrap().display().to_string();
+            for c in spec
+                .get("containers")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+            {
+                found.push((name.clone(), doc.clone(), c.clone()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn kubernetes_manifests_match_the_code() {
+    let commands = commands();
+    let config = yaml(&root().join("deploy/base/configmap.yaml"))[0]["data"].clone();
+    let config: BTreeMap<String, String> = config
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (string(k), string(v)))
+        .collect();
+    let stage_vars: BTreeSet<String> = STAGES
+        .iter()
+        .flat_map(|s| commands[s].iter().cloned())
+        .collect();
+    for var in config.keys().filter(|v| v.starts_with("PAGEFLEET_")) {
+        assert!(
+            stage_vars.contains(var),
+            "configmap {var} is read by no stage"
+        );
+    }
+    let health_port = port_of(&config["PAGEFLEET_HEALTH_ADDR"]);
+    let mut seen = BTreeSet::new();
+    for (file, doc, container) in containers() {
+        // An overlay's patch names its container and leaves the rest to the base.
+        let patch = container["args"].is_null();
+        let args: Vec<String> = match container["args"].as_sequence() {
+            Some(args) => args.iter().map(string).collect(),
+            None => vec![string(&container["name"])],
+        };
+        let command = args.join(" ");
+        let command = commands
+            .keys()
+            .find(|c| command == **c || command.starts_with(&format!("{c} ")))
+            .unwrap_or_else(|| panic!("{file}: `pagefleet {command}` is no command"));
+        seen.insert(*command);
+        let env: BTreeMap<String, String> = container["env"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|e| (string(&e["name"]), string(&e["value"])))
+            .collect();
+        for var in env.keys() {
+            let read =
+                commands[command].contains(var) || var.starts_with("OTEL_") || foreign_ok(var);
+            assert!(read, "{file}: {var} is not read by `pagefleet {command}`");
+        }
+        if !STAGES.contains(command) || patch {
+            continue;
+        }
+        // Probes: /healthz and /readyz on the port the stage serves them on.
+        let ports: BTreeMap<String, u16> = container["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    string(&p["name"]),
+                    p["containerPort"].as_u64().unwrap() as u16,
+                )
+            })
+            .collect();
+        let serves = if *command == "ingest" {
+            port_of(
+                env.get("PAGEFLEET_HTTP_ADDR")
+                    .unwrap_or(&config["PAGEFLEET_HEALTH_ADDR"]),
+            )
+        } else {
+            health_port
+        };
+        for (probe, path) in [
+            ("livenessProbe", "/healthz"),
+            ("readinessProbe", "/readyz"),
+            ("startupProbe", "/healthz"),
+        ] {
+            let get = &container[probe]["httpGet"];
+            assert_eq!(string(&get["path"]), path, "{file}: {probe}");
+            let port = match &get["port"] {
+                Value::Number(n) => n.as_u64().unwrap() as u16,
+                named => ports[&string(named)],
+            };
+            assert_eq!(
+                port, serves,
+                "{file}: {probe} on port {port}, stage serves {serves}"
+            );
+        }
+        if *command == "ocr-worker" {
+            let grace = doc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+                .as_u64()
+                .unwrap();
+            let deadline: f64 = env
+                .get("PAGEFLEET_PAGE_DEADLINE")
+                .map_or(120.0, |d| d.parse().unwrap());
+            assert!(
+                grace as f64 > deadline,
+                "{file}: grace {grace} s <= page deadline"
+            );
+        }
+    }
+    for stage in STAGES.iter().chain(&["nats setup"]) {
+        assert!(seen.contains(stage), "no manifest runs `pagefleet {stage}`");
+    }
+
+    // KEDA scales the worker Deployment on its consumer of the page stream.
+    let scaled = &yaml(&root().join("deploy/base/ocr-worker-scaledobject.yaml"))[0];
+    assert_eq!(
+        string(&scaled["spec"]["scaleTargetRef"]["name"]),
+        "ocr-worker"
+    );
+    let trigger = &scaled["spec"]["triggers"][0];
+    assert_eq!(string(&trigger["type"]), "nats-jetstream");
+    let meta = &trigger["metadata"];
+    assert_eq!(string(&meta["stream"]), names::PAGES_STREAM);
+    assert_eq!(
+        string(&meta["consumer"]),
+        names::worker_consumer(&config["PAGEFLEET_PROFILE"])
+    );
+    let monitoring = port_of(&string(&meta["natsServerMonitoringEndpoint"]));
+    let values = &yaml(&root().join("deploy/nats-values.yaml"))[0];
+    assert_eq!(
+        values["config"]["monitor"]["port"].as_u64(),
+        Some(u64::from(monitoring)),
+        "KEDA reads the monitoring port NATS serves"
+    );
+    assert_eq!(
+        values["config"]["nats"]["port"].as_u64(),
+        Some(u64::from(port_of(&config["PAGEFLEET_NATS_URL"])))
+    );
+
+    // The GPU overlay asks for a provider the worker knows.
+    let gpu =
+        std::fs::read_to_string(root().join("deploy/overlays/gpu/ocr-worker-gpu.yaml")).unwrap();
+    let help = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        .args(["ocr-worker", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        gpu.contains("value: cuda") && help.contains("cuda"),
+        "{gpu}"
+    );
+}
