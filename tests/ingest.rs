@@ -105,6 +105,23 @@ async fn json(response: reqwest::Response) -> (u16, Value) {
     (status, value)
 }
 
+/// `POST /v1/jobs` with a multipart form and the token.
+async fn post_job(
+    http: &reqwest::Client,
+    base: &str,
+    form: reqwest::multipart::Form,
+) -> (u16, Value) {
+    json(
+        http.post(format!("{base}/v1/jobs"))
+            .bearer_auth(TOKEN)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
 /// Waits until a job's status is final over the HTTP API.
 async fn wait_job(http: &reqwest::Client, base: &str, job_id: &str) -> Value {
     let start = Instant::now();
@@ -205,16 +222,10 @@ async fn http_api_every_endpoint() {
     )
     .await;
     assert_eq!(code, 401, "{body}");
-    let (code, body) = json(
-        http.post(format!("{base}/v1/jobs"))
-            .bearer_auth(TOKEN)
-            .multipart(upload(
-                "report.pdf",
-                b"just some text, not a PDF at all\n".to_vec(),
-            ))
-            .send()
-            .await
-            .unwrap(),
+    let (code, body) = post_job(
+        &http,
+        &base,
+        upload("report.pdf", b"just some text, not a PDF at all\n".to_vec()),
     )
     .await;
     assert_eq!(code, 415, "{body}");
@@ -224,15 +235,16 @@ async fn http_api_every_endpoint() {
     );
     let mut big = welcome();
     big.resize(300_000, b' ');
-    let (code, body) = json(
-        http.post(format!("{base}/v1/jobs"))
-            .bearer_auth(TOKEN)
-            .multipart(upload("big.pdf", big))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let refused = http
+        .post(format!("{base}/v1/jobs"))
+        .bearer_auth(TOKEN)
+        .multipart(upload("big.pdf", big))
+        .send()
+        .await
+        .unwrap();
+    // The refused body is left unread: the connection must not be reused.
+    assert_eq!(refused.headers()["connection"], "close");
+    let (code, body) = json(refused).await;
     assert_eq!(code, 413, "{body}");
     assert!(body["error"].as_str().unwrap().contains("200000"), "{body}");
     let (code, body) = json(
@@ -245,13 +257,10 @@ async fn http_api_every_endpoint() {
     )
     .await;
     assert_eq!(code, 404, "{body}");
-    let (code, body) = json(
-        http.post(format!("{base}/v1/jobs"))
-            .bearer_auth(TOKEN)
-            .multipart(upload("welcome.pdf", welcome()).text("dpi", "9000"))
-            .send()
-            .await
-            .unwrap(),
+    let (code, body) = post_job(
+        &http,
+        &base,
+        upload("welcome.pdf", welcome()).text("dpi", "9000"),
     )
     .await;
     assert_eq!(code, 400, "{body}");
@@ -264,15 +273,7 @@ async fn http_api_every_endpoint() {
         StageProcess::spawn_with(&["rasterizer"], &nats.url, &[], &env),
         StageProcess::spawn_with(&["aggregator"], &nats.url, &[], &env),
     ];
-    let (code, accepted) = json(
-        http.post(format!("{base}/v1/jobs"))
-            .bearer_auth(TOKEN)
-            .multipart(upload("welcome.pdf", welcome()))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (code, accepted) = post_job(&http, &base, upload("welcome.pdf", welcome())).await;
     assert_eq!(code, 202, "{accepted}");
     let to_cancel = accepted["job_id"].as_str().unwrap().to_owned();
     let page_subject = names::page_subject("fast", &to_cancel, 1);
