@@ -35,6 +35,22 @@ async fn start_probes(
     Ok(())
 }
 
+/// A stage's NATS connection and store, with its probe server started when
+/// an address is configured (`ready` says when the stage is warmed up).
+async fn connect_stage(
+    home: &Home,
+    nats: &NatsArgs,
+    store: &StoreArgs,
+    probes: &ProbeArgs,
+    name: &str,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<(async_nats::Client, pagefleet_schemas::store::Store)> {
+    let client = connect::nats(nats, name).await?;
+    let store = connect::store(store, &home.data().join("objects"))?;
+    start_probes(probes, &client, &store, ready).await?;
+    Ok((client, store))
+}
+
 /// This process's name among workers: host name and process id.
 pub(crate) fn default_name(stage: &str) -> String {
     let host = std::fs::read_to_string("/etc/hostname")
@@ -50,12 +66,12 @@ pub(crate) fn default_name(stage: &str) -> String {
 
 pub(crate) async fn rasterizer(home: &Home, args: RasterizerArgs) -> anyhow::Result<()> {
     home.require([home.pdfium().as_path()])?;
-    let client = connect::nats(&args.nats, "pagefleet-rasterizer").await?;
-    let store = connect::store(&args.store, &home.data().join("objects"))?;
-    start_probes(
+    let (client, store) = connect_stage(
+        home,
+        &args.nats,
+        &args.store,
         &args.probes,
-        &client,
-        &store,
+        "pagefleet-rasterizer",
         Arc::new(AtomicBool::new(true)),
     )
     .await?;
@@ -77,10 +93,16 @@ pub(crate) async fn rasterizer(home: &Home, args: RasterizerArgs) -> anyhow::Res
 pub(crate) async fn ocr_worker(home: &Home, args: WorkerArgs) -> anyhow::Result<()> {
     // Probes first: liveness answers while the models load, readiness waits
     // for the warm-up inference.
-    let client = connect::nats(&args.nats, "pagefleet-ocr-worker").await?;
-    let store = connect::store(&args.store, &home.data().join("objects"))?;
     let ready = Arc::new(AtomicBool::new(false));
-    start_probes(&args.probes, &client, &store, Arc::clone(&ready)).await?;
+    let (client, store) = connect_stage(
+        home,
+        &args.nats,
+        &args.store,
+        &args.probes,
+        "pagefleet-ocr-worker",
+        Arc::clone(&ready),
+    )
+    .await?;
     let model = args.model.clone();
     let pool_home = home.clone();
     let pool = tokio::task::spawn_blocking(move || start_pool(&pool_home, &model)).await??;
@@ -107,12 +129,12 @@ pub(crate) async fn ocr_worker(home: &Home, args: WorkerArgs) -> anyhow::Result<
 }
 
 pub(crate) async fn aggregator(home: &Home, args: AggregatorArgs) -> anyhow::Result<()> {
-    let client = connect::nats(&args.nats, "pagefleet-aggregator").await?;
-    let store = connect::store(&args.store, &home.data().join("objects"))?;
-    start_probes(
+    let (client, store) = connect_stage(
+        home,
+        &args.nats,
+        &args.store,
         &args.probes,
-        &client,
-        &store,
+        "pagefleet-aggregator",
         Arc::new(AtomicBool::new(true)),
     )
     .await?;
@@ -215,12 +237,12 @@ pub(crate) async fn ingest(home: &Home, args: IngestArgs) -> anyhow::Result<()> 
         &args.profile,
         args.max_pixels,
     )?;
-    let client = connect::nats(&args.nats, "pagefleet-ingest").await?;
-    let store = connect::store(&args.store, &home.data().join("objects"))?;
-    start_probes(
+    let (client, store) = connect_stage(
+        home,
+        &args.nats,
+        &args.store,
         &args.probes,
-        &client,
-        &store,
+        "pagefleet-ingest",
         Arc::new(AtomicBool::new(true)),
     )
     .await?;

@@ -69,7 +69,7 @@ pub fn record_trace_id(span: &tracing::Span) {
     let context = span.context();
     let span_context = context.span().span_context().clone();
     if span_context.is_valid() {
-        span.record("trace_id", span_context.trace_id().to_string());
+        span.record("trace_id", tracing::field::display(span_context.trace_id()));
     }
 }
 
