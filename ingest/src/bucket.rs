@@ -6,7 +6,7 @@
 //! becomes one job, however often its event is repeated: the object's key and
 //! version (ETag, else sequencer) are claimed in the submissions bucket.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
@@ -267,9 +267,11 @@ pub async fn events_consumer(
 }
 
 /// Polls the input prefix every `interval` and submits each object version
-/// it has not submitted before. Its memory of what it saw is the submissions
-/// bucket, so a restarted watcher submits nothing twice; the set in memory
-/// only spares the bucket a look per object per poll.
+/// it has not submitted before, once it looks the same on two polls in a row
+/// (a file still being copied into a folder store changes between them). Its
+/// memory of what it submitted is the submissions bucket, so a restarted
+/// watcher submits nothing twice; the sets in memory only spare the bucket a
+/// look per object per poll.
 pub async fn watch(
     intake: Intake,
     config: BucketConfig,
@@ -278,6 +280,8 @@ pub async fn watch(
     shutdown: impl std::future::Future<Output = ()> + Send + Clone,
 ) {
     let mut seen: HashSet<(String, String)> = HashSet::new();
+    // What the previous poll saw, not yet submitted: key to version.
+    let mut settling: HashMap<String, String> = HashMap::new();
     let prefix = object_store::path::Path::from(config.input_prefix.trim_end_matches('/'));
     loop {
         let mut listing = store.list(Some(&prefix));
@@ -305,6 +309,11 @@ pub async fn watch(
             if seen.contains(&id) {
                 continue;
             }
+            let stable = format!("{version}/{}", meta.size);
+            if settling.insert(key.clone(), stable.clone()) != Some(stable) {
+                continue;
+            }
+            settling.remove(&key);
             match submit_object(&intake, &config, &key, meta.size, &version).await {
                 Ok(_) => {
                     seen.insert(id);
