@@ -637,13 +637,36 @@ fn nats_py(url: &str, key: &str) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// `pagefleet serve`, stopped with SIGTERM however the test ends: killed
+/// outright it could not stop the nats-server it started.
+struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_the_client_cli_and_nats_py() {
     let _serial = SERIAL.lock().await;
     let data = tempfile::tempdir().unwrap();
     let port = free_tcp_port();
     let addr = format!("127.0.0.1:{port}");
-    let mut serve = StageProcess(
+    let mut serve = Serve(
         Command::new(env!("CARGO_BIN_EXE_pagefleet"))
             .args(["serve", "--http-addr", &addr, "--slots", "1", "--data"])
             .arg(data.path())
