@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -17,7 +16,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use object_store::GetOptions;
 use pagefleet_schemas::store::Store;
 
 /// What `/readyz` checks.
@@ -36,19 +34,9 @@ impl Readiness {
         if !self.warm.load(Ordering::SeqCst) {
             failures.push("models: not warmed up yet".to_owned());
         }
-        let state = self.client.connection_state();
-        if state != async_nats::connection::State::Connected {
-            failures.push(format!("nats: {state}"));
-        }
-        // Any answer from the store, "not found" included, shows it is reachable.
-        let probe = object_store::path::Path::from("pagefleet/readiness-probe");
-        let head = GetOptions::new().with_head(true);
-        match tokio::time::timeout(Duration::from_secs(2), self.store.get_opts(&probe, head)).await
-        {
-            Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => {}
-            Ok(Err(e)) => failures.push(format!("object store: {e}")),
-            Err(_) => failures.push("object store: no answer within 2 s".to_owned()),
-        }
+        failures.extend(
+            pagefleet_schemas::health::connection_failures(&self.client, self.store.as_ref()).await,
+        );
         failures
     }
 }

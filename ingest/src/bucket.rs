@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::intake::{Intake, IntakeError};
-use crate::submit::{Document, Submitted};
+use crate::submit::Submitted;
 
 /// Where bucket-triggered documents come from and where their results go.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,9 +108,6 @@ pub struct BucketEntity {
 pub struct ObjectEntity {
     /// Its key, URL-encoded as a query string (`+` for a space).
     pub key: String,
-    /// Its size.
-    #[serde(default)]
-    pub size: u64,
     /// Its ETag.
     #[serde(rename = "eTag", default)]
     pub e_tag: String,
@@ -163,8 +160,7 @@ pub async fn handle_event(
             (etag, _) if !etag.is_empty() => etag.trim_matches('"').to_owned(),
             (_, seq) => seq.clone(),
         };
-        let submitted =
-            submit_object(intake, config, &key, record.s3.object.size, &version).await?;
+        let submitted = submit_object(intake, config, &key, &version).await?;
         triggered.push(Triggered {
             key,
             job_id: submitted.job_id,
@@ -179,18 +175,14 @@ async fn submit_object(
     intake: &Intake,
     config: &BucketConfig,
     key: &str,
-    size: u64,
     version: &str,
 ) -> Result<Submitted, IntakeError> {
     let mut options = intake.default_options();
     options.idempotency_key = Some(format!("object:{key}@{version}"));
     options.output_base = Some(config.output_base(key));
-    let document = Document::Stored {
-        key: key.to_owned(),
-        size,
-        source: config.source(key),
-    };
-    let submitted = intake.submit_stored(document, &options).await?;
+    let submitted = intake
+        .submit_stored(key.to_owned(), config.source(key), &options)
+        .await?;
     if submitted.created {
         info!(%key, job_id = %submitted.job_id, "object submitted");
     }
@@ -314,7 +306,7 @@ pub async fn watch(
                 continue;
             }
             settling.remove(&key);
-            match submit_object(&intake, &config, &key, meta.size, &version).await {
+            match submit_object(&intake, &config, &key, &version).await {
                 Ok(_) => {
                     seen.insert(id);
                 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -16,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use futures::StreamExt;
-use object_store::{GetOptions, ObjectStore};
 use pagefleet_schemas::messages::{EventKind, JobStatus, WorkerHeartbeat, now_ms};
 use pagefleet_schemas::names;
 use serde::Deserialize;
@@ -28,7 +27,7 @@ use crate::bucket::{self, BucketConfig, BucketEvent};
 use crate::intake::{DocType, Intake, IntakeError};
 use crate::jobs::{self, EventView, FORMATS, JobError};
 use crate::openapi;
-use crate::submit::{Document, SubmitOptions};
+use crate::submit::SubmitOptions;
 
 /// Settings of the HTTP API.
 #[derive(Debug, Clone)]
@@ -431,15 +430,8 @@ async fn submit_named(
     options: &SubmitOptions,
 ) -> Result<crate::submit::Submitted, IntakeError> {
     let (key, source) = stored_key(api.config.bucket.as_ref(), source, key)?;
-    let document = Document::Stored {
-        key,
-        size: 0,
-        source,
-    };
-    api.intake.submit_stored(document, options).await
+    api.intake.submit_stored(key, source, options).await
 }
-
-use axum::extract::FromRequest;
 
 /// `GET /v1/jobs/{id}`.
 async fn get_job(State(api): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -637,6 +629,16 @@ async fn ocr_sync(api: Arc<Api>, multipart: Multipart, image: bool) -> Result<Re
 /// few seconds; the bucket forgets it altogether later).
 const HEALTHY_WITHIN_MS: u64 = 15_000;
 
+/// Whether a heartbeat is recent enough to count.
+fn fresh(beat: &WorkerHeartbeat, now_ms: u64) -> bool {
+    now_ms.saturating_sub(beat.at_ms) <= HEALTHY_WITHIN_MS
+}
+
+/// Whether a worker counts as healthy: ready, and heard from recently.
+fn healthy(beat: &WorkerHeartbeat, now_ms: u64) -> bool {
+    fresh(beat, now_ms) && beat.status == "ready"
+}
+
 /// Every worker's last heartbeat.
 pub(crate) async fn heartbeats(
     js: &async_nats::jetstream::Context,
@@ -674,11 +676,16 @@ async fn workers_status(State(api): Shared) -> Result<Response, ApiError> {
     let workers: Vec<Value> = beats
         .iter()
         .map(|b| {
-            let fresh = now.saturating_sub(b.at_ms) <= HEALTHY_WITHIN_MS;
-            let healthy = fresh && b.status == "ready";
+            let status = if healthy(b, now) {
+                "healthy"
+            } else if fresh(b, now) {
+                b.status.as_str()
+            } else {
+                "stale"
+            };
             json!({
                 "name": b.name,
-                "status": if healthy { "healthy" } else if fresh { b.status.as_str() } else { "stale" },
+                "status": status,
                 "profile": b.profile,
                 "execution_provider": b.execution_provider,
                 "slots": b.slots,
@@ -707,25 +714,7 @@ async fn workers_status(State(api): Shared) -> Result<Response, ApiError> {
 
 /// What is not ready: NATS and the store.
 async fn failures(api: &Api) -> Vec<String> {
-    let mut failures = Vec::new();
-    let state = api.client.connection_state();
-    if state != async_nats::connection::State::Connected {
-        failures.push(format!("nats: {state}"));
-    }
-    // Any answer from the store, "not found" included, shows it is reachable.
-    let probe = object_store::path::Path::from("pagefleet/readiness-probe");
-    let head = GetOptions::new().with_head(true);
-    match tokio::time::timeout(
-        Duration::from_secs(2),
-        api.intake.store.get_opts(&probe, head),
-    )
-    .await
-    {
-        Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => {}
-        Ok(Err(e)) => failures.push(format!("object store: {e}")),
-        Err(_) => failures.push("object store: no answer within 2 s".to_owned()),
-    }
-    failures
+    pagefleet_schemas::health::connection_failures(&api.client, api.intake.store.as_ref()).await
 }
 
 /// `GET /readyz`.
@@ -747,10 +736,7 @@ async fn health(State(api): Shared) -> Response {
     let failures = failures(&api).await;
     let workers = heartbeats(&api.intake.js).await.unwrap_or_default();
     let now = now_ms();
-    let healthy = workers
-        .iter()
-        .filter(|b| b.status == "ready" && now.saturating_sub(b.at_ms) <= HEALTHY_WITHIN_MS)
-        .count();
+    let healthy = workers.iter().filter(|b| healthy(b, now)).count();
     let status = if failures.is_empty() {
         StatusCode::OK
     } else {

@@ -234,16 +234,14 @@ impl Intake {
         Ok((submitted, kind))
     }
 
-    /// Checks an object of the store (its size, and its type from its first
-    /// bytes) and submits it in place.
+    /// Checks the object `key` of the store (its size, and its type from its
+    /// first bytes) and submits it in place; `source` says where it came from.
     pub async fn submit_stored(
         &self,
-        document: Document,
+        key: String,
+        source: String,
         options: &SubmitOptions,
     ) -> Result<Submitted, IntakeError> {
-        let Document::Stored { key, source, .. } = document else {
-            return Err(IntakeError::BadRequest("not a stored document".into()));
-        };
         let path = object_store::path::Path::from(key.as_str());
         let head = GetOptions {
             range: Some(GetRange::Bounded(0..1024)),

@@ -21,7 +21,6 @@ use crate::bucket::BucketConfig;
 use crate::http::{options_for, stored_key};
 use crate::intake::{Intake, IntakeError};
 use crate::jobs::{self, JobError};
-use crate::submit::Document;
 
 #[derive(Debug, Deserialize)]
 struct SubmitRequest {
@@ -132,13 +131,8 @@ async fn handle_submit(
     .map_err(refusal_of)?;
     let (key, source) =
         stored_key(bucket, req.source.as_deref(), req.key.as_deref()).map_err(refusal_of)?;
-    let document = Document::Stored {
-        key,
-        size: 0,
-        source,
-    };
     let submitted = intake
-        .submit_stored(document, &options)
+        .submit_stored(key, source, &options)
         .await
         .map_err(refusal_of)?;
     Ok(json!({

@@ -14,6 +14,7 @@
 
 mod budget;
 pub mod bus;
+pub mod health;
 pub mod messages;
 pub mod names;
 mod page;
