@@ -142,17 +142,10 @@ async fn follow(api: &Api, job_id: &str) -> anyhow::Result<Value> {
         let failed = job["progress"]["pages_failed"].as_u64().unwrap_or(0);
         let total = job["progress"]["total_pages"].as_u64();
         let line = match total {
-            Some(total) => {
-                const WIDTH: u64 = 30;
-                let filled = (WIDTH * (done + failed)).checked_div(total).unwrap_or(0);
-                let bar: String = (0..WIDTH)
-                    .map(|i| if i < filled { '#' } else { '-' })
-                    .collect();
-                format!(
-                    "[{bar}] {}/{total} pages, {failed} failed, {status}",
-                    done + failed
-                )
-            }
+            Some(total) => format!(
+                "{}, {status}",
+                crate::run::progress_line(done, failed, total)
+            ),
             None => format!("{status}, waiting for the page count"),
         };
         if line != last {

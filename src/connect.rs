@@ -74,14 +74,19 @@ pub(crate) async fn nats_once(args: &NatsArgs) -> anyhow::Result<async_nats::Cli
         .with_context(|| format!("cannot connect to NATS at {}", args.url))
 }
 
+/// Bucket and prefix of an `s3://bucket[/prefix]` store location.
+pub(crate) fn s3_location(location: &str) -> Option<(&str, &str)> {
+    let rest = location.strip_prefix("s3://")?;
+    Some(rest.split_once('/').unwrap_or((rest, "")))
+}
+
 /// Opens the object store: S3 for `s3://` locations, else a local folder.
 pub(crate) fn store(args: &StoreArgs, default_dir: &Path) -> anyhow::Result<Store> {
     let location = args
         .location
         .clone()
         .unwrap_or_else(|| default_dir.display().to_string());
-    if let Some(rest) = location.strip_prefix("s3://") {
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if let Some((bucket, prefix)) = s3_location(&location) {
         if bucket.is_empty() {
             bail!("store {location:?} names no bucket");
         }

@@ -286,6 +286,16 @@ async fn submit_and_follow(
     Ok(all_ok)
 }
 
+/// `[####------] 4/10 pages, 1 failed`: a bar of pages done or failed.
+pub(crate) fn progress_line(done: u64, failed: u64, total: u64) -> String {
+    const WIDTH: u64 = 30;
+    let filled = (WIDTH * (done + failed)).checked_div(total).unwrap_or(0);
+    let bar: String = (0..WIDTH)
+        .map(|i| if i < filled { '#' } else { '-' })
+        .collect();
+    format!("[{bar}] {}/{total} pages, {failed} failed", done + failed)
+}
+
 /// A one-line progress bar on standard error when it is a terminal; log lines
 /// are written instead otherwise.
 struct ProgressBar {
@@ -315,14 +325,9 @@ impl ProgressBar {
         let (done, failed, total) = jobs.values().fold((0, 0, 0), |(d, f, t), &(jd, jf, jt)| {
             (d + jd, f + jf, t + jt)
         });
-        const WIDTH: u32 = 30;
-        let filled = (WIDTH * (done + failed)).checked_div(total).unwrap_or(0);
-        let bar: String = (0..WIDTH)
-            .map(|i| if i < filled { '#' } else { '-' })
-            .collect();
         eprint!(
-            "\r[{bar}] {}/{total} pages, {failed} failed, {}/{} documents ",
-            done + failed,
+            "\r{}, {}/{} documents ",
+            progress_line(done.into(), failed.into(), total.into()),
             self.finished,
             self.documents
         );

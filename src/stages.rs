@@ -175,13 +175,8 @@ pub(crate) fn ingest_config(
              set --api-token (PAGEFLEET_API_TOKEN), or pass --insecure-no-auth to allow it"
         );
     }
-    let (bucket, store_prefix) = match store
-        .location
-        .as_deref()
-        .and_then(|l| l.strip_prefix("s3://"))
-    {
-        Some(rest) => {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let (bucket, store_prefix) = match store.location.as_deref().and_then(connect::s3_location) {
+        Some((bucket, prefix)) => {
             let prefix = prefix.trim_matches('/');
             let prefix = if prefix.is_empty() {
                 String::new()

@@ -258,17 +258,7 @@ async fn record(
         .map_err(|e| e.to_string())?;
     }
     let state = update(kv, job_id, |state| apply(state, result)).await?;
-    let (done, failed) = state.counts();
-    let event = JobEvent {
-        v: SCHEMA_VERSION,
-        job_id: job_id.to_owned(),
-        kind: EventKind::Progress,
-        total_pages: state.manifest.as_ref().map(|m| m.total_pages),
-        pages_done: done,
-        pages_failed: failed,
-        status: state.status,
-        at_ms: now_ms(),
-    };
+    let event = JobEvent::of_state(&state, EventKind::Progress, state.status, now_ms());
     let _ = deps
         .js
         .publish(
@@ -407,17 +397,7 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Stri
         metrics::histogram!("pagefleet_job_duration_seconds", "status" => status)
             .record(end_ms.saturating_sub(start_ms) as f64 / 1000.0);
     }
-    let (done, failed) = state.counts();
-    let event = JobEvent {
-        v: SCHEMA_VERSION,
-        job_id: job_id.clone(),
-        kind: EventKind::Completed,
-        total_pages: state.manifest.as_ref().map(|m| m.total_pages),
-        pages_done: done,
-        pages_failed: failed,
-        status: state.final_status(),
-        at_ms: end_ms,
-    };
+    let event = JobEvent::of_state(&state, EventKind::Completed, state.final_status(), end_ms);
     publish_acked(
         &deps.js,
         names::event_subject(&job_id, EventKind::Completed.token()),

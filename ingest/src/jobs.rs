@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use pagefleet_schemas::bus::publish_acked;
-use pagefleet_schemas::messages::{
-    EventKind, JobEvent, JobState, JobStatus, Message, SCHEMA_VERSION, now_ms,
-};
+use pagefleet_schemas::messages::{EventKind, JobEvent, JobState, JobStatus, Message, now_ms};
 use pagefleet_schemas::names;
 use pagefleet_schemas::state;
 use pagefleet_schemas::store::{self, Store, StoreError};
@@ -242,17 +240,7 @@ pub async fn cancel(js: &jetstream::Context, job_id: &str) -> Result<JobState, J
         let stream = js.get_stream(stream).await.map_err(unavailable)?;
         stream.purge().filter(filter).await.map_err(unavailable)?;
     }
-    let (done, failed) = state.counts();
-    let event = JobEvent {
-        v: SCHEMA_VERSION,
-        job_id: job_id.to_owned(),
-        kind: EventKind::Completed,
-        total_pages: state.manifest.as_ref().map(|m| m.total_pages),
-        pages_done: done,
-        pages_failed: failed,
-        status: JobStatus::Cancelled,
-        at_ms: now_ms(),
-    };
+    let event = JobEvent::of_state(&state, EventKind::Completed, JobStatus::Cancelled, now_ms());
     publish_acked(
         js,
         names::event_subject(job_id, EventKind::Completed.token()),

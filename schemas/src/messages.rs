@@ -354,6 +354,23 @@ pub struct JobEvent {
     pub at_ms: u64,
 }
 
+impl JobEvent {
+    /// An event of `kind` saying where `state` stands, with `status`.
+    pub fn of_state(state: &JobState, kind: EventKind, status: JobStatus, at_ms: u64) -> Self {
+        let (pages_done, pages_failed) = state.counts();
+        Self {
+            v: SCHEMA_VERSION,
+            job_id: state.job_id.clone(),
+            kind,
+            total_pages: state.manifest.as_ref().map(|m| m.total_pages),
+            pages_done,
+            pages_failed,
+            status,
+            at_ms,
+        }
+    }
+}
+
 /// What the aggregator records of one page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PageRecord {
