@@ -1,9 +1,13 @@
 //! A finished job's outputs: combined text, markdown and JSON with metrics.
+//!
+//! The engine lays out each page (blocks, their kinds, reading order); here,
+//! with every page of the document at hand, running headers and footers are
+//! found, and the markdown is written block by block.
 
 use std::collections::BTreeMap;
 
 use pagefleet_schemas::messages::{JobState, JobStatus, PageResult};
-use pagefleet_schemas::{OcrLine, PageOcr};
+use pagefleet_schemas::{Block, BlockKind, OcrLine, PageOcr};
 use serde::{Deserialize, Serialize};
 
 /// Pages, time and errors of one worker within a job.
@@ -140,6 +144,7 @@ pub fn build(state: &JobState, results: &BTreeMap<u32, PageResult>, end_ms: u64)
             ocr: if record.ok { ocr } else { None },
         });
     }
+    mark_running_lines(pages.iter_mut().filter_map(|p| p.ocr.as_mut()).collect());
     let (ok, failed) = state.counts();
     let size = manifest.as_ref().map_or(0, |m| m.file_size_bytes);
     let metrics = JobMetrics {
@@ -217,41 +222,223 @@ pub fn markdown(report: &JobReport) -> String {
     out
 }
 
-fn line_height(l: &OcrLine) -> f32 {
-    let [tl, tr, br, bl] = l.polygon;
-    let d = |a: [f32; 2], b: [f32; 2]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
-    d(tl, bl).max(d(tr, br))
+/// Blocks within this share of the page height from its top or bottom edge
+/// can be running headers or footers.
+const RUNNING_MARGIN: f32 = 0.12;
+/// Running lines of different pages sit within this share of the page height
+/// of each other.
+const RUNNING_SLACK: f32 = 0.03;
+
+/// Marks as header or footer each short block near the top or bottom of its
+/// page that is a page number, or that recurs at the same place on at least
+/// half the pages (two at least), digits aside ("Chapter 3 · 41").
+fn mark_running_lines(mut pages: Vec<&mut PageOcr>) {
+    // (page, block, top?, position, key) of every candidate.
+    let mut candidates = Vec::new();
+    for (p, ocr) in pages.iter().enumerate() {
+        let height = ocr.height.max(1) as f32;
+        for block in Block::of_lines(&ocr.lines) {
+            let lines = &ocr.lines[block.first_line as usize..][..block.line_count as usize];
+            if lines.len() > 2 || block.kind == BlockKind::Table {
+                continue;
+            }
+            let (top, bottom) = (block.bbox[1] / height, block.bbox[3] / height);
+            let at_top = bottom <= RUNNING_MARGIN;
+            if !at_top && top < 1.0 - RUNNING_MARGIN {
+                continue;
+            }
+            let text: String = lines.iter().map(|l| l.text.as_str()).collect();
+            let key: String = text
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .map(|c| {
+                    if c.is_ascii_digit() {
+                        '#'
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect();
+            let place = (top + bottom) / 2.0;
+            candidates.push((p, block.id, at_top, place, key));
+        }
+    }
+    let needed = pages.len().div_ceil(2).max(2);
+    let mut marks: Vec<(usize, u32, BlockKind)> = Vec::new();
+    for (p, id, at_top, place, key) in &candidates {
+        let mut on_pages: Vec<usize> = candidates
+            .iter()
+            .filter(|(_, _, t, q, k)| t == at_top && k == key && (q - place).abs() <= RUNNING_SLACK)
+            .map(|c| c.0)
+            .collect();
+        on_pages.dedup();
+        if on_pages.len() >= needed || page_number(key) {
+            let kind = if *at_top {
+                BlockKind::Header
+            } else {
+                BlockKind::Footer
+            };
+            marks.push((*p, *id, kind));
+        }
+    }
+    for (p, id, kind) in marks {
+        let ocr = &mut pages[p];
+        for line in ocr.lines.iter_mut().filter(|l| l.block == id) {
+            line.block_kind = kind;
+        }
+        for block in ocr.blocks.iter_mut().filter(|b| b.id == id) {
+            block.kind = kind;
+        }
+    }
 }
 
-/// A line this much taller than the page's median line is a heading.
-const HEADING_RATIO: f32 = 1.4;
-/// A vertical gap this many median line heights ends a paragraph.
-const PARAGRAPH_GAP: f32 = 0.9;
+/// Whether a normalised line (digits as `#`) is only a page number:
+/// `#`, `-#-`, `page#`, `#/#`, `pagesof#`, or a roman numeral.
+fn page_number(key: &str) -> bool {
+    let rest = key.strip_prefix("page").unwrap_or(key);
+    let numeric = rest.contains('#')
+        && rest
+            .chars()
+            .all(|c| c == '#' || "-–—/|.()[]".contains(c) || "of".contains(c));
+    let roman = !key.is_empty() && key.len() <= 6 && key.chars().all(|c| "ivxlc".contains(c));
+    numeric || roman
+}
 
+/// Markdown of one page, block by block: headings by their height against
+/// the page's text, paragraphs with words hyphenated across a line end
+/// joined, list items as a list, tables as tables, captions in italics.
+/// Running headers and footers are left out.
 fn page_markdown(lines: &[OcrLine]) -> String {
-    let mut heights: Vec<f32> = lines.iter().map(line_height).collect();
+    let mut heights: Vec<f32> = lines.iter().map(OcrLine::height).collect();
     heights.sort_by(f32::total_cmp);
     let median = heights.get(heights.len() / 2).copied().unwrap_or(0.0);
     let mut out = String::new();
-    let is_heading = |l: &OcrLine| {
-        median > 0.0 && line_height(l) >= HEADING_RATIO * median && l.text.chars().count() < 120
-    };
-    let mut prev: Option<&OcrLine> = None;
-    for line in lines {
-        let heading = is_heading(line);
+    let mut prev: Option<BlockKind> = None;
+    for block in Block::of_lines(lines) {
+        let members = &lines[block.first_line as usize..][..block.line_count as usize];
+        let text = match block.kind {
+            BlockKind::Header | BlockKind::Footer => continue,
+            BlockKind::Heading => {
+                let mut h: Vec<f32> = members.iter().map(OcrLine::height).collect();
+                h.sort_by(f32::total_cmp);
+                let ratio = h[h.len() / 2] / median.max(1.0);
+                let level = if ratio >= 2.0 {
+                    "#"
+                } else if ratio >= 1.3 {
+                    "##"
+                } else {
+                    "###"
+                };
+                format!("{level} {}", join_words(members, " "))
+            }
+            BlockKind::List => list_item(&join_words(members, " ")),
+            BlockKind::Table => table(members),
+            BlockKind::Caption => format!("*{}*", join_words(members, " ").replace('*', "\\*")),
+            BlockKind::Text => join_words(members, "\n"),
+        };
         if let Some(p) = prev {
-            let gap = line.polygon[0][1] - p.polygon[3][1];
-            let new_block =
-                heading || is_heading(p) || p.column != line.column || gap > PARAGRAPH_GAP * median;
-            out.push_str(if new_block { "\n\n" } else { "\n" });
+            let tight = p == BlockKind::List && block.kind == BlockKind::List;
+            out.push_str(if tight { "\n" } else { "\n\n" });
         }
-        if heading {
-            out.push_str("## ");
-        }
-        out.push_str(&escape_markdown(&line.text));
-        prev = Some(line);
+        out.push_str(&text);
+        prev = Some(block.kind);
     }
     out.push('\n');
+    out
+}
+
+/// The lines' text separated by `sep`, each escaped, with a word hyphenated
+/// across a line end joined on the first line.
+fn join_words(lines: &[OcrLine], sep: &str) -> String {
+    let mut out = String::new();
+    let mut carry = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let mut text = line.text.as_str();
+        if !carry.is_empty() {
+            // The rest of the word hyphenated at the end of the line before.
+            let end = text.find(char::is_whitespace).unwrap_or(text.len());
+            out.push_str(&text[..end]);
+            text = text[end..].trim_start();
+            carry.clear();
+        }
+        if !text.is_empty() {
+            if !out.is_empty() {
+                out.push_str(sep);
+            }
+            out.push_str(&escape_markdown(text));
+        }
+        let next_starts_lower = lines
+            .get(i + 1)
+            .and_then(|n| n.text.chars().next())
+            .is_some_and(char::is_lowercase);
+        if next_starts_lower && hyphenated(&out) {
+            out.pop();
+            carry.push('-');
+        }
+    }
+    out
+}
+
+/// Whether text ends in a word broken by a hyphen (`exam-`), not in a dash.
+fn hyphenated(text: &str) -> bool {
+    let mut rev = text.chars().rev();
+    rev.next() == Some('-') && rev.next().is_some_and(char::is_alphabetic)
+}
+
+/// A list item: a bullet becomes markdown's `-`, `1.` and `1)` stay (an
+/// ordered list), other markers (`(a)`) follow a `-`.
+fn list_item(text: &str) -> String {
+    let mut chars = text.chars();
+    let digits = text.chars().take_while(char::is_ascii_digit).count();
+    match chars.next() {
+        Some(c) if "•·▪◦‣●○■□►▸✓–—*-".contains(c) || c == '\\' => {
+            let rest = chars.as_str().trim_start_matches(['-', '*']).trim_start();
+            format!("- {rest}")
+        }
+        _ if digits > 0 && text[digits..].starts_with(['.', ')']) => text.to_owned(),
+        _ => format!("- {text}"),
+    }
+}
+
+/// A markdown table: the first row as its header, cells of several lines
+/// joined with spaces.
+fn table(lines: &[OcrLine]) -> String {
+    let rows = lines
+        .iter()
+        .filter_map(|l| l.cell)
+        .map(|c| c.row + 1)
+        .max()
+        .unwrap_or(0) as usize;
+    let cols = lines
+        .iter()
+        .filter_map(|l| l.cell)
+        .map(|c| c.col + 1)
+        .max()
+        .unwrap_or(0) as usize;
+    let mut cells = vec![vec![String::new(); cols]; rows];
+    for line in lines {
+        if let Some(c) = line.cell {
+            let cell = &mut cells[c.row as usize][c.col as usize];
+            if !cell.is_empty() {
+                cell.push(' ');
+            }
+            cell.push_str(&line.text.replace('|', "\\|"));
+        }
+    }
+    let mut out = String::new();
+    for (r, row) in cells.iter().enumerate() {
+        out.push('|');
+        for cell in row {
+            out.push_str(&format!(" {cell} |"));
+        }
+        if r == 0 {
+            out.push_str("\n|");
+            out.push_str(&" --- |".repeat(cols));
+        }
+        if r + 1 < rows {
+            out.push('\n');
+        }
+    }
     out
 }
 
@@ -266,28 +453,106 @@ fn escape_markdown(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pagefleet_schemas::{StepTimings, TableCell, TextCounts};
 
-    fn line(text: &str, y: f32, h: f32) -> OcrLine {
+    fn line(text: &str, block: u32, kind: BlockKind, y: f32, h: f32) -> OcrLine {
         OcrLine {
             text: text.into(),
             confidence: 0.9,
             polygon: [[0.0, y], [100.0, y], [100.0, y + h], [0.0, y + h]],
             column: 0,
+            block,
+            block_kind: kind,
+            cell: None,
+        }
+    }
+
+    fn page(lines: Vec<OcrLine>) -> PageOcr {
+        PageOcr {
+            width: 1000,
+            height: 1000,
+            rotation: 0,
+            blocks: Block::of_lines(&lines),
+            lines,
+            counts: TextCounts::default(),
+            avg_confidence: 0.9,
+            timings: StepTimings::default(),
         }
     }
 
     #[test]
-    fn markdown_finds_headings_and_paragraphs() {
-        let lines = vec![
-            line("Title", 0.0, 40.0),
-            line("first line", 60.0, 20.0),
-            line("second line", 82.0, 20.0),
-            line("# not a heading", 140.0, 20.0),
+    fn markdown_is_written_block_by_block() {
+        use BlockKind::*;
+        let mut cells = vec![
+            line("name", 4, Table, 300.0, 20.0),
+            line("value", 4, Table, 300.0, 20.0),
+            line("a|b", 4, Table, 330.0, 20.0),
+            line("1", 4, Table, 330.0, 20.0),
         ];
+        for (k, l) in cells.iter_mut().enumerate() {
+            l.cell = Some(TableCell {
+                row: k as u32 / 2,
+                col: k as u32 % 2,
+            });
+        }
+        let mut lines = vec![
+            line("Running title", 0, Header, 0.0, 20.0),
+            line("Title", 1, Heading, 60.0, 40.0),
+            line("first line of an exam-", 2, Text, 120.0, 20.0),
+            line("ple, and more", 2, Text, 142.0, 20.0),
+            line("# not a heading", 2, Text, 164.0, 20.0),
+            line("• one", 3, List, 200.0, 20.0),
+        ];
+        lines.push(line("2. two", 5, List, 222.0, 20.0));
+        lines.splice(6..6, cells);
+        lines.push(line("Figure 1: a *plot*", 6, Caption, 400.0, 20.0));
+        lines.push(line("12", 7, Footer, 980.0, 20.0));
         let md = page_markdown(&lines);
         assert_eq!(
             md,
-            "## Title\n\nfirst line\nsecond line\n\n\\# not a heading\n"
+            "# Title\n\nfirst line of an example,\nand more\n\\# not a heading\n\n- one\n\n\
+             | name | value |\n| --- | --- |\n| a\\|b | 1 |\n\n2. two\n\n*Figure 1: a \\*plot\\**\n"
         );
+    }
+
+    #[test]
+    fn running_lines_and_page_numbers_are_found() {
+        let pages: Vec<PageOcr> = (1..=4)
+            .map(|n| {
+                page(vec![
+                    line(
+                        &format!("Chapter 2 · {}", 40 + n),
+                        0,
+                        BlockKind::Text,
+                        10.0,
+                        20.0,
+                    ),
+                    line("Body text of the page.", 1, BlockKind::Text, 300.0, 20.0),
+                    line(
+                        "Short line near the bottom",
+                        2,
+                        BlockKind::Text,
+                        900.0,
+                        20.0,
+                    ),
+                    line(&format!("- {n} -"), 3, BlockKind::Text, 960.0, 20.0),
+                ])
+            })
+            .collect();
+        let mut pages = pages;
+        // A line near the bottom of one page only is not a footer.
+        pages[1].lines[2].text = "Something else".into();
+        pages[2].lines[2].text = "Another thing".into();
+        pages[3].lines[2].text = "A last thing".into();
+        mark_running_lines(pages.iter_mut().collect());
+        for p in &pages {
+            let kinds: Vec<BlockKind> = p.lines.iter().map(|l| l.block_kind).collect();
+            use BlockKind::*;
+            assert_eq!(kinds, vec![Header, Text, Text, Footer]);
+            assert_eq!(p.blocks[0].kind, Header);
+        }
+        assert!(page_number("page#"));
+        assert!(page_number("xiv"));
+        assert!(!page_number("contents"));
     }
 }

@@ -26,4 +26,6 @@ pub mod trace;
 pub use budget::{
     BudgetError, DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, PixelBudget, ScaledSize,
 };
-pub use page::{OcrLine, PageOcr, StepTimings, TextCounts};
+pub use page::{
+    Block, BlockKind, OcrLine, PageOcr, StepTimings, TableCell, TableShape, TextCounts,
+};

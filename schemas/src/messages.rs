@@ -493,7 +493,11 @@ mod tests {
                     confidence: 0.9,
                     polygon: [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]],
                     column: 0,
+                    block: 0,
+                    block_kind: crate::BlockKind::Heading,
+                    cell: None,
                 }],
+                blocks: Vec::new(),
                 counts: TextCounts {
                     lines: 1,
                     words: 1,

@@ -15,6 +15,147 @@ pub struct OcrLine {
     /// Column the line was read in (0 for single-column text and for lines that
     /// span columns).
     pub column: u32,
+    /// The block (paragraph, heading, list item, table, ...) the line belongs
+    /// to: an index into [`PageOcr::blocks`]. Blocks are numbered in reading
+    /// order and a block's lines are consecutive.
+    #[serde(default)]
+    pub block: u32,
+    /// The kind of that block, repeated here for readers of single lines.
+    #[serde(default)]
+    pub block_kind: BlockKind,
+    /// The table cell the line lies in, for lines of a `table` block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<TableCell>,
+}
+
+/// What a block of lines is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockKind {
+    /// A paragraph of running text.
+    #[default]
+    Text,
+    /// A heading: taller than the page's text, or a numbered title on its own.
+    Heading,
+    /// One item of a list (it starts with a bullet or a number).
+    List,
+    /// A table: cells in aligned rows and columns, read row by row.
+    Table,
+    /// A figure's or table's caption (`Figure 3: ...`).
+    Caption,
+    /// A running header: repeated at the top of most pages, or a page number.
+    Header,
+    /// A running footer: repeated at the bottom of most pages, or a page number.
+    Footer,
+}
+
+impl BlockKind {
+    /// The name used in JSON and in the other outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Heading => "heading",
+            Self::List => "list",
+            Self::Table => "table",
+            Self::Caption => "caption",
+            Self::Header => "header",
+            Self::Footer => "footer",
+        }
+    }
+}
+
+/// Where a line of a table lies, counted from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCell {
+    /// Row, top to bottom.
+    pub row: u32,
+    /// Column, left to right.
+    pub col: u32,
+}
+
+/// A block of consecutive lines of one page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Block {
+    /// Its number: the `block` of its lines.
+    pub id: u32,
+    /// What it is.
+    pub kind: BlockKind,
+    /// Axis-aligned bounds of its lines: left, top, right, bottom.
+    pub bbox: [f32; 4],
+    /// Column it was read in, as for its lines.
+    pub column: u32,
+    /// Its lines: `lines[first..first + count]` of the page.
+    pub first_line: u32,
+    /// How many lines it has.
+    pub line_count: u32,
+    /// Rows and columns, for a table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableShape>,
+}
+
+/// The size of a table block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableShape {
+    /// Rows.
+    pub rows: u32,
+    /// Columns.
+    pub cols: u32,
+}
+
+impl Block {
+    /// The blocks of `lines`, which must be in reading order with each block's
+    /// lines consecutive (as the engine produces them).
+    pub fn of_lines(lines: &[OcrLine]) -> Vec<Block> {
+        let mut blocks: Vec<Block> = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            let (x0, y0, x1, y1) = line.bounds();
+            match blocks.last_mut() {
+                Some(b) if b.id == line.block => {
+                    b.bbox = [
+                        b.bbox[0].min(x0),
+                        b.bbox[1].min(y0),
+                        b.bbox[2].max(x1),
+                        b.bbox[3].max(y1),
+                    ];
+                    b.line_count += 1;
+                    if let (Some(shape), Some(cell)) = (b.table.as_mut(), line.cell) {
+                        shape.rows = shape.rows.max(cell.row + 1);
+                        shape.cols = shape.cols.max(cell.col + 1);
+                    }
+                }
+                _ => blocks.push(Block {
+                    id: line.block,
+                    kind: line.block_kind,
+                    bbox: [x0, y0, x1, y1],
+                    column: line.column,
+                    first_line: i as u32,
+                    line_count: 1,
+                    table: line.cell.map(|c| TableShape {
+                        rows: c.row + 1,
+                        cols: c.col + 1,
+                    }),
+                }),
+            }
+        }
+        blocks
+    }
+}
+
+impl OcrLine {
+    /// Axis-aligned bounds of the polygon: (left, top, right, bottom).
+    pub fn bounds(&self) -> (f32, f32, f32, f32) {
+        self.polygon.iter().fold(
+            (f32::MAX, f32::MAX, f32::MIN, f32::MIN),
+            |(x0, y0, x1, y1), p| (x0.min(p[0]), y0.min(p[1]), x1.max(p[0]), y1.max(p[1])),
+        )
+    }
+
+    /// Height of the line: the longer of its left and right sides.
+    pub fn height(&self) -> f32 {
+        let [tl, tr, br, bl] = self.polygon;
+        let d = |a: [f32; 2], b: [f32; 2]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
+        d(tl, bl).max(d(tr, br))
+    }
 }
 
 /// Word, character and line counts of a text.
@@ -54,6 +195,9 @@ pub struct StepTimings {
     pub classify_ms: f64,
     /// Text recognition and decoding.
     pub recognize_ms: f64,
+    /// Page segmentation: blocks and reading order.
+    #[serde(default)]
+    pub layout_ms: f64,
     /// The whole page.
     pub total_ms: f64,
 }
@@ -71,6 +215,9 @@ pub struct PageOcr {
     pub rotation: u16,
     /// Lines in reading order.
     pub lines: Vec<OcrLine>,
+    /// The lines' blocks in reading order ([`Block::of_lines`]).
+    #[serde(default)]
+    pub blocks: Vec<Block>,
     /// Counts over `lines`.
     pub counts: TextCounts,
     /// Mean line confidence (0 when there is no line).

@@ -42,3 +42,16 @@ impl Model for SaysAb {
         Ok(out.into_dyn())
     }
 }
+
+/// Classification double: every line reads upside down.
+pub(crate) struct AllUpsideDown;
+impl Model for AllUpsideDown {
+    fn input_shape(&self) -> [Option<usize>; 3] {
+        [Some(3), Some(48), Some(192)]
+    }
+    fn run(&mut self, input: &Array4<f32>) -> Result<ArrayD<f32>, EngineError> {
+        let n = input.dim().0;
+        let out = ndarray::Array2::from_shape_fn((n, 2), |(_, c)| if c == 1 { 0.97 } else { 0.03 });
+        Ok(out.into_dyn())
+    }
+}

@@ -1,5 +1,5 @@
 //! The OCR engine: detection, optional 180° line classification, recognition
-//! and reading order for one page at a time.
+//! and page layout (blocks and reading order) for one page at a time.
 //!
 //! One [`Engine`] owns one ONNX Runtime session per model and is one inference
 //! slot: `Session::run` takes `&mut`, so parallel pages need one engine each.
@@ -10,8 +10,9 @@ mod det;
 pub(crate) mod doubles;
 mod error;
 mod geometry;
+mod kinds;
+mod layout;
 mod model;
-mod order;
 mod profile;
 mod rec;
 
@@ -21,14 +22,15 @@ use std::time::Instant;
 use image::RgbImage;
 use image::imageops::{FilterType, resize};
 use ndarray::{Axis, Ix2, Ix3};
-use pagefleet_schemas::{OcrLine, PageOcr, PixelBudget, StepTimings, TextCounts};
+use pagefleet_schemas::{Block, OcrLine, PageOcr, PixelBudget, StepTimings, TextCounts};
 use tracing::info_span;
 
 pub use det::{DetParams, Normalization, SideLimit, input_size};
 pub use error::{EngineError, ErrorKind};
 pub use geometry::Quad;
+pub use kinds::refine_kinds;
+pub use layout::{Extent, Placed, layout};
 pub use model::{Model, OrtModel, Provider, SessionOptions, load_runtime};
-pub use order::{Extent, reading_order};
 pub use profile::{ModelSet, Profile};
 pub use rec::{Decoded, Vocabulary};
 
@@ -193,7 +195,11 @@ impl Engine {
         timings.detect_ms = ms(t);
 
         let t = Instant::now();
-        let mut crops = info_span!("crop").in_scope(|| crops_in_reading_order(page, &detections));
+        let mut placed = info_span!("layout").in_scope(|| lay_out(&detections));
+        timings.layout_ms = ms(t);
+
+        let t = Instant::now();
+        let mut crops = info_span!("crop").in_scope(|| crop_lines(page, &detections, &placed));
         timings.crop_ms = ms(t);
 
         let mut rotation = 0;
@@ -208,7 +214,10 @@ impl Engine {
                 rotation = 180;
                 turned = image::imageops::rotate180(page);
                 detections = self.detect(&turned)?;
-                crops = crops_in_reading_order(&turned, &detections);
+                let t = Instant::now();
+                placed = lay_out(&detections);
+                timings.layout_ms += ms(t);
+                crops = crop_lines(&turned, &detections, &placed);
             } else {
                 for ((_, _, img), &p) in crops.iter_mut().zip(&upside_down) {
                     if p >= CLS_THRESH {
@@ -226,11 +235,11 @@ impl Engine {
         timings.recognize_ms = ms(t);
 
         let (w, h) = (page.width() as f32, page.height() as f32);
-        let lines: Vec<OcrLine> = crops
+        let mut lines: Vec<OcrLine> = crops
             .iter()
             .zip(decoded)
             .filter(|(_, d)| d.confidence >= DROP_SCORE && !d.text.trim().is_empty())
-            .map(|((quad, column, _), d)| OcrLine {
+            .map(|((quad, place, _), d)| OcrLine {
                 text: d.text.trim().to_owned(),
                 confidence: d.confidence,
                 // Corners stay in the text's own order (the first is the text's
@@ -240,9 +249,16 @@ impl Engine {
                 } else {
                     quad.0
                 },
-                column: *column,
+                column: place.column,
+                block: place.block,
+                block_kind: place.kind,
+                cell: place.cell,
             })
             .collect();
+        let t = Instant::now();
+        refine_kinds(&mut lines);
+        let blocks = Block::of_lines(&lines);
+        timings.layout_ms += ms(t);
         let counts = TextCounts::of_lines(lines.iter().map(|l| l.text.as_str()));
         let avg_confidence = if lines.is_empty() {
             0.0
@@ -255,6 +271,7 @@ impl Engine {
             height: page.height(),
             rotation,
             lines,
+            blocks,
             counts,
             avg_confidence,
             timings,
@@ -291,7 +308,7 @@ impl Engine {
     }
 
     /// The classifier's probability that each line is upside down.
-    fn classify(&mut self, crops: &[(Quad, u32, RgbImage)]) -> Result<Vec<f32>, EngineError> {
+    fn classify(&mut self, crops: &[(Quad, Placed, RgbImage)]) -> Result<Vec<f32>, EngineError> {
         let Some(cls) = self.cls.as_mut() else {
             return Ok(vec![0.0; crops.len()]);
         };
@@ -399,13 +416,9 @@ impl Stopper {
     }
 }
 
-/// Crops every detected line, in reading order, with its column.
-fn crops_in_reading_order(
-    page: &RgbImage,
-    detections: &[det::Detection],
-) -> Vec<(Quad, u32, RgbImage)> {
-    // Reading order is decided on the boxes, before any line is recognised, so
-    // recognition can batch freely.
+/// Lays the detected lines out: blocks and reading order, decided on the
+/// boxes before any line is recognised, so recognition can batch freely.
+fn lay_out(detections: &[det::Detection]) -> Vec<Placed> {
     let extents: Vec<Extent> = detections
         .iter()
         .map(|d| {
@@ -413,10 +426,20 @@ fn crops_in_reading_order(
             Extent { x0, y0, x1, y1 }
         })
         .collect();
-    reading_order(&extents)
-        .into_iter()
-        .filter_map(|(i, column)| {
-            crop::crop_line(page, &detections[i].quad).map(|img| (detections[i].quad, column, img))
+    layout(&extents)
+}
+
+/// Crops every detected line, in reading order, with its place.
+fn crop_lines(
+    page: &RgbImage,
+    detections: &[det::Detection],
+    placed: &[Placed],
+) -> Vec<(Quad, Placed, RgbImage)> {
+    placed
+        .iter()
+        .filter_map(|p| {
+            let quad = detections[p.line].quad;
+            crop::crop_line(page, &quad).map(|img| (quad, *p, img))
         })
         .collect()
 }
@@ -436,7 +459,7 @@ fn ms(since: Instant) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::doubles::{DarkIsText, SaysAb};
+    use super::doubles::{AllUpsideDown, DarkIsText, SaysAb};
     use super::*;
     use std::path::PathBuf;
 
@@ -551,6 +574,46 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Setup);
         assert!(err.to_string().contains("4 classes"), "{err}");
+    }
+
+    #[test]
+    fn a_page_turned_upside_down_is_laid_out_upright() {
+        // Two columns of six lines, the page then turned by 180°. Lines are
+        // thin so that the columns are many line heights wide, as text is.
+        let mut bars = Vec::new();
+        for k in 0..6 {
+            let y = 40 + 30 * k;
+            bars.push((40, y, 280, y + 8));
+            bars.push((360, y, 600, y + 8));
+        }
+        let page = image::imageops::rotate180(&page_with_bars(&bars));
+        let mut cfg = config();
+        cfg.classify_lines = true;
+        let vocab = Vocabulary::from_dict("a\nb\n", true);
+        let mut engine = Engine::from_models(
+            cfg,
+            Box::new(DarkIsText),
+            Box::new(SaysAb(0.9)),
+            Some(Box::new(AllUpsideDown)),
+            vocab,
+        )
+        .unwrap();
+        let ocr = engine.recognize(&page).unwrap();
+        assert_eq!(ocr.rotation, 180);
+        assert_eq!(ocr.lines.len(), 12);
+        // Upright, the left column comes first, top down: on the page as
+        // given, that is the right half, bottom up, then the left half.
+        let centre = |l: &OcrLine| {
+            let (x0, y0, x1, y1) = l.bounds();
+            ((x0 + x1) / 2.0, (y0 + y1) / 2.0)
+        };
+        let (first, second) = ocr.lines.split_at(6);
+        assert!(first.iter().all(|l| centre(l).0 > 320.0 && l.column == 0));
+        assert!(second.iter().all(|l| centre(l).0 < 320.0 && l.column == 1));
+        for half in [first, second] {
+            assert!(half.windows(2).all(|w| centre(&w[0]).1 > centre(&w[1]).1));
+        }
+        assert_eq!(ocr.blocks.len(), 2);
     }
 
     #[test]
