@@ -111,6 +111,8 @@ const TEXT_COLUMN_WIDTH: f32 = 9.0;
 /// A line fills its column when it is at least this share of the column's
 /// width; most lines of running text do, table cells and code mostly do not.
 const FILLED_LINE: f32 = 0.7;
+/// Columns whose widths differ by at most this factor are a page's grid.
+const EVEN_COLUMNS: f32 = 1.2;
 /// A paragraph ends where the gap to the next line exceeds the page's usual
 /// leading by this many units.
 const PARAGRAPH_EXTRA_GAP: f32 = 0.45;
@@ -464,17 +466,24 @@ impl Page<'_> {
         bands: &[Band],
         cuts: &[f32],
     ) -> bool {
-        let text_columns = pieces.iter().all(|piece| {
-            let Some(extent) = self.extent(piece) else {
-                return false;
-            };
-            let width = extent.width();
-            let filled = piece
+        let widths: Vec<f32> = pieces
+            .iter()
+            .map(|p| self.extent(p).map_or(0.0, |e| e.width()))
+            .collect();
+        let wide = widths.iter().all(|&w| w >= TEXT_COLUMN_WIDTH * self.unit);
+        let narrowest = widths.iter().copied().fold(f32::MAX, f32::min);
+        let widest = widths.iter().copied().fold(0.0, f32::max);
+        // Columns of a page's grid are equally wide, whatever they hold (a
+        // list, code, an index); a table's columns rarely are.
+        let even = widest <= EVEN_COLUMNS * narrowest;
+        let filled = pieces.iter().zip(&widths).all(|(piece, &width)| {
+            let full = piece
                 .iter()
                 .filter(|&&i| self.lines[i].width() >= FILLED_LINE * width)
                 .count();
-            width >= TEXT_COLUMN_WIDTH * self.unit && 2 * filled >= piece.len()
+            2 * full >= piece.len()
         });
+        let text_columns = wide && (even || filled);
         if text_columns {
             return false;
         }
