@@ -3,6 +3,10 @@
 # documents at 200 DPI, in one run, on this machine.
 #
 #   bench/ocr-bench.sh [SAMPLES_DIR]     (default: ../shared/samples)
+#   bench/ocr-bench.sh tests/data/layout   the layout development set
+#
+# SAMPLES_DIR holds the PDFs and truth/<doc>/<page>.txt; SCORE names the
+# scorer (default: ../shared/tools/score.py).
 #
 # Tesseract gets the pages as 200 DPI PNGs from pdftoppm and runs with
 # OMP_THREAD_LIMIT=1, one process per core (its OpenMP threading is several
@@ -16,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 samples=$(cd "${1:-../shared/samples}" && pwd)
-score=$(cd "$samples/../tools" && pwd)/score.py
+score=$(realpath "${SCORE:-../shared/tools/score.py}")
 cores=$(nproc)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

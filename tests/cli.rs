@@ -217,7 +217,7 @@ fn the_main_command_takes_a_document_through_the_whole_pipeline() {
     assert_eq!(result["metrics"]["status"], "success");
     assert_eq!(result["metrics"]["total_pages"], 1);
     let md = std::fs::read_to_string(out.join("welcome/combined.md")).unwrap();
-    assert!(md.contains("## Welcome to pagefleet"), "{md}");
+    assert!(md.contains("\n# Welcome to pagefleet\n"), "{md}");
 }
 
 /// A build without the `cuda` feature asked for the GPU says so, rather than
