@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use pagefleet_schemas::messages::{JobState, JobStatus, PageResult};
-use pagefleet_schemas::{Block, BlockKind, OcrLine, PageOcr};
+use pagefleet_schemas::{Block, BlockKind, OcrLine, PageOcr, TableShape};
 use serde::{Deserialize, Serialize};
 
 /// Pages, time and errors of one worker within a job.
@@ -332,7 +332,10 @@ fn page_markdown(lines: &[OcrLine]) -> String {
                 format!("{level} {}", join_words(members, " "))
             }
             BlockKind::List => list_item(&join_words(members, " ")),
-            BlockKind::Table => table(members),
+            BlockKind::Table => table(
+                members,
+                block.table.unwrap_or(TableShape { rows: 0, cols: 0 }),
+            ),
             BlockKind::Caption => format!("*{}*", join_words(members, " ").replace('*', "\\*")),
             BlockKind::Text => join_words(members, "\n"),
         };
@@ -400,21 +403,10 @@ fn list_item(text: &str) -> String {
     }
 }
 
-/// A markdown table: the first row as its header, cells of several lines
-/// joined with spaces.
-fn table(lines: &[OcrLine]) -> String {
-    let rows = lines
-        .iter()
-        .filter_map(|l| l.cell)
-        .map(|c| c.row + 1)
-        .max()
-        .unwrap_or(0) as usize;
-    let cols = lines
-        .iter()
-        .filter_map(|l| l.cell)
-        .map(|c| c.col + 1)
-        .max()
-        .unwrap_or(0) as usize;
+/// A markdown table of `shape`: the first row as its header, cells of several
+/// lines joined with spaces.
+fn table(lines: &[OcrLine], shape: TableShape) -> String {
+    let (rows, cols) = (shape.rows as usize, shape.cols as usize);
     let mut cells = vec![vec![String::new(); cols]; rows];
     for line in lines {
         if let Some(c) = line.cell {

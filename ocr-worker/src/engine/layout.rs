@@ -95,7 +95,7 @@ const TINY_WIDTH: f32 = 2.2;
 /// bottom: detection boxes are grown around the text (DB's unclip), so boxes
 /// of consecutive lines of tight text touch.
 const BAND_SHRINK: f32 = 0.2;
-/// Narrowest gutter, in units. LaTeX's default \columnsep is 10 pt, one unit
+/// Narrowest gutter, in units. LaTeX's default `\columnsep` is 10 pt, one unit
 /// at 10 pt type; grown detection boxes eat part of it; word gaps that
 /// detection splits a line at are narrower still.
 const MIN_GUTTER: f32 = 0.45;
