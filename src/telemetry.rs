@@ -11,6 +11,8 @@
 //! context crosses NATS in message headers (`pagefleet_schemas::trace`), so a
 //! job is one trace over every process.
 
+use std::io::IsTerminal as _;
+
 use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::SpanExporter;
@@ -122,6 +124,8 @@ pub(crate) fn init(args: &LogArgs, quiet_default: bool, service: &str) -> Teleme
     });
     let fmt = match args.format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            // Colour codes only for a person at a terminal, not in log files.
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()

@@ -216,6 +216,12 @@ fn the_main_command_takes_a_document_through_the_whole_pipeline() {
     let result = json(&out.join("welcome/result.json"));
     assert_eq!(result["metrics"]["status"], "success");
     assert_eq!(result["metrics"]["total_pages"], 1);
+    // Standard error is a pipe here: no colour codes in the logs.
+    assert!(
+        !String::from_utf8_lossy(&run.stderr).contains('\u{1b}'),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let md = std::fs::read_to_string(out.join("welcome/combined.md")).unwrap();
     assert!(md.contains("\n# Welcome to pagefleet\n"), "{md}");
 }

@@ -213,6 +213,14 @@ async fn http_api_every_endpoint() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    // The scheme is case-insensitive: a lower-case `bearer` passes.
+    let r = http
+        .get(format!("{base}/v1/jobs/no-such-job"))
+        .header("Authorization", format!("bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     let (code, body) = json(
         http.post(format!("{base}/ocr/pdf"))
             .multipart(upload("welcome.pdf", welcome()))
