@@ -477,8 +477,8 @@ async fn http_api_every_endpoint() {
         "avg_page_time_ms",
         "file_size_bytes",
         "file_size_mb",
-        "pages_per_worker",
-        "workers",
+        "ocr_rounds_per_worker",
+        "worker_metrics",
         "redeliveries",
         "status",
         "errors",
@@ -489,6 +489,27 @@ async fn http_api_every_endpoint() {
             sync["metrics"]
         );
     }
+    // The two per-worker metrics in the old cluster's shapes, and under no
+    // other name.
+    let m = &sync["metrics"];
+    let rounds = m["ocr_rounds_per_worker"].as_object().unwrap();
+    assert_eq!(
+        rounds.values().map(|v| v.as_u64().unwrap()).sum::<u64>(),
+        1,
+        "{m}"
+    );
+    let per_worker = m["worker_metrics"].as_array().unwrap();
+    assert_eq!(per_worker.len(), rounds.len(), "{m}");
+    for w in per_worker {
+        for field in ["worker", "pages", "time_ms", "errors"] {
+            assert!(!w[field].is_null(), "worker_metrics without {field}: {m}");
+        }
+        assert_eq!(rounds[w["worker"].as_str().unwrap()], w["pages"], "{m}");
+    }
+    assert!(
+        m["pages_per_worker"].is_null() && m["workers"].is_null(),
+        "{m}"
+    );
     assert!(reads_welcome(sync["combined_text"].as_str().unwrap()));
     assert_eq!(sync["results"].as_array().unwrap().len(), 1);
     let (code, body) = json(

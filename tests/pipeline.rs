@@ -176,7 +176,7 @@ async fn samples_through_separate_stage_processes() {
             m.total_lines,
             ocr.iter().map(|o| o.lines.len() as u64).sum::<u64>()
         );
-        assert_eq!(m.pages_per_worker.get("w1"), Some(&m.total_pages));
+        assert_eq!(m.ocr_rounds_per_worker.get("w1"), Some(&m.total_pages));
         assert!(m.avg_confidence > 0.8 && m.total_duration_ms > 0 && m.file_size_bytes > 0);
         let text = String::from_utf8(
             store::get(store.as_ref(), &names::keys::output(job_id, "txt"))
@@ -281,7 +281,7 @@ async fn a_worker_killed_mid_page_loses_nothing() {
         "the killed worker's page was redelivered"
     );
     assert_eq!(
-        report.metrics.pages_per_worker.get("doomed"),
+        report.metrics.ocr_rounds_per_worker.get("doomed"),
         None,
         "the killed worker finished nothing"
     );
@@ -597,7 +597,7 @@ async fn a_rolling_restart_loses_and_duplicates_nothing() {
     assert!(
         report
             .metrics
-            .pages_per_worker
+            .ocr_rounds_per_worker
             .get("old")
             .is_some_and(|&n| n >= 1)
     );

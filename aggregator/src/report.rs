@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 /// Pages, time and errors of one worker within a job.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct WorkerStats {
+pub struct WorkerMetrics {
+    /// The worker's name.
+    pub worker: String,
     /// Pages it read.
     pub pages: u32,
     /// Milliseconds it spent on them.
@@ -54,10 +56,11 @@ pub struct JobMetrics {
     pub file_size_bytes: u64,
     /// The same in MiB.
     pub file_size_mb: f64,
-    /// Pages read by each worker.
-    pub pages_per_worker: BTreeMap<String, u32>,
-    /// Pages, time and errors per worker.
-    pub workers: BTreeMap<String, WorkerStats>,
+    /// Pages read by each worker (the name the clients of the OCR cluster
+    /// pagefleet replaces read).
+    pub ocr_rounds_per_worker: BTreeMap<String, u32>,
+    /// Pages, time and errors of each worker, by worker name.
+    pub worker_metrics: Vec<WorkerMetrics>,
     /// Deliveries beyond the first, over all pages.
     pub redeliveries: u64,
     /// `success`, `partial_success` or `failed`.
@@ -107,7 +110,7 @@ pub fn build(state: &JobState, results: &BTreeMap<u32, PageResult>, end_ms: u64)
         .and_then(|m| m.error.clone())
         .into_iter()
         .collect();
-    let mut workers: BTreeMap<String, WorkerStats> = BTreeMap::new();
+    let mut workers: BTreeMap<String, WorkerMetrics> = BTreeMap::new();
     let mut pages = Vec::new();
     let (mut words, mut chars, mut lines, mut conf_sum, mut conf_n) = (0, 0, 0, 0.0f64, 0u64);
     let mut page_ms = Vec::new();
@@ -173,8 +176,11 @@ pub fn build(state: &JobState, results: &BTreeMap<u32, PageResult>, end_ms: u64)
         },
         file_size_bytes: size,
         file_size_mb: size as f64 / (1024.0 * 1024.0),
-        pages_per_worker: workers.iter().map(|(w, s)| (w.clone(), s.pages)).collect(),
-        workers,
+        ocr_rounds_per_worker: workers.iter().map(|(w, s)| (w.clone(), s.pages)).collect(),
+        worker_metrics: workers
+            .into_iter()
+            .map(|(worker, stats)| WorkerMetrics { worker, ..stats })
+            .collect(),
         redeliveries,
         status: state.final_status(),
         errors,

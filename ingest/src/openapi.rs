@@ -118,7 +118,7 @@ pub fn document() -> Value {
                 }},
                 "SyncResult": {"type": "object", "required": ["metrics", "results", "combined_text", "combined_markdown"], "properties": {
                     "job_id": {"type": "string"}, "status": {"type": "string"}, "language": {"type": "string"},
-                    "metrics": {"type": "object", "description": "job_id, filename, total_pages, pages_processed, pages_failed, total_words, total_chars, total_lines, avg_confidence, start_time, end_time, total_duration_ms, avg_page_time_ms, file_size_bytes, file_size_mb, pages_per_worker, workers, redeliveries, status, errors"},
+                    "metrics": {"type": "object", "description": "job_id, filename, total_pages, pages_processed, pages_failed, total_words, total_chars, total_lines, avg_confidence, start_time, end_time, total_duration_ms, avg_page_time_ms, file_size_bytes, file_size_mb, ocr_rounds_per_worker (worker name: pages), worker_metrics (list of {worker, pages, time_ms, errors}), redeliveries, status, errors"},
                     "results": {"type": "array", "items": {"type": "object", "description": "one page: page, status, worker, text, lines with confidence and polygon"}},
                     "combined_text": {"type": "string"}, "combined_markdown": {"type": "string"}
                 }},
