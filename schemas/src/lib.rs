@@ -28,4 +28,5 @@ pub use budget::{
 };
 pub use page::{
     Block, BlockKind, OcrLine, PageOcr, StepTimings, TableCell, TableShape, TextCounts,
+    polygon_bounds, polygon_height,
 };

@@ -144,18 +144,29 @@ impl Block {
 impl OcrLine {
     /// Axis-aligned bounds of the polygon: (left, top, right, bottom).
     pub fn bounds(&self) -> (f32, f32, f32, f32) {
-        self.polygon.iter().fold(
-            (f32::MAX, f32::MAX, f32::MIN, f32::MIN),
-            |(x0, y0, x1, y1), p| (x0.min(p[0]), y0.min(p[1]), x1.max(p[0]), y1.max(p[1])),
-        )
+        polygon_bounds(&self.polygon)
     }
 
     /// Height of the line: the longer of its left and right sides.
     pub fn height(&self) -> f32 {
-        let [tl, tr, br, bl] = self.polygon;
-        let d = |a: [f32; 2], b: [f32; 2]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
-        d(tl, bl).max(d(tr, br))
+        polygon_height(&self.polygon)
     }
+}
+
+/// Axis-aligned bounds of four corners: (min x, min y, max x, max y).
+pub fn polygon_bounds(corners: &[[f32; 2]; 4]) -> (f32, f32, f32, f32) {
+    corners.iter().fold(
+        (f32::MAX, f32::MAX, f32::MIN, f32::MIN),
+        |(x0, y0, x1, y1), p| (x0.min(p[0]), y0.min(p[1]), x1.max(p[0]), y1.max(p[1])),
+    )
+}
+
+/// The longer of the left and right sides of corners given top-left,
+/// top-right, bottom-right, bottom-left.
+pub fn polygon_height(corners: &[[f32; 2]; 4]) -> f32 {
+    let [tl, tr, br, bl] = *corners;
+    let d = |a: [f32; 2], b: [f32; 2]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
+    d(tl, bl).max(d(tr, br))
 }
 
 /// Word, character and line counts of a text.

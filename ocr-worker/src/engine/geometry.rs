@@ -38,8 +38,7 @@ impl Quad {
 
     /// Length of the left and right sides, the longer of the two.
     pub fn height(&self) -> f32 {
-        let [tl, tr, br, bl] = self.0;
-        dist(tl, bl).max(dist(tr, br))
+        pagefleet_schemas::polygon_height(&self.0)
     }
 
     /// The shorter of width and height.
@@ -54,10 +53,7 @@ impl Quad {
 
     /// Axis-aligned bounds: (min x, min y, max x, max y).
     pub fn bounds(&self) -> (f32, f32, f32, f32) {
-        self.0.iter().fold(
-            (f32::MAX, f32::MAX, f32::MIN, f32::MIN),
-            |(x0, y0, x1, y1), p| (x0.min(p[0]), y0.min(p[1]), x1.max(p[0]), y1.max(p[1])),
-        )
+        pagefleet_schemas::polygon_bounds(&self.0)
     }
 
     /// Whether a point lies inside the (convex) quad or on its border.
