@@ -220,8 +220,9 @@ pub(crate) struct WorkerArgs {
     /// This worker's name [default: host name and process id].
     #[arg(long, env = "PAGEFLEET_WORKER_NAME")]
     pub(crate) name: Option<String>,
-    /// Seconds a page may take before the worker lets it go.
-    #[arg(long, env = "PAGEFLEET_PAGE_DEADLINE", default_value_t = 120.0)]
+    /// Seconds a page's inference may run, from when a slot starts reading
+    /// it; past it the run is stopped and the page recorded as failed.
+    #[arg(long, env = "PAGEFLEET_PAGE_DEADLINE", default_value_t = pagefleet_ocr_worker::stage::DEFAULT_PAGE_DEADLINE.as_secs_f64())]
     pub(crate) page_deadline: f64,
 }
 
@@ -428,6 +429,19 @@ pub(crate) struct IntakeArgs {
         default_value = "pdf,png,jpeg,tiff"
     )]
     pub(crate) allowed_types: Vec<pagefleet_ingest::DocType>,
+    /// Profiles a job may name, besides those live workers advertise; any
+    /// other is refused at submission.
+    #[arg(
+        long,
+        env = "PAGEFLEET_PROFILES",
+        value_delimiter = ',',
+        default_value = "fast,accurate"
+    )]
+    pub(crate) profiles: Vec<String>,
+    /// Seconds a rasterized job may wait for its first page to be read
+    /// before its status says that no worker serves its profile.
+    #[arg(long, env = "PAGEFLEET_WAITING_AFTER", default_value_t = pagefleet_ingest::intake::WAITING_AFTER.as_secs_f64())]
+    pub(crate) waiting_after: f64,
     /// Bearer token the HTTP API requires.
     #[arg(long, env = "PAGEFLEET_API_TOKEN", hide_env_values = true)]
     pub(crate) api_token: Option<String>,

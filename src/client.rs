@@ -156,7 +156,7 @@ async fn follow(api: &Api, job_id: &str) -> anyhow::Result<Value> {
             }
             last = line;
         }
-        if !matches!(status, "queued" | "running") {
+        if !matches!(status, "queued" | "running" | "waiting") {
             if terminal {
                 eprintln!();
             }

@@ -163,10 +163,10 @@ impl Local {
             profile,
             name: crate::stages::default_name("ocr-worker"),
             in_flight: slots * 2,
-            page_deadline: Duration::from_secs(300),
+            page_deadline: pagefleet_ocr_worker::stage::DEFAULT_PAGE_DEADLINE,
             max_decode_pixels: max_pixels.saturating_mul(2),
             execution_provider: provider,
-            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_interval: pagefleet_ocr_worker::stage::DEFAULT_HEARTBEAT_INTERVAL,
         };
         local.spawn(|stop| pagefleet_ocr_worker::stage::run(config, deps, stop));
         let deps = pagefleet_aggregator::stage::Deps {

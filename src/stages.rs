@@ -122,7 +122,7 @@ pub(crate) async fn ocr_worker(home: &Home, args: WorkerArgs) -> anyhow::Result<
         page_deadline: Duration::from_secs_f64(args.page_deadline.max(1.0)),
         max_decode_pixels: args.model.max_pixels.saturating_mul(2),
         execution_provider: args.model.provider().name().to_owned(),
-        heartbeat_interval: Duration::from_secs(5),
+        heartbeat_interval: pagefleet_ocr_worker::stage::DEFAULT_HEARTBEAT_INTERVAL,
     };
     pagefleet_ocr_worker::stage::run(config, deps, shutdown_signal()).await?;
     Ok(())
@@ -201,6 +201,8 @@ pub(crate) fn ingest_config(
             max_upload_bytes: intake.max_upload_bytes,
             max_pages: intake.max_job_pages,
             allowed_types: intake.allowed_types.clone(),
+            profiles: intake.profiles.clone(),
+            waiting_after: Duration::from_secs_f64(intake.waiting_after.max(0.0)),
         },
         defaults: pagefleet_ingest::JobDefaults {
             dpi: intake.dpi,

@@ -936,3 +936,68 @@ async fn the_watcher_submits_each_object_once_across_restarts() {
     }
     assert!(Path::new(store_dir).join("outbox/a.pdf.json").is_file());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_are_checked_and_a_job_nobody_serves_says_so() {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("PAGEFLEET_STORE", dir.path().to_str().unwrap())];
+    // A fleet of fast workers only.
+    let _stages = pipeline(&nats.url, &env);
+    let (_ingest, base) = ingest(
+        &nats.url,
+        &[
+            "--api-token",
+            TOKEN,
+            "--no-bucket-events",
+            "--waiting-after",
+            "1",
+        ],
+        &env,
+    )
+    .await;
+    let http = client();
+
+    // A profile nobody configured or serves is refused, naming those known.
+    let form = upload("welcome.pdf", welcome()).text("profile", "nope");
+    let (code, body) = post_job(&http, &base, form).await;
+    assert_eq!(code, 400, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("\"nope\"") && error.contains("accurate, fast"),
+        "{body}"
+    );
+
+    // A configured profile no worker serves is taken, and its job says why
+    // it does not move instead of staying silent.
+    let form = upload("welcome.pdf", welcome()).text("profile", "accurate");
+    let (code, body) = post_job(&http, &base, form).await;
+    assert_eq!(code, 202, "{body}");
+    let job_id = body["job_id"].as_str().unwrap().to_owned();
+    let start = Instant::now();
+    let job = loop {
+        let (code, job) = json(
+            http.get(format!("{base}/v1/jobs/{job_id}"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(code, 200, "{job}");
+        if job["status"] == "waiting" {
+            break job;
+        }
+        assert!(start.elapsed() < TIMEOUT, "never waiting: {job}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(job["waiting"], "no worker serves profile accurate", "{job}");
+
+    // The fast profile is served: its job is read.
+    let form = upload("welcome.pdf", welcome()).text("profile", "fast");
+    let (code, body) = post_job(&http, &base, form).await;
+    assert_eq!(code, 202, "{body}");
+    let job = wait_job(&http, &base, body["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "success", "{job}");
+}

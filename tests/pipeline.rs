@@ -851,3 +851,316 @@ async fn doctor_passes_a_healthy_setup_and_names_what_is_broken() {
         "{report}"
     );
 }
+
+/// Waits until the HTTP endpoint answers 200 on `path`.
+async fn wait_http_ok(port: u16, path: &'static str, what: &str) {
+    let start = Instant::now();
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && tokio::task::spawn_blocking(move || common::pipeline::http_get(port, path))
+                .await
+                .unwrap()
+                .0
+                == 200
+        {
+            return;
+        }
+        assert!(start.elapsed() < TIMEOUT, "{what} never answered {path}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The sum of a counter's series in a Prometheus text exposition.
+fn counter_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, |a, b| a + b)
+}
+
+/// A page nine times the size of a dense sample page: uncancelled, reading
+/// it takes over 20 s on two cores.
+fn huge_png() -> Vec<u8> {
+    let rasterizer =
+        pagefleet_rasterizer::Rasterizer::new(&common::pipeline::home().join("lib/libpdfium.so"))
+            .unwrap();
+    let bytes = std::fs::read(samples().join("ltnews34.pdf")).unwrap();
+    let mut first = None;
+    rasterizer
+        .pages(&bytes, &Default::default(), |page| {
+            let page = page.map_err(|e| e.to_string())?;
+            first.get_or_insert(page.image);
+            Ok(())
+        })
+        .unwrap();
+    let page = first.unwrap();
+    let (w, h) = page.dimensions();
+    let mut huge = image::RgbImage::from_pixel(w * 3, h * 3, image::Rgb([255, 255, 255]));
+    for i in 0..3 {
+        for j in 0..3 {
+            image::imageops::replace(&mut huge, &page, i64::from(i * w), i64::from(j * h));
+        }
+    }
+    let mut png = Vec::new();
+    huge.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_past_its_deadline_is_stopped_and_its_slot_reads_the_next() {
+    use common::pipeline::{free_tcp_port, http_get};
+    let Setup {
+        _serial,
+        nats,
+        dir,
+        js,
+        store,
+    } = Setup::new().await;
+    let huge = tokio::task::spawn_blocking(huge_png).await.unwrap();
+    store::put(store.as_ref(), "pages/huge.png", huge)
+        .await
+        .unwrap();
+    store::put(store.as_ref(), "pages/small.png", welcome_png())
+        .await
+        .unwrap();
+    let port = free_tcp_port();
+    let addr = format!("127.0.0.1:{port}");
+    // One slot, detection at full size: the huge page runs long in inference
+    // itself, not in storage.
+    let _worker = StageProcess::spawn(
+        &[
+            "ocr-worker",
+            "--slots",
+            "1",
+            "--page-deadline",
+            "3",
+            "--det-max-side",
+            "8000",
+            "--max-pixels",
+            "40000000",
+            "--health-addr",
+            &addr,
+        ],
+        &nats.url,
+        dir.path(),
+    );
+    let _aggregator = StageProcess::spawn(&["aggregator"], &nats.url, dir.path());
+    wait_http_ok(port, "/readyz", "the worker").await;
+
+    let started = Instant::now();
+    publish_pages(
+        &js,
+        "deadline",
+        &["pages/huge.png".into(), "pages/small.png".into()],
+    )
+    .await;
+    let state = wait_final(&js, "deadline", TIMEOUT).await;
+    let elapsed = started.elapsed();
+    assert_eq!(state.status, JobStatus::PartialSuccess);
+    let report = report(&store, "deadline").await;
+    let huge = &report.pages[0];
+    let error = huge.error.as_deref().unwrap();
+    assert!(
+        error.contains("deadline of 3 s") && error.contains("stopped"),
+        "{error}"
+    );
+    // Recorded on the first delivery, not after the deliveries ran out.
+    assert_eq!(state.pages[&1].deliveries, 1);
+    let small = report.pages[1].ocr.as_ref().unwrap();
+    assert!(small.counts.words > 20, "{:?}", small.counts);
+    // The small page waited behind the huge one in the only slot. Had the
+    // run not been stopped, it would have waited for all of it (over 20 s);
+    // stopped, the job takes the deadline, the decoding and the small page.
+    let small_ms = small.timings.total_ms;
+    eprintln!("deadline job: {elapsed:?}, the small page read in {small_ms:.0} ms");
+    assert!(
+        elapsed < Duration::from_secs(3 + 6) + Duration::from_secs_f64(small_ms / 1000.0),
+        "the job took {elapsed:?}: the slot was not freed at the deadline"
+    );
+    let metrics = tokio::task::spawn_blocking(move || http_get(port, "/metrics"))
+        .await
+        .unwrap()
+        .1;
+    assert_eq!(counter_sum(&metrics, "pagefleet_page_deadlines_total"), 1.0);
+    assert_queues_drained(&js).await;
+}
+
+/// Submits a document job for a source already in the store.
+async fn publish_document(js: &jetstream::Context, job_id: &str, key: &str) {
+    let job = pagefleet_schemas::messages::DocumentJob {
+        v: SCHEMA_VERSION,
+        job_id: job_id.into(),
+        filename: "during-outage.pdf".into(),
+        source_key: key.into(),
+        file_size_bytes: 1,
+        dpi: 200.0,
+        profile: "fast".into(),
+        max_pixels: 8_000_000,
+        submitted_at_ms: now_ms(),
+        max_pages: 0,
+    };
+    js.publish(names::doc_subject(job_id), job.encode().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_30_s_store_outage_mid_job_fails_no_page() {
+    let Setup {
+        _serial, nats, js, ..
+    } = Setup::new().await;
+    let mut s3 = tokio::task::spawn_blocking(common::pipeline::SeaweedFs::start)
+        .await
+        .unwrap();
+    let env = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Default settings throughout.
+    let _stages = [
+        StageProcess::spawn_with(&["rasterizer"], &nats.url, &[], &env),
+        StageProcess::spawn_with(&["ocr-worker"], &nats.url, &[], &env),
+        StageProcess::spawn_with(&["aggregator"], &nats.url, &[], &env),
+    ];
+    let store = s3.store("pagefleet");
+    // A document for the rasterizer to read while the store is down.
+    let later = std::fs::read(samples().join("ltnews34.pdf")).unwrap();
+    store::put(store.as_ref(), "sources/later.pdf", later)
+        .await
+        .unwrap();
+    let mut jobs = Vec::new();
+    for name in [
+        "octave-manual.pdf",
+        "texlive-guide-pl.pdf",
+        "ltnews34.pdf",
+        "gnuplot-manual.pdf",
+    ] {
+        jobs.push(submit_file(&js, &store, &samples().join(name)).await);
+    }
+    wait_first_page(&js, &jobs[0]).await;
+
+    // The store goes down for 30 s with pages in hand: workers cannot read
+    // page images, the aggregator cannot store results, the rasterizer
+    // cannot read a new document.
+    s3.stop();
+    publish_document(&js, "during-outage", "sources/later.pdf").await;
+    jobs.push("during-outage".into());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let s3 = tokio::task::spawn_blocking(move || {
+        s3.start_again();
+        s3
+    })
+    .await
+    .unwrap();
+
+    let mut pages = 0;
+    for job_id in &jobs {
+        let state = wait_final(&js, job_id, TIMEOUT).await;
+        let failed: Vec<_> = state
+            .pages
+            .values()
+            .filter_map(|p| p.error.clone())
+            .collect();
+        assert!(failed.is_empty(), "{job_id}: {failed:?}");
+        assert_eq!(state.status, JobStatus::Success, "{job_id}");
+        pages += state.pages.len();
+    }
+    assert!(pages >= 10, "{pages} pages");
+    assert_queues_drained(&js).await;
+    drop(s3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_keeps_the_worker_list_and_counts_pages_read_twice() {
+    use common::pipeline::{free_tcp_port, http_get};
+    let Setup {
+        _serial,
+        mut nats,
+        dir,
+        js,
+        store,
+    } = Setup::new().await;
+    let api = free_tcp_port();
+    let probes = free_tcp_port();
+    let probe_addr = format!("127.0.0.1:{probes}");
+    let api_addr = format!("127.0.0.1:{api}");
+    let _stages = [
+        StageProcess::spawn(&["rasterizer"], &nats.url, dir.path()),
+        StageProcess::spawn(
+            &[
+                "ocr-worker",
+                "--page-ack-wait",
+                "5",
+                "--health-addr",
+                &probe_addr,
+            ],
+            &nats.url,
+            dir.path(),
+        ),
+        StageProcess::spawn(&["aggregator"], &nats.url, dir.path()),
+        StageProcess::spawn(&["ingest", "--http-addr", &api_addr], &nats.url, dir.path()),
+    ];
+    wait_http_ok(probes, "/readyz", "the worker").await;
+    let mut jobs = Vec::new();
+    for name in [
+        "octave-manual.pdf",
+        "texlive-guide-pl.pdf",
+        "ltnews34.pdf",
+        "gnuplot-manual.pdf",
+    ] {
+        jobs.push(submit_file(&js, &store, &samples().join(name)).await);
+    }
+    wait_first_page(&js, &jobs[0]).await;
+
+    // nats-server restarts with its store and port: the streams, consumers
+    // and buckets are back from disk, the stages reconnect. It stays down
+    // past the page ack wait, so the pages in hand are delivered again.
+    nats.stop();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    nats.start_again();
+    let restarted = Instant::now();
+    let listed = loop {
+        let (status, body) = tokio::task::spawn_blocking(move || http_get(api, "/workers/status"))
+            .await
+            .unwrap();
+        if status == 200 {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if v["healthy_workers"] == 1 {
+                break restarted.elapsed();
+            }
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(10),
+            "no worker listed 10 s after the restart: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("worker listed again {listed:?} after the restart");
+
+    for job_id in &jobs {
+        let state = wait_final(&js, job_id, TIMEOUT).await;
+        assert_eq!(state.status, JobStatus::Success, "{job_id}");
+    }
+    // Once every page job is settled and every result recorded, each page
+    // the worker read again is counted in its job.
+    assert_queues_drained(&js).await;
+    let metrics = tokio::task::spawn_blocking(move || http_get(probes, "/metrics"))
+        .await
+        .unwrap()
+        .1;
+    let read_again = counter_sum(&metrics, "pagefleet_page_redeliveries_total");
+    let mut recorded_again = 0;
+    for job_id in &jobs {
+        let state = wait_final(&js, job_id, TIMEOUT).await;
+        recorded_again += state
+            .pages
+            .values()
+            .map(|p| p.deliveries.saturating_sub(1))
+            .sum::<u64>();
+    }
+    eprintln!("pages read again: {read_again}, counted in jobs: {recorded_again}");
+    assert_eq!(read_again, recorded_again as f64);
+}

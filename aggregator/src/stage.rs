@@ -3,21 +3,23 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, kv};
-use futures::{FutureExt, StreamExt};
-use pagefleet_schemas::bus::publish_acked;
+use async_nats::jetstream::{self, kv};
+use futures::FutureExt;
+use pagefleet_schemas::bus::{PublishFailed, publish_acked};
 use pagefleet_schemas::messages::{
-    EventKind, JobEvent, JobState, JobStatus, Message, PageFailure, PageRecord, PageResult,
-    ResultMessage, SCHEMA_VERSION, now_ms,
+    DecodeError, EventKind, JobEvent, JobState, JobStatus, Message, PageFailure, PageRecord,
+    PageResult, ResultMessage, SCHEMA_VERSION, now_ms,
 };
 use pagefleet_schemas::names;
-use pagefleet_schemas::state::update;
-use pagefleet_schemas::store::{self, Store};
+use pagefleet_schemas::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
+use pagefleet_schemas::state::{StateError, update};
+use pagefleet_schemas::store::{self, Store, StoreError};
 use pagefleet_schemas::topology::{self, TopologyConfig};
 use serde::Deserialize;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::report;
 
@@ -44,9 +46,55 @@ pub enum StageError {
     /// The topology could not be set up.
     #[error(transparent)]
     Topology(#[from] topology::TopologyError),
-    /// A consumer or the bucket failed.
+    /// A consumer could not be set up.
     #[error("aggregator: {0}")]
-    Nats(String),
+    Consumer(#[from] queue::DriverError),
+    /// The jobs bucket is missing.
+    #[error("aggregator: jobs bucket: {0}")]
+    Bucket(String),
+}
+
+/// Why a result or an advisory was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The message cannot be read.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// An advisory that is not JSON of the expected shape.
+    #[error("unreadable advisory: {0}")]
+    Advisory(#[from] serde_json::Error),
+    /// A result names a job id that is not one.
+    #[error("invalid job id {0:?}")]
+    InvalidJobId(String),
+    /// A page result or an output could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The job's state could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A failure or the completion event could not be published.
+    #[error(transparent)]
+    Publish(#[from] PublishFailed),
+    /// The page stream could not be reached.
+    #[error("page stream: {0}")]
+    PageStream(String),
+}
+
+impl Fault for RecordError {
+    fn kind(&self) -> FaultKind {
+        let transient = FaultKind::Transient {
+            retry_after: queue::RETRY_AFTER,
+        };
+        match self {
+            Self::Decode(_) | Self::Advisory(_) | Self::InvalidJobId(_) => FaultKind::Permanent,
+            Self::Store(e) if e.is_transient() => transient,
+            // A page result that was recorded but cannot be read back: a bug
+            // or a store that lost data; another delivery may see it.
+            Self::Store(_) => FaultKind::Bug,
+            Self::State(e) => e.kind(),
+            Self::Publish(_) | Self::PageStream(_) => transient,
+        }
+    }
 }
 
 /// Runs the stage until `shutdown` completes.
@@ -56,63 +104,64 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StageError> {
     topology::ensure(&deps.js, &config.topology).await?;
-    let results = topology::consumer(
-        &deps.js,
-        names::RESULTS_STREAM,
-        names::AGGREGATOR_CONSUMER,
-        names::RESULTS_SUBJECTS,
-        &config.topology.results,
-    )
-    .await?;
-    let advisories = topology::consumer(
-        &deps.js,
-        names::ADVISORIES_STREAM,
-        names::ADVISORY_CONSUMER,
-        names::PAGES_MAX_DELIVERIES_ADVISORIES,
-        &config.topology.results,
-    )
-    .await?;
     let kv = deps
         .js
         .get_key_value(names::JOBS_BUCKET)
         .await
-        .map_err(|e| StageError::Nats(e.to_string()))?;
-    // Shared: it is awaited in several places and may be polled again after
-    // it fired.
+        .map_err(|e| StageError::Bucket(e.to_string()))?;
     let shutdown = shutdown.boxed().shared();
     info!(name = %config.name, "aggregator ready");
-    loop {
-        let fetch = results
-            .batch()
-            .max_messages(64)
-            .expires(Duration::from_secs(1))
-            .messages();
-        let mut batch = tokio::select! {
-            _ = shutdown.clone() => break,
-            b = fetch => b.map_err(|e| StageError::Nats(e.to_string()))?,
-        };
-        // Waiting for the batch to fill is cut short by shutdown; a message
-        // already received is still handled.
-        while let Some(msg) = tokio::select! {
-            _ = shutdown.clone() => None,
-            m = batch.next() => m,
-        } {
-            match msg {
-                Ok(msg) => handle_result(&config, &deps, &kv, msg).await,
-                Err(e) => warn!("fetching results: {e}"),
-            }
-        }
-        // Advisories are rare: a short poll after each round of results.
-        let fetch = advisories.fetch().max_messages(16).messages().await;
-        if let Ok(mut batch) = fetch {
-            while let Some(Ok(msg)) = batch.next().await {
-                handle_advisory(&config, &deps, msg).await;
-            }
-        }
-    }
+    // Results of one job may be recorded side by side: the state is written
+    // by compare-and-set, and a job is finished once.
+    let results = queue::Driver {
+        what: "result",
+        concurrency: 8,
+        batch: 64,
+        expires: Duration::from_secs(1),
+        backoff: queue::Backoff::default(),
+        attempt_limit: None,
+    };
+    let results_spec = queue::ConsumerSpec {
+        stream: names::RESULTS_STREAM.to_owned(),
+        name: names::AGGREGATOR_CONSUMER.to_owned(),
+        filter: names::RESULTS_SUBJECTS.to_owned(),
+        settings: config.topology.results.clone(),
+    };
+    let advisories = queue::Driver {
+        what: "max-deliveries advisory",
+        concurrency: 1,
+        batch: 16,
+        expires: Duration::from_secs(5),
+        backoff: queue::Backoff::default(),
+        attempt_limit: None,
+    };
+    let advisories_spec = queue::ConsumerSpec {
+        stream: names::ADVISORIES_STREAM.to_owned(),
+        name: names::ADVISORY_CONSUMER.to_owned(),
+        filter: names::PAGES_MAX_DELIVERIES_ADVISORIES.to_owned(),
+        settings: config.topology.results.clone(),
+    };
+    let topology = config.topology.clone();
+    let js = deps.js.clone();
+    let handler = Arc::new(Aggregator { config, deps, kv });
+    let advisory_handler = Arc::new(Advisories(Arc::clone(&handler)));
+    tokio::try_join!(
+        results.run(&js, &topology, &results_spec, handler, shutdown.clone()),
+        advisories.run(&js, &topology, &advisories_spec, advisory_handler, shutdown),
+    )?;
     info!("aggregator stopped");
     Ok(())
 }
+
+/// The aggregator's handling of results.
+struct Aggregator {
+    config: StageConfig,
+    deps: Deps,
+    kv: kv::Store,
+}
+
+/// The aggregator's handling of max-deliveries advisories.
+struct Advisories(Arc<Aggregator>);
 
 /// A max-deliveries advisory as JetStream publishes it.
 #[derive(Debug, Deserialize)]
@@ -123,129 +172,113 @@ struct MaxDeliveries {
 
 /// A page that exhausted its deliveries becomes a page failure, and its job
 /// message is removed so that nothing stays stuck in the page stream.
-async fn handle_advisory(config: &StageConfig, deps: &Deps, msg: jetstream::Message) {
-    let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&msg.payload) else {
-        warn!("dropping an unreadable advisory");
-        let _ = msg.ack_with(AckKind::Term).await;
-        return;
-    };
-    let stream = match deps.js.get_stream(names::PAGES_STREAM).await {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("page stream unavailable, advisory kept: {e}");
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                .await;
-            return;
-        }
-    };
-    let page_msg = match stream.get_raw_message(advisory.stream_seq).await {
-        Ok(m) => m,
-        Err(e) => {
-            // Already gone: it was acknowledged late, or handled before.
-            info!(
-                seq = advisory.stream_seq,
-                "page job of an advisory is gone: {e}"
-            );
-            let _ = msg.ack().await;
-            return;
-        }
-    };
-    let Some((job_id, page)) = names::parse_page_subject(page_msg.subject.as_str()) else {
-        warn!(subject = %page_msg.subject, "advisory for a subject that is not a page job");
-        let _ = msg.ack().await;
-        return;
-    };
-    let failure = PageFailure {
-        v: SCHEMA_VERSION,
-        job_id: job_id.clone(),
-        page,
-        worker: config.name.clone(),
-        error: format!(
-            "page was delivered {} times without finishing: it crashed, hung or outlasted the deadline of the workers that took it",
-            advisory.deliveries
-        ),
-        deliveries: advisory.deliveries,
-    };
-    warn!(%job_id, page, deliveries = advisory.deliveries, "page gave up after max deliveries");
-    metrics::counter!("pagefleet_pages_failed_total", "stage" => "max-deliveries").increment(1);
-    let published = publish_acked(
-        &deps.js,
-        names::result_subject(&job_id, page),
-        names::result_msg_id(&job_id, page),
-        ResultMessage::Failure(failure).encode(),
-    )
-    .await;
-    match published {
-        Ok(()) => {
-            let _ = stream.delete_message(advisory.stream_seq).await;
-            let _ = msg.double_ack().await;
-        }
-        Err(e) => {
-            warn!("cannot record the failure yet: {e}");
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                .await;
-        }
+impl Handler for Advisories {
+    type Job = MaxDeliveries;
+    type Error = RecordError;
+
+    fn decode(&self, payload: &[u8]) -> Result<MaxDeliveries, RecordError> {
+        Ok(serde_json::from_slice(payload)?)
+    }
+
+    fn span(&self, advisory: &MaxDeliveries, _delivery: &Delivery) -> tracing::Span {
+        info_span!("max_deliveries", seq = advisory.stream_seq)
+    }
+
+    async fn handle(
+        &self,
+        advisory: &MaxDeliveries,
+        _delivery: &Delivery,
+    ) -> Result<Handled, RecordError> {
+        let deps = &self.0.deps;
+        let stream = deps
+            .js
+            .get_stream(names::PAGES_STREAM)
+            .await
+            .map_err(|e| RecordError::PageStream(e.to_string()))?;
+        let page_msg = match stream.get_raw_message(advisory.stream_seq).await {
+            Ok(m) => m,
+            Err(e) => {
+                // Already gone: it was acknowledged late, or handled before.
+                info!(
+                    seq = advisory.stream_seq,
+                    "page job of an advisory is gone: {e}"
+                );
+                return Ok(Handled::Done);
+            }
+        };
+        let Some((job_id, page)) = names::parse_page_subject(page_msg.subject.as_str()) else {
+            warn!(subject = %page_msg.subject, "advisory for a subject that is not a page job");
+            return Ok(Handled::Done);
+        };
+        let failure = PageFailure {
+            v: SCHEMA_VERSION,
+            job_id: job_id.clone(),
+            page,
+            worker: self.0.config.name.clone(),
+            error: format!(
+                "page was delivered {} times without finishing: the workers that took it crashed or hung",
+                advisory.deliveries
+            ),
+            deliveries: advisory.deliveries,
+        };
+        warn!(%job_id, page, deliveries = advisory.deliveries, "page gave up after max deliveries");
+        publish_acked(
+            &deps.js,
+            names::result_subject(&job_id, page),
+            names::result_msg_id(&job_id, page, advisory.deliveries),
+            ResultMessage::Failure(failure).encode(),
+        )
+        .await?;
+        metrics::counter!("pagefleet_pages_failed_total", "stage" => "max-deliveries").increment(1);
+        let _ = stream.delete_message(advisory.stream_seq).await;
+        Ok(Handled::Done)
     }
 }
 
-async fn handle_result(config: &StageConfig, deps: &Deps, kv: &kv::Store, msg: jetstream::Message) {
-    let result = match ResultMessage::decode(&msg.payload) {
-        Ok(r) => r,
-        Err(e) => {
-            error!(subject = %msg.subject, "dropping an undecodable result: {e}");
-            let _ = msg.ack_with(AckKind::Term).await;
-            return;
+impl Handler for Aggregator {
+    type Job = ResultMessage;
+    type Error = RecordError;
+
+    fn decode(&self, payload: &[u8]) -> Result<ResultMessage, RecordError> {
+        let result = ResultMessage::decode(payload)?;
+        if !names::valid_job_id(result.job_id()) {
+            return Err(RecordError::InvalidJobId(result.job_id().to_owned()));
         }
-    };
-    let job_id = result.job_id().to_owned();
-    if !names::valid_job_id(&job_id) {
-        error!(%job_id, "dropping a result with an invalid job id");
-        let _ = msg.ack_with(AckKind::Term).await;
-        return;
+        Ok(result)
     }
-    let page = match &result {
-        ResultMessage::Page(p) => Some(p.page),
-        ResultMessage::Failure(f) => Some(f.page),
-        ResultMessage::Manifest(_) => None,
-    };
-    let span = info_span!(
-        "aggregate",
-        job_id = %job_id,
-        page,
-        worker = %config.name,
-        trace_id = tracing::field::Empty,
-    );
-    pagefleet_schemas::trace::follow(&span, msg.headers.as_ref());
-    async {
+
+    fn span(&self, result: &ResultMessage, delivery: &Delivery) -> tracing::Span {
+        let page = match result {
+            ResultMessage::Page(p) => Some(p.page),
+            ResultMessage::Failure(f) => Some(f.page),
+            ResultMessage::Manifest(_) => None,
+        };
+        let span = info_span!(
+            "aggregate",
+            job_id = %result.job_id(),
+            page,
+            worker = %self.config.name,
+            trace_id = tracing::field::Empty,
+        );
+        pagefleet_schemas::trace::follow(&span, delivery.headers.as_ref());
+        span
+    }
+
+    async fn handle(
+        &self,
+        result: &ResultMessage,
+        _delivery: &Delivery,
+    ) -> Result<Handled, RecordError> {
         let started = std::time::Instant::now();
-        let recorded = record(config, deps, kv, &result).await;
+        let recorded = record(&self.deps, &self.kv, result).await;
         metrics::histogram!("pagefleet_stage_seconds", "stage" => "aggregate_result")
             .record(started.elapsed().as_secs_f64());
-        match recorded {
-            Ok(()) => {
-                let _ = msg.double_ack().await;
-            }
-            Err(e) => {
-                warn!("result not recorded yet, will see it again: {e}");
-                let _ = msg
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
-                    .await;
-            }
-        }
+        recorded.map(|()| Handled::Done)
     }
-    .instrument(span)
-    .await
 }
 
 /// Records one result in the job's state; finishes the job when it is complete.
-async fn record(
-    _config: &StageConfig,
-    deps: &Deps,
-    kv: &kv::Store,
-    result: &ResultMessage,
-) -> Result<(), String> {
+async fn record(deps: &Deps, kv: &kv::Store, result: &ResultMessage) -> Result<(), RecordError> {
     let job_id = result.job_id();
     // The page's full result goes to storage first: the state only says it is there.
     if let ResultMessage::Page(page) = result {
@@ -254,8 +287,7 @@ async fn record(
             &names::keys::page_result(job_id, page.page),
             page.encode(),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     }
     let state = update(kv, job_id, |state| apply(state, result)).await?;
     let event = JobEvent::of_state(&state, EventKind::Progress, state.status, now_ms());
@@ -293,7 +325,14 @@ fn apply(state: &mut JobState, result: &ResultMessage) -> bool {
             ocr,
             ..
         }) => {
-            if state.pages.contains_key(page) {
+            if let Some(recorded) = state.pages.get_mut(page) {
+                // A page read again after its result was recorded (an ack
+                // lost to a NATS restart): the first result stays, the
+                // extra delivery is counted.
+                if *deliveries > recorded.deliveries {
+                    recorded.deliveries = *deliveries;
+                    return true;
+                }
                 return false;
             }
             state.pages.insert(
@@ -330,7 +369,7 @@ fn apply(state: &mut JobState, result: &ResultMessage) -> bool {
 /// Writes the outputs, marks the job finished (once, by compare-and-set) and
 /// publishes its completion event (deduplicated by message id, so a finisher
 /// that crashed halfway and its successor publish it once).
-async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), String> {
+async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), RecordError> {
     let job_id = state.job_id.clone();
     let mut end_ms = state.finished_at_ms.unwrap_or_else(now_ms);
     if state.status == JobStatus::Running {
@@ -341,13 +380,12 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Stri
                     deps.store.as_ref(),
                     &names::keys::page_result(&job_id, page),
                 )
-                .await
-                .map_err(|e| e.to_string())?;
-                results.insert(page, PageResult::decode(&bytes).map_err(|e| e.to_string())?);
+                .await?;
+                results.insert(page, PageResult::decode(&bytes)?);
             }
         }
         let job_report = report::build(&state, &results, end_ms);
-        let json = serde_json::to_vec_pretty(&job_report).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec_pretty(&job_report)?;
         let outputs = [
             ("json", bytes::Bytes::from(json)),
             ("txt", report::text(&job_report).into()),
@@ -363,12 +401,10 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Stri
                 let mut keys = vec![names::keys::output(&job_id, format)];
                 keys.extend(output_base.as_ref().map(|base| format!("{base}.{format}")));
                 for key in keys {
-                    store::put(deps.store.as_ref(), &key, bytes.clone())
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    store::put(deps.store.as_ref(), &key, bytes.clone()).await?;
                 }
             }
-            Ok::<(), String>(())
+            Ok::<(), RecordError>(())
         }
         .instrument(info_span!("result_write", pages = state.pages.len()))
         .await?;
@@ -404,6 +440,6 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Stri
         names::completed_msg_id(&job_id),
         event.encode(),
     )
-    .await
-    .map_err(|e| e.to_string())
+    .await?;
+    Ok(())
 }

@@ -9,11 +9,14 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use object_store::ObjectStore;
 use pagefleet_schemas::names;
+use pagefleet_schemas::queue::{
+    ConsumerSpec, Delivery, Driver, DriverError, Fault, FaultKind, Handled, Handler,
+};
 use pagefleet_schemas::store::Store;
+use pagefleet_schemas::topology::TopologyConfig;
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -189,73 +192,81 @@ async fn submit_object(
     Ok(submitted)
 }
 
-/// Consumes the bucket event stream until `shutdown`: each event is
-/// acknowledged once its jobs exist, handed back when NATS or the store
-/// failed, and dropped (with a warning) when it cannot be read.
-pub async fn consume_events(
-    intake: Intake,
-    config: BucketConfig,
-    consumer: jetstream::consumer::PullConsumer,
-    shutdown: impl std::future::Future<Output = ()> + Send + Clone,
-) -> Result<(), String> {
-    loop {
-        let fetch = consumer
-            .batch()
-            .max_messages(16)
-            .expires(Duration::from_secs(1))
-            .messages();
-        let mut batch = tokio::select! {
-            _ = shutdown.clone() => return Ok(()),
-            b = fetch => b.map_err(|e| e.to_string())?,
-        };
-        while let Some(msg) = batch.next().await {
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    warn!("fetching bucket events: {e}");
-                    continue;
-                }
-            };
-            let event = match serde_json::from_slice::<BucketEvent>(&msg.payload) {
-                Ok(e) => e,
-                Err(e) => {
-                    warn!(subject = %msg.subject, "dropping an unreadable bucket event: {e}");
-                    let _ = msg.ack_with(AckKind::Term).await;
-                    continue;
-                }
-            };
-            match handle_event(&intake, &config, &event).await {
-                Ok(_) => {
-                    let _ = msg.double_ack().await;
-                }
-                Err(e) if e.is_transient() => {
-                    warn!("bucket event handed back: {e}");
-                    let _ = msg
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                        .await;
-                }
-                Err(e) => {
-                    warn!(key = %event.key, "bucket event refused: {e}");
-                    let _ = msg.ack_with(AckKind::Term).await;
-                }
-            }
+/// Why a bucket event made no job.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// The event is not JSON of MinIO's shape.
+    #[error("unreadable bucket event: {0}")]
+    Unreadable(#[from] serde_json::Error),
+    /// Its object could not be submitted.
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
+}
+
+impl Fault for EventError {
+    fn kind(&self) -> FaultKind {
+        match self {
+            Self::Unreadable(_) => FaultKind::Permanent,
+            Self::Intake(e) => e.kind(),
         }
     }
 }
 
-/// The consumer of the bucket event stream.
-pub async fn events_consumer(
-    js: &jetstream::Context,
-    settings: &pagefleet_schemas::topology::ConsumerSettings,
-) -> Result<jetstream::consumer::PullConsumer, pagefleet_schemas::topology::TopologyError> {
-    pagefleet_schemas::topology::consumer(
-        js,
-        names::BUCKET_EVENTS_STREAM,
-        names::BUCKET_EVENTS_CONSUMER,
-        names::BUCKET_EVENTS_SUBJECT,
-        settings,
-    )
-    .await
+/// The bucket event consumer's handling of events.
+struct Events {
+    intake: Intake,
+    config: BucketConfig,
+}
+
+impl Handler for Events {
+    type Job = BucketEvent;
+    type Error = EventError;
+
+    fn decode(&self, payload: &[u8]) -> Result<BucketEvent, EventError> {
+        Ok(serde_json::from_slice(payload)?)
+    }
+
+    fn span(&self, event: &BucketEvent, _delivery: &Delivery) -> tracing::Span {
+        tracing::info_span!("bucket_event", key = %event.key)
+    }
+
+    async fn handle(
+        &self,
+        event: &BucketEvent,
+        _delivery: &Delivery,
+    ) -> Result<Handled, EventError> {
+        handle_event(&self.intake, &self.config, event).await?;
+        Ok(Handled::Done)
+    }
+}
+
+/// Consumes the bucket event stream until `shutdown`: each event is
+/// acknowledged once its jobs exist, kept while NATS or the store is out,
+/// and dropped (with a warning) when it cannot be read or refers to an
+/// object that cannot be a job.
+pub async fn consume_events(
+    intake: Intake,
+    config: BucketConfig,
+    topology: TopologyConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + Clone + 'static,
+) -> Result<(), DriverError> {
+    let driver = Driver {
+        what: "bucket event",
+        concurrency: 4,
+        batch: 16,
+        expires: Duration::from_secs(1),
+        backoff: Default::default(),
+        attempt_limit: None,
+    };
+    let spec = ConsumerSpec {
+        stream: names::BUCKET_EVENTS_STREAM.to_owned(),
+        name: names::BUCKET_EVENTS_CONSUMER.to_owned(),
+        filter: names::BUCKET_EVENTS_SUBJECT.to_owned(),
+        settings: topology.docs.clone(),
+    };
+    let js = intake.js.clone();
+    let handler = std::sync::Arc::new(Events { intake, config });
+    driver.run(&js, &topology, &spec, handler, shutdown).await
 }
 
 /// Polls the input prefix every `interval` and submits each object version

@@ -21,9 +21,9 @@ use pagefleet_schemas::names;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tracing::warn;
 
 use crate::bucket::{self, BucketConfig, BucketEvent};
+use crate::fleet::{self, fresh, healthy};
 use crate::intake::{DocType, Intake, IntakeError};
 use crate::jobs::{self, EventView, FORMATS, JobError};
 use crate::openapi;
@@ -116,7 +116,9 @@ impl From<IntakeError> for ApiError {
         let status = match &e {
             IntakeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IntakeError::WrongType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IntakeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            IntakeError::BadRequest(_) | IntakeError::UnknownProfile { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             IntakeError::NotFound(_) => StatusCode::NOT_FOUND,
             IntakeError::Submit(s) if s.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             IntakeError::Submit(_) => StatusCode::BAD_REQUEST,
@@ -437,7 +439,7 @@ async fn submit_named(
 
 /// `GET /v1/jobs/{id}`.
 async fn get_job(State(api): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let view = jobs::view(&api.intake.js, &api.intake.store, &id).await?;
+    let view = jobs::view(&api.intake, &id).await?;
     let mut body = serde_json::to_value(&view).unwrap_or_default();
     body["links"] = links(&id);
     Ok(axum::Json(body).into_response())
@@ -627,47 +629,11 @@ async fn ocr_sync(api: Arc<Api>, multipart: Multipart, image: bool) -> Result<Re
     Ok((status, axum::Json(body)).into_response())
 }
 
-/// A heartbeat older than this marks its worker unhealthy (it is sent every
-/// few seconds; the bucket forgets it altogether later).
-const HEALTHY_WITHIN_MS: u64 = 15_000;
-
-/// Whether a heartbeat is recent enough to count.
-fn fresh(beat: &WorkerHeartbeat, now_ms: u64) -> bool {
-    now_ms.saturating_sub(beat.at_ms) <= HEALTHY_WITHIN_MS
-}
-
-/// Whether a worker counts as healthy: ready, and heard from recently.
-fn healthy(beat: &WorkerHeartbeat, now_ms: u64) -> bool {
-    fresh(beat, now_ms) && beat.status == "ready"
-}
-
 /// Every worker's last heartbeat.
-pub(crate) async fn heartbeats(
-    js: &async_nats::jetstream::Context,
-) -> Result<Vec<WorkerHeartbeat>, ApiError> {
-    let unavailable = |e: &dyn std::fmt::Display| {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("workers bucket: {e}"),
-        )
-    };
-    let kv = js
-        .get_key_value(names::WORKERS_BUCKET)
+async fn heartbeats(js: &async_nats::jetstream::Context) -> Result<Vec<WorkerHeartbeat>, ApiError> {
+    fleet::heartbeats(js)
         .await
-        .map_err(|e| unavailable(&e))?;
-    let mut keys = kv.keys().await.map_err(|e| unavailable(&e))?;
-    let mut beats = Vec::new();
-    while let Some(key) = keys.next().await {
-        let Ok(key) = key else { continue };
-        if let Ok(Some(bytes)) = kv.get(&key).await {
-            match serde_json::from_slice::<WorkerHeartbeat>(&bytes) {
-                Ok(beat) => beats.push(beat),
-                Err(e) => warn!(%key, "unreadable heartbeat: {e}"),
-            }
-        }
-    }
-    beats.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(beats)
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e))
 }
 
 /// `GET /workers/status`, in the replaced cluster's shape, from the workers'

@@ -89,7 +89,18 @@ pub struct Limits {
     pub max_pages: u32,
     /// Accepted types, decided by content.
     pub allowed_types: Vec<DocType>,
+    /// Profiles a job may name besides those live workers advertise.
+    pub profiles: Vec<String>,
+    /// How long a rasterized job may go without a page read before its
+    /// status says that no worker serves its profile.
+    pub waiting_after: std::time::Duration,
 }
+
+/// The profiles of this build.
+pub const PROFILES: [&str; 2] = ["fast", "accurate"];
+
+/// The default of [`Limits::waiting_after`].
+pub const WAITING_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Default for Limits {
     fn default() -> Self {
@@ -97,6 +108,8 @@ impl Default for Limits {
             max_upload_bytes: 100 * 1024 * 1024,
             max_pages: 2000,
             allowed_types: DocType::ALL.to_vec(),
+            profiles: PROFILES.map(str::to_owned).to_vec(),
+            waiting_after: WAITING_AFTER,
         }
     }
 }
@@ -121,9 +134,29 @@ pub enum IntakeError {
     /// The named object does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The job names a profile that no worker serves and none is configured.
+    #[error("profile {profile:?} is unknown: known profiles are {}", known.join(", "))]
+    UnknownProfile {
+        /// The profile asked for.
+        profile: String,
+        /// The profiles the deployment knows.
+        known: Vec<String>,
+    },
     /// Submission failed.
     #[error(transparent)]
     Submit(#[from] SubmitError),
+}
+
+impl pagefleet_schemas::queue::Fault for IntakeError {
+    fn kind(&self) -> pagefleet_schemas::queue::FaultKind {
+        if self.is_transient() {
+            pagefleet_schemas::queue::FaultKind::Transient {
+                retry_after: pagefleet_schemas::queue::RETRY_AFTER,
+            }
+        } else {
+            pagefleet_schemas::queue::FaultKind::Permanent
+        }
+    }
 }
 
 impl IntakeError {
@@ -218,6 +251,27 @@ impl Intake {
         Ok(kind)
     }
 
+    /// Checks that a profile is one the deployment serves: configured, or
+    /// advertised by a live worker.
+    pub async fn check_profile(&self, profile: &str) -> Result<(), IntakeError> {
+        if self.limits.profiles.iter().any(|p| p == profile) {
+            return Ok(());
+        }
+        let known = crate::fleet::known_profiles(
+            &self.js,
+            &self.limits.profiles,
+            pagefleet_schemas::messages::now_ms(),
+        )
+        .await;
+        if known.iter().any(|p| p == profile) {
+            return Ok(());
+        }
+        Err(IntakeError::UnknownProfile {
+            profile: profile.to_owned(),
+            known,
+        })
+    }
+
     /// Checks and submits uploaded bytes.
     pub async fn submit_upload(
         &self,
@@ -226,6 +280,7 @@ impl Intake {
         options: &SubmitOptions,
     ) -> Result<(Submitted, DocType), IntakeError> {
         let kind = self.check(bytes.len() as u64, &bytes)?;
+        self.check_profile(&options.profile).await?;
         let document = Document::Upload {
             filename: filename.to_owned(),
             bytes,
@@ -242,6 +297,7 @@ impl Intake {
         source: String,
         options: &SubmitOptions,
     ) -> Result<Submitted, IntakeError> {
+        self.check_profile(&options.profile).await?;
         let path = object_store::path::Path::from(key.as_str());
         let head = GetOptions {
             range: Some(GetRange::Bounded(0..1024)),

@@ -12,6 +12,8 @@ use pagefleet_schemas::state;
 use pagefleet_schemas::store::{self, Store, StoreError};
 use serde::Serialize;
 
+use crate::intake::Intake;
+
 /// Output formats of a finished job.
 pub const FORMATS: [&str; 3] = ["txt", "md", "json"];
 
@@ -20,8 +22,12 @@ pub const FORMATS: [&str; 3] = ["txt", "md", "json"];
 pub struct JobView {
     /// The job's id.
     pub job_id: String,
-    /// `queued`, `running`, `success`, `partial_success`, `failed` or `cancelled`.
+    /// `queued`, `running`, `waiting` (see `waiting`), `success`,
+    /// `partial_success`, `failed` or `cancelled`.
     pub status: &'static str,
+    /// Why a running job's pages are not being read, when that is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     /// The document's file name.
     pub filename: String,
     /// Where the document came from.
@@ -98,12 +104,10 @@ pub async fn load(js: &jetstream::Context, job_id: &str) -> Result<JobState, Job
     JobState::decode(&bytes).map_err(unavailable)
 }
 
-/// The job as clients see it, with its metrics once finished.
-pub async fn view(
-    js: &jetstream::Context,
-    store: &Store,
-    job_id: &str,
-) -> Result<JobView, JobError> {
+/// The job as clients see it, with its metrics once finished; a job whose
+/// pages no worker has taken for `intake.limits.waiting_after` says why.
+pub async fn view(intake: &Intake, job_id: &str) -> Result<JobView, JobError> {
+    let (js, store) = (&intake.js, &intake.store);
     let state = load(js, job_id).await?;
     let metrics = if matches!(state.status, JobStatus::Running | JobStatus::Cancelled) {
         None
@@ -114,7 +118,22 @@ pub async fn view(
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|v| v.get("metrics").cloned())
     };
-    Ok(view_of(&state, metrics))
+    let mut view = view_of(&state, metrics);
+    let now = now_ms();
+    let rasterized_at = state
+        .manifest
+        .as_ref()
+        .filter(|m| m.total_pages > 0)
+        .map(|_| state.first_seen_ms);
+    if let (JobStatus::Running, true, Some(since)) =
+        (state.status, state.pages.is_empty(), rasterized_at)
+        && now.saturating_sub(since) >= intake.limits.waiting_after.as_millis() as u64
+        && crate::fleet::serves(js, &view.profile, now).await == Some(false)
+    {
+        view.status = "waiting";
+        view.waiting = Some(format!("no worker serves profile {}", view.profile));
+    }
+    Ok(view)
 }
 
 /// The view of a state.
@@ -129,6 +148,7 @@ pub fn view_of(state: &JobState, metrics: Option<serde_json::Value>) -> JobView 
     JobView {
         job_id: state.job_id.clone(),
         status,
+        waiting: None,
         filename: manifest.map_or(submission.filename, |m| m.filename.clone()),
         source: submission.source,
         profile: submission.profile,
@@ -226,7 +246,7 @@ pub async fn cancel(js: &jetstream::Context, job_id: &str) -> Result<JobState, J
         true
     })
     .await
-    .map_err(JobError::Unavailable)?;
+    .map_err(|e| JobError::Unavailable(e.to_string()))?;
     if state.status != JobStatus::Cancelled {
         return Err(JobError::Ended {
             job_id: job_id.to_owned(),

@@ -22,6 +22,7 @@
 #![deny(unreachable_pub)]
 
 pub mod bucket;
+pub mod fleet;
 pub mod http;
 pub mod intake;
 pub mod jobs;

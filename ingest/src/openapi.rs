@@ -101,7 +101,8 @@ pub fn document() -> Value {
                 }},
                 "Job": {"type": "object", "properties": {
                     "job_id": {"type": "string"},
-                    "status": {"enum": ["queued", "running", "success", "partial_success", "failed", "cancelled"]},
+                    "status": {"enum": ["queued", "running", "waiting", "success", "partial_success", "failed", "cancelled"]},
+                    "waiting": {"type": "string", "description": "while status is waiting: why no page is being read, e.g. no worker serves profile accurate"},
                     "filename": {"type": "string"}, "source": {"type": "string"}, "profile": {"type": "string"},
                     "progress": {"type": "object", "properties": {
                         "pages_done": {"type": "integer"}, "pages_failed": {"type": "integer"},

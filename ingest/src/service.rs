@@ -149,7 +149,7 @@ async fn handle_status(intake: &Intake, payload: &[u8]) -> Result<serde_json::Va
             format!("request is not JSON like {{\"job_id\": \"...\"}}: {e}"),
         )
     })?;
-    match jobs::view(&intake.js, &intake.store, &req.job_id).await {
+    match jobs::view(intake, &req.job_id).await {
         Ok(view) => Ok(serde_json::to_value(view).unwrap_or_default()),
         Err(e @ JobError::NotFound(_)) => Err((404, e.to_string())),
         Err(e) => Err((503, e.to_string())),

@@ -91,12 +91,14 @@ pub async fn run(
         parts.spawn(async move { service::serve(client, intake, bucket, stop).await });
     }
     if let (true, Some(bucket_config)) = (config.bucket_events, config.api.bucket.clone()) {
-        let consumer = bucket::events_consumer(&js, &config.topology.docs).await?;
         let intake = intake.clone();
+        let topology = config.topology.clone();
         let stop = shutdown.clone();
-        parts.spawn(
-            async move { bucket::consume_events(intake, bucket_config, consumer, stop).await },
-        );
+        parts.spawn(async move {
+            bucket::consume_events(intake, bucket_config, topology, stop)
+                .await
+                .map_err(|e| format!("bucket events: {e}"))
+        });
     }
     if let (Some(interval), Some(bucket_config)) =
         (config.watch_interval, config.api.bucket.clone())

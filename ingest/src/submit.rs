@@ -209,7 +209,7 @@ async fn submit_in_span(
         true
     })
     .await
-    .map_err(SubmitError::Publish)?;
+    .map_err(|e| SubmitError::Publish(e.to_string()))?;
     let job = DocumentJob {
         v: SCHEMA_VERSION,
         job_id: job_id.clone(),

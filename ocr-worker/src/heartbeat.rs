@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
+use async_nats::jetstream::{self, kv};
 use pagefleet_schemas::messages::{SCHEMA_VERSION, WorkerHeartbeat, now_ms};
 use pagefleet_schemas::names;
+use pagefleet_schemas::topology::{self, TopologyConfig};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
-use tracing::warn;
+use tracing::{info, warn};
 
 /// What a worker counts for its heartbeats.
 #[derive(Debug, Default)]
@@ -80,21 +81,22 @@ impl ProcessProbe {
 
 /// Puts a heartbeat every `interval` until `stop` is set; deletes the
 /// worker's key when it ends, so a stopped worker leaves at once.
+///
+/// A heartbeat that cannot be put (the server restarted without the bucket,
+/// say) sets the bucket up again before the next one, so the worker is back
+/// in the fleet's status within a heartbeat of NATS coming back.
+#[allow(clippy::too_many_arguments)]
 pub async fn beat(
     js: jetstream::Context,
+    topology: TopologyConfig,
     identity: Identity,
     counters: Arc<WorkerCounters>,
     ready: Arc<AtomicBool>,
     interval: Duration,
     stop: impl std::future::Future<Output = ()> + Send,
 ) {
-    let kv = match js.get_key_value(names::WORKERS_BUCKET).await {
-        Ok(kv) => kv,
-        Err(e) => {
-            warn!("no heartbeats: the workers bucket is unavailable: {e}");
-            return;
-        }
-    };
+    let mut kv: Option<kv::Store> = None;
+    let mut failing = false;
     let key = names::worker_key(&identity.name);
     let started = Instant::now();
     let mut probe = ProcessProbe::new();
@@ -130,9 +132,37 @@ pub async fn beat(
             at_ms: now_ms(),
         };
         let body = serde_json::to_vec(&heartbeat).unwrap_or_default();
-        if let Err(e) = kv.put(&key, body.into()).await {
-            warn!("heartbeat not sent: {e}");
+        let bucket = match kv.take() {
+            Some(kv) => Ok(kv),
+            None => topology::ensure_workers_bucket(&js, &topology)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        let sent = match bucket {
+            Ok(bucket) => {
+                let put = bucket.put(&key, body.into()).await.map(|_| ());
+                // A bucket that failed is set up again before the next beat.
+                if put.is_ok() {
+                    kv = Some(bucket);
+                }
+                put.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) if failing => {
+                failing = false;
+                info!("heartbeats back");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                warn!("heartbeat not sent: {e}");
+            }
+            Err(_) => {}
         }
     }
-    let _ = kv.delete(&key).await;
+    if let Some(kv) = kv {
+        let _ = kv.delete(&key).await;
+    }
 }

@@ -31,6 +31,8 @@ struct CancelState {
     cancelled: AtomicBool,
     /// The engine reading the page, while it does.
     running_on: Mutex<Option<Stopper>>,
+    /// Told when a slot starts reading the page.
+    started: tokio::sync::Notify,
 }
 
 /// Cancels one submitted page: before it starts it is skipped, while it runs
@@ -56,6 +58,11 @@ impl JobHandle {
         {
             stopper.stop();
         }
+    }
+
+    /// Completes once a slot has started reading the page (at once if it has).
+    pub async fn started(&self) {
+        self.0.started.notified().await;
     }
 }
 
@@ -184,6 +191,8 @@ fn serve(mut engine: Engine, rx: &Mutex<Receiver<Job>>) {
             Ok(mut running) => *running = Some(stopper),
             Err(_) => continue,
         }
+        // A permit is kept if nobody waits yet: a later wait returns at once.
+        job.cancel.started.notify_one();
         let result = if job.cancel.cancelled.load(Ordering::SeqCst) {
             Err(EngineError::Cancelled)
         } else {

@@ -4,33 +4,37 @@
 //! Reads: [`PageJob`] from `pagefleet.pages.<profile>.>`, page images.
 //! Writes: [`PageResult`] or [`PageFailure`] on `pagefleet.results.<job_id>.<page>`.
 //!
-//! Nothing here retries in a loop: a page that could not be finished is handed
-//! back to JetStream (nak with a delay, or an expired ack) and redelivered,
-//! possibly to another worker; after `max_deliver` deliveries the aggregator
-//! records it as failed.
+//! The queue driver of `pagefleet_schemas::queue` decides what happens to a
+//! page that could not be finished: an outage of the store or of NATS is
+//! waited out with the page in hand; a page that can never be read (a bad
+//! image, past its deadline) is recorded as failed; a crash or a fault of the
+//! engine hands it back to JetStream, to be redelivered, possibly to another
+//! worker, and after `max_deliver` deliveries the aggregator records it as
+//! failed.
 
 use std::future::Future;
 use std::io::Cursor;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, AckKind, kv};
-use futures::{FutureExt, StreamExt};
+use async_nats::jetstream::{self, kv};
+use futures::FutureExt;
 use image::{ImageReader, Limits};
-use pagefleet_schemas::bus::publish_acked;
+use pagefleet_schemas::bus::{PublishFailed, publish_acked};
 use pagefleet_schemas::messages::{
-    Message, PageFailure, PageJob, PageResult, ResultMessage, SCHEMA_VERSION, now_ms,
+    DecodeError, Message, PageFailure, PageJob, PageResult, ResultMessage, SCHEMA_VERSION, now_ms,
 };
+use pagefleet_schemas::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
 use pagefleet_schemas::state;
-use pagefleet_schemas::store::{self, Store};
+use pagefleet_schemas::store::{self, Store, StoreError};
 use pagefleet_schemas::topology::{self, TopologyConfig};
 use pagefleet_schemas::{PageOcr, names};
-use tokio::sync::{Semaphore, oneshot};
-use tracing::{Instrument, error, info, info_span, warn};
+use tokio::sync::oneshot;
+use tracing::{Instrument, error, info, info_span};
 
 use crate::heartbeat::{self, Identity, WorkerCounters};
-use crate::{EngineError, ErrorKind, JobHandle, Pool};
+use crate::{EngineError, ErrorKind, Pool};
 
 /// Settings of the worker stage.
 #[derive(Debug, Clone)]
@@ -43,8 +47,9 @@ pub struct StageConfig {
     pub name: String,
     /// Pages in hand at once (queued or being read).
     pub in_flight: usize,
-    /// Longest a page may take; past it the worker stops extending the page's
-    /// ack and lets it go (it is redelivered, and fails after `max_deliver`).
+    /// Longest a page's inference may run, from when a slot starts reading
+    /// it; past it the run is stopped, the slot takes the next page, and the
+    /// page is recorded as failed.
     pub page_deadline: Duration,
     /// Most pixels a page image may declare.
     pub max_decode_pixels: u64,
@@ -52,6 +57,29 @@ pub struct StageConfig {
     pub execution_provider: String,
     /// How often a heartbeat is put in the workers bucket.
     pub heartbeat_interval: Duration,
+}
+
+/// The default page deadline.
+pub const DEFAULT_PAGE_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The default time between heartbeats.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+impl StageConfig {
+    /// A worker of `profile` with `slots` inference slots and the default
+    /// settings otherwise.
+    pub fn new(profile: &str, name: String, slots: usize) -> Self {
+        Self {
+            topology: TopologyConfig::default(),
+            profile: profile.to_owned(),
+            name,
+            in_flight: slots.max(1) * 2,
+            page_deadline: DEFAULT_PAGE_DEADLINE,
+            max_decode_pixels: pagefleet_schemas::DEFAULT_MAX_PIXELS.saturating_mul(2),
+            execution_provider: "cpu".to_owned(),
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+        }
+    }
 }
 
 /// What the stage works with.
@@ -74,9 +102,55 @@ pub enum StageError {
     /// The topology could not be set up.
     #[error(transparent)]
     Topology(#[from] topology::TopologyError),
-    /// The consumer failed.
+    /// The consumer could not be set up.
     #[error("page consumer: {0}")]
-    Consumer(String),
+    Consumer(#[from] queue::DriverError),
+}
+
+/// Why a page was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// The page job cannot be read.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The page image could not be read from the store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The page image is not an image this worker reads.
+    #[error("page image: {0}")]
+    Image(String),
+    /// The engine refused or failed the page.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Inference ran past the page deadline and was stopped.
+    #[error(
+        "page inference ran past its deadline of {:.0} s and was stopped",
+        .0.as_secs_f64()
+    )]
+    Deadline(Duration),
+    /// The result could not be published.
+    #[error(transparent)]
+    Publish(#[from] PublishFailed),
+    /// A blocking task of the worker failed.
+    #[error("worker task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl Fault for PageError {
+    fn kind(&self) -> FaultKind {
+        match self {
+            Self::Decode(_) | Self::Image(_) | Self::Deadline(_) => FaultKind::Permanent,
+            Self::Store(e) if e.is_transient() => FaultKind::Transient {
+                retry_after: queue::RETRY_AFTER,
+            },
+            Self::Store(_) => FaultKind::Permanent,
+            Self::Engine(e) if e.kind() == ErrorKind::BadInput => FaultKind::Permanent,
+            Self::Engine(_) | Self::Task(_) => FaultKind::Bug,
+            Self::Publish(_) => FaultKind::Transient {
+                retry_after: queue::RETRY_AFTER,
+            },
+        }
+    }
 }
 
 /// Runs the stage until `shutdown` completes; then stops pulling and finishes
@@ -87,20 +161,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StageError> {
     topology::ensure(&deps.js, &config.topology).await?;
-    let consumer = topology::consumer(
-        &deps.js,
-        names::PAGES_STREAM,
-        &names::worker_consumer(&config.profile),
-        &names::pages_of_profile(&config.profile),
-        &config.topology.pages,
-    )
-    .await?;
     // Shared: it is awaited in several places and may be polled again after
     // it fired.
     let shutdown = shutdown.boxed().shared();
     let (stop_beats, beats_stopped) = oneshot::channel::<()>();
     let beats = tokio::spawn(heartbeat::beat(
         deps.js.clone(),
+        config.topology.clone(),
         Identity {
             name: config.name.clone(),
             profile: config.profile.clone(),
@@ -117,59 +184,37 @@ pub async fn run(
     let jobs = deps.js.get_key_value(names::JOBS_BUCKET).await.ok();
     warm_up(&deps.pool).await;
     deps.ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    let config = Arc::new(config);
-    let deps = Arc::new(deps);
-    let permits = Arc::new(Semaphore::new(config.in_flight.max(1)));
     info!(name = %config.name, profile = %config.profile, slots = deps.pool.slots(), "ocr worker ready");
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.clone() => break,
-            p = Arc::clone(&permits).acquire_owned() => p.map_err(|e| StageError::Consumer(e.to_string()))?,
-        };
-        let want = permits.available_permits() + 1;
-        let fetch = consumer
-            .batch()
-            .max_messages(want)
-            .expires(Duration::from_secs(2))
-            .messages();
-        let mut batch = tokio::select! {
-            _ = shutdown.clone() => break,
-            b = fetch => b.map_err(|e| StageError::Consumer(e.to_string()))?,
-        };
-        let mut permit = Some(permit);
-        // Waiting for the batch to fill is cut short by shutdown; a message
-        // already received is still handled.
-        while let Some(msg) = tokio::select! {
-            _ = shutdown.clone() => None,
-            m = batch.next() => m,
-        } {
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    warn!("fetching a page job: {e}");
-                    continue;
-                }
-            };
-            let permit = match permit.take() {
-                Some(p) => p,
-                None => match Arc::clone(&permits).acquire_owned().await {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
-            let (config, deps, jobs) = (Arc::clone(&config), Arc::clone(&deps), jobs.clone());
-            tokio::spawn(async move {
-                handle(&config, &deps, jobs.as_ref(), msg).await;
-                drop(permit);
-            });
-        }
-    }
-    deps.counters.draining.store(true, Ordering::SeqCst);
-    // Wait for the pages in hand: every permit back means every page answered.
-    let _ = permits.acquire_many(config.in_flight.max(1) as u32).await;
+    let driver = queue::Driver {
+        what: "page job",
+        concurrency: config.in_flight.max(1),
+        batch: config.in_flight.max(1),
+        expires: Duration::from_secs(2),
+        backoff: queue::Backoff::default(),
+        // A page may wait for a slot while another runs to its deadline,
+        // then run to its own; an attempt still going after a third
+        // deadline's worth hangs outside inference (a store read that never
+        // returns, say).
+        attempt_limit: Some(config.page_deadline.saturating_mul(3)),
+    };
+    let spec = queue::ConsumerSpec {
+        stream: names::PAGES_STREAM.to_owned(),
+        name: names::worker_consumer(&config.profile),
+        filter: names::pages_of_profile(&config.profile),
+        settings: config.topology.pages.clone(),
+    };
+    let topology = config.topology.clone();
+    let counters = Arc::clone(&deps.counters);
+    let js = deps.js.clone();
+    let handler = Arc::new(Pages { config, deps, jobs });
+    let driven = driver
+        .run(&js, &topology, &spec, handler, shutdown.clone())
+        .await;
+    counters.draining.store(true, Ordering::SeqCst);
     // The last heartbeat goes: the worker leaves the fleet's status at once.
     let _ = stop_beats.send(());
     let _ = beats.await;
+    driven?;
     info!("ocr worker stopped");
     Ok(())
 }
@@ -180,7 +225,7 @@ async fn warm_up(pool: &Arc<Pool>) {
     let mut delay = Duration::from_millis(500);
     loop {
         let blank = image::RgbImage::from_pixel(640, 480, image::Rgb([255, 255, 255]));
-        match infer(pool, blank, &Mutex::new(None)).await {
+        match infer(pool, blank, DEFAULT_PAGE_DEADLINE).await {
             Ok(_) => return,
             Err(e) => {
                 error!("warm-up inference failed, retrying in {delay:?}: {e}");
@@ -191,205 +236,208 @@ async fn warm_up(pool: &Arc<Pool>) {
     }
 }
 
-/// Runs one page on the pool without blocking the async threads. The page's
-/// handle is left in `running` while it is read, for cancelling it.
+/// Runs one page on the pool without blocking the async threads. The
+/// deadline starts when a slot starts reading the page, not while it waits
+/// for one; when it passes, the run is stopped through ONNX Runtime's run
+/// options and the slot is free for the next page at once.
 async fn infer(
     pool: &Arc<Pool>,
     image: image::RgbImage,
-    running: &Mutex<Option<JobHandle>>,
-) -> Result<PageOcr, EngineError> {
-    let (tx, rx) = oneshot::channel();
+    deadline: Duration,
+) -> Result<PageOcr, PageError> {
+    let (tx, mut rx) = oneshot::channel();
     let pool = Arc::clone(pool);
     // Submitting blocks while the pool's queue is full: off the async threads.
     let span = tracing::Span::current();
     let handle = tokio::task::spawn_blocking(move || {
         span.in_scope(|| pool.submit(image, Box::new(move |r| drop(tx.send(r)))))
     })
-    .await
-    .map_err(|e| EngineError::Runtime(e.to_string()))??;
-    if let Ok(mut slot) = running.lock() {
-        *slot = Some(handle);
+    .await??;
+    let dropped = || EngineError::Runtime("the inference thread dropped the page".into());
+    tokio::select! {
+        _ = handle.started() => {}
+        reply = &mut rx => return Ok(reply.map_err(|_| dropped())??),
     }
-    rx.await
-        .map_err(|_| EngineError::Runtime("the inference thread dropped the page".into()))?
-}
-
-enum Outcome {
-    /// Result published: acknowledge.
-    Done,
-    /// This page will never be read: failure published, terminate.
-    Failed,
-    /// Try again later, here or elsewhere.
-    Retry(String),
-    /// Past the deadline: let the ack expire.
-    Abandon,
-    /// The job was cancelled: the page is dropped unread.
-    Cancelled,
-}
-
-async fn handle(
-    config: &StageConfig,
-    deps: &Deps,
-    jobs: Option<&kv::Store>,
-    msg: jetstream::Message,
-) {
-    let job = match PageJob::decode(&msg.payload) {
-        Ok(job) => job,
-        Err(e) => {
-            error!(subject = %msg.subject, "dropping an undecodable page job: {e}");
-            let _ = msg.ack_with(AckKind::Term).await;
-            return;
+    match tokio::time::timeout(deadline, &mut rx).await {
+        Ok(reply) => Ok(reply.map_err(|_| dropped())??),
+        Err(_) => {
+            handle.cancel();
+            // The slot answers as soon as ONNX Runtime stops, at its next
+            // operator.
+            let _ = rx.await;
+            metrics::counter!("pagefleet_page_deadlines_total").increment(1);
+            Err(PageError::Deadline(deadline))
         }
-    };
-    let deliveries = msg.info().map_or(1, |i| i.delivered as u64);
-    let span = info_span!(
-        "ocr",
-        job_id = %job.job_id,
-        page = job.page,
-        worker = %config.name,
-        profile = %config.profile,
-        deliveries,
-        trace_id = tracing::field::Empty,
-    );
-    pagefleet_schemas::trace::follow(&span, msg.headers.as_ref());
-    // The page's wait in the queue, beside its reading in the job's trace.
-    pagefleet_schemas::trace::record(
-        "queue_wait",
-        &pagefleet_schemas::trace::extract(msg.headers.as_ref()),
-        pagefleet_schemas::trace::from_ms(job.published_at_ms),
-        std::time::SystemTime::now(),
-        vec![
-            opentelemetry::KeyValue::new("job_id", job.job_id.clone()),
-            opentelemetry::KeyValue::new("page", i64::from(job.page)),
-            opentelemetry::KeyValue::new("worker", config.name.clone()),
-        ],
-    );
-    let profile = config.profile.clone();
-    if deliveries > 1 {
-        metrics::counter!("pagefleet_page_redeliveries_total", "profile" => profile.clone())
-            .increment(1);
     }
-    let in_flight = metrics::gauge!("pagefleet_pages_in_flight", "profile" => profile.clone());
-    in_flight.increment(1.0);
-    deps.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-    async {
+}
+
+/// The worker's handling of page jobs.
+struct Pages {
+    config: StageConfig,
+    deps: Deps,
+    jobs: Option<kv::Store>,
+}
+
+impl Handler for Pages {
+    type Job = PageJob;
+    type Error = PageError;
+
+    fn decode(&self, payload: &[u8]) -> Result<PageJob, PageError> {
+        Ok(PageJob::decode(payload)?)
+    }
+
+    fn span(&self, job: &PageJob, delivery: &Delivery) -> tracing::Span {
+        let span = info_span!(
+            "ocr",
+            job_id = %job.job_id,
+            page = job.page,
+            worker = %self.config.name,
+            profile = %self.config.profile,
+            deliveries = delivery.deliveries,
+            trace_id = tracing::field::Empty,
+        );
+        pagefleet_schemas::trace::follow(&span, delivery.headers.as_ref());
+        // The page's wait in the queue, beside its reading in the job's trace.
+        pagefleet_schemas::trace::record(
+            "queue_wait",
+            &pagefleet_schemas::trace::extract(delivery.headers.as_ref()),
+            pagefleet_schemas::trace::from_ms(job.published_at_ms),
+            std::time::SystemTime::now(),
+            vec![
+                opentelemetry::KeyValue::new("job_id", job.job_id.clone()),
+                opentelemetry::KeyValue::new("page", i64::from(job.page)),
+                opentelemetry::KeyValue::new("worker", self.config.name.clone()),
+            ],
+        );
+        span
+    }
+
+    async fn handle(&self, job: &PageJob, delivery: &Delivery) -> Result<Handled, PageError> {
+        let _in_hand = InHand::new(&self.deps.counters, &self.config.profile);
+        // A cancelled job's pages still in the queue were purged; those
+        // already delivered are dropped here, unread, and so is a page
+        // delivered again after its job finished (its ack was lost).
+        if let Some(kv) = &self.jobs
+            && state::has_ended(kv, &job.job_id).await
+        {
+            info!("job ended, page dropped unread");
+            metrics::counter!("pagefleet_pages_dropped_total", "reason" => "job ended")
+                .increment(1);
+            return Ok(Handled::Dropped);
+        }
         let started = Instant::now();
-        let running = Mutex::new(None);
-        let work = async {
-            // A cancelled job's pages still in the queue were purged; those
-            // already delivered are dropped here, unread.
-            match jobs {
-                Some(kv) if state::is_cancelled(kv, &job.job_id).await => Outcome::Cancelled,
-                _ => process(config, deps, &job, deliveries, &running).await,
-            }
-        };
-        tokio::pin!(work);
-        let mut progress = tokio::time::interval(config.topology.pages.ack_wait / 3);
-        progress.tick().await;
-        let deadline = tokio::time::sleep(config.page_deadline);
-        tokio::pin!(deadline);
-        let outcome = loop {
-            tokio::select! {
-                outcome = &mut work => break outcome,
-                _ = progress.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
-                _ = &mut deadline => break Outcome::Abandon,
-            }
-        };
-        match outcome {
-            Outcome::Done => {
-                metrics::counter!("pagefleet_pages_processed_total", "profile" => profile.clone())
-                    .increment(1);
-                deps.counters.pages_done.fetch_add(1, Ordering::Relaxed);
-                metrics::histogram!("pagefleet_stage_seconds", "stage" => "ocr_page")
-                    .record(started.elapsed().as_secs_f64());
-                if let Err(e) = msg.double_ack().await {
-                    warn!(
-                        "ack after publishing the result failed (the page may be read again): {e}"
-                    );
-                }
-                info!(ms = started.elapsed().as_millis() as u64, "page done");
-            }
-            Outcome::Failed => {
-                metrics::counter!("pagefleet_pages_failed_total", "stage" => "ocr-worker")
-                    .increment(1);
-                deps.counters.pages_failed.fetch_add(1, Ordering::Relaxed);
-                drop(msg.ack_with(AckKind::Term).await)
-            }
-            Outcome::Retry(reason) => {
-                warn!("page handed back: {reason}");
-                let _ = msg
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                    .await;
-            }
-            Outcome::Cancelled => {
-                info!("job cancelled, page dropped unread");
-                let _ = msg.ack_with(AckKind::Term).await;
-            }
-            Outcome::Abandon => {
-                warn!(
-                    deadline_s = config.page_deadline.as_secs_f64(),
-                    "page over its deadline, letting it go"
-                );
-            }
+        let queue_wait_ms = now_ms().saturating_sub(job.published_at_ms);
+        let bytes = store::get(self.deps.store.as_ref(), &job.image_key).await?;
+        let max_pixels = self.config.max_decode_pixels;
+        let image = tokio::task::spawn_blocking(move || decode(&bytes, max_pixels))
+            .await?
+            .map_err(PageError::Image)?;
+        let ocr = infer(&self.deps.pool, image, self.config.page_deadline).await?;
+        let t = &ocr.timings;
+        for (step, ms) in [
+            ("detect", t.detect_ms),
+            ("crop", t.crop_ms),
+            ("classify", t.classify_ms),
+            ("recognize", t.recognize_ms),
+            ("total", t.total_ms),
+        ] {
+            metrics::histogram!("pagefleet_step_seconds", "step" => step).record(ms / 1000.0);
         }
+        let result = PageResult {
+            v: SCHEMA_VERSION,
+            job_id: job.job_id.clone(),
+            page: job.page,
+            worker: self.config.name.clone(),
+            queue_wait_ms,
+            deliveries: delivery.deliveries,
+            scale: job.scale,
+            ocr,
+        };
+        self.publish(job, delivery, ResultMessage::Page(result))
+            .await?;
+        if delivery.deliveries > 1 {
+            // Counted where the job counts it: a page read again, its
+            // result published.
+            metrics::counter!("pagefleet_page_redeliveries_total", "profile" => self.config.profile.clone())
+                .increment(1);
+        }
+        metrics::counter!("pagefleet_pages_processed_total", "profile" => self.config.profile.clone())
+            .increment(1);
+        self.deps
+            .counters
+            .pages_done
+            .fetch_add(1, Ordering::Relaxed);
+        metrics::histogram!("pagefleet_stage_seconds", "stage" => "ocr_page")
+            .record(started.elapsed().as_secs_f64());
+        info!(ms = started.elapsed().as_millis() as u64, "page done");
+        Ok(Handled::Done)
     }
-    .instrument(span)
-    .await;
-    in_flight.decrement(1.0);
-    deps.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+
+    async fn give_up(
+        &self,
+        job: &PageJob,
+        delivery: &Delivery,
+        error: &PageError,
+    ) -> Result<(), PageError> {
+        let failure = PageFailure {
+            v: SCHEMA_VERSION,
+            job_id: job.job_id.clone(),
+            page: job.page,
+            worker: self.config.name.clone(),
+            error: error.to_string(),
+            deliveries: delivery.deliveries,
+        };
+        self.publish(job, delivery, ResultMessage::Failure(failure))
+            .await?;
+        metrics::counter!("pagefleet_pages_failed_total", "stage" => "ocr-worker").increment(1);
+        self.deps
+            .counters
+            .pages_failed
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
-async fn process(
-    config: &StageConfig,
-    deps: &Deps,
-    job: &PageJob,
-    deliveries: u64,
-    running: &Mutex<Option<JobHandle>>,
-) -> Outcome {
-    let queue_wait_ms = now_ms().saturating_sub(job.published_at_ms);
-    let bytes = match store::get(deps.store.as_ref(), &job.image_key).await {
-        Ok(b) => b,
-        Err(e) if e.is_transient() => return Outcome::Retry(e.to_string()),
-        Err(e) => return fail(config, deps, job, deliveries, &e.to_string()).await,
-    };
-    let max_pixels = config.max_decode_pixels;
-    let decoded = tokio::task::spawn_blocking(move || decode(&bytes, max_pixels)).await;
-    let image = match decoded {
-        Ok(Ok(image)) => image,
-        Ok(Err(e)) => return fail(config, deps, job, deliveries, &e).await,
-        Err(e) => return Outcome::Retry(e.to_string()),
-    };
-    match infer(&deps.pool, image, running).await {
-        Ok(ocr) => {
-            let t = &ocr.timings;
-            for (step, ms) in [
-                ("detect", t.detect_ms),
-                ("crop", t.crop_ms),
-                ("classify", t.classify_ms),
-                ("recognize", t.recognize_ms),
-                ("total", t.total_ms),
-            ] {
-                metrics::histogram!("pagefleet_step_seconds", "step" => step).record(ms / 1000.0);
-            }
-            let result = PageResult {
-                v: SCHEMA_VERSION,
-                job_id: job.job_id.clone(),
-                page: job.page,
-                worker: config.name.clone(),
-                queue_wait_ms,
-                deliveries,
-                scale: job.scale,
-                ocr,
-            };
-            match publish(deps, job, ResultMessage::Page(result)).await {
-                Ok(()) => Outcome::Done,
-                Err(e) => Outcome::Retry(format!("publishing the result: {e}")),
-            }
-        }
-        Err(e) if e.kind() == ErrorKind::BadInput => {
-            fail(config, deps, job, deliveries, &e.to_string()).await
-        }
-        Err(e) => Outcome::Retry(e.to_string()),
+impl Pages {
+    /// Publishes on the result stream and waits for JetStream's
+    /// acknowledgement. Each delivery publishes under its own id, so that
+    /// the aggregator learns of a page read twice.
+    async fn publish(
+        &self,
+        job: &PageJob,
+        delivery: &Delivery,
+        message: ResultMessage,
+    ) -> Result<(), PublishFailed> {
+        publish_acked(
+            &self.deps.js,
+            names::result_subject(&job.job_id, job.page),
+            names::result_msg_id(&job.job_id, job.page, delivery.deliveries),
+            message.encode(),
+        )
+        .instrument(info_span!("result_publish", page = job.page))
+        .await
+    }
+}
+
+/// A page in hand, counted for heartbeats and metrics while it lives.
+struct InHand<'a> {
+    counters: &'a WorkerCounters,
+    gauge: metrics::Gauge,
+}
+
+impl<'a> InHand<'a> {
+    fn new(counters: &'a WorkerCounters, profile: &str) -> Self {
+        let gauge = metrics::gauge!("pagefleet_pages_in_flight", "profile" => profile.to_owned());
+        gauge.increment(1.0);
+        counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self { counters, gauge }
+    }
+}
+
+impl Drop for InHand<'_> {
+    fn drop(&mut self) {
+        self.gauge.decrement(1.0);
+        self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -404,12 +452,10 @@ fn decode(bytes: &[u8], max_pixels: u64) -> Result<image::RgbImage, String> {
     limits.max_image_height = Some(side);
     limits.max_alloc = Some(max_pixels.saturating_mul(8));
     reader.limits(limits.clone());
-    let (w, h) = reader
-        .into_dimensions()
-        .map_err(|e| format!("page image: {e}"))?;
+    let (w, h) = reader.into_dimensions().map_err(|e| e.to_string())?;
     if w as u64 * h as u64 > max_pixels {
         return Err(format!(
-            "page image {w}x{h} is over the decode limit of {max_pixels} pixels"
+            "{w}x{h} is over the decode limit of {max_pixels} pixels"
         ));
     }
     let mut reader = ImageReader::new(Cursor::new(bytes))
@@ -419,40 +465,5 @@ fn decode(bytes: &[u8], max_pixels: u64) -> Result<image::RgbImage, String> {
     reader
         .decode()
         .map(|i| i.into_rgb8())
-        .map_err(|e| format!("page image: {e}"))
-}
-
-async fn fail(
-    config: &StageConfig,
-    deps: &Deps,
-    job: &PageJob,
-    deliveries: u64,
-    error: &str,
-) -> Outcome {
-    warn!("page failed: {error}");
-    let failure = PageFailure {
-        v: SCHEMA_VERSION,
-        job_id: job.job_id.clone(),
-        page: job.page,
-        worker: config.name.clone(),
-        error: error.to_owned(),
-        deliveries,
-    };
-    match publish(deps, job, ResultMessage::Failure(failure)).await {
-        Ok(()) => Outcome::Failed,
-        Err(e) => Outcome::Retry(format!("publishing the failure: {e}")),
-    }
-}
-
-/// Publishes on the result stream and waits for JetStream's acknowledgement.
-async fn publish(deps: &Deps, job: &PageJob, message: ResultMessage) -> Result<(), String> {
-    publish_acked(
-        &deps.js,
-        names::result_subject(&job.job_id, job.page),
-        names::result_msg_id(&job.job_id, job.page),
-        message.encode(),
-    )
-    .instrument(info_span!("result_publish", page = job.page))
-    .await
-    .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())
 }

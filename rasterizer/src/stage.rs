@@ -8,21 +8,23 @@
 use std::future::Future;
 use std::io::Cursor;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream::{self, AckKind};
-use futures::{FutureExt, StreamExt};
+use async_nats::jetstream::{self, kv};
+use futures::FutureExt;
 use opentelemetry::KeyValue;
-use pagefleet_schemas::bus::publish_acked;
+use pagefleet_schemas::bus::{PublishFailed, publish_acked};
 use pagefleet_schemas::messages::{
-    DocumentJob, EventKind, JobEvent, JobManifest, JobStatus, Message, PageFailure, PageJob,
-    ResultMessage, SCHEMA_VERSION, now_ms,
+    DecodeError, DocumentJob, EventKind, JobEvent, JobManifest, JobStatus, Message, PageFailure,
+    PageJob, ResultMessage, SCHEMA_VERSION, now_ms,
 };
-use pagefleet_schemas::store::{self, Store};
+use pagefleet_schemas::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
+use pagefleet_schemas::store::{self, Store, StoreError};
 use pagefleet_schemas::topology::{self, TopologyConfig};
 use pagefleet_schemas::{PixelBudget, names};
 use tokio::sync::mpsc;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{info, info_span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{RasterError, Rasterizer, RenderOptions};
@@ -59,9 +61,48 @@ pub enum StageError {
     /// PDFium could not be loaded.
     #[error(transparent)]
     Raster(#[from] RasterError),
-    /// The consumer failed.
+    /// The consumer could not be set up.
     #[error("document consumer: {0}")]
-    Consumer(String),
+    Consumer(#[from] queue::DriverError),
+}
+
+/// Why a document was not rasterized.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    /// The document job cannot be read.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The source could not be read, or a page image not written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The document cannot be rendered.
+    #[error(transparent)]
+    Raster(#[from] RasterError),
+    /// A page job, failure or manifest could not be published.
+    #[error(transparent)]
+    Publish(#[from] PublishFailed),
+    /// The render thread is gone.
+    #[error("the render thread has stopped")]
+    RenderThread,
+    /// A blocking task of the stage failed.
+    #[error("rasterizer task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl Fault for DocumentError {
+    fn kind(&self) -> FaultKind {
+        let transient = FaultKind::Transient {
+            retry_after: queue::RETRY_AFTER,
+        };
+        match self {
+            Self::Store(e) if e.is_transient() => transient,
+            Self::Publish(_) => transient,
+            Self::Decode(_) | Self::Store(_) => FaultKind::Permanent,
+            Self::Raster(RasterError::Library(_)) => FaultKind::Bug,
+            Self::Raster(_) => FaultKind::Permanent,
+            Self::RenderThread | Self::Task(_) => FaultKind::Bug,
+        }
+    }
 }
 
 /// A page from the render thread: number, page count, scale, the image
@@ -86,45 +127,35 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StageError> {
     topology::ensure(&deps.js, &config.topology).await?;
-    let consumer = topology::consumer(
-        &deps.js,
-        names::DOCS_STREAM,
-        names::RASTERIZER_CONSUMER,
-        names::DOCS_SUBJECTS,
-        &config.topology.docs,
-    )
-    .await?;
     let renderer = spawn_renderer(deps.pdfium.clone())?;
-    // Shared: it is awaited in several places and may be polled again after
-    // it fired.
     let shutdown = shutdown.boxed().shared();
     info!(name = %config.name, "rasterizer ready");
-    loop {
-        let batch = consumer
-            .batch()
-            .max_messages(1)
-            .expires(Duration::from_secs(2))
-            .messages();
-        let mut batch = tokio::select! {
-            _ = shutdown.clone() => break,
-            b = batch => b.map_err(|e| StageError::Consumer(e.to_string()))?,
-        };
-        // Waiting for the batch to fill is cut short by shutdown; a message
-        // already received is still handled.
-        while let Some(msg) = tokio::select! {
-            _ = shutdown.clone() => None,
-            m = batch.next() => m,
-        } {
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    warn!("fetching a document job: {e}");
-                    continue;
-                }
-            };
-            handle(&config, &deps, &renderer, msg).await;
-        }
-    }
+    // One document at a time: the render thread is one, and a document's
+    // pages are published as they render.
+    let driver = queue::Driver {
+        what: "document job",
+        concurrency: 1,
+        batch: 1,
+        expires: Duration::from_secs(2),
+        backoff: queue::Backoff::default(),
+        attempt_limit: None,
+    };
+    let spec = queue::ConsumerSpec {
+        stream: names::DOCS_STREAM.to_owned(),
+        name: names::RASTERIZER_CONSUMER.to_owned(),
+        filter: names::DOCS_SUBJECTS.to_owned(),
+        settings: config.topology.docs.clone(),
+    };
+    let topology = config.topology.clone();
+    let js = deps.js.clone();
+    let jobs = deps.js.get_key_value(names::JOBS_BUCKET).await.ok();
+    let handler = Arc::new(Documents {
+        config,
+        deps,
+        renderer,
+        jobs,
+    });
+    driver.run(&js, &topology, &spec, handler, shutdown).await?;
     info!("rasterizer stopped");
     Ok(())
 }
@@ -189,121 +220,91 @@ fn encode_png(image: &image::RgbImage) -> Result<Vec<u8>, image::ImageError> {
     Ok(png)
 }
 
-async fn handle(
-    config: &StageConfig,
-    deps: &Deps,
-    renderer: &std::sync::mpsc::SyncSender<RenderRequest>,
-    msg: jetstream::Message,
-) {
-    let job = match DocumentJob::decode(&msg.payload) {
-        Ok(job) => job,
-        Err(e) => {
-            error!(subject = %msg.subject, "dropping an undecodable document job: {e}");
-            let _ = msg.ack_with(AckKind::Term).await;
-            return;
-        }
-    };
-    let span = info_span!(
-        "rasterize",
-        job_id = %job.job_id,
-        filename = %job.filename,
-        worker = %config.name,
-        trace_id = tracing::field::Empty,
-    );
-    pagefleet_schemas::trace::follow(&span, msg.headers.as_ref());
-    async {
+/// The rasterizer's handling of document jobs.
+struct Documents {
+    config: StageConfig,
+    deps: Deps,
+    renderer: std::sync::mpsc::SyncSender<RenderRequest>,
+    jobs: Option<kv::Store>,
+}
+
+impl Handler for Documents {
+    type Job = DocumentJob;
+    type Error = DocumentError;
+
+    fn decode(&self, payload: &[u8]) -> Result<DocumentJob, DocumentError> {
+        Ok(DocumentJob::decode(payload)?)
+    }
+
+    fn span(&self, job: &DocumentJob, delivery: &Delivery) -> tracing::Span {
+        let span = info_span!(
+            "rasterize",
+            job_id = %job.job_id,
+            filename = %job.filename,
+            worker = %self.config.name,
+            trace_id = tracing::field::Empty,
+        );
+        pagefleet_schemas::trace::follow(&span, delivery.headers.as_ref());
+        span
+    }
+
+    async fn handle(
+        &self,
+        job: &DocumentJob,
+        _delivery: &Delivery,
+    ) -> Result<Handled, DocumentError> {
         let started = std::time::Instant::now();
-        let outcome = process(config, deps, renderer, &msg, &job).await;
+        let outcome = self.rasterize(job).await;
         metrics::histogram!("pagefleet_stage_seconds", "stage" => "rasterize_document")
             .record(started.elapsed().as_secs_f64());
-        match outcome {
-            Ok(()) => {
-                let _ = msg.double_ack().await;
-            }
-            Err(Outcome::Retry(reason)) => {
-                warn!("will retry: {reason}");
-                let _ = msg
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                    .await;
-            }
-            Err(Outcome::Failed(reason)) => {
-                warn!("document failed: {reason}");
-                match publish_manifest(deps, &job, 0, Some(reason)).await {
-                    Ok(()) => drop(msg.double_ack_with(AckKind::Term).await),
-                    Err(e) => {
-                        warn!("cannot report the failure, will retry: {e}");
-                        let _ = msg
-                            .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                            .await;
-                    }
-                }
-            }
-        }
+        outcome.map(|()| Handled::Done)
     }
-    .instrument(span)
-    .await
+
+    async fn give_up(
+        &self,
+        job: &DocumentJob,
+        _delivery: &Delivery,
+        error: &DocumentError,
+    ) -> Result<(), DocumentError> {
+        publish_manifest(&self.deps, job, 0, Some(error.to_string())).await
+    }
 }
 
-enum Outcome {
-    Retry(String),
-    Failed(String),
-}
-
-async fn process(
-    config: &StageConfig,
-    deps: &Deps,
-    renderer: &std::sync::mpsc::SyncSender<RenderRequest>,
-    msg: &jetstream::Message,
-    job: &DocumentJob,
-) -> Result<(), Outcome> {
-    let bytes = store::get(deps.store.as_ref(), &job.source_key)
-        .await
-        .map_err(|e| {
-            if e.is_transient() {
-                Outcome::Retry(e.to_string())
-            } else {
-                Outcome::Failed(e.to_string())
-            }
-        })?;
-    let options = RenderOptions {
-        dpi: job.dpi,
-        budget: PixelBudget::new(job.max_pixels),
-        max_decode_pixels: config.max_decode_pixels,
-        // A job may ask for a tighter page limit than the stage's.
-        max_pages: match job.max_pages as usize {
-            0 => config.max_pages,
-            n => n.min(config.max_pages),
-        },
-    };
-    let (pages_tx, mut pages_rx) = mpsc::channel::<Rendered>(2);
-    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
-    let request = RenderRequest {
-        bytes,
-        options,
-        pages: pages_tx,
-        done: done_tx,
-    };
-    let renderer = renderer.clone();
-    tokio::task::spawn_blocking(move || renderer.send(request))
-        .await
-        .map_err(|e| Outcome::Retry(e.to_string()))?
-        .map_err(|_| Outcome::Retry("the render thread has stopped".into()))?;
-
-    // Keep the document job ours while pages render: progress acks well within
-    // ack_wait.
-    let mut progress = tokio::time::interval(config.topology.docs.ack_wait / 3);
-    progress.tick().await;
-    let mut published = 0u32;
-    let jobs = deps.js.get_key_value(names::JOBS_BUCKET).await.ok();
-    loop {
-        tokio::select! {
-            page = pages_rx.recv() => match page {
-                Some(Ok((number, count, scale, png, (began, ended)))) => {
-                    if let Some(kv) = &jobs
-                        && pagefleet_schemas::state::is_cancelled(kv, &job.job_id).await
+impl Documents {
+    async fn rasterize(&self, job: &DocumentJob) -> Result<(), DocumentError> {
+        let (config, deps) = (&self.config, &self.deps);
+        let bytes = store::get(deps.store.as_ref(), &job.source_key).await?;
+        let options = RenderOptions {
+            dpi: job.dpi,
+            budget: PixelBudget::new(job.max_pixels),
+            max_decode_pixels: config.max_decode_pixels,
+            // A job may ask for a tighter page limit than the stage's.
+            max_pages: match job.max_pages as usize {
+                0 => config.max_pages,
+                n => n.min(config.max_pages),
+            },
+        };
+        let (pages_tx, mut pages_rx) = mpsc::channel::<Rendered>(2);
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let request = RenderRequest {
+            bytes,
+            options,
+            pages: pages_tx,
+            done: done_tx,
+        };
+        let renderer = self.renderer.clone();
+        tokio::task::spawn_blocking(move || renderer.send(request))
+            .await?
+            .map_err(|_| DocumentError::RenderThread)?;
+        let mut published = 0u32;
+        while let Some(page) = pages_rx.recv().await {
+            match page {
+                Ok((number, count, scale, png, (began, ended))) => {
+                    if let Some(kv) = &self.jobs
+                        && pagefleet_schemas::state::has_ended(kv, &job.job_id).await
                     {
                         // Dropping the receiver stops the render thread.
-                        info!(page = number, "job cancelled, rendering stopped");
+                        info!(page = number, "job ended, rendering stopped");
                         return Ok(());
                     }
                     pagefleet_schemas::trace::record(
@@ -316,37 +317,23 @@ async fn process(
                             KeyValue::new("page", i64::from(number)),
                         ],
                     );
-                    publish_page(deps, job, number, count, scale, png).await.map_err(Outcome::Retry)?;
+                    publish_page(deps, job, number, count, scale, png).await?;
                     metrics::counter!("pagefleet_pages_rasterized_total").increment(1);
                     published += 1;
                 }
-                Some(Err(RasterError::PageRefused { page, message })) => {
-                    metrics::counter!("pagefleet_pages_failed_total", "stage" => "rasterizer").increment(1);
-                    publish_failure(deps, job, page as u32, &config.name, &message).await.map_err(Outcome::Retry)?;
+                Err(RasterError::PageRefused { page, message }) => {
+                    metrics::counter!("pagefleet_pages_failed_total", "stage" => "rasterizer")
+                        .increment(1);
+                    publish_failure(deps, job, page as u32, &config.name, &message).await?;
                 }
-                Some(Err(other)) => return Err(Outcome::Failed(other.to_string())),
-                None => break,
-            },
-            _ = progress.tick() => {
-                let _ = msg.ack_with(AckKind::Progress).await;
+                Err(other) => return Err(other.into()),
             }
         }
+        let count = done_rx.await.map_err(|_| DocumentError::RenderThread)?? as u32;
+        publish_manifest(deps, job, count, None).await?;
+        info!(pages = count, published, "document rasterized");
+        Ok(())
     }
-    let count = match (&mut done_rx).await {
-        Ok(Ok(count)) => count as u32,
-        Ok(Err(RasterError::Library(e))) => return Err(Outcome::Retry(e)),
-        Ok(Err(e)) => return Err(Outcome::Failed(e.to_string())),
-        Err(_) => {
-            return Err(Outcome::Retry(
-                "the render thread stopped mid-document".into(),
-            ));
-        }
-    };
-    publish_manifest(deps, job, count, None)
-        .await
-        .map_err(Outcome::Retry)?;
-    info!(pages = count, published, "document rasterized");
-    Ok(())
 }
 
 async fn publish_page(
@@ -356,11 +343,9 @@ async fn publish_page(
     count: u32,
     scale: f64,
     png: Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), DocumentError> {
     let image_key = names::keys::page_image(&job.job_id, page);
-    store::put(deps.store.as_ref(), &image_key, png)
-        .await
-        .map_err(|e| e.to_string())?;
+    store::put(deps.store.as_ref(), &image_key, png).await?;
     let page_job = PageJob {
         v: SCHEMA_VERSION,
         job_id: job.job_id.clone(),
@@ -377,8 +362,8 @@ async fn publish_page(
         names::page_msg_id(&job.job_id, page),
         page_job.encode(),
     )
-    .await
-    .map_err(|e| e.to_string())
+    .await?;
+    Ok(())
 }
 
 async fn publish_failure(
@@ -387,7 +372,7 @@ async fn publish_failure(
     page: u32,
     worker: &str,
     error: &str,
-) -> Result<(), String> {
+) -> Result<(), DocumentError> {
     let failure = PageFailure {
         v: SCHEMA_VERSION,
         job_id: job.job_id.clone(),
@@ -399,11 +384,11 @@ async fn publish_failure(
     publish_acked(
         &deps.js,
         names::result_subject(&job.job_id, page),
-        names::result_msg_id(&job.job_id, page),
+        names::result_msg_id(&job.job_id, page, 1),
         ResultMessage::Failure(failure).encode(),
     )
-    .await
-    .map_err(|e| e.to_string())
+    .await?;
+    Ok(())
 }
 
 async fn publish_manifest(
@@ -411,7 +396,7 @@ async fn publish_manifest(
     job: &DocumentJob,
     total_pages: u32,
     error: Option<String>,
-) -> Result<(), String> {
+) -> Result<(), DocumentError> {
     let manifest = JobManifest {
         v: SCHEMA_VERSION,
         job_id: job.job_id.clone(),
@@ -427,8 +412,7 @@ async fn publish_manifest(
         names::manifest_msg_id(&job.job_id),
         ResultMessage::Manifest(manifest).encode(),
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let event = JobEvent {
         v: SCHEMA_VERSION,
         job_id: job.job_id.clone(),

@@ -18,6 +18,7 @@ pub mod health;
 pub mod messages;
 pub mod names;
 mod page;
+pub mod queue;
 pub mod state;
 pub mod store;
 pub mod topology;

@@ -130,9 +130,12 @@ pub fn page_msg_id(job_id: &str, page: u32) -> String {
     format!("page.{job_id}.{page}")
 }
 
-/// `Nats-Msg-Id` of a page result or failure.
-pub fn result_msg_id(job_id: &str, page: u32) -> String {
-    format!("result.{job_id}.{page}")
+/// `Nats-Msg-Id` of a page result or failure from one delivery of the page:
+/// a publish repeated by that delivery is dropped by the stream, while a
+/// second delivery's result reaches the aggregator, which keeps the first
+/// and counts the redelivery.
+pub fn result_msg_id(job_id: &str, page: u32, delivery: u64) -> String {
+    format!("result.{job_id}.{page}.{delivery}")
 }
 
 /// `Nats-Msg-Id` of a manifest.

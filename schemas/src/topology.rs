@@ -148,18 +148,47 @@ pub async fn ensure(js: &jetstream::Context, config: &TopologyConfig) -> Result<
     })
     .await
     .map_err(|e| err(format!("bucket {SUBMISSIONS_BUCKET}"), e))?;
-    js.create_or_update_key_value(kv::Config {
+    ensure_workers_bucket(js, config).await?;
+    Ok(())
+}
+
+/// Creates or updates the workers bucket. It is file-backed, so that a
+/// restarted nats-server still has it; one created memory-backed by an older
+/// version is replaced (it holds only heartbeats, rewritten within seconds).
+pub async fn ensure_workers_bucket(
+    js: &jetstream::Context,
+    config: &TopologyConfig,
+) -> Result<kv::Store, TopologyError> {
+    let bucket = kv::Config {
         bucket: WORKERS_BUCKET.to_owned(),
         description: "pagefleet worker heartbeats, expiring with their worker".to_owned(),
         history: 1,
         max_age: config.heartbeat_ttl,
-        storage: StorageType::Memory,
+        storage: StorageType::File,
         num_replicas: config.replicas,
         ..Default::default()
-    })
-    .await
-    .map_err(|e| err(format!("bucket {WORKERS_BUCKET}"), e))?;
-    Ok(())
+    };
+    match js.create_or_update_key_value(bucket.clone()).await {
+        Ok(kv) => Ok(kv),
+        Err(first) => {
+            let memory_backed = match js.get_stream(format!("KV_{WORKERS_BUCKET}")).await {
+                Ok(mut stream) => stream
+                    .info()
+                    .await
+                    .is_ok_and(|i| i.config.storage == StorageType::Memory),
+                Err(_) => false,
+            };
+            if !memory_backed {
+                return Err(err(format!("bucket {WORKERS_BUCKET}"), first));
+            }
+            js.delete_key_value(WORKERS_BUCKET)
+                .await
+                .map_err(|e| err(format!("bucket {WORKERS_BUCKET}"), e))?;
+            js.create_key_value(bucket)
+                .await
+                .map_err(|e| err(format!("bucket {WORKERS_BUCKET}"), e))
+        }
+    }
 }
 
 /// Creates or updates a durable pull consumer and returns it.

@@ -23,48 +23,66 @@ pub fn home() -> PathBuf {
 pub struct NatsServer {
     child: Child,
     pub url: String,
-    _store: tempfile::TempDir,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+/// Starts nats-server on `port` (0 for any), storing in `store`; returns it
+/// with the port it listens on.
+fn spawn_nats(store: &Path, port: u16) -> (Child, u16) {
+    let port_arg = if port == 0 {
+        "-1".to_owned()
+    } else {
+        port.to_string()
+    };
+    let mut child = Command::new(home().join("bin/nats-server"))
+        .args([
+            "--jetstream",
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            &port_arg,
+            "--store_dir",
+        ])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nats-server (run scripts/bootstrap)");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines.next().expect("nats-server exited").unwrap();
+        if let Some(addr) = line.split("Listening for client connections on ").nth(1) {
+            break addr.trim().rsplit(':').next().unwrap().parse().unwrap();
+        }
+    };
+    // Keep the pipe drained.
+    std::thread::spawn(move || for _ in lines {});
+    (child, port)
 }
 
 impl NatsServer {
     pub fn start() -> Self {
         let store = tempfile::tempdir().unwrap();
-        let mut child = Command::new(home().join("bin/nats-server"))
-            .args([
-                "--jetstream",
-                "--addr",
-                "127.0.0.1",
-                "--port",
-                "-1",
-                "--store_dir",
-            ])
-            .arg(store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start nats-server (run scripts/bootstrap)");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = lines.next().expect("nats-server exited").unwrap();
-            if let Some(addr) = line.split("Listening for client connections on ").nth(1) {
-                break format!("nats://{}", addr.trim());
-            }
-        };
-        // Keep the pipe drained.
-        std::thread::spawn(move || for _ in lines {});
+        let (child, port) = spawn_nats(store.path(), 0);
         Self {
             child,
-            url,
-            _store: store,
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            store,
         }
     }
-}
 
-impl NatsServer {
     /// Stops the server now (NATS "goes down").
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same store, after [`Self::stop`].
+    pub fn start_again(&mut self) {
+        let (child, _) = spawn_nats(self.store.path(), self.port);
+        self.child = child;
     }
 }
 
@@ -203,7 +221,8 @@ pub fn submit_options() -> pagefleet_ingest::SubmitOptions {
 pub struct SeaweedFs {
     child: Child,
     pub endpoint: String,
-    _dir: tempfile::TempDir,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 /// Bucket, access key and secret of the test server.
@@ -253,21 +272,29 @@ impl SeaweedFs {
         ] {
             args.push(format!("-{flag}={}", free_tcp_port()));
         }
-        let child = Command::new(home().join("bin/weed"))
-            .args(&args)
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start weed (run scripts/bootstrap)");
+        let child = spawn_weed(&args, dir.path());
         let endpoint = format!("http://127.0.0.1:{s3}");
         let server = Self {
             child,
             endpoint,
-            _dir: dir,
+            args,
+            dir,
         };
         server.wait_ready();
         server
+    }
+
+    /// Stops the server now (the store "goes down").
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again with the same ports and data, after [`Self::stop`],
+    /// and waits until it answers.
+    pub fn start_again(&mut self) {
+        self.child = spawn_weed(&self.args, self.dir.path());
+        self.wait_ready();
     }
 
     /// Ready once the bucket answers an authenticated listing.
@@ -325,6 +352,16 @@ impl SeaweedFs {
             Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
         }
     }
+}
+
+fn spawn_weed(args: &[String], dir: &Path) -> Child {
+    Command::new(home().join("bin/weed"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start weed (run scripts/bootstrap)")
 }
 
 impl Drop for SeaweedFs {

@@ -1,0 +1,537 @@
+//! The one way a stage consumes a JetStream work queue.
+//!
+//! A [`Driver`] pulls batches from a durable pull consumer until shutdown,
+//! decodes each message, runs the stage's [`Handler`] on it with progress acks
+//! on a timer, and turns the outcome into what the queue must do:
+//!
+//! | outcome | the queue |
+//! | --- | --- |
+//! | [`Handled::Done`] | acknowledged (confirmed by the server) |
+//! | [`Handled::Dropped`] | terminated: the message is gone, by design |
+//! | [`FaultKind::Transient`] | kept: the driver retries in place with capped exponential backoff, sending progress acks, and pulls nothing new meanwhile; no delivery is used up |
+//! | [`FaultKind::Permanent`] | [`Handler::give_up`] records the failure, then terminated |
+//! | [`FaultKind::Bug`] | handed back (nak with a delay): it uses up one of `max_deliver` deliveries, like a crash |
+//!
+//! Only crashes, hangs and bugs use up deliveries: an outage of the store or
+//! of NATS is waited out with the message in hand. Errors fetching from the
+//! consumer are retried with backoff and jitter, logged once when they start
+//! and once when they end, and the consumer (and the topology under it) is
+//! set up again after them, so a NATS server that restarted without its
+//! store is repopulated.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tracing::{Instrument, error, info, warn};
+
+use crate::topology::{self, ConsumerSettings, TopologyConfig};
+
+/// How the handling of a message ended well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Its work is done and published: acknowledge it.
+    Done,
+    /// It is dropped on purpose (a cancelled job, a failure already recorded):
+    /// terminate it.
+    Dropped,
+}
+
+/// What the queue should do with a message whose handling failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Something the stage depends on failed (the store, NATS): another try,
+    /// no sooner than `retry_after`, can succeed.
+    Transient {
+        /// The shortest wait before the next try.
+        retry_after: Duration,
+    },
+    /// The message can never succeed (a corrupt document, a missing object,
+    /// a page over its deadline): its failure is recorded and it is removed.
+    Permanent,
+    /// The stage itself failed: another delivery, maybe to another process,
+    /// may succeed, but it counts like a crash.
+    Bug,
+}
+
+/// An error of a stage that says which [`FaultKind`] it is.
+pub trait Fault: std::error::Error + Send + Sync + 'static {
+    /// What the queue should do about it.
+    fn kind(&self) -> FaultKind;
+}
+
+/// Delay of a transient fault's first retry unless it says otherwise.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Delay before a message handed back after a bug is delivered again.
+pub const BUG_REDELIVERY: Duration = Duration::from_secs(5);
+
+/// One delivery of a message.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message's subject.
+    pub subject: String,
+    /// How often it was delivered, this time included.
+    pub deliveries: u64,
+    /// Its headers (the trace context).
+    pub headers: Option<async_nats::HeaderMap>,
+}
+
+/// A stage's work on one kind of message.
+pub trait Handler: Send + Sync + 'static {
+    /// The decoded message.
+    type Job: Send + Sync + 'static;
+    /// The stage's error.
+    type Error: Fault;
+
+    /// Decodes a message; an error drops it (terminated, logged).
+    fn decode(&self, payload: &[u8]) -> Result<Self::Job, Self::Error>;
+
+    /// The span the message's handling, retries and acks are logged in.
+    fn span(&self, job: &Self::Job, delivery: &Delivery) -> tracing::Span;
+
+    /// Does the work. Called again after a transient fault.
+    fn handle(
+        &self,
+        job: &Self::Job,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<Handled, Self::Error>> + Send;
+
+    /// Records that the job failed for good (a page failure, a failed
+    /// manifest). Called again after a transient fault of its own.
+    fn give_up(
+        &self,
+        job: &Self::Job,
+        delivery: &Delivery,
+        error: &Self::Error,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = (job, delivery, error);
+        async { Ok(()) }
+    }
+}
+
+/// Capped exponential backoff.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// The first wait.
+    pub first: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            first: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after `failures` failures in a row (1 for the first), at
+    /// least `floor`, with up to a quarter of jitter so that many stages do
+    /// not retry in step.
+    pub fn wait(&self, failures: u32, floor: Duration) -> Duration {
+        let exp = self
+            .first
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+        let base = exp.min(self.max).max(floor);
+        base + base.mul_f64(jitter() * 0.25)
+    }
+}
+
+/// A number in [0, 1) that differs between calls and processes.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The consumer a driver pulls from.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// Its stream.
+    pub stream: String,
+    /// Its durable name.
+    pub name: String,
+    /// Its filter subject.
+    pub filter: String,
+    /// Its settings.
+    pub settings: ConsumerSettings,
+}
+
+/// Pulls one consumer and hands its messages to a handler.
+#[derive(Debug, Clone)]
+pub struct Driver {
+    /// What the messages are, for logs ("page job").
+    pub what: &'static str,
+    /// Messages handled at once.
+    pub concurrency: usize,
+    /// Most messages asked for in one pull.
+    pub batch: usize,
+    /// How long one pull waits for messages.
+    pub expires: Duration,
+    /// Backoff of in-place retries and of fetch errors.
+    pub backoff: Backoff,
+    /// Longest one attempt at a message may run. Past it the attempt is
+    /// taken to hang: it is dropped, progress acks stop, and the message is
+    /// left to JetStream, which delivers it again after its ack wait (a hang
+    /// uses up a delivery, like a crash). `None` for no limit.
+    pub attempt_limit: Option<Duration>,
+}
+
+/// An error that stops a driver: its consumer could not be set up at all.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DriverError(#[from] topology::TopologyError);
+
+/// Counts the messages in hand that wait out a transient fault.
+#[derive(Debug, Default)]
+struct Outages(AtomicUsize);
+
+impl Driver {
+    /// Pulls and handles messages until `shutdown` completes, then waits for
+    /// the messages in hand (those waiting out a fault are handed back at
+    /// once) and returns.
+    pub async fn run<H: Handler>(
+        &self,
+        js: &jetstream::Context,
+        topology: &TopologyConfig,
+        spec: &ConsumerSpec,
+        handler: Arc<H>,
+        shutdown: impl Future<Output = ()> + Send + Clone + 'static,
+    ) -> Result<(), DriverError> {
+        let mut consumer = create(js, spec).await?;
+        let concurrency = self.concurrency.max(1);
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let outages = Arc::new(Outages::default());
+        let mut tasks = tokio::task::JoinSet::new();
+        // Since when fetching fails, and how often in a row.
+        let mut lost: Option<(Instant, u32)> = None;
+        loop {
+            // Finished tasks are reaped as we go.
+            while tasks.try_join_next().is_some() {}
+            // While a message in hand waits out an outage, new ones would only
+            // wait with it.
+            if outages.0.load(Ordering::SeqCst) > 0 {
+                tokio::select! {
+                    _ = shutdown.clone() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                }
+            }
+            let permit = tokio::select! {
+                _ = shutdown.clone() => break,
+                p = Arc::clone(&permits).acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let want = (permits.available_permits() + 1).min(self.batch.max(1));
+            let fetched = tokio::select! {
+                _ = shutdown.clone() => break,
+                b = consumer.batch().max_messages(want).expires(self.expires).messages() => b,
+            };
+            let mut batch = match fetched {
+                Ok(b) => b,
+                Err(e) => {
+                    let failures = lost.map_or(1, |(_, n)| n + 1);
+                    if lost.is_none() {
+                        warn!(consumer = %spec.name, "lost the {} consumer: {e}", self.what);
+                    }
+                    metrics::counter!("pagefleet_fetch_errors_total", "consumer" => spec.name.clone())
+                        .increment(1);
+                    lost = Some((lost.map_or_else(Instant::now, |(t, _)| t), failures));
+                    tokio::select! {
+                        _ = shutdown.clone() => break,
+                        _ = tokio::time::sleep(self.backoff.wait(failures, Duration::ZERO)) => {}
+                    }
+                    // The server may have come back without the stream or the
+                    // consumer: set them up again (idempotent when present).
+                    if topology::ensure(js, topology).await.is_ok()
+                        && let Ok(c) = create(js, spec).await
+                    {
+                        consumer = c;
+                    }
+                    continue;
+                }
+            };
+            let mut permit = Some(permit);
+            // Waiting for the batch to fill is cut short by shutdown; a
+            // message already received is still handled.
+            let mut pull_failed = false;
+            while let Some(msg) = tokio::select! {
+                _ = shutdown.clone() => None,
+                m = batch.next() => m,
+            } {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let failures = lost.map_or(1, |(_, n)| n + 1);
+                        if lost.is_none() {
+                            warn!(consumer = %spec.name, "lost the {} consumer: {e}", self.what);
+                        }
+                        lost = Some((lost.map_or_else(Instant::now, |(t, _)| t), failures));
+                        pull_failed = true;
+                        tokio::select! {
+                            _ = shutdown.clone() => {}
+                            _ = tokio::time::sleep(self.backoff.wait(failures, Duration::ZERO)) => {}
+                        }
+                        break;
+                    }
+                };
+                back(&mut lost, self.what, &spec.name);
+                let permit = match permit.take() {
+                    Some(p) => p,
+                    None => match Arc::clone(&permits).acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
+                let work = Work {
+                    what: self.what,
+                    backoff: self.backoff,
+                    attempt_limit: self.attempt_limit,
+                    progress: spec.settings.ack_wait / 3,
+                    handler: Arc::clone(&handler),
+                    outages: Arc::clone(&outages),
+                };
+                let shutdown = shutdown.clone();
+                tasks.spawn(async move {
+                    work.one(msg, shutdown).await;
+                    drop(permit);
+                });
+            }
+            // A pull that ran out without an error proves the consumer is back.
+            if !pull_failed {
+                back(&mut lost, self.what, &spec.name);
+            }
+        }
+        // The messages in hand are finished (or handed back) before returning.
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// Logs the end of a fetching outage.
+fn back(lost: &mut Option<(Instant, u32)>, what: &str, consumer: &str) {
+    if let Some((since, _)) = lost.take() {
+        info!(
+            consumer,
+            "{what} consumer back after {:.1} s",
+            since.elapsed().as_secs_f64()
+        );
+    }
+}
+
+async fn create(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+) -> Result<jetstream::consumer::PullConsumer, topology::TopologyError> {
+    topology::consumer(js, &spec.stream, &spec.name, &spec.filter, &spec.settings).await
+}
+
+/// Handling one message.
+struct Work<H> {
+    what: &'static str,
+    backoff: Backoff,
+    attempt_limit: Option<Duration>,
+    progress: Duration,
+    handler: Arc<H>,
+    outages: Arc<Outages>,
+}
+
+/// Where a message's handling got to.
+enum Step {
+    Handle,
+    GiveUp,
+}
+
+impl<H: Handler> Work<H> {
+    async fn one(self, msg: jetstream::Message, shutdown: impl Future<Output = ()> + Clone) {
+        let delivery = Delivery {
+            subject: msg.subject.to_string(),
+            deliveries: msg.info().map_or(1, |i| i.delivered.max(1) as u64),
+            headers: msg.headers.clone(),
+        };
+        let job = match self.handler.decode(&msg.payload) {
+            Ok(job) => job,
+            Err(e) => {
+                error!(subject = %delivery.subject, "dropping an undecodable {}: {e}", self.what);
+                let _ = msg.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let span = self.handler.span(&job, &delivery);
+        self.settle(&msg, &job, &delivery, shutdown)
+            .instrument(span)
+            .await;
+    }
+
+    async fn settle(
+        &self,
+        msg: &jetstream::Message,
+        job: &H::Job,
+        delivery: &Delivery,
+        shutdown: impl Future<Output = ()> + Clone,
+    ) {
+        let mut progress = tokio::time::interval(self.progress.max(Duration::from_millis(100)));
+        progress.tick().await;
+        let mut step = Step::Handle;
+        let mut fault: Option<H::Error> = None;
+        let mut failures = 0u32;
+        let mut waiting_since: Option<Instant> = None;
+        loop {
+            let outcome = {
+                let work = async {
+                    match (&step, &fault) {
+                        (Step::GiveUp, Some(e)) => self
+                            .handler
+                            .give_up(job, delivery, e)
+                            .await
+                            .map(|()| Handled::Dropped),
+                        _ => self.handler.handle(job, delivery).await,
+                    }
+                };
+                tokio::pin!(work);
+                let limit = tokio::time::sleep(
+                    self.attempt_limit
+                        .unwrap_or(Duration::from_secs(u64::from(u32::MAX))),
+                );
+                tokio::pin!(limit);
+                loop {
+                    tokio::select! {
+                        outcome = &mut work => break outcome,
+                        _ = progress.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
+                        _ = &mut limit => {
+                            if waiting_since.is_some() {
+                                self.outages.0.fetch_sub(1, Ordering::SeqCst);
+                            }
+                            warn!(
+                                deliveries = delivery.deliveries,
+                                "{} hung past {:.0} s, left to be delivered again",
+                                self.what,
+                                self.attempt_limit.unwrap_or_default().as_secs_f64()
+                            );
+                            return;
+                        }
+                    }
+                }
+            };
+            let e = match outcome {
+                Ok(handled) => {
+                    if let Some(since) = waiting_since.take() {
+                        self.outages.0.fetch_sub(1, Ordering::SeqCst);
+                        info!(
+                            attempts = failures + 1,
+                            "{} went through after {:.1} s",
+                            self.what,
+                            since.elapsed().as_secs_f64()
+                        );
+                    }
+                    let acked = match handled {
+                        Handled::Done => msg.double_ack().await,
+                        Handled::Dropped => msg.double_ack_with(AckKind::Term).await,
+                    };
+                    if let Err(e) = acked {
+                        warn!(
+                            "acknowledging a {} failed (it may be delivered again): {e}",
+                            self.what
+                        );
+                    }
+                    return;
+                }
+                Err(e) => e,
+            };
+            match e.kind() {
+                FaultKind::Transient { retry_after } => {
+                    failures += 1;
+                    if waiting_since.is_none() {
+                        waiting_since = Some(Instant::now());
+                        self.outages.0.fetch_add(1, Ordering::SeqCst);
+                        warn!("{} waits for a transient fault to clear: {e}", self.what);
+                    }
+                    metrics::counter!("pagefleet_transient_retries_total", "what" => self.what)
+                        .increment(1);
+                    let wait = tokio::time::sleep(self.backoff.wait(failures, retry_after));
+                    tokio::pin!(wait);
+                    let stopped = loop {
+                        tokio::select! {
+                            _ = &mut wait => break false,
+                            _ = shutdown.clone() => break true,
+                            _ = progress.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
+                        }
+                    };
+                    if stopped {
+                        // Stopping: another process takes it over, without
+                        // the wait counting as a delivery's failure.
+                        self.outages.0.fetch_sub(1, Ordering::SeqCst);
+                        info!("{} handed back at shutdown while waiting: {e}", self.what);
+                        let _ = msg.ack_with(AckKind::Nak(Some(retry_after))).await;
+                        return;
+                    }
+                    // The step stays: a failed give-up is retried, not the work.
+                }
+                FaultKind::Permanent => {
+                    if waiting_since.take().is_some() {
+                        self.outages.0.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    if matches!(step, Step::GiveUp) {
+                        // Recording the failure failed for good: nothing is
+                        // left to try.
+                        error!("{} dropped, its failure not recorded: {e}", self.what);
+                        let _ = msg.ack_with(AckKind::Term).await;
+                        return;
+                    }
+                    warn!("{} failed: {e}", self.what);
+                    step = Step::GiveUp;
+                    fault = Some(e);
+                    failures = 0;
+                }
+                FaultKind::Bug => {
+                    if waiting_since.take().is_some() {
+                        self.outages.0.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    error!(
+                        deliveries = delivery.deliveries,
+                        "{} handed back after a fault of the stage: {e}", self.what
+                    );
+                    let _ = msg.ack_with(AckKind::Nak(Some(BUG_REDELIVERY))).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_respects_the_floor() {
+        let b = Backoff {
+            first: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        let within = |d: Duration, base: u64| {
+            let ms = d.as_millis() as u64;
+            (base..=base + base / 4).contains(&ms)
+        };
+        assert!(within(b.wait(1, Duration::ZERO), 100));
+        assert!(within(b.wait(2, Duration::ZERO), 200));
+        assert!(within(b.wait(4, Duration::ZERO), 800));
+        assert!(within(b.wait(5, Duration::ZERO), 1000));
+        assert!(within(b.wait(60, Duration::ZERO), 1000));
+        assert!(within(b.wait(1, Duration::from_secs(3)), 3000));
+    }
+}
