@@ -420,20 +420,23 @@ fn kubernetes_manifests_match_the_code() {
         assert!(seen.contains(stage), "no manifest runs `pagefleet {stage}`");
     }
 
-    // KEDA scales the worker Deployment on its consumer of the page stream.
+    // KEDA scales the worker Deployment on its consumers of the page stream,
+    // one trigger per lane.
     let scaled = &yaml(&root().join("deploy/base/ocr-worker-scaledobject.yaml"))[0];
     assert_eq!(
         string(&scaled["spec"]["scaleTargetRef"]["name"]),
         "ocr-worker"
     );
-    let trigger = &scaled["spec"]["triggers"][0];
-    assert_eq!(string(&trigger["type"]), "nats-jetstream");
-    let meta = &trigger["metadata"];
-    assert_eq!(string(&meta["stream"]), names::PAGES_STREAM);
-    assert_eq!(
-        string(&meta["consumer"]),
-        names::worker_consumer(&config["PAGEFLEET_PROFILE"])
-    );
+    for (i, lane) in names::Lane::ALL.into_iter().enumerate() {
+        let trigger = &scaled["spec"]["triggers"][i];
+        assert_eq!(string(&trigger["type"]), "nats-jetstream");
+        assert_eq!(string(&trigger["metadata"]["stream"]), names::PAGES_STREAM);
+        assert_eq!(
+            string(&trigger["metadata"]["consumer"]),
+            names::worker_consumer(&config["PAGEFLEET_PROFILE"], lane)
+        );
+    }
+    let meta = &scaled["spec"]["triggers"][0]["metadata"];
     let monitoring = port_of(&string(&meta["natsServerMonitoringEndpoint"]));
     let values = &yaml(&root().join("deploy/nats-values.yaml"))[0];
     assert_eq!(

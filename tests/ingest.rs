@@ -135,7 +135,10 @@ async fn wait_job(http: &reqwest::Client, base: &str, job_id: &str) -> Value {
         )
         .await;
         assert_eq!(code, 200, "{job}");
-        if !matches!(job["status"].as_str(), Some("queued" | "running")) {
+        if !matches!(
+            job["status"].as_str(),
+            Some("queued" | "running" | "waiting")
+        ) {
             return job;
         }
         assert!(
@@ -284,7 +287,7 @@ async fn http_api_every_endpoint() {
     let (code, accepted) = post_job(&http, &base, upload("welcome.pdf", welcome())).await;
     assert_eq!(code, 202, "{accepted}");
     let to_cancel = accepted["job_id"].as_str().unwrap().to_owned();
-    let page_subject = names::page_subject("fast", &to_cancel, 1);
+    let page_subject = names::page_subject("fast", names::Lane::Small, &to_cancel, 1);
     let pages = js.get_stream(names::PAGES_STREAM).await.unwrap();
     let start = Instant::now();
     while pages
@@ -994,7 +997,19 @@ async fn profiles_are_checked_and_a_job_nobody_serves_says_so() {
     };
     assert_eq!(job["waiting"], "no worker serves profile accurate", "{job}");
 
-    // The fast profile is served: its job is read.
+    // The fast profile is served, once the worker is up: its job is read.
+    let start = Instant::now();
+    loop {
+        let (_, health) = json(http.get(format!("{base}/health")).send().await.unwrap()).await;
+        if health["healthy_workers"] == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "the worker never came up: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let form = upload("welcome.pdf", welcome()).text("profile", "fast");
     let (code, body) = post_job(&http, &base, form).await;
     assert_eq!(code, 202, "{body}");

@@ -254,8 +254,9 @@ async fn a_worker_killed_mid_page_loses_nothing() {
     let pages = js.get_stream(names::PAGES_STREAM).await.unwrap();
     let start = Instant::now();
     loop {
-        let consumer: Result<jetstream::consumer::PullConsumer, _> =
-            pages.get_consumer(&names::worker_consumer("fast")).await;
+        let consumer: Result<jetstream::consumer::PullConsumer, _> = pages
+            .get_consumer(&names::worker_consumer("fast", names::Lane::Small))
+            .await;
         if let Ok(mut c) = consumer
             && c.info().await.unwrap().num_ack_pending > 0
         {
@@ -303,7 +304,7 @@ async fn publish_pages(js: &jetstream::Context, job_id: &str, keys: &[String]) {
             published_at_ms: now_ms(),
         };
         js.publish(
-            names::page_subject("fast", job_id, page),
+            names::page_subject("fast", names::Lane::of_job(keys.len() as u32), job_id, page),
             job.encode().into(),
         )
         .await
@@ -724,8 +725,9 @@ async fn probes_and_metrics_answer_while_every_slot_is_busy() {
     let pages = js.get_stream(names::PAGES_STREAM).await.unwrap();
     let start = Instant::now();
     loop {
-        let consumer: Result<jetstream::consumer::PullConsumer, _> =
-            pages.get_consumer(&names::worker_consumer("fast")).await;
+        let consumer: Result<jetstream::consumer::PullConsumer, _> = pages
+            .get_consumer(&names::worker_consumer("fast", names::Lane::Small))
+            .await;
         if let Ok(mut c) = consumer
             && c.info().await.unwrap().num_ack_pending > 0
         {

@@ -197,18 +197,29 @@ pub async fn run(
         // returns, say).
         attempt_limit: Some(config.page_deadline.saturating_mul(3)),
     };
-    let spec = queue::ConsumerSpec {
-        stream: names::PAGES_STREAM.to_owned(),
-        name: names::worker_consumer(&config.profile),
-        filter: names::pages_of_profile(&config.profile),
-        settings: config.topology.pages.clone(),
-    };
+    // Small jobs first, three pulls in four while both lanes have pages; long
+    // jobs keep the fourth (README, "Fair sharing between jobs").
+    let lanes: Vec<queue::Lane> = names::Lane::ALL
+        .into_iter()
+        .map(|lane| queue::Lane {
+            spec: queue::ConsumerSpec {
+                stream: names::PAGES_STREAM.to_owned(),
+                name: names::worker_consumer(&config.profile, lane),
+                filter: names::pages_of_lane(&config.profile, lane),
+                settings: config.topology.pages.clone(),
+            },
+            weight: match lane {
+                names::Lane::Small => 3,
+                names::Lane::Bulk => 1,
+            },
+        })
+        .collect();
     let topology = config.topology.clone();
     let counters = Arc::clone(&deps.counters);
     let js = deps.js.clone();
     let handler = Arc::new(Pages { config, deps, jobs });
     let driven = driver
-        .run(&js, &topology, &spec, handler, shutdown.clone())
+        .run_lanes(&js, &topology, &lanes, handler, shutdown.clone())
         .await;
     counters.draining.store(true, Ordering::SeqCst);
     // The last heartbeat goes: the worker leaves the fleet's status at once.

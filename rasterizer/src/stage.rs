@@ -358,7 +358,7 @@ async fn publish_page(
     };
     publish_acked(
         &deps.js,
-        names::page_subject(&job.profile, &job.job_id, page),
+        names::page_subject(&job.profile, names::Lane::of_job(count), &job.job_id, page),
         names::page_msg_id(&job.job_id, page),
         page_job.encode(),
     )

@@ -60,25 +60,66 @@ pub fn doc_subject(job_id: &str) -> String {
     format!("pagefleet.docs.{job_id}")
 }
 
+/// The lanes of the page stream: pages of small jobs go to the lane that
+/// workers serve first, so that a short document is not queued behind a
+/// long one; pages of long jobs go to the bulk lane, which keeps a share of
+/// every worker's pulls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Jobs of at most [`SMALL_JOB_PAGES`] pages.
+    Small,
+    /// Longer jobs.
+    Bulk,
+}
+
+/// The most pages a job in the small lane has: a few page-times of work.
+pub const SMALL_JOB_PAGES: u32 = 8;
+
+impl Lane {
+    /// Every lane, in the order workers serve them.
+    pub const ALL: [Lane; 2] = [Lane::Small, Lane::Bulk];
+
+    /// The lane of a job of `page_count` pages.
+    pub fn of_job(page_count: u32) -> Self {
+        if page_count <= SMALL_JOB_PAGES {
+            Self::Small
+        } else {
+            Self::Bulk
+        }
+    }
+
+    /// Its subject token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Self::Small => "small",
+            Self::Bulk => "bulk",
+        }
+    }
+}
+
 /// Subject of a page job: the profile comes first so that separate worker
-/// pools can serve separate profiles.
-pub fn page_subject(profile: &str, job_id: &str, page: u32) -> String {
-    format!("pagefleet.pages.{profile}.{job_id}.{page}")
+/// pools can serve separate profiles, then the lane.
+pub fn page_subject(profile: &str, lane: Lane, job_id: &str, page: u32) -> String {
+    format!("pagefleet.pages.{profile}.{}.{job_id}.{page}", lane.token())
 }
 
-/// Every page job of one job, whatever its profile.
+/// Every page job of one job, whatever its profile and lane.
 pub fn pages_of_job(job_id: &str) -> String {
-    format!("pagefleet.pages.*.{job_id}.*")
+    format!("pagefleet.pages.*.*.{job_id}.*")
 }
 
-/// Filter of the page jobs of one profile.
-pub fn pages_of_profile(profile: &str) -> String {
-    format!("pagefleet.pages.{profile}.>")
+/// Filter of the page jobs of one profile and lane.
+pub fn pages_of_lane(profile: &str, lane: Lane) -> String {
+    format!("pagefleet.pages.{profile}.{}.>", lane.token())
 }
 
-/// Durable consumer of the OCR workers serving `profile`.
-pub fn worker_consumer(profile: &str) -> String {
-    format!("ocr-worker-{profile}")
+/// Durable consumer of the OCR workers serving one lane of `profile`. The
+/// bulk lane keeps the name of the one consumer of earlier versions.
+pub fn worker_consumer(profile: &str, lane: Lane) -> String {
+    match lane {
+        Lane::Bulk => format!("ocr-worker-{profile}"),
+        Lane::Small => format!("ocr-worker-{profile}-small"),
+    }
 }
 
 /// Subject of a page's result or failure.
@@ -113,7 +154,7 @@ pub const PAGES_MAX_DELIVERIES_ADVISORIES: &str =
 /// Job id and page number of a page job's subject.
 pub fn parse_page_subject(subject: &str) -> Option<(String, u32)> {
     let mut parts = subject.strip_prefix("pagefleet.pages.")?.split('.');
-    let (_profile, job, page) = (parts.next()?, parts.next()?, parts.next()?);
+    let (_profile, _lane, job, page) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
         return None;
     }
@@ -199,11 +240,18 @@ mod tests {
     #[test]
     fn subjects_fall_under_their_streams() {
         assert!(doc_subject("j1").starts_with("pagefleet.docs."));
-        assert_eq!(page_subject("fast", "j1", 3), "pagefleet.pages.fast.j1.3");
-        assert!(
-            page_subject("fast", "j1", 3)
-                .starts_with(pages_of_profile("fast").trim_end_matches('>'))
+        assert_eq!(
+            page_subject("fast", Lane::Small, "j1", 3),
+            "pagefleet.pages.fast.small.j1.3"
         );
+        for lane in Lane::ALL {
+            assert!(
+                page_subject("fast", lane, "j1", 3)
+                    .starts_with(pages_of_lane("fast", lane).trim_end_matches('>'))
+            );
+        }
+        assert_eq!(Lane::of_job(1), Lane::Small);
+        assert_eq!(Lane::of_job(SMALL_JOB_PAGES + 1), Lane::Bulk);
         assert_eq!(manifest_subject("j1"), "pagefleet.results.j1.manifest");
         assert_eq!(
             event_subject("j1", "completed"),
@@ -211,10 +259,10 @@ mod tests {
         );
         assert_eq!(keys::page_image("j1", 7), "jobs/j1/pages/00007.png");
         assert_eq!(
-            parse_page_subject(&page_subject("fast", "j1", 3)),
+            parse_page_subject(&page_subject("fast", Lane::Bulk, "j1", 3)),
             Some(("j1".into(), 3))
         );
-        assert_eq!(parse_page_subject("pagefleet.pages.fast.j1"), None);
+        assert_eq!(parse_page_subject("pagefleet.pages.fast.small.j1"), None);
     }
 
     #[test]

@@ -200,9 +200,9 @@ pub struct DriverError(#[from] topology::TopologyError);
 struct Outages(AtomicUsize);
 
 impl Driver {
-    /// Pulls and handles messages until `shutdown` completes, then waits for
-    /// the messages in hand (those waiting out a fault are handed back at
-    /// once) and returns.
+    /// Pulls and handles messages of one consumer until `shutdown`
+    /// completes, then waits for the messages in hand (those waiting out a
+    /// fault are handed back at once) and returns.
     pub async fn run<H: Handler>(
         &self,
         js: &jetstream::Context,
@@ -211,14 +211,43 @@ impl Driver {
         handler: Arc<H>,
         shutdown: impl Future<Output = ()> + Send + Clone + 'static,
     ) -> Result<(), DriverError> {
-        let mut consumer = create(js, spec).await?;
-        let concurrency = self.concurrency.max(1);
-        let permits = Arc::new(Semaphore::new(concurrency));
+        let lanes = [Lane {
+            spec: spec.clone(),
+            weight: 1,
+        }];
+        self.run_lanes(js, topology, &lanes, handler, shutdown)
+            .await
+    }
+
+    /// Like [`Driver::run`], over several consumers sharing the handler's
+    /// slots. While several have messages, each pull goes to one chosen by
+    /// weighted turns (weights 3 and 1: three pulls of four go to the first),
+    /// and an empty consumer gives its turn to the next at once; so a lane
+    /// of small jobs is served first without starving the other.
+    pub async fn run_lanes<H: Handler>(
+        &self,
+        js: &jetstream::Context,
+        topology: &TopologyConfig,
+        lanes: &[Lane],
+        handler: Arc<H>,
+        shutdown: impl Future<Output = ()> + Send + Clone + 'static,
+    ) -> Result<(), DriverError> {
+        // Later lanes are set up first: on a work-queue stream consumer
+        // filters must not overlap, and a single consumer of an earlier
+        // version is narrowed to the last lane before the others appear.
+        let mut consumers = Vec::new();
+        for lane in lanes.iter().rev() {
+            consumers.push(create(js, &lane.spec).await?);
+        }
+        consumers.reverse();
+        let weights: Vec<u32> = lanes.iter().map(|l| l.weight.max(1)).collect();
+        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let outages = Arc::new(Outages::default());
         let mut tasks = tokio::task::JoinSet::new();
         // Since when fetching fails, and how often in a row.
         let mut lost: Option<(Instant, u32)> = None;
-        loop {
+        let mut turn = 0u64;
+        'pulling: loop {
             // Finished tasks are reaped as we go.
             while tasks.try_join_next().is_some() {}
             // While a message in hand waits out an outage, new ones would only
@@ -237,89 +266,143 @@ impl Driver {
                 },
             };
             let want = (permits.available_permits() + 1).min(self.batch.max(1));
-            let fetched = tokio::select! {
-                _ = shutdown.clone() => break,
-                b = consumer.batch().max_messages(want).expires(self.expires).messages() => b,
-            };
-            let mut batch = match fetched {
-                Ok(b) => b,
-                Err(e) => {
-                    let failures = lost.map_or(1, |(_, n)| n + 1);
-                    if lost.is_none() {
-                        warn!(consumer = %spec.name, "lost the {} consumer: {e}", self.what);
-                    }
-                    metrics::counter!("pagefleet_fetch_errors_total", "consumer" => spec.name.clone())
-                        .increment(1);
-                    lost = Some((lost.map_or_else(Instant::now, |(t, _)| t), failures));
-                    tokio::select! {
-                        _ = shutdown.clone() => break,
-                        _ = tokio::time::sleep(self.backoff.wait(failures, Duration::ZERO)) => {}
-                    }
-                    // The server may have come back without the stream or the
-                    // consumer: set them up again (idempotent when present).
-                    if topology::ensure(js, topology).await.is_ok()
-                        && let Ok(c) = create(js, spec).await
-                    {
-                        consumer = c;
-                    }
-                    continue;
-                }
-            };
+            let order = lane_order(&weights, turn);
+            turn = turn.wrapping_add(1);
             let mut permit = Some(permit);
-            // Waiting for the batch to fill is cut short by shutdown; a
-            // message already received is still handled.
-            let mut pull_failed = false;
-            while let Some(msg) = tokio::select! {
-                _ = shutdown.clone() => None,
-                m = batch.next() => m,
-            } {
-                let msg = match msg {
-                    Ok(m) => m,
+            for (position, &i) in order.iter().enumerate() {
+                let (lane, consumer) = (&lanes[i].spec, &consumers[i]);
+                // Every lane but the last of the round is asked without
+                // waiting; the last waits for messages (shorter with more
+                // lanes, so that none waits long behind an idle one).
+                let fetched = if position + 1 < order.len() {
+                    tokio::select! {
+                        _ = shutdown.clone() => break 'pulling,
+                        b = consumer.fetch().max_messages(want).messages() => b,
+                    }
+                } else {
+                    let expires = self.expires / order.len() as u32;
+                    tokio::select! {
+                        _ = shutdown.clone() => break 'pulling,
+                        b = consumer.batch().max_messages(want).expires(expires).messages() => b,
+                    }
+                };
+                let mut batch = match fetched {
+                    Ok(b) => b,
                     Err(e) => {
                         let failures = lost.map_or(1, |(_, n)| n + 1);
                         if lost.is_none() {
-                            warn!(consumer = %spec.name, "lost the {} consumer: {e}", self.what);
+                            warn!(consumer = %lane.name, "lost the {} consumer: {e}", self.what);
                         }
+                        metrics::counter!("pagefleet_fetch_errors_total", "consumer" => lane.name.clone())
+                            .increment(1);
                         lost = Some((lost.map_or_else(Instant::now, |(t, _)| t), failures));
-                        pull_failed = true;
                         tokio::select! {
-                            _ = shutdown.clone() => {}
+                            _ = shutdown.clone() => break 'pulling,
                             _ = tokio::time::sleep(self.backoff.wait(failures, Duration::ZERO)) => {}
                         }
-                        break;
+                        // The server may have come back without the stream
+                        // or the consumer: set them up again (idempotent
+                        // when present).
+                        if topology::ensure(js, topology).await.is_ok() {
+                            for (j, lane) in lanes.iter().enumerate() {
+                                if let Ok(c) = create(js, &lane.spec).await {
+                                    consumers[j] = c;
+                                }
+                            }
+                        }
+                        continue 'pulling;
                     }
                 };
-                back(&mut lost, self.what, &spec.name);
-                let permit = match permit.take() {
-                    Some(p) => p,
-                    None => match Arc::clone(&permits).acquire_owned().await {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    },
-                };
-                let work = Work {
-                    what: self.what,
-                    backoff: self.backoff,
-                    attempt_limit: self.attempt_limit,
-                    progress: spec.settings.ack_wait / 3,
-                    handler: Arc::clone(&handler),
-                    outages: Arc::clone(&outages),
-                };
-                let shutdown = shutdown.clone();
-                tasks.spawn(async move {
-                    work.one(msg, shutdown).await;
-                    drop(permit);
-                });
-            }
-            // A pull that ran out without an error proves the consumer is back.
-            if !pull_failed {
-                back(&mut lost, self.what, &spec.name);
+                // Waiting for the batch to fill is cut short by shutdown; a
+                // message already received is still handled.
+                let mut taken = 0usize;
+                let mut pull_failed = false;
+                while let Some(msg) = tokio::select! {
+                    _ = shutdown.clone() => None,
+                    m = batch.next() => m,
+                } {
+                    let msg = match msg {
+                        Ok(m) => m,
+                        Err(e) => {
+                            let failures = lost.map_or(1, |(_, n)| n + 1);
+                            if lost.is_none() {
+                                warn!(consumer = %lane.name, "lost the {} consumer: {e}", self.what);
+                            }
+                            lost = Some((lost.map_or_else(Instant::now, |(t, _)| t), failures));
+                            pull_failed = true;
+                            tokio::select! {
+                                _ = shutdown.clone() => {}
+                                _ = tokio::time::sleep(self.backoff.wait(failures, Duration::ZERO)) => {}
+                            }
+                            break;
+                        }
+                    };
+                    back(&mut lost, self.what, &lane.name);
+                    let permit = match permit.take() {
+                        Some(p) => p,
+                        None => match Arc::clone(&permits).acquire_owned().await {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                    };
+                    taken += 1;
+                    let work = Work {
+                        what: self.what,
+                        backoff: self.backoff,
+                        attempt_limit: self.attempt_limit,
+                        progress: lane.settings.ack_wait / 3,
+                        handler: Arc::clone(&handler),
+                        outages: Arc::clone(&outages),
+                    };
+                    let shutdown = shutdown.clone();
+                    tasks.spawn(async move {
+                        work.one(msg, shutdown).await;
+                        drop(permit);
+                    });
+                }
+                if pull_failed {
+                    continue 'pulling;
+                }
+                // A pull that ran out without an error proves the consumer
+                // is back.
+                back(&mut lost, self.what, &lane.name);
+                if taken > 0 {
+                    // The turn is used: the next pull starts a new round.
+                    continue 'pulling;
+                }
             }
         }
         // The messages in hand are finished (or handed back) before returning.
         while tasks.join_next().await.is_some() {}
         Ok(())
     }
+}
+
+/// One consumer of a [`Driver::run_lanes`] and its share of the pulls.
+#[derive(Debug, Clone)]
+pub struct Lane {
+    /// The consumer.
+    pub spec: ConsumerSpec,
+    /// Its weight among the lanes with messages.
+    pub weight: u32,
+}
+
+/// The lanes to ask in turn `turn`: first the one whose turn it is by
+/// weight, then the others in their order.
+fn lane_order(weights: &[u32], turn: u64) -> Vec<usize> {
+    let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+    let mut at = turn % total.max(1);
+    let mut first = 0;
+    for (i, &w) in weights.iter().enumerate() {
+        if at < u64::from(w) {
+            first = i;
+            break;
+        }
+        at -= u64::from(w);
+    }
+    std::iter::once(first)
+        .chain((0..weights.len()).filter(|&i| i != first))
+        .collect()
 }
 
 /// Logs the end of a fetching outage.
@@ -516,6 +599,15 @@ impl<H: Handler> Work<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lanes_take_turns_by_weight_and_fall_through_in_order() {
+        let firsts: Vec<usize> = (0..8).map(|t| lane_order(&[3, 1], t)[0]).collect();
+        assert_eq!(firsts, [0, 0, 0, 1, 0, 0, 0, 1]);
+        assert_eq!(lane_order(&[3, 1], 3), [1, 0]);
+        assert_eq!(lane_order(&[1, 1, 1], 1), [1, 0, 2]);
+        assert_eq!(lane_order(&[1], 5), [0]);
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap_and_respects_the_floor() {
