@@ -803,19 +803,27 @@ async fn serve_with_the_client_cli_and_nats_py() {
     assert!(requests >= 3, "{stats:?}");
 
     // SIGTERM stops it cleanly.
-    let pid = serve.0.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let (status, _) = sigterm_and_wait(&mut serve.0).await;
+    assert!(status.success(), "serve exited with {status}");
+}
+
+/// Sends SIGTERM and waits for the process to exit: its status and how long
+/// it took.
+async fn sigterm_and_wait(child: &mut std::process::Child) -> (std::process::ExitStatus, Duration) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let start = Instant::now();
     loop {
-        if let Some(status) = serve.0.try_wait().unwrap() {
-            assert!(status.success(), "serve exited with {status}");
-            break;
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, start.elapsed());
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "serve did not stop"
+            "the process did not stop"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -948,7 +956,7 @@ async fn profiles_are_checked_and_a_job_nobody_serves_says_so() {
     let env = [("PAGEFLEET_STORE", dir.path().to_str().unwrap())];
     // A fleet of fast workers only.
     let _stages = pipeline(&nats.url, &env);
-    let (_ingest, base) = ingest(
+    let (mut stage, base) = ingest(
         &nats.url,
         &[
             "--api-token",
@@ -996,6 +1004,15 @@ async fn profiles_are_checked_and_a_job_nobody_serves_says_so() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(job["waiting"], "no worker serves profile accurate", "{job}");
+    // A client follows the job that does not move: its event stream stays open.
+    let mut events = http
+        .get(format!("{base}/v1/jobs/{job_id}/events"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let _first = events.chunk().await.unwrap();
 
     // The fast profile is served, once the worker is up: its job is read.
     let start = Instant::now();
@@ -1015,4 +1032,14 @@ async fn profiles_are_checked_and_a_job_nobody_serves_says_so() {
     assert_eq!(code, 202, "{body}");
     let job = wait_job(&http, &base, body["job_id"].as_str().unwrap()).await;
     assert_eq!(job["status"], "success", "{job}");
+
+    // SIGTERM stops ingest promptly, the open event stream notwithstanding.
+    let (status, took) = sigterm_and_wait(&mut stage.0).await;
+    eprintln!("ingest stopped {took:?} after SIGTERM");
+    assert!(status.success(), "ingest exited with {status}");
+    assert!(
+        took < Duration::from_secs(5),
+        "ingest took {took:?} to stop"
+    );
+    drop(events);
 }

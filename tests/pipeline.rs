@@ -614,16 +614,7 @@ async fn documents_through_a_real_s3_server() {
         js,
         ..
     } = Setup::new().await;
-    let s3 = tokio::task::spawn_blocking(common::pipeline::SeaweedFs::start)
-        .await
-        .unwrap();
-    let env = s3.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let _stages = [
-        StageProcess::spawn_with(&["rasterizer"], &nats.url, &[], &env),
-        StageProcess::spawn_with(&["ocr-worker"], &nats.url, &[], &env),
-        StageProcess::spawn_with(&["aggregator"], &nats.url, &[], &env),
-    ];
+    let (s3, _stages) = s3_pipeline(&nats.url).await;
     // The stages keep everything under the prefix "pagefleet" of the bucket.
     let store = s3.store("pagefleet");
     let job_id = submit_file(&js, &store, &samples().join("ltnews34.pdf")).await;
@@ -854,6 +845,36 @@ async fn doctor_passes_a_healthy_setup_and_names_what_is_broken() {
     );
 }
 
+/// A SeaweedFS server and the rasterizer, one OCR worker and the aggregator
+/// as processes storing in it, with default settings.
+async fn s3_pipeline(nats: &str) -> (common::pipeline::SeaweedFs, [StageProcess; 3]) {
+    let s3 = tokio::task::spawn_blocking(common::pipeline::SeaweedFs::start)
+        .await
+        .unwrap();
+    let env = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let stages = [
+        StageProcess::spawn_with(&["rasterizer"], nats, &[], &env),
+        StageProcess::spawn_with(&["ocr-worker"], nats, &[], &env),
+        StageProcess::spawn_with(&["aggregator"], nats, &[], &env),
+    ];
+    (s3, stages)
+}
+
+/// Submits every sample document (ten pages in all); their job ids.
+async fn submit_samples(js: &jetstream::Context, store: &store::Store) -> Vec<String> {
+    let mut jobs = Vec::new();
+    for name in [
+        "octave-manual.pdf",
+        "texlive-guide-pl.pdf",
+        "ltnews34.pdf",
+        "gnuplot-manual.pdf",
+    ] {
+        jobs.push(submit_file(js, store, &samples().join(name)).await);
+    }
+    jobs
+}
+
 /// Waits until the HTTP endpoint answers 200 on `path`.
 async fn wait_http_ok(port: u16, path: &'static str, what: &str) {
     let start = Instant::now();
@@ -1016,32 +1037,15 @@ async fn a_30_s_store_outage_mid_job_fails_no_page() {
     let Setup {
         _serial, nats, js, ..
     } = Setup::new().await;
-    let mut s3 = tokio::task::spawn_blocking(common::pipeline::SeaweedFs::start)
-        .await
-        .unwrap();
-    let env = s3.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // Default settings throughout.
-    let _stages = [
-        StageProcess::spawn_with(&["rasterizer"], &nats.url, &[], &env),
-        StageProcess::spawn_with(&["ocr-worker"], &nats.url, &[], &env),
-        StageProcess::spawn_with(&["aggregator"], &nats.url, &[], &env),
-    ];
+    let (mut s3, _stages) = s3_pipeline(&nats.url).await;
     let store = s3.store("pagefleet");
     // A document for the rasterizer to read while the store is down.
     let later = std::fs::read(samples().join("ltnews34.pdf")).unwrap();
     store::put(store.as_ref(), "sources/later.pdf", later)
         .await
         .unwrap();
-    let mut jobs = Vec::new();
-    for name in [
-        "octave-manual.pdf",
-        "texlive-guide-pl.pdf",
-        "ltnews34.pdf",
-        "gnuplot-manual.pdf",
-    ] {
-        jobs.push(submit_file(&js, &store, &samples().join(name)).await);
-    }
+    let mut jobs = submit_samples(&js, &store).await;
     wait_first_page(&js, &jobs[0]).await;
 
     // The store goes down for 30 s with pages in hand: workers cannot read
@@ -1106,15 +1110,7 @@ async fn a_nats_restart_keeps_the_worker_list_and_counts_pages_read_twice() {
         StageProcess::spawn(&["ingest", "--http-addr", &api_addr], &nats.url, dir.path()),
     ];
     wait_http_ok(probes, "/readyz", "the worker").await;
-    let mut jobs = Vec::new();
-    for name in [
-        "octave-manual.pdf",
-        "texlive-guide-pl.pdf",
-        "ltnews34.pdf",
-        "gnuplot-manual.pdf",
-    ] {
-        jobs.push(submit_file(&js, &store, &samples().join(name)).await);
-    }
+    let jobs = submit_samples(&js, &store).await;
     wait_first_page(&js, &jobs[0]).await;
 
     // nats-server restarts with its store and port: the streams, consumers

@@ -14,6 +14,9 @@ use crate::http::{self, ApiConfig};
 use crate::intake::{Intake, JobDefaults, Limits};
 use crate::service;
 
+/// How long open HTTP connections may keep a stopping ingest stage up.
+pub const HTTP_DRAIN: Duration = Duration::from_secs(2);
+
 /// Settings of the ingest stage.
 #[derive(Debug, Clone)]
 pub struct StageConfig {
@@ -77,10 +80,20 @@ pub async fn run(
             info!(%addr, "HTTP API listening");
         }
         parts.spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-                .map_err(|e| format!("HTTP API: {e}"))
+            let serve = axum::serve(listener, router).with_graceful_shutdown(stop.clone());
+            // Requests in progress get a moment to finish; connections that
+            // stay open (event streams, idle clients) do not hold the stop.
+            let drained = async {
+                stop.await;
+                tokio::time::sleep(HTTP_DRAIN).await;
+            };
+            tokio::select! {
+                served = serve => served.map_err(|e| format!("HTTP API: {e}")),
+                () = drained => {
+                    info!("HTTP connections still open after {HTTP_DRAIN:?} are closed");
+                    Ok(())
+                }
+            }
         });
     }
     {
