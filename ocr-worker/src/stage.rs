@@ -65,23 +65,6 @@ pub const DEFAULT_PAGE_DEADLINE: Duration = Duration::from_secs(120);
 /// The default time between heartbeats.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 
-impl StageConfig {
-    /// A worker of `profile` with `slots` inference slots and the default
-    /// settings otherwise.
-    pub fn new(profile: &str, name: String, slots: usize) -> Self {
-        Self {
-            topology: TopologyConfig::default(),
-            profile: profile.to_owned(),
-            name,
-            in_flight: slots.max(1) * 2,
-            page_deadline: DEFAULT_PAGE_DEADLINE,
-            max_decode_pixels: pagefleet_schemas::DEFAULT_MAX_PIXELS.saturating_mul(2),
-            execution_provider: "cpu".to_owned(),
-            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
-        }
-    }
-}
-
 /// What the stage works with.
 pub struct Deps {
     /// JetStream.
