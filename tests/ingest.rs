@@ -122,18 +122,16 @@ async fn post_job(
     .await
 }
 
+/// `GET` with the token: status code and JSON body.
+async fn get_authed(http: &reqwest::Client, url: &str) -> (u16, Value) {
+    json(http.get(url).bearer_auth(TOKEN).send().await.unwrap()).await
+}
+
 /// Waits until a job's status is final over the HTTP API.
 async fn wait_job(http: &reqwest::Client, base: &str, job_id: &str) -> Value {
     let start = Instant::now();
     loop {
-        let (code, job) = json(
-            http.get(format!("{base}/v1/jobs/{job_id}"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (code, job) = get_authed(http, &format!("{base}/v1/jobs/{job_id}")).await;
         assert_eq!(code, 200, "{job}");
         if !matches!(
             job["status"].as_str(),
@@ -988,14 +986,7 @@ async fn profiles_are_checked_and_a_job_nobody_serves_says_so() {
     let job_id = body["job_id"].as_str().unwrap().to_owned();
     let start = Instant::now();
     let job = loop {
-        let (code, job) = json(
-            http.get(format!("{base}/v1/jobs/{job_id}"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (code, job) = get_authed(&http, &format!("{base}/v1/jobs/{job_id}")).await;
         assert_eq!(code, 200, "{job}");
         if job["status"] == "waiting" {
             break job;
