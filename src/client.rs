@@ -211,8 +211,12 @@ pub(crate) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         let total = event
             .total_pages
             .map_or_else(|| "?".to_owned(), |t| t.to_string());
+        let why = event
+            .waiting
+            .as_deref()
+            .map_or_else(String::new, |w| format!(": {w}"));
         println!(
-            "{} {} {:<10} {}/{} pages, {} failed, {}",
+            "{} {} {:<10} {}/{} pages, {} failed, {}{why}",
             event.at_ms,
             event.job_id,
             event.kind.token(),

@@ -1003,7 +1003,28 @@ async fn profiles_are_checked_and_a_job_nobody_serves_says_so() {
         .await
         .unwrap();
     assert_eq!(events.status(), 200);
-    let _first = events.chunk().await.unwrap();
+    // ... and is told, once, why it does not move.
+    let mut seen = String::new();
+    let start = Instant::now();
+    while !seen.contains("event: waiting") {
+        assert!(start.elapsed() < TIMEOUT, "no waiting event: {seen}");
+        let chunk = tokio::time::timeout(TIMEOUT, events.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let waiting = seen
+        .split("event: waiting")
+        .nth(1)
+        .and_then(|rest| rest.lines().find_map(|l| l.strip_prefix("data: ")))
+        .unwrap();
+    let waiting: serde_json::Value = serde_json::from_str(waiting).unwrap();
+    assert_eq!(
+        waiting["waiting"], "no worker serves profile accurate",
+        "{waiting}"
+    );
 
     // The fast profile is served, once the worker is up: its job is read.
     let start = Instant::now();

@@ -500,6 +500,7 @@ async fn job_events(State(api): Shared, Path(id): Path<String>) -> Result<Respon
             total_pages: last.progress.total_pages,
             status: last.status,
             at_ms: last.finished_at_ms.unwrap_or_else(now_ms),
+            waiting: None,
         }
     });
     let live = events.map(|e| EventView::from(&e));

@@ -277,7 +277,7 @@ pub async fn cancel(js: &jetstream::Context, job_id: &str) -> Result<JobState, J
 pub struct EventView {
     /// The job.
     pub job_id: String,
-    /// `submitted`, `rasterized`, `progress` or `completed`.
+    /// `submitted`, `rasterized`, `progress`, `waiting` or `completed`.
     pub kind: &'static str,
     /// Pages read so far.
     pub pages_done: u32,
@@ -289,6 +289,9 @@ pub struct EventView {
     pub status: &'static str,
     /// When, milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// On `waiting`: why no page is being read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 impl From<&JobEvent> for EventView {
@@ -301,6 +304,7 @@ impl From<&JobEvent> for EventView {
             total_pages: e.total_pages,
             status: e.status.as_str(),
             at_ms: e.at_ms,
+            waiting: e.waiting.clone(),
         }
     }
 }

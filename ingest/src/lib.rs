@@ -30,6 +30,7 @@ pub mod openapi;
 pub mod service;
 pub mod stage;
 pub mod submit;
+mod waiting;
 
 pub use intake::{DocType, Intake, IntakeError, JobDefaults, Limits};
 pub use submit::{Document, SubmitError, SubmitOptions, Submitted, submit, submit_document};

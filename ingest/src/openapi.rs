@@ -113,7 +113,7 @@ pub fn document() -> Value {
                     "links": {"type": "object"}
                 }},
                 "Event": {"type": "object", "properties": {
-                    "job_id": {"type": "string"}, "kind": {"enum": ["submitted", "rasterized", "progress", "completed"]},
+                    "job_id": {"type": "string"}, "kind": {"enum": ["submitted", "rasterized", "progress", "waiting", "completed"]}, "waiting": {"type": "string", "description": "on a waiting event: why no page is being read"},
                     "pages_done": {"type": "integer"}, "pages_failed": {"type": "integer"},
                     "total_pages": {"type": ["integer", "null"]}, "status": {"type": "string"}, "at_ms": {"type": "integer"}
                 }},
@@ -163,7 +163,7 @@ pub fn document() -> Value {
                     "application/json": {"schema": {"type": "object"}}}}}), error_responses(&["400", "401", "403", "404", "409", "503"]))
             }},
             "/v1/jobs/{id}/events": {"get": {
-                "summary": "Server-sent events of a job: submitted, rasterized, progress, then completed (the stream ends)",
+                "summary": "Server-sent events of a job: submitted, rasterized, progress (and waiting while no worker serves its profile), then completed (the stream ends)",
                 "parameters": [job_id_param()],
                 "responses": with(json!({"200": {"description": "event stream; each data line is an Event", "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/Event"}}}}}), error_responses(&["401", "403", "404", "503"]))
             }},

@@ -103,6 +103,12 @@ pub async fn run(
         let stop = shutdown.clone();
         parts.spawn(async move { service::serve(client, intake, bucket, stop).await });
     }
+    {
+        let intake = intake.clone();
+        let client = deps.client.clone();
+        let stop = shutdown.clone();
+        parts.spawn(async move { crate::waiting::watch(intake, client, stop).await });
+    }
     if let (true, Some(bucket_config)) = (config.bucket_events, config.api.bucket.clone()) {
         let intake = intake.clone();
         let topology = config.topology.clone();

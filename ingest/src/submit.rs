@@ -239,6 +239,7 @@ async fn submit_in_span(
         pages_failed: 0,
         status: JobStatus::Running,
         at_ms: now_ms(),
+        waiting: None,
     };
     // Events are for watchers; a lost one delays nobody.
     let _ = js

@@ -422,6 +422,7 @@ async fn publish_manifest(
         pages_failed: 0,
         status: JobStatus::Running,
         at_ms: now_ms(),
+        waiting: None,
     };
     let _ = deps
         .js

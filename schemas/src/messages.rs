@@ -317,6 +317,9 @@ pub enum EventKind {
     Rasterized,
     /// A page was read or failed.
     Progress,
+    /// No worker has taken a page of the job for a while, and none serves
+    /// its profile (the event's `waiting` says so).
+    Waiting,
     /// The job is finished and its results are written.
     Completed,
 }
@@ -328,6 +331,7 @@ impl EventKind {
             Self::Submitted => "submitted",
             Self::Rasterized => "rasterized",
             Self::Progress => "progress",
+            Self::Waiting => "waiting",
             Self::Completed => "completed",
         }
     }
@@ -352,6 +356,9 @@ pub struct JobEvent {
     pub status: JobStatus,
     /// When, milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// On `Waiting`: why no page is being read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 impl JobEvent {
@@ -367,6 +374,7 @@ impl JobEvent {
             pages_failed,
             status,
             at_ms,
+            waiting: None,
         }
     }
 }

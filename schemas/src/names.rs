@@ -189,6 +189,17 @@ pub fn completed_msg_id(job_id: &str) -> String {
     format!("completed.{job_id}")
 }
 
+/// `Nats-Msg-Id` of a job's waiting event: ingest replicas that all notice
+/// the job publish it once.
+pub fn waiting_msg_id(job_id: &str) -> String {
+    format!("waiting.{job_id}")
+}
+
+/// Subject filter of every job's event of one kind.
+pub fn events_of_kind(kind: &str) -> String {
+    format!("pagefleet.events.*.{kind}")
+}
+
 /// Object-store keys of a job.
 pub mod keys {
     /// The submitted document.
