@@ -158,30 +158,35 @@ pub(crate) struct ProbeArgs {
     pub(crate) addr: Option<std::net::SocketAddr>,
 }
 
+/// The queue settings' defaults, which are the library's.
+fn queue_defaults() -> pagefleet_schemas::topology::TopologyConfig {
+    pagefleet_schemas::topology::TopologyConfig::default()
+}
+
 /// Queue behaviour: ack deadlines, redelivery, flow control.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct QueueArgs {
     /// Seconds a page may go unacknowledged before redelivery (progress acks
     /// extend it while a page is worked on).
-    #[arg(long, env = "PAGEFLEET_PAGE_ACK_WAIT", default_value_t = 30.0)]
+    #[arg(long, env = "PAGEFLEET_PAGE_ACK_WAIT", default_value_t = queue_defaults().pages.ack_wait.as_secs_f64())]
     pub(crate) page_ack_wait: f64,
     /// Deliveries of a page before it is recorded as failed.
-    #[arg(long, env = "PAGEFLEET_PAGE_MAX_DELIVER", default_value_t = 4)]
+    #[arg(long, env = "PAGEFLEET_PAGE_MAX_DELIVER", default_value_t = queue_defaults().pages.max_deliver)]
     pub(crate) page_max_deliver: i64,
     /// Seconds between redeliveries of a page, comma-separated (empty: ack wait).
     #[arg(long, env = "PAGEFLEET_PAGE_BACKOFF", value_delimiter = ',')]
     pub(crate) page_backoff: Vec<f64>,
     /// Page jobs delivered and unacknowledged at once, over all workers.
-    #[arg(long, env = "PAGEFLEET_PAGE_MAX_ACK_PENDING", default_value_t = 1024)]
+    #[arg(long, env = "PAGEFLEET_PAGE_MAX_ACK_PENDING", default_value_t = queue_defaults().pages.max_ack_pending)]
     pub(crate) page_max_ack_pending: i64,
     /// Seconds a document may go unacknowledged while it is rasterized.
-    #[arg(long, env = "PAGEFLEET_DOC_ACK_WAIT", default_value_t = 60.0)]
+    #[arg(long, env = "PAGEFLEET_DOC_ACK_WAIT", default_value_t = queue_defaults().docs.ack_wait.as_secs_f64())]
     pub(crate) doc_ack_wait: f64,
     /// Deliveries of a document job before it is given up.
-    #[arg(long, env = "PAGEFLEET_DOC_MAX_DELIVER", default_value_t = 5)]
+    #[arg(long, env = "PAGEFLEET_DOC_MAX_DELIVER", default_value_t = queue_defaults().docs.max_deliver)]
     pub(crate) doc_max_deliver: i64,
     /// Stream replicas (1 for a single server).
-    #[arg(long, env = "PAGEFLEET_REPLICAS", default_value_t = 1)]
+    #[arg(long, env = "PAGEFLEET_REPLICAS", default_value_t = queue_defaults().replicas)]
     pub(crate) replicas: usize,
 }
 
@@ -200,7 +205,7 @@ pub(crate) struct RasterizerArgs {
     #[arg(long, env = "PAGEFLEET_MAX_DECODE_PIXELS", default_value_t = pagefleet_rasterizer::DEFAULT_MAX_DECODE_PIXELS)]
     pub(crate) max_decode_pixels: u64,
     /// Most pages per document.
-    #[arg(long, env = "PAGEFLEET_MAX_PAGES", default_value_t = 10_000)]
+    #[arg(long, env = "PAGEFLEET_MAX_PAGES", default_value_t = pagefleet_rasterizer::stage::DEFAULT_MAX_PAGES)]
     pub(crate) max_pages: usize,
 }
 
@@ -372,16 +377,6 @@ impl ModelArgs {
             },
         }
     }
-
-    /// Lines per recognition batch: the flag, else 1 on CPUs (fastest there)
-    /// and 32 on GPUs (which want the work in large pieces).
-    pub(crate) fn rec_batch(&self) -> usize {
-        match (self.rec_batch, self.execution_provider) {
-            (Some(n), _) => n.max(1),
-            (None, ExecutionProvider::Cpu) => pagefleet_ocr_worker::engine::DEFAULT_REC_BATCH,
-            (None, ExecutionProvider::Cuda) => 32,
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -399,7 +394,7 @@ pub(crate) struct OcrArgs {
     #[arg(long, env = "PAGEFLEET_MAX_DECODE_PIXELS", default_value_t = pagefleet_rasterizer::DEFAULT_MAX_DECODE_PIXELS)]
     pub(crate) max_decode_pixels: u64,
     /// Most pages per document.
-    #[arg(long, env = "PAGEFLEET_MAX_PAGES", default_value_t = 10_000)]
+    #[arg(long, env = "PAGEFLEET_MAX_PAGES", default_value_t = pagefleet_rasterizer::stage::DEFAULT_MAX_PAGES)]
     pub(crate) max_pages: usize,
     /// Do not print recognised text on standard output.
     #[arg(long, short)]
@@ -412,13 +407,13 @@ pub(crate) struct OcrArgs {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct IntakeArgs {
     /// Largest document accepted, bytes.
-    #[arg(long, env = "PAGEFLEET_MAX_UPLOAD_BYTES", default_value_t = 100 * 1024 * 1024)]
+    #[arg(long, env = "PAGEFLEET_MAX_UPLOAD_BYTES", default_value_t = pagefleet_ingest::intake::MAX_UPLOAD_BYTES)]
     pub(crate) max_upload_bytes: u64,
     /// Most pages per job.
     #[arg(
         long = "max-job-pages",
         env = "PAGEFLEET_MAX_JOB_PAGES",
-        default_value_t = 2000
+        default_value_t = pagefleet_ingest::intake::MAX_JOB_PAGES
     )]
     pub(crate) max_job_pages: u32,
     /// Accepted document types, decided by content: pdf, png, jpeg, tiff.
@@ -435,7 +430,7 @@ pub(crate) struct IntakeArgs {
         long,
         env = "PAGEFLEET_PROFILES",
         value_delimiter = ',',
-        default_value = "fast,accurate"
+        default_values_t = pagefleet_ingest::intake::PROFILES.map(String::from)
     )]
     pub(crate) profiles: Vec<String>,
     /// Seconds a rasterized job may wait for its first page to be read
@@ -449,15 +444,15 @@ pub(crate) struct IntakeArgs {
     #[arg(long, env = "PAGEFLEET_INSECURE_NO_AUTH")]
     pub(crate) insecure_no_auth: bool,
     /// Seconds /ocr/pdf and /ocr/image wait for their job.
-    #[arg(long, env = "PAGEFLEET_SYNC_TIMEOUT", default_value_t = 600.0)]
+    #[arg(long, env = "PAGEFLEET_SYNC_TIMEOUT", default_value_t = pagefleet_ingest::http::SYNC_TIMEOUT.as_secs_f64())]
     pub(crate) sync_timeout: f64,
     /// Only objects under this prefix of the store start jobs from bucket
     /// events and the watcher.
-    #[arg(long, env = "PAGEFLEET_INPUT_PREFIX", default_value = "inbox/")]
+    #[arg(long, env = "PAGEFLEET_INPUT_PREFIX", default_value = pagefleet_ingest::bucket::INPUT_PREFIX)]
     pub(crate) input_prefix: String,
     /// Outputs of bucket-triggered jobs go to <prefix><key below the input
     /// prefix>.txt, .md and .json.
-    #[arg(long, env = "PAGEFLEET_OUTPUT_PREFIX", default_value = "outbox/")]
+    #[arg(long, env = "PAGEFLEET_OUTPUT_PREFIX", default_value = pagefleet_ingest::bucket::OUTPUT_PREFIX)]
     pub(crate) output_prefix: String,
     /// Do not consume bucket events from NATS.
     #[arg(long, env = "PAGEFLEET_NO_BUCKET_EVENTS")]

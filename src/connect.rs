@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use async_nats::ConnectOptions;
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use pagefleet_schemas::store::Store;
 use pagefleet_schemas::topology::TopologyConfig;
 
@@ -118,11 +117,7 @@ pub(crate) fn store(args: &StoreArgs, default_dir: &Path) -> anyhow::Result<Stor
         return Ok(Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)));
     }
     let dir = Path::new(location.strip_prefix("file://").unwrap_or(&location));
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create store folder {}", dir.display()))?;
-    let fs = LocalFileSystem::new_with_prefix(dir)
-        .with_context(|| format!("cannot open store folder {}", dir.display()))?;
-    Ok(Arc::new(fs))
+    pagefleet::local::folder_store(dir)
 }
 
 /// Topology settings from the queue flags.

@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 
 use crate::cli::DoctorArgs;
 use crate::connect;
-use crate::home::Home;
-use crate::ocr::model_set;
+use crate::ocr::pool_config;
+use pagefleet::home::Home;
 
 /// One line of the report.
 struct Check {
@@ -132,14 +132,14 @@ fn runtime_files(home: &Home) -> Check {
 /// Loads the models and reads a blank page.
 fn onnx_runtime(home: &Home, args: &DoctorArgs) -> Check {
     let result = (|| {
-        let models = model_set(home, &args.model).map_err(|e| e.to_string())?;
+        let pool = pool_config(home, &args.model).map_err(|e| e.to_string())?;
         let config = EngineConfig {
-            models,
+            rec_batch: pool.rec_batch(),
+            models: pool.models,
             intra_threads: 1,
-            provider: args.model.provider(),
-            classify_lines: args.model.classify_lines,
-            budget: PixelBudget::new(args.model.max_pixels),
-            rec_batch: args.model.rec_batch(),
+            provider: pool.provider,
+            classify_lines: pool.classify_lines,
+            budget: PixelBudget::new(pool.max_pixels),
         };
         let mut engine = Engine::load(&home.onnxruntime(), config).map_err(|e| e.to_string())?;
         let started = std::time::Instant::now();

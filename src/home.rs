@@ -5,14 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 
-use crate::cli::HomeArgs;
-
 /// Name of the home folder the bootstrap creates in a checkout.
 const HOME_DIR: &str = ".pagefleet";
 
 /// The resolved runtime home.
 #[derive(Debug, Clone)]
-pub(crate) struct Home {
+pub struct Home {
     root: PathBuf,
 }
 
@@ -20,9 +18,11 @@ impl Home {
     /// The folder from `--home`/`PAGEFLEET_HOME`, else the nearest `.pagefleet`
     /// in the working directory or its parents, else beside the binary or its
     /// parents (a checkout's `target/release/pagefleet` finds the checkout's).
-    pub(crate) fn resolve(args: &HomeArgs) -> Self {
-        if let Some(path) = &args.path {
-            return Self { root: path.clone() };
+    pub fn resolve(path: Option<&Path>) -> Self {
+        if let Some(path) = path {
+            return Self {
+                root: path.to_owned(),
+            };
         }
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let exe_dir = std::env::current_exe()
@@ -39,40 +39,37 @@ impl Home {
     }
 
     /// The folder itself.
-    pub(crate) fn root(&self) -> &Path {
+    pub fn root(&self) -> &Path {
         &self.root
     }
 
     /// ONNX Runtime's shared library.
-    pub(crate) fn onnxruntime(&self) -> PathBuf {
+    pub fn onnxruntime(&self) -> PathBuf {
         self.root.join("lib/libonnxruntime.so.1.31.1")
     }
 
     /// PDFium's shared library.
-    pub(crate) fn pdfium(&self) -> PathBuf {
+    pub fn pdfium(&self) -> PathBuf {
         self.root.join("lib/libpdfium.so")
     }
 
     /// The nats-server binary.
-    pub(crate) fn nats_server(&self) -> PathBuf {
+    pub fn nats_server(&self) -> PathBuf {
         self.root.join("bin/nats-server")
     }
 
     /// Default folder for data of single-machine mode and local stores.
-    pub(crate) fn data(&self) -> PathBuf {
+    pub fn data(&self) -> PathBuf {
         self.root.join("data")
     }
 
     /// The model folder.
-    pub(crate) fn models(&self) -> PathBuf {
+    pub fn models(&self) -> PathBuf {
         self.root.join("models")
     }
 
     /// Fails with the list of missing files and the command that installs them.
-    pub(crate) fn require<'a>(
-        &self,
-        files: impl IntoIterator<Item = &'a Path>,
-    ) -> anyhow::Result<()> {
+    pub fn require<'a>(&self, files: impl IntoIterator<Item = &'a Path>) -> anyhow::Result<()> {
         let missing: Vec<String> = files
             .into_iter()
             .filter(|f| !f.is_file())

@@ -6,10 +6,7 @@ mod cli;
 mod client;
 mod connect;
 mod doctor;
-mod home;
-mod nats_server;
 mod ocr;
-mod probes;
 mod run;
 mod serve;
 mod stages;
@@ -23,7 +20,7 @@ fn main() -> std::process::ExitCode {
     let bar = matches!(cli.command, cli::Command::Run(_))
         && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let telemetry = telemetry::init(&cli.log, bar, cli.command.name());
-    let home = home::Home::resolve(&cli.home);
+    let home = pagefleet::home::Home::resolve(cli.home.path.as_deref());
     let code = match cli.command {
         cli::Command::Ocr(args) => ocr::run(&cli.home, args),
         cli::Command::Run(args) => run::run(&cli.home, args),

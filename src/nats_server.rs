@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// A running nats-server, killed on drop.
-pub(crate) struct NatsServer {
+pub struct NatsServer {
     child: Child,
     url: String,
 }
@@ -18,7 +18,7 @@ pub(crate) struct NatsServer {
 impl NatsServer {
     /// Starts `binary` with JetStream storing under `store_dir` and waits until
     /// it accepts clients.
-    pub(crate) async fn start(binary: &Path, store_dir: &Path) -> anyhow::Result<Self> {
+    pub async fn start(binary: &Path, store_dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(store_dir)
             .with_context(|| format!("cannot create {}", store_dir.display()))?;
         let mut child = Command::new(binary)
@@ -64,12 +64,12 @@ impl NatsServer {
     }
 
     /// The client URL.
-    pub(crate) fn url(&self) -> &str {
+    pub fn url(&self) -> &str {
         &self.url
     }
 
     /// Stops the server and waits for it.
-    pub(crate) async fn stop(mut self) {
+    pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
 }

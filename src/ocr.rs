@@ -10,12 +10,11 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::mpsc;
-use std::time::Instant;
 
 use anyhow::Context;
 use pagefleet_aggregator::report::{self, JobReport};
 use pagefleet_ocr_worker::engine::SideLimit;
-use pagefleet_ocr_worker::{Engine, EngineConfig, EngineError, ModelSet, Pool};
+use pagefleet_ocr_worker::{EngineError, ModelSet, Pool, PoolConfig};
 use pagefleet_rasterizer::{RasterError, Rasterizer, RenderOptions};
 use pagefleet_schemas::messages::{
     JobManifest, JobState, JobStatus, PageRecord, PageResult, SCHEMA_VERSION, now_ms,
@@ -24,7 +23,7 @@ use pagefleet_schemas::{PageOcr, PixelBudget};
 use tracing::{error, info, warn};
 
 use crate::cli::{HomeArgs, ModelArgs, OcrArgs};
-use crate::home::Home;
+use pagefleet::home::Home;
 
 pub(crate) fn run(home: &HomeArgs, args: OcrArgs) -> ExitCode {
     match run_inner(home, args) {
@@ -42,22 +41,6 @@ pub(crate) fn run(home: &HomeArgs, args: OcrArgs) -> ExitCode {
         }
     }
 }
-
-/// Inference slots and threads per slot: explicit values win; otherwise one
-/// single-threaded slot per core, at most [`MAX_DEFAULT_SLOTS`], and the cores
-/// shared among the slots. On 2 cores, 2 slots of 1 thread did the sample pages
-/// in 15.7 s where 1 slot of 2 threads took 19.1 s: pages are independent, while
-/// threads inside one run wait on each other.
-pub(crate) fn slot_plan(slots: Option<usize>, threads: Option<usize>) -> (usize, usize) {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let slots = slots.unwrap_or(cores.min(MAX_DEFAULT_SLOTS)).max(1);
-    let threads = threads.unwrap_or((cores / slots).max(1)).max(1);
-    (slots, threads)
-}
-
-/// Each slot holds its own sessions and arenas (about 200 MiB at full pages), so
-/// the default stops growing with the core count here.
-const MAX_DEFAULT_SLOTS: usize = 8;
 
 /// The model set the flags ask for.
 pub(crate) fn model_set(home: &Home, args: &ModelArgs) -> anyhow::Result<ModelSet> {
@@ -78,40 +61,28 @@ pub(crate) fn model_set(home: &Home, args: &ModelArgs) -> anyhow::Result<ModelSe
     Ok(set)
 }
 
-/// Starts the inference pool the flags ask for.
-pub(crate) fn start_pool(home: &Home, args: &ModelArgs) -> anyhow::Result<Pool> {
-    let models = model_set(home, args)?;
-    let runtime = home.onnxruntime();
-    let mut needed = vec![runtime.as_path()];
-    needed.extend([
-        models.det.as_path(),
-        models.rec.as_path(),
-        models.dict.as_path(),
-    ]);
-    if args.classify_lines {
-        needed.extend(models.cls.as_deref());
-    }
-    home.require(needed)?;
-    let (slots, intra_threads) = slot_plan(args.slots, args.intra_threads);
-    let config = EngineConfig {
-        models,
-        intra_threads,
+/// The inference settings the flags ask for.
+pub(crate) fn pool_config(home: &Home, args: &ModelArgs) -> anyhow::Result<PoolConfig> {
+    Ok(PoolConfig {
+        slots: args.slots,
+        intra_threads: args.intra_threads,
         provider: args.provider(),
         classify_lines: args.classify_lines,
-        budget: PixelBudget::new(args.max_pixels),
-        rec_batch: args.rec_batch(),
-    };
-    info!(profile = %config.models.name, slots, intra_threads, provider = config.provider.name(), "loading models");
-    let started = Instant::now();
-    let pool = Pool::start(slots, slots, move |_| {
-        Engine::load(&runtime, config.clone())
-    })?;
-    info!(ms = started.elapsed().as_millis() as u64, "models loaded");
-    Ok(pool)
+        max_pixels: args.max_pixels,
+        rec_batch: args.rec_batch,
+        ..PoolConfig::new(home.onnxruntime(), model_set(home, args)?)
+    })
+}
+
+/// Starts the inference pool the flags ask for.
+fn start_pool(home: &Home, args: &ModelArgs) -> anyhow::Result<Pool> {
+    let config = pool_config(home, args)?;
+    home.require(config.files())?;
+    Ok(config.start()?)
 }
 
 fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
-    let home = Home::resolve(home);
+    let home = Home::resolve(home.path.as_deref());
     home.require([home.pdfium().as_path()])?;
     let pool = start_pool(&home, &args.model)?;
     let rasterizer = Rasterizer::new(&home.pdfium())?;

@@ -19,13 +19,13 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use pagefleet_schemas::store::Store;
 
 /// What `/readyz` checks.
-pub(crate) struct Readiness {
+pub struct Readiness {
     /// Models warmed (true from the start for stages without models).
-    pub(crate) warm: Arc<AtomicBool>,
+    pub warm: Arc<AtomicBool>,
     /// The stage's NATS connection.
-    pub(crate) client: async_nats::Client,
+    pub client: async_nats::Client,
     /// The stage's object store.
-    pub(crate) store: Store,
+    pub store: Store,
 }
 
 impl Readiness {
@@ -43,7 +43,7 @@ impl Readiness {
 
 /// Installs the Prometheus recorder for this process's metrics. Latencies
 /// are histograms with buckets from 5 ms to 10 minutes.
-pub(crate) fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     const BUCKETS: &[f64] = &[
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
         600.0,
@@ -78,7 +78,7 @@ struct ProbeState {
 }
 
 /// Serves the probes and `/metrics` on `addr` until the process ends.
-pub(crate) async fn serve(
+pub async fn serve(
     addr: SocketAddr,
     readiness: Readiness,
     metrics: PrometheusHandle,

@@ -9,21 +9,20 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use pagefleet_aggregator::report::JobReport;
 use pagefleet_schemas::messages::{JobState, JobStatus, Message};
 use pagefleet_schemas::{names, store};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{error, info, warn};
 
-use crate::cli::{HomeArgs, ModelArgs, NatsArgs, QueueArgs, RunArgs, StoreArgs};
+use pagefleet::home::Home;
+use pagefleet::local::{Local, LocalConfig};
+
+use crate::cli::{HomeArgs, ModelArgs, QueueArgs, RunArgs, StoreArgs};
 use crate::connect;
-use crate::home::Home;
-use crate::nats_server::NatsServer;
-use crate::ocr::{start_pool, unique_name};
+use crate::ocr::{pool_config, unique_name};
 
 pub(crate) fn run(home: &HomeArgs, args: RunArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -36,7 +35,7 @@ pub(crate) fn run(home: &HomeArgs, args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_inner(Home::resolve(home), args)) {
+    match runtime.block_on(run_inner(Home::resolve(home.path.as_deref()), args)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -50,166 +49,43 @@ async fn run_inner(home: Home, mut args: RunArgs) -> anyhow::Result<bool> {
     if args.workers.is_some() {
         args.model.slots = args.workers;
     }
-    let local = Local::start(
+    let config = local_config(
         &home,
         args.nats.clone(),
         args.data.clone(),
         &args.store,
         &args.queue,
         &args.model,
-    )
-    .await?;
+    )?;
+    let local = Local::start(&home, config).await?;
     let outcome = submit_and_follow(&local.js, &local.store, &args).await;
     local.stop().await;
     outcome
 }
 
-/// Everything `pagefleet run` and `pagefleet serve` start on one machine: a
-/// nats-server (unless one is named), the store, and the rasterizer, OCR
-/// worker and aggregator stages as tasks.
-pub(crate) struct Local {
-    server: Option<NatsServer>,
-    /// The NATS connection the stages share.
-    pub(crate) client: async_nats::Client,
-    /// JetStream over it.
-    pub(crate) js: async_nats::jetstream::Context,
-    /// The store.
-    pub(crate) store: pagefleet_schemas::store::Store,
-    /// The NATS URL.
-    pub(crate) url: String,
-    /// Stream and consumer settings.
-    pub(crate) topology: pagefleet_schemas::topology::TopologyConfig,
-    stop: CancellationToken,
-    stages: tokio::task::JoinSet<anyhow::Result<()>>,
-}
-
-impl Local {
-    pub(crate) async fn start(
-        home: &Home,
-        nats: Option<String>,
-        data: Option<PathBuf>,
-        store_args: &StoreArgs,
-        queue: &QueueArgs,
-        model: &ModelArgs,
-    ) -> anyhow::Result<Self> {
-        home.require([home.pdfium().as_path()])?;
-        let data = data.unwrap_or_else(|| home.data());
-        let server = match &nats {
-            Some(_) => None,
-            None => {
-                home.require([home.nats_server().as_path()])?;
-                let server = NatsServer::start(&home.nats_server(), &data.join("nats")).await?;
-                info!(url = server.url(), "nats-server started");
-                Some(server)
-            }
-        };
-        let url = nats
-            .or_else(|| server.as_ref().map(|s| s.url().to_owned()))
-            .unwrap_or_default();
-        let nats_args = NatsArgs {
-            url: url.clone(),
-            creds: None,
-            nkey: None,
-            token: None,
-            user: None,
-            password: None,
-            ca: None,
-            tls: false,
-        };
-        let client = connect::nats(&nats_args, "pagefleet-local").await?;
-        let js = async_nats::jetstream::new(client.clone());
-        let topology = connect::topology(queue);
-        pagefleet_schemas::topology::ensure(&js, &topology).await?;
-        let store = connect::store(store_args, &data.join("objects"))?;
-        let profile = model.profile.to_string();
-        let provider = model.provider().name().to_owned();
-        let max_pixels = model.max_pixels;
-        let model = model.clone();
-        let pool_home = home.clone();
-        let pool =
-            Arc::new(tokio::task::spawn_blocking(move || start_pool(&pool_home, &model)).await??);
-        let mut local = Self {
-            server,
-            client,
-            js,
-            store,
-            url,
-            topology,
-            stop: CancellationToken::new(),
-            stages: tokio::task::JoinSet::new(),
-        };
-        let deps = pagefleet_rasterizer::stage::Deps {
-            js: local.js.clone(),
-            store: local.store.clone(),
-            pdfium: home.pdfium(),
-        };
-        let config = pagefleet_rasterizer::stage::StageConfig {
-            topology: local.topology.clone(),
-            max_decode_pixels: pagefleet_rasterizer::DEFAULT_MAX_DECODE_PIXELS,
-            max_pages: 10_000,
-            name: "rasterizer".into(),
-        };
-        local.spawn(|stop| pagefleet_rasterizer::stage::run(config, deps, stop));
-        let slots = pool.slots();
-        let deps = pagefleet_ocr_worker::stage::Deps {
-            js: local.js.clone(),
-            store: local.store.clone(),
-            pool: Arc::clone(&pool),
-            ready: Default::default(),
-            counters: Default::default(),
-        };
-        let config = pagefleet_ocr_worker::stage::StageConfig {
-            topology: local.topology.clone(),
-            profile,
-            name: crate::stages::default_name("ocr-worker"),
-            in_flight: slots * 2,
-            page_deadline: pagefleet_ocr_worker::stage::DEFAULT_PAGE_DEADLINE,
-            max_decode_pixels: max_pixels.saturating_mul(2),
-            execution_provider: provider,
-            heartbeat_interval: pagefleet_ocr_worker::stage::DEFAULT_HEARTBEAT_INTERVAL,
-        };
-        local.spawn(|stop| pagefleet_ocr_worker::stage::run(config, deps, stop));
-        let deps = pagefleet_aggregator::stage::Deps {
-            js: local.js.clone(),
-            store: local.store.clone(),
-        };
-        let config = pagefleet_aggregator::stage::StageConfig {
-            topology: local.topology.clone(),
-            name: "aggregator".into(),
-        };
-        local.spawn(|stop| pagefleet_aggregator::stage::run(config, deps, stop));
-        Ok(local)
+/// The in-process pipeline's settings from the flags `run` and `serve`
+/// share.
+pub(crate) fn local_config(
+    home: &Home,
+    nats: Option<String>,
+    data: Option<PathBuf>,
+    store: &StoreArgs,
+    queue: &QueueArgs,
+    model: &ModelArgs,
+) -> anyhow::Result<LocalConfig> {
+    let mut config = LocalConfig::new(home);
+    config.nats = nats;
+    if let Some(data) = data {
+        config.data = data;
     }
-
-    /// Runs a stage until [`Local::stop`].
-    pub(crate) fn spawn<F, E>(&mut self, stage: impl FnOnce(WaitForCancellationFutureOwned) -> F)
-    where
-        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<anyhow::Error>,
-    {
-        let run = stage(self.stop.clone().cancelled_owned());
-        self.stages
-            .spawn(async move { run.await.map_err(Into::into) });
+    if store.location.is_some() {
+        config.store = Some(connect::store(store, &config.data.join("objects"))?);
     }
-
-    /// Stops every stage, then the connection, then the nats-server.
-    pub(crate) async fn stop(mut self) {
-        self.stop.cancel();
-        while let Some(joined) = self.stages.join_next().await {
-            match joined {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => warn!("stage ended with an error: {e:#}"),
-                Err(e) => warn!("stage task failed: {e}"),
-            }
-        }
-        // Close the connection before the server goes, rather than have the
-        // client report the server's disappearance as an error.
-        drop(self.js);
-        let _ = self.client.drain().await;
-        if let Some(server) = self.server {
-            server.stop().await;
-        }
-    }
+    config.topology = connect::topology(queue);
+    config.pool = pool_config(home, model)?;
+    config.worker.profile = model.profile.to_string();
+    config.worker.max_decode_pixels = model.max_pixels.saturating_mul(2);
+    Ok(config)
 }
 
 /// Submits every file, waits for every job, writes the outputs. True when

@@ -6,18 +6,20 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use pagefleet::home::Home;
+use pagefleet::local::Local;
+
 use crate::cli::{HomeArgs, ServeArgs};
 use crate::connect::shutdown_signal;
-use crate::home::Home;
-use crate::run::Local;
+use crate::run::local_config;
 use crate::stages::ingest_config;
 
 pub(crate) fn run(home: &HomeArgs, args: ServeArgs) -> ExitCode {
-    crate::block_on(serve(Home::resolve(home), args))
+    crate::block_on(serve(Home::resolve(home.path.as_deref()), args))
 }
 
 async fn serve(home: Home, args: ServeArgs) -> anyhow::Result<()> {
-    let config = ingest_config(
+    let ingest = ingest_config(
         &args.intake,
         &args.store,
         &args.queue,
@@ -30,27 +32,25 @@ async fn serve(home: Home, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.http_addr))?;
     let http = listener.local_addr()?;
-    let mut local = Local::start(
+    let config = local_config(
         &home,
         args.nats.clone(),
         args.data.clone(),
         &args.store,
         &args.queue,
         &args.model,
-    )
-    .await?;
-    let deps = pagefleet_ingest::stage::Deps {
-        client: local.client.clone(),
-        store: local.store.clone(),
-        listener: Some(listener),
-    };
-    local.spawn(|stop| pagefleet_ingest::stage::run(config, deps, stop));
+    )?;
+    let mut local = Local::start(&home, config).await?;
+    local.start_ingest(ingest, Some(listener));
     // The two addresses a user needs, on standard output whatever the log
     // level.
     println!("pagefleet serving");
     println!("  HTTP API: http://{http}  (OpenAPI at http://{http}/openapi.json)");
     println!("  NATS:     {}", local.url);
-    shutdown_signal().await;
+    let outcome = tokio::select! {
+        () = shutdown_signal() => Ok(()),
+        e = local.failed() => Err(e),
+    };
     local.stop().await;
-    Ok(())
+    outcome
 }

@@ -11,29 +11,12 @@ use crate::cli::{
     AggregatorArgs, IngestArgs, IntakeArgs, NatsArgs, ProbeArgs, QueueArgs, RasterizerArgs,
     StoreArgs, WorkerArgs,
 };
-use crate::connect::{self, shutdown_signal};
-use crate::home::Home;
-use crate::ocr::start_pool;
-use crate::probes;
+use pagefleet::home::Home;
+use pagefleet::probes;
+use pagefleet_schemas::running::Running;
 
-/// Starts the probe server when an address is configured.
-async fn start_probes(
-    args: &ProbeArgs,
-    client: &async_nats::Client,
-    store: &pagefleet_schemas::store::Store,
-    warm: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
-    if let Some(addr) = args.addr {
-        let metrics = probes::install_metrics()?;
-        let readiness = probes::Readiness {
-            warm,
-            client: client.clone(),
-            store: store.clone(),
-        };
-        probes::serve(addr, readiness, metrics).await?;
-    }
-    Ok(())
-}
+use crate::connect::{self, shutdown_signal};
+use crate::ocr::pool_config;
 
 /// A stage's NATS connection and store, with its probe server started when
 /// an address is configured (`ready` says when the stage is warmed up).
@@ -47,21 +30,26 @@ async fn connect_stage(
 ) -> anyhow::Result<(async_nats::Client, pagefleet_schemas::store::Store)> {
     let client = connect::nats(nats, name).await?;
     let store = connect::store(store, &home.data().join("objects"))?;
-    start_probes(probes, &client, &store, ready).await?;
+    if let Some(addr) = probes.addr {
+        let metrics = probes::install_metrics()?;
+        let readiness = probes::Readiness {
+            warm: ready,
+            client: client.clone(),
+            store: store.clone(),
+        };
+        probes::serve(addr, readiness, metrics).await?;
+    }
     Ok((client, store))
 }
 
-/// This process's name among workers: host name and process id.
-pub(crate) fn default_name(stage: &str) -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
-    let host = if host.is_empty() {
-        "localhost".to_owned()
-    } else {
-        host
+/// Runs a started stage until SIGINT or SIGTERM (then it finishes the work
+/// in hand), or until it fails.
+async fn until_signal(mut stage: Running) -> anyhow::Result<()> {
+    let outcome = tokio::select! {
+        () = shutdown_signal() => stage.stop().await,
+        ended = stage.ended() => ended,
     };
-    format!("{stage}-{host}-{}", std::process::id())
+    outcome.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 pub(crate) async fn rasterizer(home: &Home, args: RasterizerArgs) -> anyhow::Result<()> {
@@ -84,13 +72,14 @@ pub(crate) async fn rasterizer(home: &Home, args: RasterizerArgs) -> anyhow::Res
         topology: connect::topology(&args.queue),
         max_decode_pixels: args.max_decode_pixels,
         max_pages: args.max_pages,
-        name: default_name("rasterizer"),
+        ..Default::default()
     };
-    pagefleet_rasterizer::stage::run(config, deps, shutdown_signal()).await?;
-    Ok(())
+    until_signal(pagefleet_rasterizer::stage::start(config, deps)).await
 }
 
 pub(crate) async fn ocr_worker(home: &Home, args: WorkerArgs) -> anyhow::Result<()> {
+    let pool = pool_config(home, &args.model)?;
+    home.require(pool.files())?;
     // Probes first: liveness answers while the models load, readiness waits
     // for the warm-up inference.
     let ready = Arc::new(AtomicBool::new(false));
@@ -103,29 +92,18 @@ pub(crate) async fn ocr_worker(home: &Home, args: WorkerArgs) -> anyhow::Result<
         Arc::clone(&ready),
     )
     .await?;
-    let model = args.model.clone();
-    let pool_home = home.clone();
-    let pool = tokio::task::spawn_blocking(move || start_pool(&pool_home, &model)).await??;
-    let slots = pool.slots();
-    let deps = pagefleet_ocr_worker::stage::Deps {
-        js: async_nats::jetstream::new(client),
-        store,
-        pool: Arc::new(pool),
-        ready,
-        counters: Default::default(),
-    };
+    let defaults = pagefleet_ocr_worker::stage::StageConfig::default();
     let config = pagefleet_ocr_worker::stage::StageConfig {
         topology: connect::topology(&args.queue),
         profile: args.model.profile.to_string(),
-        name: args.name.unwrap_or_else(|| default_name("ocr-worker")),
-        in_flight: slots * 2,
+        name: args.name.unwrap_or(defaults.name.clone()),
         page_deadline: Duration::from_secs_f64(args.page_deadline.max(1.0)),
         max_decode_pixels: args.model.max_pixels.saturating_mul(2),
-        execution_provider: args.model.provider().name().to_owned(),
-        heartbeat_interval: pagefleet_ocr_worker::stage::DEFAULT_HEARTBEAT_INTERVAL,
+        ..defaults
     };
-    pagefleet_ocr_worker::stage::run(config, deps, shutdown_signal()).await?;
-    Ok(())
+    let js = async_nats::jetstream::new(client);
+    let stage = pagefleet_ocr_worker::stage::start(config, &pool, js, store, ready).await?;
+    until_signal(stage).await
 }
 
 pub(crate) async fn aggregator(home: &Home, args: AggregatorArgs) -> anyhow::Result<()> {
@@ -144,10 +122,9 @@ pub(crate) async fn aggregator(home: &Home, args: AggregatorArgs) -> anyhow::Res
     };
     let config = pagefleet_aggregator::stage::StageConfig {
         topology: connect::topology(&args.queue),
-        name: default_name("aggregator"),
+        ..Default::default()
     };
-    pagefleet_aggregator::stage::run(config, deps, shutdown_signal()).await?;
-    Ok(())
+    until_signal(pagefleet_aggregator::stage::start(config, deps)).await
 }
 
 pub(crate) async fn nats_setup(nats: &NatsArgs, queue: &QueueArgs) -> anyhow::Result<()> {
@@ -251,6 +228,5 @@ pub(crate) async fn ingest(home: &Home, args: IngestArgs) -> anyhow::Result<()> 
         store,
         listener: Some(listener),
     };
-    pagefleet_ingest::stage::run(config, deps, shutdown_signal()).await?;
-    Ok(())
+    until_signal(pagefleet_ingest::stage::start(config, deps)).await
 }

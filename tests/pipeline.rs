@@ -1,8 +1,10 @@
-//! The pipeline against a real nats-server, with every stage a separate
-//! `pagefleet` process: documents through to results, and the failures the
-//! clusters pagefleet replaces fell over on (a worker killed mid-page, a page
-//! that always fails, one that always hangs, an aggregator restarted mid-job,
-//! duplicate publishes) as non-events.
+//! The pipeline against a real nats-server: documents through to results,
+//! and the failures the clusters pagefleet replaces fell over on (a worker
+//! killed mid-page, a page that always fails, one that always hangs, an
+//! aggregator restarted mid-job, duplicate publishes, a store outage, a NATS
+//! restart) as non-events. Where a test kills, signals or probes a stage,
+//! the stages are separate `pagefleet` processes; elsewhere they run in this
+//! process, started as `pagefleet run` starts them.
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns fail loudly by design
 
@@ -14,13 +16,14 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use bytes::Bytes;
 use common::pipeline::{
-    NatsServer, StageProcess, connect, local_store, stream_len, submit_options, wait_final,
+    NatsServer, StageProcess, connect, in_process, local_store, stream_len, submit_options,
+    wait_final,
 };
 use common::{Score, root, samples};
 use futures::StreamExt;
 use pagefleet_aggregator::report::JobReport;
 use pagefleet_schemas::messages::{
-    JobManifest, JobStatus, Message, PageJob, ResultMessage, SCHEMA_VERSION, now_ms,
+    JobManifest, JobState, JobStatus, Message, PageJob, ResultMessage, SCHEMA_VERSION, now_ms,
 };
 use pagefleet_schemas::{names, store};
 
@@ -92,15 +95,6 @@ async fn wait_first_page(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Rasterizer, one OCR worker and aggregator as processes on a local store.
-fn all_stages(nats: &str, store: &Path) -> [StageProcess; 3] {
-    [
-        StageProcess::spawn(&["rasterizer"], nats, store),
-        StageProcess::spawn(&["ocr-worker"], nats, store),
-        StageProcess::spawn(&["aggregator"], nats, store),
-    ]
 }
 
 /// Every work queue is empty: nothing is stuck.
@@ -438,9 +432,9 @@ async fn duplicate_publishes_and_results_do_not_double_count() {
     let Setup {
         _serial,
         nats,
-        dir,
         js,
         store,
+        ..
     } = Setup::new().await;
     let bytes = Bytes::from(std::fs::read(root().join("examples/welcome.pdf")).unwrap());
     let options = pagefleet_ingest::SubmitOptions {
@@ -454,7 +448,7 @@ async fn duplicate_publishes_and_results_do_not_double_count() {
             .unwrap();
     }
     assert_eq!(stream_len(&js, names::DOCS_STREAM).await, 1);
-    let _stages = all_stages(&nats.url, dir.path());
+    let stages = in_process(&nats.url, store.clone(), |_| {}).await;
     let state = wait_final(&js, "same-job", TIMEOUT).await;
     assert_eq!(state.status, JobStatus::Success);
     let before = report(&store, "same-job").await;
@@ -491,6 +485,7 @@ async fn duplicate_publishes_and_results_do_not_double_count() {
         .map(|r| r.unwrap().1)
         .unwrap_or(0);
     assert_eq!(completed, 1);
+    stages.stop().await;
 }
 
 /// The quick-start page rendered to PNG.
@@ -516,11 +511,11 @@ async fn a_bad_document_fails_its_job_alone() {
     let Setup {
         _serial,
         nats,
-        dir,
         js,
         store,
+        ..
     } = Setup::new().await;
-    let _stages = all_stages(&nats.url, dir.path());
+    let stages = in_process(&nats.url, store.clone(), |_| {}).await;
     let notes = Bytes::from_static(b"minutes of the meeting, saved as a .pdf by mistake\n");
     let bad = pagefleet_ingest::submit(&js, &store, "notes.pdf", notes, &submit_options())
         .await
@@ -539,6 +534,7 @@ async fn a_bad_document_fails_its_job_alone() {
         JobStatus::Success
     );
     assert_queues_drained(&js).await;
+    stages.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1038,8 +1034,11 @@ async fn a_30_s_store_outage_mid_job_fails_no_page() {
         _serial, nats, js, ..
     } = Setup::new().await;
     // Default settings throughout.
-    let (mut s3, _stages) = s3_pipeline(&nats.url).await;
+    let mut s3 = tokio::task::spawn_blocking(common::pipeline::SeaweedFs::start)
+        .await
+        .unwrap();
     let store = s3.store("pagefleet");
+    let stages = in_process(&nats.url, store.clone(), |_| {}).await;
     // A document for the rasterizer to read while the store is down.
     let later = std::fs::read(samples().join("ltnews34.pdf")).unwrap();
     store::put(store.as_ref(), "sources/later.pdf", later)
@@ -1076,6 +1075,7 @@ async fn a_30_s_store_outage_mid_job_fails_no_page() {
     }
     assert!(pages >= 10, "{pages} pages");
     assert_queues_drained(&js).await;
+    stages.stop().await;
     drop(s3);
 }
 
@@ -1093,19 +1093,19 @@ async fn a_nats_restart_keeps_the_worker_list_and_counts_pages_read_twice() {
     let probes = free_tcp_port();
     let probe_addr = format!("127.0.0.1:{probes}");
     let api_addr = format!("127.0.0.1:{api}");
+    let (_worker, worker_log) = StageProcess::spawn_logged(
+        &[
+            "ocr-worker",
+            "--page-ack-wait",
+            "5",
+            "--health-addr",
+            &probe_addr,
+        ],
+        &nats.url,
+        dir.path(),
+    );
     let _stages = [
         StageProcess::spawn(&["rasterizer"], &nats.url, dir.path()),
-        StageProcess::spawn(
-            &[
-                "ocr-worker",
-                "--page-ack-wait",
-                "5",
-                "--health-addr",
-                &probe_addr,
-            ],
-            &nats.url,
-            dir.path(),
-        ),
         StageProcess::spawn(&["aggregator"], &nats.url, dir.path()),
         StageProcess::spawn(&["ingest", "--http-addr", &api_addr], &nats.url, dir.path()),
     ];
@@ -1161,4 +1161,170 @@ async fn a_nats_restart_keeps_the_worker_list_and_counts_pages_read_twice() {
     }
     eprintln!("pages read again: {read_again}, counted in jobs: {recorded_again}");
     assert_eq!(read_again, recorded_again as f64);
+
+    // The worker's consumers deleted under it while it is idle, fetching:
+    // it sets them up again, and the outage is one line when it starts and
+    // one when it ends, not a line per failed fetch.
+    let before = worker_log.lock().unwrap().len();
+    let pages = js.get_stream(names::PAGES_STREAM).await.unwrap();
+    for lane in names::Lane::ALL {
+        pages
+            .delete_consumer(&names::worker_consumer("fast", lane))
+            .await
+            .unwrap();
+    }
+    let deleted = Instant::now();
+    let log = loop {
+        let log = worker_log.lock().unwrap()[before..].to_owned();
+        if log.contains("page job consumer back after") {
+            break log;
+        }
+        assert!(
+            deleted.elapsed() < Duration::from_secs(30),
+            "the worker never said its consumer was back:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let lost = log.matches("lost the page job consumer").count();
+    let back = log.matches("page job consumer back after").count();
+    assert_eq!((lost, back), (1, 1), "{log}");
+    for lane in names::Lane::ALL {
+        let name = names::worker_consumer("fast", lane);
+        assert!(pages.consumer_info(&name).await.is_ok(), "{name} is gone");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_upgraded_over_old_state_sets_it_right_and_keeps_it() {
+    use async_nats::jetstream::{consumer, kv, stream::StorageType};
+    let Setup {
+        _serial,
+        nats,
+        js,
+        store,
+        ..
+    } = Setup::new().await;
+    // What an older version left: a memory-backed workers bucket, and one
+    // page consumer per profile over all its pages.
+    js.delete_key_value(names::WORKERS_BUCKET).await.unwrap();
+    js.create_key_value(kv::Config {
+        bucket: names::WORKERS_BUCKET.into(),
+        storage: StorageType::Memory,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let topology = pagefleet_schemas::topology::TopologyConfig::default();
+    pagefleet_schemas::topology::ensure(&js, &topology)
+        .await
+        .unwrap();
+    let pages = js.get_stream(names::PAGES_STREAM).await.unwrap();
+    pages
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("ocr-worker-fast".into()),
+            filter_subject: "pagefleet.pages.fast.>".into(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // A page of a job that has ended waits in the queue (its ack was lost).
+    let ended = JobState {
+        status: JobStatus::Cancelled,
+        ..JobState::new("ended-job", now_ms())
+    };
+    let jobs = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
+    jobs.put("ended-job", ended.encode().into()).await.unwrap();
+    store::put(store.as_ref(), "pages/ended.png", welcome_png())
+        .await
+        .unwrap();
+    publish_pages(&js, "ended-job", &["pages/ended.png".into()]).await;
+
+    let stages = in_process(&nats.url, store.clone(), |config| {
+        config.worker.heartbeat_interval = Duration::from_millis(500);
+    })
+    .await;
+    // The bucket survives a restart now; the old consumer takes the bulk
+    // lane only, beside the small-job lane's.
+    let workers = js
+        .get_stream(format!("KV_{}", names::WORKERS_BUCKET))
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    assert_eq!(workers.storage, StorageType::File);
+    let filters = |pages: async_nats::jetstream::stream::Stream| async move {
+        let mut filters = Vec::new();
+        for lane in names::Lane::ALL {
+            let name = names::worker_consumer("fast", lane);
+            let Ok(mut consumer) = pages.get_consumer::<consumer::pull::Config>(&name).await else {
+                return None;
+            };
+            filters.push(consumer.info().await.ok()?.config.filter_subject.clone());
+        }
+        Some(filters)
+    };
+    let lanes: Vec<String> = names::Lane::ALL
+        .into_iter()
+        .map(|lane| names::pages_of_lane("fast", lane))
+        .collect();
+    let start = Instant::now();
+    while filters(pages.clone()).await.as_ref() != Some(&lanes) {
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "the page consumers are {:?}",
+            filters(pages.clone()).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The ended job's page is dropped unread: no result, nothing recorded.
+    let start = Instant::now();
+    while stream_len(&js, names::PAGES_STREAM).await > 0 {
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "the ended job's page stayed queued"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let key = names::keys::page_result("ended-job", 1);
+    assert!(
+        store::get(store.as_ref(), &key).await.is_err(),
+        "{key} was read"
+    );
+    let state = JobState::decode(&jobs.get("ended-job").await.unwrap().unwrap()).unwrap();
+    assert!(state.pages.is_empty(), "{:?}", state.pages);
+
+    // The workers bucket deleted under a running worker comes back with its
+    // heartbeat.
+    let beating = |js: jetstream::Context| async move {
+        let Ok(bucket) = js.get_key_value(names::WORKERS_BUCKET).await else {
+            return false;
+        };
+        let Ok(keys) = bucket.keys().await else {
+            return false;
+        };
+        keys.count().await > 0
+    };
+    let start = Instant::now();
+    while !beating(js.clone()).await {
+        assert!(start.elapsed() < TIMEOUT, "no heartbeat");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    js.delete_key_value(names::WORKERS_BUCKET).await.unwrap();
+    let deleted = Instant::now();
+    while !beating(js.clone()).await {
+        assert!(
+            deleted.elapsed() < Duration::from_secs(10),
+            "the workers bucket did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "workers bucket back {:?} after its deletion",
+        deleted.elapsed()
+    );
+    stages.stop().await;
 }

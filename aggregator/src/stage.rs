@@ -15,6 +15,7 @@ use pagefleet_schemas::messages::{
 };
 use pagefleet_schemas::names;
 use pagefleet_schemas::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
+use pagefleet_schemas::running::Running;
 use pagefleet_schemas::state::{StateError, update};
 use pagefleet_schemas::store::{self, Store, StoreError};
 use pagefleet_schemas::topology::{self, TopologyConfig};
@@ -30,6 +31,20 @@ pub struct StageConfig {
     pub topology: TopologyConfig,
     /// This aggregator's name in logs and failures it records.
     pub name: String,
+}
+
+impl Default for StageConfig {
+    fn default() -> Self {
+        Self {
+            topology: TopologyConfig::default(),
+            name: pagefleet_schemas::names::instance_name("aggregator"),
+        }
+    }
+}
+
+/// Starts the stage on its own task; [`Running::stop`] stops it.
+pub fn start(config: StageConfig, deps: Deps) -> Running {
+    Running::spawn("aggregator", |stop| run(config, deps, stop))
 }
 
 /// What the stage works with.

@@ -37,6 +37,22 @@ pub struct BucketConfig {
     pub output_prefix: String,
 }
 
+/// The default of [`BucketConfig::input_prefix`].
+pub const INPUT_PREFIX: &str = "inbox/";
+/// The default of [`BucketConfig::output_prefix`].
+pub const OUTPUT_PREFIX: &str = "outbox/";
+
+impl Default for BucketConfig {
+    fn default() -> Self {
+        Self {
+            bucket: None,
+            store_prefix: String::new(),
+            input_prefix: INPUT_PREFIX.to_owned(),
+            output_prefix: OUTPUT_PREFIX.to_owned(),
+        }
+    }
+}
+
 impl BucketConfig {
     /// The store key of an object of the bucket, if it is an input.
     fn input_key(&self, bucket: &str, object_key: &str) -> Option<String> {

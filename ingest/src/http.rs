@@ -41,6 +41,19 @@ pub struct ApiConfig {
     pub bucket: Option<BucketConfig>,
 }
 
+/// The default of [`ApiConfig::sync_timeout`].
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            sync_timeout: SYNC_TIMEOUT,
+            bucket: Some(BucketConfig::default()),
+        }
+    }
+}
+
 struct Api {
     intake: Intake,
     client: async_nats::Client,

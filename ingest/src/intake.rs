@@ -99,14 +99,20 @@ pub struct Limits {
 /// The profiles of this build.
 pub const PROFILES: [&str; 2] = ["fast", "accurate"];
 
+/// The default of [`Limits::max_upload_bytes`].
+pub const MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
+
+/// The default of [`Limits::max_pages`].
+pub const MAX_JOB_PAGES: u32 = 2000;
+
 /// The default of [`Limits::waiting_after`].
 pub const WAITING_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_upload_bytes: 100 * 1024 * 1024,
-            max_pages: 2000,
+            max_upload_bytes: MAX_UPLOAD_BYTES,
+            max_pages: MAX_JOB_PAGES,
             allowed_types: DocType::ALL.to_vec(),
             profiles: PROFILES.map(str::to_owned).to_vec(),
             waiting_after: WAITING_AFTER,
@@ -183,8 +189,8 @@ pub struct JobDefaults {
 impl Default for JobDefaults {
     fn default() -> Self {
         Self {
-            dpi: 200.0,
-            profile: "fast".to_owned(),
+            dpi: pagefleet_rasterizer::DEFAULT_DPI,
+            profile: PROFILES[0].to_owned(),
             max_pixels: pagefleet_schemas::DEFAULT_MAX_PIXELS,
         }
     }

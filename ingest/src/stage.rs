@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::FutureExt;
+use pagefleet_schemas::running::Running;
 use pagefleet_schemas::store::Store;
 use pagefleet_schemas::topology::{self, TopologyConfig};
 use tracing::{info, warn};
@@ -33,6 +34,24 @@ pub struct StageConfig {
     /// Poll the input prefix this often (a watcher for stores without
     /// notifications); `None` for no watcher.
     pub watch_interval: Option<Duration>,
+}
+
+impl Default for StageConfig {
+    fn default() -> Self {
+        Self {
+            topology: TopologyConfig::default(),
+            limits: Limits::default(),
+            defaults: JobDefaults::default(),
+            api: ApiConfig::default(),
+            bucket_events: true,
+            watch_interval: None,
+        }
+    }
+}
+
+/// Starts the stage on its own task; [`Running::stop`] stops it.
+pub fn start(config: StageConfig, deps: Deps) -> Running {
+    Running::spawn("ingest", |stop| run(config, deps, stop))
 }
 
 /// What the stage works with.

@@ -15,7 +15,9 @@
 pub mod engine;
 pub mod heartbeat;
 pub mod pool;
+pub mod slots;
 pub mod stage;
 
 pub use engine::{Engine, EngineConfig, EngineError, ErrorKind, ModelSet, Profile};
 pub use pool::{JobHandle, Pool};
+pub use slots::PoolConfig;

@@ -26,6 +26,7 @@ use pagefleet_schemas::messages::{
     DecodeError, Message, PageFailure, PageJob, PageResult, ResultMessage, SCHEMA_VERSION, now_ms,
 };
 use pagefleet_schemas::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
+use pagefleet_schemas::running::Running;
 use pagefleet_schemas::state;
 use pagefleet_schemas::store::{self, Store, StoreError};
 use pagefleet_schemas::topology::{self, TopologyConfig};
@@ -34,7 +35,7 @@ use tokio::sync::oneshot;
 use tracing::{Instrument, error, info, info_span};
 
 use crate::heartbeat::{self, Identity, WorkerCounters};
-use crate::{EngineError, ErrorKind, Pool};
+use crate::{EngineError, ErrorKind, Pool, PoolConfig};
 
 /// Settings of the worker stage.
 #[derive(Debug, Clone)]
@@ -45,8 +46,9 @@ pub struct StageConfig {
     pub profile: String,
     /// This worker's name in results and logs.
     pub name: String,
-    /// Pages in hand at once (queued or being read).
-    pub in_flight: usize,
+    /// Pages in hand at once (queued or being read); `None`: twice the
+    /// pool's slots.
+    pub in_flight: Option<usize>,
     /// Longest a page's inference may run, from when a slot starts reading
     /// it; past it the run is stopped, the slot takes the next page, and the
     /// page is recorded as failed.
@@ -64,6 +66,56 @@ pub const DEFAULT_PAGE_DEADLINE: Duration = Duration::from_secs(120);
 
 /// The default time between heartbeats.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+impl Default for StageConfig {
+    fn default() -> Self {
+        Self {
+            topology: TopologyConfig::default(),
+            profile: crate::Profile::Fast.name().to_owned(),
+            name: names::instance_name("ocr-worker"),
+            in_flight: None,
+            page_deadline: DEFAULT_PAGE_DEADLINE,
+            max_decode_pixels: pagefleet_schemas::DEFAULT_MAX_PIXELS.saturating_mul(2),
+            execution_provider: crate::engine::Provider::Cpu.name().to_owned(),
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+        }
+    }
+}
+
+/// Why a worker did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The models could not be loaded.
+    #[error("loading the models: {0}")]
+    Models(#[from] EngineError),
+    /// The loading thread failed.
+    #[error("loading the models: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Loads the models `pool` names (on a blocking thread), then starts the
+/// stage on its own task; [`Running::stop`] stops it. `ready` is set once
+/// the warm-up inference succeeded. The execution provider heartbeats name
+/// is `pool`'s.
+pub async fn start(
+    mut config: StageConfig,
+    pool: &PoolConfig,
+    js: jetstream::Context,
+    store: Store,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Running, StartError> {
+    let settings = pool.clone();
+    let pool_started = tokio::task::spawn_blocking(move || settings.start()).await??;
+    config.execution_provider = pool.provider.name().to_owned();
+    let deps = Deps {
+        js,
+        store,
+        pool: Arc::new(pool_started),
+        ready,
+        counters: Default::default(),
+    };
+    Ok(Running::spawn("ocr-worker", |stop| run(config, deps, stop)))
+}
 
 /// What the stage works with.
 pub struct Deps {
@@ -168,10 +220,11 @@ pub async fn run(
     warm_up(&deps.pool).await;
     deps.ready.store(true, std::sync::atomic::Ordering::SeqCst);
     info!(name = %config.name, profile = %config.profile, slots = deps.pool.slots(), "ocr worker ready");
+    let in_flight = config.in_flight.unwrap_or(deps.pool.slots() * 2).max(1);
     let driver = queue::Driver {
         what: "page job",
-        concurrency: config.in_flight.max(1),
-        batch: config.in_flight.max(1),
+        concurrency: in_flight,
+        batch: in_flight,
         expires: Duration::from_secs(2),
         backoff: queue::Backoff::default(),
         // A page may wait for a slot while another runs to its deadline,

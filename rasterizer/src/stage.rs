@@ -20,6 +20,7 @@ use pagefleet_schemas::messages::{
     PageJob, ResultMessage, SCHEMA_VERSION, now_ms,
 };
 use pagefleet_schemas::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
+use pagefleet_schemas::running::Running;
 use pagefleet_schemas::store::{self, Store, StoreError};
 use pagefleet_schemas::topology::{self, TopologyConfig};
 use pagefleet_schemas::{PixelBudget, names};
@@ -40,6 +41,25 @@ pub struct StageConfig {
     pub max_pages: usize,
     /// Name in page failures and logs.
     pub name: String,
+}
+
+/// The default of [`StageConfig::max_pages`].
+pub const DEFAULT_MAX_PAGES: usize = 10_000;
+
+impl Default for StageConfig {
+    fn default() -> Self {
+        Self {
+            topology: TopologyConfig::default(),
+            max_decode_pixels: crate::DEFAULT_MAX_DECODE_PIXELS,
+            max_pages: DEFAULT_MAX_PAGES,
+            name: names::instance_name("rasterizer"),
+        }
+    }
+}
+
+/// Starts the stage on its own task; [`Running::stop`] stops it.
+pub fn start(config: StageConfig, deps: Deps) -> Running {
+    Running::spawn("rasterizer", |stop| run(config, deps, stop))
 }
 
 /// What the stage works with.

@@ -19,6 +19,7 @@ pub mod messages;
 pub mod names;
 mod page;
 pub mod queue;
+pub mod running;
 pub mod state;
 pub mod store;
 pub mod topology;

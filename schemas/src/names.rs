@@ -161,6 +161,16 @@ pub fn parse_page_subject(subject: &str) -> Option<(String, u32)> {
     Some((job.to_owned(), page.parse().ok()?))
 }
 
+/// This process's name among a stage's instances: the stage, the host
+/// name and the process id.
+pub fn instance_name(stage: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let host = if host.is_empty() { "localhost" } else { &host };
+    format!("{stage}-{host}-{}", std::process::id())
+}
+
 /// `Nats-Msg-Id` of a document job.
 pub fn doc_msg_id(job_id: &str) -> String {
     format!("doc.{job_id}")

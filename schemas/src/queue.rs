@@ -300,16 +300,7 @@ impl Driver {
                             _ = shutdown.clone() => break 'pulling,
                             _ = tokio::time::sleep(self.backoff.wait(failures, Duration::ZERO)) => {}
                         }
-                        // The server may have come back without the stream
-                        // or the consumer: set them up again (idempotent
-                        // when present).
-                        if topology::ensure(js, topology).await.is_ok() {
-                            for (j, lane) in lanes.iter().enumerate() {
-                                if let Ok(c) = create(js, &lane.spec).await {
-                                    consumers[j] = c;
-                                }
-                            }
-                        }
+                        set_up_again(js, topology, lanes, &mut consumers).await;
                         continue 'pulling;
                     }
                 };
@@ -361,6 +352,7 @@ impl Driver {
                     });
                 }
                 if pull_failed {
+                    set_up_again(js, topology, lanes, &mut consumers).await;
                     continue 'pulling;
                 }
                 // A pull that ran out without an error proves the consumer
@@ -403,6 +395,26 @@ fn lane_order(weights: &[u32], turn: u64) -> Vec<usize> {
     std::iter::once(first)
         .chain((0..weights.len()).filter(|&i| i != first))
         .collect()
+}
+
+/// After a failed pull: the server may have come back without the stream,
+/// or the consumer may have been deleted; sets them up again (idempotent
+/// when present).
+async fn set_up_again(
+    js: &jetstream::Context,
+    topology: &TopologyConfig,
+    lanes: &[Lane],
+    consumers: &mut [jetstream::consumer::PullConsumer],
+) {
+    if topology::ensure(js, topology).await.is_err() {
+        return;
+    }
+    // The same order as at the start: overlapping filters are refused.
+    for (j, lane) in lanes.iter().enumerate().rev() {
+        if let Ok(c) = create(js, &lane.spec).await {
+            consumers[j] = c;
+        }
+    }
 }
 
 /// Logs the end of a fetching outage.

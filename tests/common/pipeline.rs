@@ -19,6 +19,23 @@ pub fn home() -> PathBuf {
     std::env::var_os("PAGEFLEET_HOME").map_or_else(|| root().join(".pagefleet"), PathBuf::from)
 }
 
+/// The rasterizer, an OCR worker and the aggregator as tasks of this
+/// process, the way `pagefleet run` starts them, on `nats` and `store`, with
+/// the library's defaults as `tune` changes them. Returns once the models
+/// are loaded.
+pub async fn in_process(
+    nats: &str,
+    store: Store,
+    tune: impl FnOnce(&mut pagefleet::local::LocalConfig),
+) -> pagefleet::local::Local {
+    let home = pagefleet::home::Home::resolve(Some(&home()));
+    let mut config = pagefleet::local::LocalConfig::new(&home);
+    config.nats = Some(nats.to_owned());
+    config.store = Some(store);
+    tune(&mut config);
+    pagefleet::local::Local::start(&home, config).await.unwrap()
+}
+
 /// A nats-server with JetStream on a random port, storing in a temporary folder.
 pub struct NatsServer {
     child: Child,
@@ -148,6 +165,37 @@ impl StageProcess {
             .spawn()
             .expect("start a pagefleet stage");
         Self(child)
+    }
+
+    /// A stage storing in a local folder, its info-level log collected
+    /// (and echoed on standard error).
+    pub fn spawn_logged(
+        args: &[&str],
+        nats: &str,
+        store: &Path,
+    ) -> (Self, Arc<std::sync::Mutex<String>>) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+            .args(args)
+            .arg("--nats")
+            .arg(nats)
+            .env("PAGEFLEET_STORE", store)
+            .env("RUST_LOG", "info,async_nats=warn,ort=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start a pagefleet stage");
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let collected = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut log = collected.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        (Self(child), log)
     }
 
     pub fn kill(&mut self) {
