@@ -171,6 +171,53 @@ fn a_page_image_reads_like_its_pdf_page() {
         s.cer(),
         s.bow_f1()
     );
+
+    // Every line has its words: the line's text split at whitespace, each
+    // box inside the line's, left to right without overlapping.
+    let result: serde_json::Value =
+        serde_json::from_str(&read(&out.path().join("ltnews34-p2/result.json"))).unwrap();
+    let lines = result["pages"][0]["lines"].as_array().unwrap();
+    let bounds = |polygon: &serde_json::Value| {
+        let xs: Vec<f64> = (0..4).map(|i| polygon[i][0].as_f64().unwrap()).collect();
+        let ys: Vec<f64> = (0..4).map(|i| polygon[i][1].as_f64().unwrap()).collect();
+        let min = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
+        let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
+        (min(&xs), min(&ys), max(&xs), max(&ys))
+    };
+    let mut words = 0;
+    for line in lines {
+        let text = line["text"].as_str().unwrap();
+        let line_words = line["words"].as_array().unwrap();
+        let texts: Vec<&str> = line_words
+            .iter()
+            .map(|w| w["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(texts, text.split_whitespace().collect::<Vec<_>>(), "{line}");
+        let (lx0, ly0, lx1, ly1) = bounds(&line["polygon"]);
+        // Along the line's top edge (a skewed line's word boxes overlap a
+        // little when squared up).
+        let mut right = lx0 - 1.0;
+        for word in line_words {
+            let (x0, y0, x1, y1) = bounds(&word["polygon"]);
+            assert!(
+                x0 >= lx0 - 1.0 && x1 <= lx1 + 1.0 && y0 >= ly0 - 1.0 && y1 <= ly1 + 1.0,
+                "{word} outside {line}"
+            );
+            let (left, top_right) = (
+                word["polygon"][0][0].as_f64().unwrap(),
+                word["polygon"][1][0].as_f64().unwrap(),
+            );
+            assert!(
+                left >= right - 0.5 && top_right > left,
+                "{word} overlaps the word before: {line}"
+            );
+            let confidence = word["confidence"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&confidence), "{word}");
+            right = top_right;
+            words += 1;
+        }
+    }
+    assert!(words > 300, "{words} words");
 }
 
 /// The layout set's pages, scored by their layout class, and the structure

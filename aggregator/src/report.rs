@@ -462,6 +462,7 @@ mod tests {
             block,
             block_kind: kind,
             cell: None,
+            words: Vec::new(),
         }
     }
 

@@ -29,6 +29,6 @@ pub use budget::{
     BudgetError, DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, PixelBudget, ScaledSize,
 };
 pub use page::{
-    Block, BlockKind, OcrLine, PageOcr, StepTimings, TableCell, TableShape, TextCounts,
+    Block, BlockKind, OcrLine, OcrWord, PageOcr, StepTimings, TableCell, TableShape, TextCounts,
     polygon_bounds, polygon_height,
 };

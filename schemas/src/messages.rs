@@ -504,6 +504,7 @@ mod tests {
                     block: 0,
                     block_kind: crate::BlockKind::Heading,
                     cell: None,
+                    words: Vec::new(),
                 }],
                 blocks: Vec::new(),
                 counts: TextCounts {

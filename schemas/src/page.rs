@@ -26,6 +26,29 @@ pub struct OcrLine {
     /// The table cell the line lies in, for lines of a `table` block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cell: Option<TableCell>,
+    /// The line's words in reading order, each with its box; they are the
+    /// line's text split at whitespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub words: Vec<OcrWord>,
+}
+
+/// One recognised word of a line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OcrWord {
+    /// The word.
+    pub text: String,
+    /// Mean probability of its characters, 0..=1.
+    pub confidence: f32,
+    /// Corners in page-image pixels, as the line's: top-left, top-right,
+    /// bottom-right, bottom-left of the word's stretch of the line.
+    pub polygon: [[f32; 2]; 4],
+}
+
+impl OcrWord {
+    /// Axis-aligned bounds of the polygon: (left, top, right, bottom).
+    pub fn bounds(&self) -> (f32, f32, f32, f32) {
+        polygon_bounds(&self.polygon)
+    }
 }
 
 /// What a block of lines is.

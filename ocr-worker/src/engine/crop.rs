@@ -37,10 +37,40 @@ pub(crate) fn crop_line(page: &RgbImage, quad: &Quad) -> Option<RgbImage> {
     );
     // PaddleOCR turns crops 1.5 times taller than wide: such a box holds a
     // vertical line of text read top to bottom.
-    if h as f32 >= 1.5 * w as f32 {
+    if is_vertical(quad) {
         out = image::imageops::rotate270(&out);
     }
     Some(out)
+}
+
+/// Whether a line is cropped turned a quarter (counter-clockwise), to read
+/// a vertical line left to right: then the crop's width runs down the quad.
+pub(crate) fn is_vertical(quad: &Quad) -> bool {
+    quad.height().round() >= 1.5 * quad.width().round()
+}
+
+/// The part of a line's quad from `f0` to `f1` (fractions of the cropped
+/// line's width, in its reading direction), as corners top-left,
+/// top-right, bottom-right, bottom-left in page coordinates.
+pub(crate) fn stretch(quad: &Quad, f0: f32, f1: f32) -> [[f32; 2]; 4] {
+    let [tl, tr, br, bl] = quad.0;
+    let at =
+        |a: [f32; 2], b: [f32; 2], f: f32| [a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1])];
+    if is_vertical(quad) {
+        [
+            at(tl, bl, f0),
+            at(tr, br, f0),
+            at(tr, br, f1),
+            at(tl, bl, f1),
+        ]
+    } else {
+        [
+            at(tl, tr, f0),
+            at(tl, tr, f1),
+            at(bl, br, f1),
+            at(bl, br, f0),
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -50,6 +80,22 @@ mod tests {
 
     fn pixel_at(img: &RgbImage, x: u32, y: u32) -> Rgb<u8> {
         *img.get_pixel(x, y)
+    }
+
+    #[test]
+    fn a_stretch_of_a_line_lies_along_its_reading_direction() {
+        let line = Quad([[10.0, 20.0], [110.0, 20.0], [110.0, 40.0], [10.0, 40.0]]);
+        assert_eq!(
+            stretch(&line, 0.25, 0.5),
+            [[35.0, 20.0], [60.0, 20.0], [60.0, 40.0], [35.0, 40.0]]
+        );
+        // A vertical line is read downwards.
+        let column = Quad([[10.0, 0.0], [30.0, 0.0], [30.0, 100.0], [10.0, 100.0]]);
+        assert!(is_vertical(&column));
+        assert_eq!(
+            stretch(&column, 0.5, 1.0),
+            [[10.0, 50.0], [30.0, 50.0], [30.0, 100.0], [10.0, 100.0]]
+        );
     }
 
     #[test]

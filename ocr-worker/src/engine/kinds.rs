@@ -171,6 +171,7 @@ mod tests {
             block,
             block_kind: BlockKind::Text,
             cell: None,
+            words: Vec::new(),
         }
     }
 

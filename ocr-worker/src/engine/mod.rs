@@ -22,7 +22,7 @@ use std::time::Instant;
 use image::RgbImage;
 use image::imageops::{FilterType, resize};
 use ndarray::{Axis, Ix2, Ix3};
-use pagefleet_schemas::{Block, OcrLine, PageOcr, PixelBudget, StepTimings, TextCounts};
+use pagefleet_schemas::{Block, OcrLine, OcrWord, PageOcr, PixelBudget, StepTimings, TextCounts};
 use tracing::info_span;
 
 pub use det::{DetParams, Normalization, SideLimit, input_size};
@@ -32,7 +32,7 @@ pub use kinds::refine_kinds;
 pub use layout::{Extent, Placed, layout};
 pub use model::{Model, OrtModel, Provider, SessionOptions, load_runtime};
 pub use profile::{ModelSet, Profile};
-pub use rec::{Decoded, Vocabulary};
+pub use rec::{Decoded, DecodedWord, Vocabulary};
 
 /// Everything the engine needs to know besides the page.
 #[derive(Debug, Clone)]
@@ -204,6 +204,8 @@ impl Engine {
 
         let mut rotation = 0;
         let turned;
+        // Lines turned by 180° on their own before recognition.
+        let mut flipped = vec![false; crops.len()];
         if self.cls.is_some() {
             let _classify = info_span!("classify").entered();
             let t = Instant::now();
@@ -219,9 +221,12 @@ impl Engine {
                 timings.layout_ms += ms(t);
                 crops = crop_lines(&turned, &detections, &placed);
             } else {
-                for ((_, _, img), &p) in crops.iter_mut().zip(&upside_down) {
+                for (((_, _, img), &p), flip) in
+                    crops.iter_mut().zip(&upside_down).zip(&mut flipped)
+                {
                     if p >= CLS_THRESH {
                         image::imageops::rotate180_in_place(img);
+                        *flip = true;
                     }
                 }
             }
@@ -235,24 +240,36 @@ impl Engine {
         timings.recognize_ms = ms(t);
 
         let (w, h) = (page.width() as f32, page.height() as f32);
+        // Corners stay in the text's own order (the first is the text's
+        // top-left), in the coordinates of the page as it was given.
+        let given = |corners: [[f32; 2]; 4]| {
+            if rotation == 180 {
+                corners.map(|[x, y]| [w - x, h - y])
+            } else {
+                corners
+            }
+        };
         let mut lines: Vec<OcrLine> = crops
             .iter()
             .zip(decoded)
-            .filter(|(_, d)| d.confidence >= DROP_SCORE && !d.text.trim().is_empty())
-            .map(|((quad, place, _), d)| OcrLine {
+            .zip(&flipped)
+            .filter(|((_, (d, _)), _)| d.confidence >= DROP_SCORE && !d.text.trim().is_empty())
+            .map(|(((quad, place, _), (d, step)), &flip)| OcrLine {
                 text: d.text.trim().to_owned(),
                 confidence: d.confidence,
-                // Corners stay in the text's own order (the first is the text's
-                // top-left), in the coordinates of the page as it was given.
-                polygon: if rotation == 180 {
-                    quad.0.map(|[x, y]| [w - x, h - y])
-                } else {
-                    quad.0
-                },
+                polygon: given(quad.0),
                 column: place.column,
                 block: place.block,
                 block_kind: place.kind,
                 cell: place.cell,
+                words: word_boxes(&d.words, step, flip)
+                    .into_iter()
+                    .map(|(word, f0, f1)| OcrWord {
+                        text: word.text.clone(),
+                        confidence: word.confidence,
+                        polygon: given(crop::stretch(quad, f0, f1)),
+                    })
+                    .collect(),
             })
             .collect();
         let t = Instant::now();
@@ -347,18 +364,16 @@ impl Engine {
         Ok(out)
     }
 
-    /// Recognises line images in batches of similar aspect ratio.
-    fn recognize_lines(&mut self, images: &[&RgbImage]) -> Result<Vec<Decoded>, EngineError> {
+    /// Recognises line images in batches of similar aspect ratio; each line
+    /// with the fraction of its width one output timestep covers.
+    fn recognize_lines(
+        &mut self,
+        images: &[&RgbImage],
+    ) -> Result<Vec<(Decoded, f32)>, EngineError> {
         let mut order: Vec<usize> = (0..images.len()).collect();
         let width = |i: usize| rec::target_width(images[i], REC_HEIGHT).max(REC_MIN_WIDTH) as usize;
         order.sort_by_key(|&i| width(i));
-        let mut results = vec![
-            Decoded {
-                text: String::new(),
-                confidence: 0.0
-            };
-            images.len()
-        ];
+        let mut results = vec![(Decoded::default(), 0.0); images.len()];
         let mut start = 0;
         while start < order.len() {
             // Sorted by width, so the last line of a batch is its widest.
@@ -371,6 +386,7 @@ impl Engine {
             }
             let batch: Vec<&RgbImage> = order[start..end].iter().map(|&i| images[i]).collect();
             let input = rec::batch_tensor(&batch, REC_HEIGHT, REC_MIN_WIDTH);
+            let input_width = input.dim().3 as f32;
             let out = self.rec.run(&input)?;
             let probs = out
                 .into_dimensionality::<Ix3>()
@@ -378,8 +394,13 @@ impl Engine {
                     step: "recognize",
                     message: format!("recognition output is not [batch, steps, classes]: {e}"),
                 })?;
+            let steps = probs.dim().1.max(1) as f32;
             for (k, &i) in order[start..end].iter().enumerate() {
-                results[i] = self.vocab.decode(probs.index_axis(Axis(0), k));
+                let line_width = rec::target_width(images[i], REC_HEIGHT) as f32;
+                results[i] = (
+                    self.vocab.decode(probs.index_axis(Axis(0), k)),
+                    input_width / steps / line_width,
+                );
             }
             start = end;
         }
@@ -414,6 +435,31 @@ impl Stopper {
             let _ = run.unterminate();
         }
     }
+}
+
+/// Where each word lies along its line: from-to fractions of the cropped
+/// line's width, given the fraction one timestep covers. CTC emits a
+/// character at one step near its middle, so a word reaches a step beyond
+/// its first and last characters' steps, without overlapping its
+/// neighbours. For a line read turned by 180°, the fractions are turned
+/// back.
+fn word_boxes(words: &[DecodedWord], step: f32, flipped: bool) -> Vec<(&DecodedWord, f32, f32)> {
+    let mut boxes: Vec<(&DecodedWord, f32, f32)> = Vec::with_capacity(words.len());
+    for (i, word) in words.iter().enumerate() {
+        let previous_end = boxes.last().map_or(0.0, |b| b.2);
+        let next_start = words
+            .get(i + 1)
+            .map_or(1.0, |n| (n.first as f32 + 0.5) * step);
+        let f0 = ((word.first as f32 - 1.0) * step).max(previous_end);
+        let f1 = ((word.last as f32 + 2.0) * step).min(next_start).min(1.0);
+        boxes.push((word, f0.clamp(0.0, 1.0), f1.max(f0).clamp(0.0, 1.0)));
+    }
+    if flipped {
+        for b in &mut boxes {
+            (b.1, b.2) = (1.0 - b.2, 1.0 - b.1);
+        }
+    }
+    boxes
 }
 
 /// Lays the detected lines out: blocks and reading order, decided on the
@@ -462,6 +508,33 @@ mod tests {
     use super::doubles::{AllUpsideDown, DarkIsText, SaysAb};
     use super::*;
     use std::path::PathBuf;
+
+    fn word(first: usize, last: usize) -> DecodedWord {
+        DecodedWord {
+            text: "w".into(),
+            confidence: 0.9,
+            first,
+            last,
+        }
+    }
+
+    #[test]
+    fn word_boxes_reach_past_their_steps_without_overlapping() {
+        // Steps of a tenth of the line; words at steps 1-2 and 4-5, and one
+        // at the line's end.
+        let words = [word(1, 2), word(4, 5), word(9, 9)];
+        let spans: Vec<(f32, f32)> = word_boxes(&words, 0.1, false)
+            .iter()
+            .map(|&(_, f0, f1)| ((f0 * 100.0).round(), (f1 * 100.0).round()))
+            .collect();
+        assert_eq!(spans, [(0.0, 40.0), (40.0, 70.0), (80.0, 100.0)]);
+        // A line read turned: the same stretches, from the other end.
+        let turned: Vec<(f32, f32)> = word_boxes(&words, 0.1, true)
+            .iter()
+            .map(|&(_, f0, f1)| ((f0 * 100.0).round(), (f1 * 100.0).round()))
+            .collect();
+        assert_eq!(turned, [(60.0, 100.0), (30.0, 60.0), (0.0, 20.0)]);
+    }
 
     pub(crate) fn config() -> EngineConfig {
         let mut models = ModelSet::profile(&PathBuf::from("/unused"), Profile::Fast);

@@ -39,12 +39,28 @@ pub(crate) fn target_width(img: &RgbImage, height: u32) -> u32 {
 const SPACE_EVIDENCE: f32 = 0.3;
 
 /// A decoded line.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Decoded {
     /// The text.
     pub text: String,
     /// Mean probability of the emitted characters (0 when none was emitted).
     pub confidence: f32,
+    /// The text's words (split at spaces), with where CTC emitted them.
+    pub words: Vec<DecodedWord>,
+}
+
+/// A word of a decoded line and the timesteps its characters were emitted
+/// at: its place along the line image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedWord {
+    /// The word.
+    pub text: String,
+    /// Mean probability of its characters.
+    pub confidence: f32,
+    /// Timestep of its first character.
+    pub first: usize,
+    /// Timestep of its last character.
+    pub last: usize,
 }
 
 /// The recognition vocabulary: class 0 is the CTC blank, class i is `chars[i-1]`.
@@ -89,10 +105,13 @@ impl Vocabulary {
         let mut conf_sum = 0.0f32;
         let mut emitted = 0u32;
         let mut prev = 0usize;
+        let mut words: Vec<DecodedWord> = Vec::new();
+        // Characters of the last word so far, while it is open.
+        let mut open: Option<u32> = None;
         let space = self.space_class();
         // The most probable space among the blanks since the last character.
         let mut space_seen = 0.0f32;
-        for row in probs.rows() {
+        for (step, row) in probs.rows().into_iter().enumerate() {
             let (best, p) = row
                 .iter()
                 .enumerate()
@@ -115,10 +134,32 @@ impl Vocabulary {
                     && !text.ends_with(' ')
                 {
                     text.push(' ');
+                    open = None;
                 }
                 text.push_str(symbol);
                 conf_sum += p;
                 emitted += 1;
+                if symbol.trim().is_empty() {
+                    open = None;
+                } else {
+                    match (open, words.last_mut()) {
+                        (Some(n), Some(word)) => {
+                            word.text.push_str(symbol);
+                            word.confidence += (p - word.confidence) / (n + 1) as f32;
+                            word.last = step;
+                            open = Some(n + 1);
+                        }
+                        _ => {
+                            words.push(DecodedWord {
+                                text: symbol.clone(),
+                                confidence: p,
+                                first: step,
+                                last: step,
+                            });
+                            open = Some(1);
+                        }
+                    }
+                }
             }
             if best != 0 {
                 space_seen = 0.0;
@@ -130,7 +171,11 @@ impl Vocabulary {
         } else {
             conf_sum / emitted as f32
         };
-        Decoded { text, confidence }
+        Decoded {
+            text,
+            confidence,
+            words,
+        }
     }
 }
 
@@ -176,13 +221,30 @@ mod tests {
     fn ctc_of_only_blanks_is_empty_with_zero_confidence() {
         let vocab = Vocabulary::from_dict("a\nb\n", false);
         let d = vocab.decode(probs(&[0, 0, 0], 3).view());
-        assert_eq!(
-            d,
-            Decoded {
-                text: String::new(),
-                confidence: 0.0
-            }
-        );
+        assert_eq!(d, Decoded::default());
+    }
+
+    #[test]
+    fn words_say_where_their_characters_were_emitted() {
+        let vocab = Vocabulary::from_dict("a\nb\n", true);
+        // "ab", a space emitted at step 4, "ba", then a space only as
+        // evidence among blanks (step 9), "a".
+        let mut m = probs(&[0, 1, 1, 2, 3, 0, 2, 0, 1, 0, 0, 1, 0], 4);
+        m[[9, 3]] = 0.4;
+        m[[7, 1]] = 0.5;
+        let d = vocab.decode(m.view());
+        assert_eq!(d.text, "ab ba a");
+        let spans: Vec<(&str, usize, usize)> = d
+            .words
+            .iter()
+            .map(|w| (w.text.as_str(), w.first, w.last))
+            .collect();
+        assert_eq!(spans, [("ab", 1, 3), ("ba", 6, 8), ("a", 11, 11)]);
+        // The word's confidence is its characters' mean.
+        let ba = &d.words[1];
+        assert!((ba.confidence - 0.9).abs() < 1e-6, "{ba:?}");
+        let words: Vec<&str> = d.words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(words, d.text.split_whitespace().collect::<Vec<_>>());
     }
 
     #[test]
