@@ -451,7 +451,7 @@ pub(crate) struct IntakeArgs {
     #[arg(long, env = "PAGEFLEET_INPUT_PREFIX", default_value = pagefleet_ingest::bucket::INPUT_PREFIX)]
     pub(crate) input_prefix: String,
     /// Outputs of bucket-triggered jobs go to <prefix><key below the input
-    /// prefix>.txt, .md and .json.
+    /// prefix>.txt, .md, .json, .hocr and .alto.xml.
     #[arg(long, env = "PAGEFLEET_OUTPUT_PREFIX", default_value = pagefleet_ingest::bucket::OUTPUT_PREFIX)]
     pub(crate) output_prefix: String,
     /// Do not consume bucket events from NATS.
@@ -541,6 +541,10 @@ pub(crate) enum Format {
     Md,
     /// JSON with metrics, lines, boxes and confidence.
     Json,
+    /// hOCR 1.2 (XHTML): pages, blocks, lines and words with boxes.
+    Hocr,
+    /// ALTO 4 XML: the same structure.
+    Alto,
 }
 
 impl Format {
@@ -549,6 +553,8 @@ impl Format {
             Self::Txt => "txt",
             Self::Md => "md",
             Self::Json => "json",
+            Self::Hocr => "hocr",
+            Self::Alto => "alto",
         }
     }
 }

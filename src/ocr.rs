@@ -3,7 +3,8 @@
 //! The calling thread renders pages and queues them on the inference pool; a
 //! writer thread takes results as they come, writes each page's text at once and
 //! prints pages in order. Output layout, per document:
-//! `<out>/<doc>/<page>.txt`, `result.json`, `combined.txt`.
+//! `<out>/<doc>/<page>.txt`, `result.json`, `combined.txt`, `combined.md`,
+//! `combined.hocr`, `combined.alto.xml`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -214,6 +215,14 @@ impl Document<'_> {
         write_file(
             &self.dir.join("combined.md"),
             report::markdown(&report).as_bytes(),
+        )?;
+        write_file(
+            &self.dir.join("combined.hocr"),
+            pagefleet_aggregator::xml::hocr(&report).as_bytes(),
+        )?;
+        write_file(
+            &self.dir.join("combined.alto.xml"),
+            pagefleet_aggregator::xml::alto(&report).as_bytes(),
         )?;
         let json = serde_json::to_vec_pretty(&report)?;
         write_file(&self.dir.join("result.json"), &json)?;

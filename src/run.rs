@@ -236,6 +236,8 @@ async fn write_outputs(
     std::fs::write(dir.join("result.json"), &json)?;
     std::fs::write(dir.join("combined.txt"), get("txt").await?)?;
     std::fs::write(dir.join("combined.md"), get("md").await?)?;
+    std::fs::write(dir.join("combined.hocr"), get("hocr").await?)?;
+    std::fs::write(dir.join("combined.alto.xml"), get("alto").await?)?;
     let stdout = std::io::stdout();
     for page in &report.pages {
         let text = page.ocr.as_ref().map(|o| o.text()).unwrap_or_default();

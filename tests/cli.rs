@@ -207,7 +207,14 @@ fn the_main_command_takes_a_document_through_the_whole_pipeline() {
         stdout.contains("==> welcome page 1 <==") && stdout.contains("Welcome to pagefleet"),
         "{stdout}"
     );
-    for file in ["001.txt", "combined.txt", "combined.md", "result.json"] {
+    for file in [
+        "001.txt",
+        "combined.txt",
+        "combined.md",
+        "combined.hocr",
+        "combined.alto.xml",
+        "result.json",
+    ] {
         assert!(out.join("welcome").join(file).is_file(), "{file} missing");
     }
     let text = std::fs::read_to_string(out.join("welcome/001.txt")).unwrap();
@@ -224,6 +231,72 @@ fn the_main_command_takes_a_document_through_the_whole_pipeline() {
     );
     let md = std::fs::read_to_string(out.join("welcome/combined.md")).unwrap();
     assert!(md.contains("\n# Welcome to pagefleet\n"), "{md}");
+
+    // hOCR and ALTO parse as XML and hold result.json's words with their
+    // boxes, in the same order.
+    let boxes: Vec<(String, [i64; 4])> = result["pages"][0]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["words"].as_array().unwrap().iter())
+        .map(|w| {
+            let p = |i: usize, c: usize| w["polygon"][i][c].as_f64().unwrap();
+            let xs = [p(0, 0), p(1, 0), p(2, 0), p(3, 0)];
+            let ys = [p(0, 1), p(1, 1), p(2, 1), p(3, 1)];
+            let (x0, x1) = (
+                xs.iter().copied().fold(f64::MAX, f64::min),
+                xs.iter().copied().fold(f64::MIN, f64::max),
+            );
+            let (y0, y1) = (
+                ys.iter().copied().fold(f64::MAX, f64::min),
+                ys.iter().copied().fold(f64::MIN, f64::max),
+            );
+            let bbox = [
+                x0.floor() as i64,
+                y0.floor() as i64,
+                x1.ceil() as i64,
+                y1.ceil() as i64,
+            ];
+            (w["text"].as_str().unwrap().to_owned(), bbox)
+        })
+        .collect();
+    assert!(boxes.len() > 20, "{boxes:?}");
+    let hocr = std::fs::read_to_string(out.join("welcome/combined.hocr")).unwrap();
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(&hocr, options).unwrap();
+    let hocr_words: Vec<(String, [i64; 4])> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("ocrx_word"))
+        .map(|n| {
+            let title = n.attribute("title").unwrap();
+            let bbox: Vec<i64> = title
+                .split(';')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .skip(1)
+                .map(|v| v.parse().unwrap())
+                .collect();
+            (n.text().unwrap().to_owned(), bbox.try_into().unwrap())
+        })
+        .collect();
+    assert_eq!(hocr_words, boxes);
+    let alto = std::fs::read_to_string(out.join("welcome/combined.alto.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&alto).unwrap();
+    let alto_words: Vec<(String, [i64; 4])> = doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "String")
+        .map(|n| {
+            let a = |k: &str| n.attribute(k).unwrap().parse::<i64>().unwrap();
+            let (x, y) = (a("HPOS"), a("VPOS"));
+            let bbox = [x, y, x + a("WIDTH"), y + a("HEIGHT")];
+            (n.attribute("CONTENT").unwrap().to_owned(), bbox)
+        })
+        .collect();
+    assert_eq!(alto_words, boxes);
 }
 
 /// A build without the `cuda` feature asked for the GPU says so, rather than

@@ -396,6 +396,8 @@ async fn http_api_every_endpoint() {
         ("txt", "text/plain"),
         ("md", "text/markdown"),
         ("json", "application/json"),
+        ("hocr", "text/html"),
+        ("alto", "application/xml"),
     ] {
         let r = http
             .get(format!("{base}/v1/jobs/{job_id}/result?format={format}"))

@@ -4,7 +4,8 @@
 //! `pagefleet.results.>`, and max-deliveries advisories of the page stream.
 //! Writes: job state in the `pagefleet-jobs` bucket (compare-and-set, so
 //! several aggregators can run side by side), each page's result object, the
-//! job's `result.txt`, `result.md` and `result.json`, and `progress` and
+//! job's `result.txt`, `result.md`, `result.json`, `result.hocr` and
+//! `result.alto.xml`, and `progress` and
 //! `completed` events on `pagefleet.events.<job_id>.*`. A job is completed
 //! exactly once: its completion event carries a `Nats-Msg-Id`.
 //!
@@ -14,3 +15,4 @@
 
 pub mod report;
 pub mod stage;
+pub mod xml;

@@ -405,6 +405,8 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Reco
             ("json", bytes::Bytes::from(json)),
             ("txt", report::text(&job_report).into()),
             ("md", report::markdown(&job_report).into()),
+            ("hocr", crate::xml::hocr(&job_report).into()),
+            ("alto", crate::xml::alto(&job_report).into()),
         ];
         // A bucket-triggered job also gets its outputs beside its input.
         let output_base = state
@@ -414,7 +416,11 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Reco
         async {
             for (format, bytes) in outputs {
                 let mut keys = vec![names::keys::output(&job_id, format)];
-                keys.extend(output_base.as_ref().map(|base| format!("{base}.{format}")));
+                keys.extend(
+                    output_base
+                        .as_ref()
+                        .map(|base| format!("{base}.{}", names::output_extension(format))),
+                );
                 for key in keys {
                     store::put(deps.store.as_ref(), &key, bytes.clone()).await?;
                 }

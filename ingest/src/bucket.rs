@@ -33,7 +33,7 @@ pub struct BucketConfig {
     pub store_prefix: String,
     /// Only objects under this prefix (relative to the store) start jobs.
     pub input_prefix: String,
-    /// Results go to `<output_prefix><key below input_prefix>.txt|.md|.json`.
+    /// Results go to `<output_prefix><key below input_prefix>.txt|.md|.json|.hocr|.alto.xml`.
     pub output_prefix: String,
 }
 

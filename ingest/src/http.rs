@@ -250,7 +250,8 @@ pub(crate) fn options_for(
     for format in formats.unwrap_or_default() {
         if !FORMATS.contains(&format.as_str()) {
             return Err(IntakeError::BadRequest(format!(
-                "format {format:?} is unknown: txt, md or json"
+                "format {format:?} is unknown: {}",
+                FORMATS.join(", ")
             )));
         }
     }
@@ -467,11 +468,13 @@ fn content_type(format: &str) -> &'static str {
     match format {
         "json" => "application/json",
         "md" => "text/markdown; charset=utf-8",
+        "hocr" => "text/html; charset=utf-8",
+        "alto" => "application/xml; charset=utf-8",
         _ => "text/plain; charset=utf-8",
     }
 }
 
-/// `GET /v1/jobs/{id}/result?format=txt|md|json`.
+/// `GET /v1/jobs/{id}/result?format=txt|md|json|hocr|alto`.
 async fn get_result(
     State(api): Shared,
     Path(id): Path<String>,
@@ -480,7 +483,8 @@ async fn get_result(
     let format = q.format.unwrap_or_else(|| "txt".into());
     if !FORMATS.contains(&format.as_str()) {
         return Err(bad_request(format!(
-            "format {format:?} is unknown: txt, md or json"
+            "format {format:?} is unknown: {}",
+            FORMATS.join(", ")
         )));
     }
     let bytes = jobs::result(&api.intake.js, &api.intake.store, &id, &format).await?;

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::intake::Intake;
 
 /// Output formats of a finished job.
-pub const FORMATS: [&str; 3] = ["txt", "md", "json"];
+pub const FORMATS: [&str; 5] = names::OUTPUT_FORMATS;
 
 /// A job as clients see it.
 #[derive(Debug, Clone, Serialize)]

@@ -210,6 +210,18 @@ pub fn events_of_kind(kind: &str) -> String {
     format!("pagefleet.events.*.{kind}")
 }
 
+/// Every output a finished job has.
+pub const OUTPUT_FORMATS: [&str; 5] = ["txt", "md", "json", "hocr", "alto"];
+
+/// The file extension of an output format: the format, but `alto.xml` for
+/// ALTO, which is XML that tools look for by that name.
+pub fn output_extension(format: &str) -> &str {
+    match format {
+        "alto" => "alto.xml",
+        other => other,
+    }
+}
+
 /// Object-store keys of a job.
 pub mod keys {
     /// The submitted document.
@@ -224,9 +236,9 @@ pub mod keys {
     pub fn page_result(job_id: &str, page: u32) -> String {
         format!("jobs/{job_id}/results/{page:05}.mpk")
     }
-    /// One output of a finished job: `txt`, `md` or `json`.
+    /// One output of a finished job: `txt`, `md`, `json`, `hocr` or `alto`.
     pub fn output(job_id: &str, format: &str) -> String {
-        format!("jobs/{job_id}/result.{format}")
+        format!("jobs/{job_id}/result.{}", super::output_extension(format))
     }
 }
 
