@@ -270,6 +270,8 @@ pub(crate) struct RunArgs {
     #[arg(long, short)]
     pub(crate) quiet: bool,
     #[command(flatten)]
+    pub(crate) formats: FormatsArgs,
+    #[command(flatten)]
     pub(crate) store: StoreArgs,
     #[command(flatten)]
     pub(crate) queue: QueueArgs,
@@ -400,7 +402,33 @@ pub(crate) struct OcrArgs {
     #[arg(long, short)]
     pub(crate) quiet: bool,
     #[command(flatten)]
+    pub(crate) formats: FormatsArgs,
+    #[command(flatten)]
     pub(crate) model: ModelArgs,
+}
+
+/// Which outputs a run writes.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct FormatsArgs {
+    /// Outputs to write, comma-separated: txt (combined.txt), md
+    /// (combined.md), json (result.json, always written), hocr
+    /// (combined.hocr), alto (combined.alto.xml). Each page's text file is
+    /// always written.
+    #[arg(
+        long = "format",
+        env = "PAGEFLEET_FORMATS",
+        value_delimiter = ',',
+        value_enum,
+        default_values_t = [Format::Txt, Format::Md, Format::Json]
+    )]
+    pub(crate) formats: Vec<Format>,
+}
+
+impl FormatsArgs {
+    /// The format names.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.formats.iter().map(|f| f.name().to_owned()).collect()
+    }
 }
 
 /// How submissions come in and what is accepted.
@@ -454,6 +482,16 @@ pub(crate) struct IntakeArgs {
     /// prefix>.txt, .md, .json, .hocr and .alto.xml.
     #[arg(long, env = "PAGEFLEET_OUTPUT_PREFIX", default_value = pagefleet_ingest::bucket::OUTPUT_PREFIX)]
     pub(crate) output_prefix: String,
+    /// Outputs of jobs that name none (bucket-triggered jobs among them),
+    /// comma-separated: txt, md, json (always written), hocr, alto.
+    #[arg(
+        long = "formats",
+        env = "PAGEFLEET_DEFAULT_FORMATS",
+        value_delimiter = ',',
+        value_enum,
+        default_values_t = [Format::Txt, Format::Md, Format::Json]
+    )]
+    pub(crate) formats: Vec<Format>,
     /// Do not consume bucket events from NATS.
     #[arg(long, env = "PAGEFLEET_NO_BUCKET_EVENTS")]
     pub(crate) no_bucket_events: bool,

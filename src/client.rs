@@ -78,6 +78,13 @@ pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     if let Some(key) = &args.idempotency_key {
         request = request.header("Idempotency-Key", key);
     }
+    // The standard outputs, and the one printed.
+    let mut formats: Vec<String> = pagefleet_schemas::names::DEFAULT_FORMATS
+        .map(str::to_owned)
+        .to_vec();
+    if !formats.iter().any(|f| f == args.output.name()) {
+        formats.push(args.output.name().to_owned());
+    }
     let request = if args.document.starts_with("s3://") {
         let mut body = serde_json::json!({ "source": args.document });
         if let Some(dpi) = args.dpi {
@@ -86,6 +93,7 @@ pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         if let Some(profile) = &args.profile {
             body["profile"] = profile.clone().into();
         }
+        body["formats"] = formats.clone().into();
         request.json(&body)
     } else {
         let path = std::path::Path::new(&args.document);
@@ -105,6 +113,7 @@ pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         if let Some(profile) = &args.profile {
             form = form.text("profile", profile.clone());
         }
+        form = form.text("formats", formats.join(","));
         request.multipart(form)
     };
     let accepted: Value = api.send(request).await?.json().await?;

@@ -20,7 +20,7 @@ use pagefleet_rasterizer::{RasterError, Rasterizer, RenderOptions};
 use pagefleet_schemas::messages::{
     JobManifest, JobState, JobStatus, PageRecord, PageResult, SCHEMA_VERSION, now_ms,
 };
-use pagefleet_schemas::{PageOcr, PixelBudget};
+use pagefleet_schemas::{PageOcr, PixelBudget, names};
 use tracing::{error, info, warn};
 
 use crate::cli::{HomeArgs, ModelArgs, OcrArgs};
@@ -95,6 +95,7 @@ fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let formats = args.formats.names();
     let mut used = HashSet::new();
     let mut failed = 0;
     for file in &args.files {
@@ -105,6 +106,7 @@ fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
             name: &name,
             dir: &dir,
             options: &options,
+            formats: &formats,
             quiet: args.quiet,
         };
         match job.process(&rasterizer, &pool) {
@@ -128,6 +130,15 @@ fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
         }
     }
     Ok(failed)
+}
+
+/// The file an output format is written to in a document's folder:
+/// `result.json`, else `combined.<extension>`.
+pub(crate) fn output_file(format: &str) -> String {
+    match format {
+        "json" => "result.json".to_owned(),
+        other => format!("combined.{}", names::output_extension(other)),
+    }
 }
 
 /// The document's output name: its file stem, made unique among this run's.
@@ -160,6 +171,7 @@ struct Document<'a> {
     name: &'a str,
     dir: &'a Path,
     options: &'a RenderOptions,
+    formats: &'a [String],
     quiet: bool,
 }
 
@@ -208,24 +220,16 @@ impl Document<'_> {
         let pages_total = raster.unwrap_or(pages.len());
         // The same report, text and markdown as the pipeline's aggregator writes.
         let report = self.report(&pages, pages_total, error, bytes.len() as u64, start_ms);
-        write_file(
-            &self.dir.join("combined.txt"),
-            report::text(&report).as_bytes(),
-        )?;
-        write_file(
-            &self.dir.join("combined.md"),
-            report::markdown(&report).as_bytes(),
-        )?;
-        write_file(
-            &self.dir.join("combined.hocr"),
-            pagefleet_aggregator::xml::hocr(&report).as_bytes(),
-        )?;
-        write_file(
-            &self.dir.join("combined.alto.xml"),
-            pagefleet_aggregator::xml::alto(&report).as_bytes(),
-        )?;
-        let json = serde_json::to_vec_pretty(&report)?;
-        write_file(&self.dir.join("result.json"), &json)?;
+        for format in names::formats_written(self.formats) {
+            let bytes = match format {
+                "json" => serde_json::to_vec_pretty(&report)?,
+                "txt" => report::text(&report).into_bytes(),
+                "md" => report::markdown(&report).into_bytes(),
+                "hocr" => pagefleet_aggregator::xml::hocr(&report).into_bytes(),
+                _ => pagefleet_aggregator::xml::alto(&report).into_bytes(),
+            };
+            write_file(&self.dir.join(output_file(format)), &bytes)?;
+        }
         Ok(report)
     }
 

@@ -22,7 +22,7 @@ use pagefleet::local::{Local, LocalConfig};
 
 use crate::cli::{HomeArgs, ModelArgs, QueueArgs, RunArgs, StoreArgs};
 use crate::connect;
-use crate::ocr::{pool_config, unique_name};
+use crate::ocr::{output_file, pool_config, unique_name};
 
 pub(crate) fn run(home: &HomeArgs, args: RunArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -99,6 +99,7 @@ async fn submit_and_follow(
         dpi: args.dpi,
         profile: args.model.profile.to_string(),
         max_pixels: args.model.max_pixels,
+        formats: args.formats.names(),
         ..Default::default()
     };
     let mut used = HashSet::new();
@@ -154,7 +155,8 @@ async fn submit_and_follow(
                 continue;
             };
             bar.finish_document(&last_progress);
-            let ok = write_outputs(store, &job_id, &name, &dir, args.quiet).await?;
+            let ok =
+                write_outputs(store, &job_id, &name, &dir, &options.formats, args.quiet).await?;
             all_ok &= ok && state.status == JobStatus::Success;
             info!(document = %name, status = ?state.status, "job finished");
         }
@@ -218,12 +220,13 @@ impl ProgressBar {
     }
 }
 
-/// Writes a finished job in the layout of `pagefleet ocr`, plus combined.md.
+/// Writes a finished job in the layout of `pagefleet ocr`.
 async fn write_outputs(
     store: &pagefleet_schemas::store::Store,
     job_id: &str,
     name: &str,
     dir: &std::path::Path,
+    formats: &[String],
     quiet: bool,
 ) -> anyhow::Result<bool> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -233,11 +236,14 @@ async fn write_outputs(
     let json = get("json").await?;
     let report: JobReport =
         serde_json::from_slice(&json).context("reading the job's result.json")?;
-    std::fs::write(dir.join("result.json"), &json)?;
-    std::fs::write(dir.join("combined.txt"), get("txt").await?)?;
-    std::fs::write(dir.join("combined.md"), get("md").await?)?;
-    std::fs::write(dir.join("combined.hocr"), get("hocr").await?)?;
-    std::fs::write(dir.join("combined.alto.xml"), get("alto").await?)?;
+    for format in names::formats_written(formats) {
+        let bytes = if format == "json" {
+            json.clone()
+        } else {
+            get(format).await?
+        };
+        std::fs::write(dir.join(output_file(format)), bytes)?;
+    }
     let stdout = std::io::stdout();
     for page in &report.pages {
         let text = page.ocr.as_ref().map(|o| o.text()).unwrap_or_default();

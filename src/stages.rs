@@ -182,6 +182,7 @@ pub(crate) fn ingest_config(
             waiting_after: Duration::from_secs_f64(intake.waiting_after.max(0.0)),
         },
         defaults: pagefleet_ingest::JobDefaults {
+            formats: intake.formats.iter().map(|f| f.name().to_owned()).collect(),
             dpi: intake.dpi,
             profile: profile.to_owned(),
             max_pixels,

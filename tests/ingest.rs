@@ -338,7 +338,11 @@ async fn http_api_every_endpoint() {
         http.post(format!("{base}/v1/jobs"))
             .bearer_auth(TOKEN)
             .header("Idempotency-Key", "order-17")
-            .multipart(upload("welcome.pdf", welcome()).text("dpi", "150"))
+            .multipart(
+                upload("welcome.pdf", welcome())
+                    .text("dpi", "150")
+                    .text("formats", "txt,json,hocr,alto"),
+            )
             .send()
             .await
             .unwrap(),
@@ -394,7 +398,6 @@ async fn http_api_every_endpoint() {
     assert_eq!(job["filename"], "welcome.pdf");
     for (format, kind) in [
         ("txt", "text/plain"),
-        ("md", "text/markdown"),
         ("json", "application/json"),
         ("hocr", "text/html"),
         ("alto", "application/xml"),
@@ -422,6 +425,33 @@ async fn http_api_every_endpoint() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // Markdown was not asked for: not written, and said so.
+    let (code, body) =
+        get_authed(&http, &format!("{base}/v1/jobs/{job_id}/result?format=md")).await;
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no md output") && e.contains("txt, json, hocr, alto")),
+        "{body}"
+    );
+    let (code, body) = json(
+        http.post(format!("{base}/v1/jobs"))
+            .bearer_auth(TOKEN)
+            .multipart(upload("welcome.pdf", welcome()).text("formats", "txt,docx"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"docx\" is unknown"),
+        "{body}"
+    );
     let r = http
         .get(format!("{base}/v1/jobs/no-such-job"))
         .bearer_auth(TOKEN)
@@ -618,7 +648,7 @@ async def main(url, key):
     info = await nc.request("$SRV.INFO.pagefleet", b"", timeout=10)
     out["info"] = json.loads(info.data)
     # `nats req pagefleet.jobs.submit '{"key": ...}'`
-    reply = await nc.request("pagefleet.jobs.submit", json.dumps({"key": key}).encode(), timeout=30)
+    reply = await nc.request("pagefleet.jobs.submit", json.dumps({"key": key, "formats": ["txt", "alto"]}).encode(), timeout=30)
     job = json.loads(reply.data)
     out["submit"] = job
     # `nats sub 'pagefleet.events.<id>.*'`
@@ -776,6 +806,19 @@ async fn serve_with_the_client_cli_and_nats_py() {
     assert_eq!(out["submit"]["created"], true, "{out}");
     assert_eq!(out["status"]["status"], "success", "{out}");
     assert_eq!(out["status"]["filename"], "from nats.pdf", "{out}");
+    // The formats it asked for, and result.json; no markdown.
+    let job_dir = data.path().join(format!(
+        "objects/jobs/{}",
+        out["submit"]["job_id"].as_str().unwrap()
+    ));
+    for (file, written) in [
+        ("result.txt", true),
+        ("result.alto.xml", true),
+        ("result.json", true),
+        ("result.md", false),
+    ] {
+        assert_eq!(job_dir.join(file).is_file(), written, "{file}");
+    }
     let kinds: Vec<&str> = out["events"]
         .as_array()
         .unwrap()
@@ -921,7 +964,13 @@ async fn the_watcher_submits_each_object_once_across_restarts() {
     let js = connect(&nats.url).await;
     let store = local_store(dir.path());
     let _stages = pipeline(&nats.url, &env);
-    let watcher_args = ["--watch-interval", "0.5", "--no-bucket-events"];
+    let watcher_args = [
+        "--watch-interval",
+        "0.5",
+        "--no-bucket-events",
+        "--formats",
+        "txt,hocr",
+    ];
     let (mut watcher, _) = ingest(&nats.url, &watcher_args, &env).await;
 
     store::put(store.as_ref(), "inbox/a.pdf", welcome())
@@ -945,7 +994,12 @@ async fn the_watcher_submits_each_object_once_across_restarts() {
         let state = wait_final(&js, &key.unwrap(), TIMEOUT).await;
         assert_eq!(state.status, JobStatus::Success);
     }
-    assert!(Path::new(store_dir).join("outbox/a.pdf.json").is_file());
+    // The deployment's formats beside the input: text and hOCR, not the
+    // markdown and JSON it did not ask for.
+    let outbox = Path::new(store_dir).join("outbox");
+    assert!(outbox.join("a.pdf.hocr").is_file());
+    assert!(!outbox.join("a.pdf.md").exists());
+    assert!(!outbox.join("a.pdf.json").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

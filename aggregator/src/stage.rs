@@ -400,25 +400,35 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Reco
             }
         }
         let job_report = report::build(&state, &results, end_ms);
-        let json = serde_json::to_vec_pretty(&job_report)?;
-        let outputs = [
-            ("json", bytes::Bytes::from(json)),
-            ("txt", report::text(&job_report).into()),
-            ("md", report::markdown(&job_report).into()),
-            ("hocr", crate::xml::hocr(&job_report).into()),
-            ("alto", crate::xml::alto(&job_report).into()),
-        ];
+        let requested = state
+            .submission
+            .as_ref()
+            .map(|s| s.formats.clone())
+            .unwrap_or_default();
+        let mut outputs = Vec::new();
+        for format in names::formats_written(&requested) {
+            let bytes: bytes::Bytes = match format {
+                "json" => serde_json::to_vec_pretty(&job_report)?.into(),
+                "txt" => report::text(&job_report).into(),
+                "md" => report::markdown(&job_report).into(),
+                "hocr" => crate::xml::hocr(&job_report).into(),
+                _ => crate::xml::alto(&job_report).into(),
+            };
+            outputs.push((format, bytes));
+        }
         // A bucket-triggered job also gets its outputs beside its input.
         let output_base = state
             .submission
             .as_ref()
             .and_then(|s| s.output_base.clone());
         async {
+            let asked = names::formats_asked(&requested);
             for (format, bytes) in outputs {
                 let mut keys = vec![names::keys::output(&job_id, format)];
                 keys.extend(
                     output_base
                         .as_ref()
+                        .filter(|_| asked.contains(&format))
                         .map(|base| format!("{base}.{}", names::output_extension(format))),
                 );
                 for key in keys {

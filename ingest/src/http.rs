@@ -143,7 +143,7 @@ impl From<IntakeError> for ApiError {
 impl From<JobError> for ApiError {
     fn from(e: JobError) -> Self {
         let status = match &e {
-            JobError::NotFound(_) => StatusCode::NOT_FOUND,
+            JobError::NotFound(_) | JobError::NotAsked { .. } => StatusCode::NOT_FOUND,
             JobError::NotFinished(_) | JobError::Ended { .. } => StatusCode::CONFLICT,
             JobError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -222,6 +222,24 @@ struct JobRequest {
     idempotency_key: Option<String>,
 }
 
+/// Checks the output formats a request names; each once, in the order
+/// named.
+pub fn requested_formats(formats: &[String]) -> Result<Vec<String>, IntakeError> {
+    let mut requested: Vec<String> = Vec::new();
+    for format in formats.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
+        if !FORMATS.contains(&format) {
+            return Err(IntakeError::BadRequest(format!(
+                "format {format:?} is unknown: {}",
+                FORMATS.join(", ")
+            )));
+        }
+        if !requested.iter().any(|r| r == format) {
+            requested.push(format.to_owned());
+        }
+    }
+    Ok(requested)
+}
+
 /// Checks a request's options and turns them into submit options.
 pub(crate) fn options_for(
     intake: &Intake,
@@ -247,13 +265,8 @@ pub(crate) fn options_for(
         }
         options.profile = profile.to_owned();
     }
-    for format in formats.unwrap_or_default() {
-        if !FORMATS.contains(&format.as_str()) {
-            return Err(IntakeError::BadRequest(format!(
-                "format {format:?} is unknown: {}",
-                FORMATS.join(", ")
-            )));
-        }
+    if let Some(formats) = formats.filter(|f| !f.is_empty()) {
+        options.formats = requested_formats(formats)?;
     }
     if let Some(key) = &idempotency_key
         && (key.is_empty() || key.len() > 256)

@@ -184,6 +184,9 @@ pub struct JobDefaults {
     pub profile: String,
     /// Pixel budget per page.
     pub max_pixels: u64,
+    /// Output formats of jobs that name none (bucket-triggered jobs among
+    /// them); empty: the default ones.
+    pub formats: Vec<String>,
 }
 
 impl Default for JobDefaults {
@@ -192,6 +195,7 @@ impl Default for JobDefaults {
             dpi: pagefleet_rasterizer::DEFAULT_DPI,
             profile: PROFILES[0].to_owned(),
             max_pixels: pagefleet_schemas::DEFAULT_MAX_PIXELS,
+            formats: Vec::new(),
         }
     }
 }
@@ -217,6 +221,7 @@ impl Intake {
             profile: self.defaults.profile.clone(),
             max_pixels: self.defaults.max_pixels,
             max_pages: self.limits.max_pages,
+            formats: self.defaults.formats.clone(),
             ..SubmitOptions::default()
         }
     }

@@ -66,6 +66,16 @@ pub enum JobError {
     /// The job is not finished: it has no results yet.
     #[error("job {0} is not finished")]
     NotFinished(String),
+    /// The job has no output in that format.
+    #[error("job {job_id} has no {format} output: it asked for {asked}")]
+    NotAsked {
+        /// The job.
+        job_id: String,
+        /// The format.
+        format: String,
+        /// What it has.
+        asked: String,
+    },
     /// The job already ended.
     #[error("job {job_id} already ended: {status}")]
     Ended {
@@ -187,7 +197,18 @@ pub async fn result(
             job_id: job_id.to_owned(),
             status: "cancelled",
         }),
-        _ => output(store, job_id, format).await,
+        _ => {
+            let requested = state.submission.map(|s| s.formats).unwrap_or_default();
+            let written = names::formats_written(&requested);
+            if !written.contains(&format) {
+                return Err(JobError::NotAsked {
+                    job_id: job_id.to_owned(),
+                    format: format.to_owned(),
+                    asked: written.join(", "),
+                });
+            }
+            output(store, job_id, format).await
+        }
     }
 }
 

@@ -28,6 +28,7 @@ struct SubmitRequest {
     key: Option<String>,
     dpi: Option<f32>,
     profile: Option<String>,
+    formats: Option<Vec<String>>,
     idempotency_key: Option<String>,
 }
 
@@ -125,7 +126,7 @@ async fn handle_submit(
         intake,
         req.dpi,
         req.profile.as_deref(),
-        None,
+        req.formats.as_deref(),
         req.idempotency_key,
     )
     .map_err(refusal_of)?;

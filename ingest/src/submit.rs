@@ -30,9 +30,12 @@ pub struct SubmitOptions {
     pub idempotency_key: Option<String>,
     /// Most pages the document may have; 0 leaves the rasterizer's limit.
     pub max_pages: u32,
-    /// Object key the outputs are also written to (with `.txt`, `.md`,
-    /// `.json` appended).
+    /// Object key the outputs are also written to (with each format's
+    /// extension appended).
     pub output_base: Option<String>,
+    /// Output formats to write (empty: the default ones); `json` is always
+    /// written.
+    pub formats: Vec<String>,
 }
 
 impl Default for SubmitOptions {
@@ -45,6 +48,7 @@ impl Default for SubmitOptions {
             idempotency_key: None,
             max_pages: 0,
             output_base: None,
+            formats: Vec::new(),
         }
     }
 }
@@ -197,6 +201,7 @@ async fn submit_in_span(
         profile: options.profile.clone(),
         submitted_at_ms,
         output_base: options.output_base.clone(),
+        formats: options.formats.clone(),
     };
     // The record comes first, so that the aggregator knows where the outputs
     // go however fast the job finishes.

@@ -430,9 +430,12 @@ pub struct Submission {
     pub profile: String,
     /// When, milliseconds since the Unix epoch.
     pub submitted_at_ms: u64,
-    /// Object key the outputs are also written to, with `.txt`, `.md` and
-    /// `.json` appended (bucket triggers write results beside the input).
+    /// Object key the outputs are also written to, with each format's
+    /// extension appended (bucket triggers write results beside the input).
     pub output_base: Option<String>,
+    /// Output formats asked for (none: the default ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub formats: Vec<String>,
 }
 
 impl JobState {
