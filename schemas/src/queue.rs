@@ -67,6 +67,11 @@ pub trait Fault: std::error::Error + Send + Sync + 'static {
 /// Delay of a transient fault's first retry unless it says otherwise.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// How long past its expiry a pull may go without the server ending it. A
+/// pull request lost with a connection (the server restarted while it
+/// waited) is never answered: it is given up and asked again.
+const PULL_GRACE: Duration = Duration::from_secs(5);
+
 /// Delay before a message handed back after a bug is delivered again.
 pub const BUG_REDELIVERY: Duration = Duration::from_secs(5);
 
@@ -274,16 +279,22 @@ impl Driver {
                 // Every lane but the last of the round is asked without
                 // waiting; the last waits for messages (shorter with more
                 // lanes, so that none waits long behind an idle one).
-                let fetched = if position + 1 < order.len() {
-                    tokio::select! {
-                        _ = shutdown.clone() => break 'pulling,
-                        b = consumer.fetch().max_messages(want).messages() => b,
-                    }
+                let last = position + 1 == order.len();
+                let expires = if last {
+                    self.expires / order.len() as u32
                 } else {
-                    let expires = self.expires / order.len() as u32;
+                    Duration::ZERO
+                };
+                let pull_deadline = tokio::time::Instant::now() + expires + PULL_GRACE;
+                let fetched = if last {
                     tokio::select! {
                         _ = shutdown.clone() => break 'pulling,
                         b = consumer.batch().max_messages(want).expires(expires).messages() => b,
+                    }
+                } else {
+                    tokio::select! {
+                        _ = shutdown.clone() => break 'pulling,
+                        b = consumer.fetch().max_messages(want).messages() => b,
                     }
                 };
                 let mut batch = match fetched {
@@ -308,9 +319,14 @@ impl Driver {
                 // message already received is still handled.
                 let mut taken = 0usize;
                 let mut pull_failed = false;
+                let mut unanswered = false;
                 while let Some(msg) = tokio::select! {
                     _ = shutdown.clone() => None,
                     m = batch.next() => m,
+                    () = tokio::time::sleep_until(pull_deadline) => {
+                        unanswered = true;
+                        None
+                    }
                 } {
                     let msg = match msg {
                         Ok(m) => m,
@@ -353,6 +369,12 @@ impl Driver {
                 }
                 if pull_failed {
                     set_up_again(js, topology, lanes, &mut consumers).await;
+                    continue 'pulling;
+                }
+                if unanswered {
+                    // Messages of the pull that come later are delivered
+                    // again after their ack wait.
+                    info!(consumer = %lane.name, "a {} pull got no end from the server in {:.0?}: asking again", self.what, expires + PULL_GRACE);
                     continue 'pulling;
                 }
                 // A pull that ran out without an error proves the consumer
