@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark of `pagefleet ocr` (both profiles) beside Tesseract 5 on the same
-# documents at 200 DPI, in one run, on this machine.
+# Benchmark of `pagefleet ocr` (both profiles) beside Tesseract 5 and
+# faster-paddle (the same PP-OCRv6 tiny models in Rust on ONNX Runtime) on the
+# same documents at 200 DPI, in one run, on this machine.
 #
 #   bench/ocr-bench.sh [SAMPLES_DIR]     (default: ../shared/samples)
 #   bench/ocr-bench.sh tests/data/layout   the layout development set
@@ -10,9 +11,13 @@
 #
 # Tesseract gets the pages as 200 DPI PNGs from pdftoppm and runs with
 # OMP_THREAD_LIMIT=1, one process per core (its OpenMP threading is several
-# times slower). pagefleet reads the PDFs themselves, rendering them with
-# PDFium at 200 DPI inside the timed run; its wall time includes loading the
-# models. Quality is scored with ../shared/tools/score.py.
+# times slower). faster-paddle (PyPI faster-paddle==1.0.4, pinned by hash,
+# installed into .pagefleet/bench/) reads the same PNGs in one process with
+# its own scheduler over every core: OcrEngine(model_size="tiny").ocr(png).
+# pagefleet reads the PDFs themselves, rendering them with PDFium at 200 DPI
+# inside the timed run. Every wall time includes loading the models; CPU s
+# per page is user + system time over the pages. Quality is scored with
+# ../shared/tools/score.py.
 #
 # Needs Debian's tesseract-ocr, tesseract-ocr-pol and poppler-utils, and the
 # rapidfuzz package for the scorer; the script installs what is missing when
@@ -33,6 +38,14 @@ python3 -c 'import rapidfuzz' 2>/dev/null || python3 -m pip install -q rapidfuzz
 scripts/bootstrap >/dev/null
 cargo build --release -q
 
+# faster-paddle, pinned and checked like the runtime; the tiny models ship in
+# the wheel, so it needs no download at run time.
+peer=.pagefleet/bench/faster-paddle-1.0.4
+if [ ! -d "$peer/faster_paddle" ]; then
+  echo "faster-paddle==1.0.4 --hash=sha256:cf6218a183da869c6fb8e7ddceabc224b18361c1f1bc6763977171bb19fbb177" >"$work/peer.txt"
+  python3 -m pip install -q --no-deps --only-binary=:all: --require-hashes --target "$peer" -r "$work/peer.txt"
+fi
+
 pdfs=("$samples"/*.pdf)
 
 # Page images for Tesseract: <doc>-<page>.png, pages counted from 1.
@@ -40,7 +53,7 @@ mkdir -p "$work/png"
 for pdf in "${pdfs[@]}"; do pdftoppm -r 200 -png "$pdf" "$work/png/$(basename "$pdf" .pdf)"; done
 pages=$(ls "$work/png" | wc -l)
 
-row() { # name seconds peak_kib pred_dir
+row() { # name seconds peak_kib pred_dir cpu_seconds
   local s
   s=$(python3 "$score" --pred "$4" --truth "$samples/truth" --json "$work/$1.json" >/dev/null && python3 - "$work/$1.json" <<'PY'
 import json, sys
@@ -49,29 +62,48 @@ m = d["groups"]["ALL"]["micro"]
 print(f'{100*m["cer_raw"]:.2f}% | {100*m["wer_raw"]:.2f}% | {m["bow_f1"]:.3f}')
 PY
 )
-  printf '| %s | %d | %.1f | %.2f | %s | %s |\n' "$1" "$pages" "$2" "$(echo "$pages / $2" | bc -l)" "$s" \
-    "$([ "$3" = - ] && echo - || echo "$(( $3 / 1024 )) MiB")"
+  printf '| %s | %d | %.1f | %.2f | %.2f | %s | %s |\n' "$1" "$pages" "$2" "$(echo "$pages / $2" | bc -l)" \
+    "$(echo "$5 / $pages" | bc -l)" "$s" "$([ "$3" = - ] && echo - || echo "$(( $3 / 1024 )) MiB")"
 }
 
-timed() { # out_prefix command...: wall seconds and peak RSS (KiB) of one command
-  /usr/bin/time -f '%e %M' -o "$work/$1.time" "${@:2}" >/dev/null 2>"$work/$1.log"
+timed() { # out_prefix command...: wall seconds, peak RSS (KiB) and CPU seconds of one command
+  /usr/bin/time -f '%e %M %U %S' -o "$work/$1.time" "${@:2}" >/dev/null 2>"$work/$1.log"
 }
 
-# Tesseract: one single-threaded process per core over all page images.
+# Tesseract: one single-threaded process per core over all page images
+# (its peak RSS is one process's, so it is left out).
 mkdir -p "$work/tess"
-start=$(date +%s.%N)
-ls "$work/png"/*.png | OMP_THREAD_LIMIT=1 xargs -P "$cores" -I{} bash -c '
+timed tess bash -c 'ls "$1"/png/*.png | OMP_THREAD_LIMIT=1 xargs -P "$2" -I{} bash -c '"'"'
   f={}; b=$(basename "$f" .png); doc=${b%-*}; page=${b##*-}; lang=eng
   case "$doc" in *-pl) lang=pol;; esac
-  mkdir -p '"$work"'/tess/$doc
-  tesseract "$f" '"$work"'/tess/$doc/$(printf %03d $((10#$page))) -l $lang >/dev/null 2>&1'
-tess_s=$(echo "$(date +%s.%N) - $start" | bc -l)
+  mkdir -p "$0"/tess/$doc
+  tesseract "$f" "$0"/tess/$doc/$(printf %03d $((10#$page))) -l $lang >/dev/null 2>&1'"'"' "$1"' _ "$work" "$cores"
 
-echo "| engine | pages | wall s | pages/s | CER | WER | BoW-F1 | peak RSS |"
-echo "|---|---|---|---|---|---|---|---|"
-row "tesseract 5 ($cores procs, OMP_THREAD_LIMIT=1)" "$tess_s" - "$work/tess"
+# faster-paddle: one engine over every page image, text as it reconstructs it.
+cat >"$work/peer.py" <<'PY'
+import os, sys
+from faster_paddle import OcrEngine
+png, out = sys.argv[1], sys.argv[2]
+engine = OcrEngine(model_size="tiny")
+for name in sorted(os.listdir(png)):
+    stem = name[:-4]
+    doc, page = stem.rsplit("-", 1)
+    os.makedirs(f"{out}/{doc}", exist_ok=True)
+    with open(f"{png}/{name}", "rb") as f:
+        text = engine.ocr(f.read())["text"]
+    with open(f"{out}/{doc}/{int(page):03d}.txt", "w") as f:
+        f.write(text)
+PY
+PYTHONPATH="$peer" timed peer python3 "$work/peer.py" "$work/png" "$work/peer"
+
+echo "| engine | pages | wall s | pages/s | CPU s/page | CER | WER | BoW-F1 | peak RSS |"
+echo "|---|---|---|---|---|---|---|---|---|"
+read -r secs kib user sys <"$work/tess.time"
+row "tesseract 5 ($cores procs, OMP_THREAD_LIMIT=1)" "$secs" - "$work/tess" "$(echo "$user + $sys" | bc -l)"
+read -r secs kib user sys <"$work/peer.time"
+row "faster-paddle 1.0.4 tiny" "$secs" "$kib" "$work/peer" "$(echo "$user + $sys" | bc -l)"
 for profile in fast accurate; do
   timed "$profile" target/release/pagefleet ocr -q --profile "$profile" --out "$work/$profile" "${pdfs[@]}"
-  read -r secs kib <"$work/$profile.time"
-  row "pagefleet $profile" "$secs" "$kib" "$work/$profile"
+  read -r secs kib user sys <"$work/$profile.time"
+  row "pagefleet $profile" "$secs" "$kib" "$work/$profile" "$(echo "$user + $sys" | bc -l)"
 done

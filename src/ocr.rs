@@ -1,8 +1,9 @@
 //! `pagefleet ocr`: documents to text in this process, with no queue.
 //!
-//! The calling thread renders pages and queues them on the inference pool; a
-//! writer thread takes results as they come, writes each page's text at once and
-//! prints pages in order. Output layout, per document:
+//! As many documents as there are inference slots are read at once. For
+//! each, a thread renders its pages and queues them on the pool; a writer
+//! thread takes results as they come, writes each page's text at once and
+//! prints the document's pages in order. Output layout, per document:
 //! `<out>/<doc>/<page>.txt`, `result.json`, `combined.txt`, `combined.md`,
 //! `combined.hocr`, `combined.alto.xml`.
 
@@ -10,6 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use anyhow::Context;
@@ -97,39 +99,55 @@ fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let formats = args.formats.names();
     let mut used = HashSet::new();
-    let mut failed = 0;
-    for file in &args.files {
-        let name = unique_name(file, &mut used);
-        let dir = args.out.join(&name);
-        let job = Document {
-            file,
-            name: &name,
-            dir: &dir,
-            options: &options,
-            formats: &formats,
-            quiet: args.quiet,
-        };
-        match job.process(&rasterizer, &pool) {
-            Ok(report) => {
-                info!(
-                    document = %name,
-                    pages = report.metrics.total_pages,
-                    failed = report.metrics.pages_failed,
-                    words = report.metrics.total_words,
-                    ms = report.metrics.total_duration_ms,
-                    "document done"
-                );
-                if report.metrics.status != JobStatus::Success {
-                    failed += 1;
+    let documents: Vec<(&Path, String)> = args
+        .files
+        .iter()
+        .map(|file| (file.as_path(), unique_name(file, &mut used)))
+        .collect();
+    // As many documents at once as there are slots: a folder of one-page
+    // scans keeps every slot busy, as one long PDF's pages do. (Read one
+    // after the other, ten page images took twice the wall time of the same
+    // pages in PDFs.)
+    let next = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    let lanes = pool.slots().min(documents.len()).max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..lanes {
+            scope.spawn(|| {
+                while let Some((file, name)) = documents.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let dir = args.out.join(name);
+                    let job = Document {
+                        file,
+                        name,
+                        dir: &dir,
+                        options: &options,
+                        formats: &formats,
+                        quiet: args.quiet,
+                    };
+                    match job.process(&rasterizer, &pool) {
+                        Ok(report) => {
+                            info!(
+                                document = %name,
+                                pages = report.metrics.total_pages,
+                                failed = report.metrics.pages_failed,
+                                words = report.metrics.total_words,
+                                ms = report.metrics.total_duration_ms,
+                                "document done"
+                            );
+                            if report.metrics.status != JobStatus::Success {
+                                failed.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        Err(err) => {
+                            error!(document = %name, "{err:#}");
+                            failed.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
                 }
-            }
-            Err(err) => {
-                error!(document = %name, "{err:#}");
-                failed += 1;
-            }
+            });
         }
-    }
-    Ok(failed)
+    });
+    Ok(failed.into_inner())
 }
 
 /// The file an output format is written to in a document's folder:
