@@ -199,6 +199,9 @@ impl Local {
     /// Completes when a stage ends on its own, which is a failure: with its
     /// error.
     pub async fn failed(&mut self) -> anyhow::Error {
+        if self.stages.is_empty() {
+            return std::future::pending().await;
+        }
         let ended =
             futures::future::select_all(self.stages.iter_mut().map(|s| Box::pin(s.ended())));
         match ended.await.0 {

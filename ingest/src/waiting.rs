@@ -6,7 +6,8 @@
 //! Each ingest replica follows the `rasterized` events and looks at each job
 //! again once its time is up; the event's `Nats-Msg-Id` makes the replicas'
 //! events one. A job whose profile is served but whose pages are still
-//! queued (a busy fleet) is looked at again after another period.
+//! queued (a busy fleet) is looked at again after twice the last wait, up to
+//! ten minutes, in case its workers go.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -26,6 +27,10 @@ use crate::jobs::{self, JobError};
 /// followed (their status still says `waiting` when asked).
 const MAX_FOLLOWED: usize = 100_000;
 
+/// A job still queued behind a busy fleet is looked at again after twice
+/// the last wait, at most this long: a deep queue costs few reads.
+const MAX_LOOK_AGAIN: Duration = Duration::from_secs(600);
+
 /// Follows rasterized jobs until `stop` completes.
 pub(crate) async fn watch(
     intake: Intake,
@@ -37,11 +42,12 @@ pub(crate) async fn watch(
         .await
         .map_err(|e| format!("waiting jobs: cannot follow rasterized events: {e}"))?;
     let period = intake.limits.waiting_after.max(Duration::from_millis(100));
-    let mut due: BinaryHeap<Reverse<(u64, String)>> = BinaryHeap::new();
+    // (when, job, how long the wait before it was).
+    let mut due: BinaryHeap<Reverse<(u64, String, u64)>> = BinaryHeap::new();
     let mut full_logged = false;
     let mut stop = std::pin::pin!(stop);
     loop {
-        let next = due.peek().map(|Reverse((at, _))| *at);
+        let next = due.peek().map(|Reverse((at, _, _))| *at);
         let sleep = next.map_or(Duration::from_secs(3600), |at| {
             Duration::from_millis(at.saturating_sub(now_ms()))
         });
@@ -66,14 +72,16 @@ pub(crate) async fn watch(
                 }
                 full_logged = false;
                 let at = event.at_ms.max(now_ms().saturating_sub(period.as_millis() as u64));
-                due.push(Reverse((at + period.as_millis() as u64, event.job_id)));
+                let wait = period.as_millis() as u64;
+                due.push(Reverse((at + wait, event.job_id, wait)));
             }
             () = tokio::time::sleep(sleep), if next.is_some() => {
-                let Some(Reverse((_, job_id))) = due.pop() else {
+                let Some(Reverse((_, job_id, wait))) = due.pop() else {
                     continue;
                 };
                 if look_again(&intake, &job_id).await {
-                    due.push(Reverse((now_ms() + period.as_millis() as u64, job_id)));
+                    let wait = (wait * 2).min(MAX_LOOK_AGAIN.as_millis() as u64);
+                    due.push(Reverse((now_ms() + wait, job_id, wait)));
                 }
             }
         }
