@@ -1204,20 +1204,9 @@ async fn a_fleet_upgraded_over_old_state_sets_it_right_and_keeps_it() {
         store,
         ..
     } = Setup::new().await;
-    // What an older version left: a memory-backed workers bucket, and one
-    // page consumer per profile over all its pages.
-    js.delete_key_value(names::WORKERS_BUCKET).await.unwrap();
-    js.create_key_value(kv::Config {
-        bucket: names::WORKERS_BUCKET.into(),
-        storage: StorageType::Memory,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let topology = pagefleet_schemas::topology::TopologyConfig::default();
-    pagefleet_schemas::topology::ensure(&js, &topology)
-        .await
-        .unwrap();
+    // What an older version left: one page consumer per profile over all
+    // its pages, and a memory-backed workers bucket (made last, so that
+    // only the stages' start can replace it).
     let pages = js.get_stream(names::PAGES_STREAM).await.unwrap();
     pages
         .create_consumer(consumer::pull::Config {
@@ -1228,6 +1217,14 @@ async fn a_fleet_upgraded_over_old_state_sets_it_right_and_keeps_it() {
         })
         .await
         .unwrap();
+    js.delete_key_value(names::WORKERS_BUCKET).await.unwrap();
+    js.create_key_value(kv::Config {
+        bucket: names::WORKERS_BUCKET.into(),
+        storage: StorageType::Memory,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     // A page of a job that has ended waits in the queue (its ack was lost).
     let ended = JobState {
         status: JobStatus::Cancelled,

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::bucket::{self, BucketConfig, BucketEvent};
 use crate::fleet::{self, fresh, healthy};
 use crate::intake::{DocType, Intake, IntakeError};
-use crate::jobs::{self, EventView, FORMATS, JobError};
+use crate::jobs::{self, EventView, JobError};
 use crate::openapi;
 use crate::submit::SubmitOptions;
 
@@ -227,10 +227,10 @@ struct JobRequest {
 pub fn requested_formats(formats: &[String]) -> Result<Vec<String>, IntakeError> {
     let mut requested: Vec<String> = Vec::new();
     for format in formats.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
-        if !FORMATS.contains(&format) {
+        if !names::OUTPUT_FORMATS.contains(&format) {
             return Err(IntakeError::BadRequest(format!(
                 "format {format:?} is unknown: {}",
-                FORMATS.join(", ")
+                names::OUTPUT_FORMATS.join(", ")
             )));
         }
         if !requested.iter().any(|r| r == format) {
@@ -494,10 +494,10 @@ async fn get_result(
     Query(q): Query<ResultQuery>,
 ) -> Result<Response, ApiError> {
     let format = q.format.unwrap_or_else(|| "txt".into());
-    if !FORMATS.contains(&format.as_str()) {
+    if !names::OUTPUT_FORMATS.contains(&format.as_str()) {
         return Err(bad_request(format!(
             "format {format:?} is unknown: {}",
-            FORMATS.join(", ")
+            names::OUTPUT_FORMATS.join(", ")
         )));
     }
     let bytes = jobs::result(&api.intake.js, &api.intake.store, &id, &format).await?;

@@ -14,9 +14,6 @@ use serde::Serialize;
 
 use crate::intake::Intake;
 
-/// Output formats of a finished job.
-pub const FORMATS: [&str; 5] = names::OUTPUT_FORMATS;
-
 /// A job as clients see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobView {
