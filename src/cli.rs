@@ -579,6 +579,8 @@ pub(crate) enum Format {
     Md,
     /// JSON with metrics, lines, boxes and confidence.
     Json,
+    /// Searchable PDF: the pages as they were, with the text invisible on them.
+    Pdf,
     /// hOCR 1.2 (XHTML): pages, blocks, lines and words with boxes.
     Hocr,
     /// ALTO 4 XML: the same structure.
@@ -591,6 +593,7 @@ impl Format {
             Self::Txt => "txt",
             Self::Md => "md",
             Self::Json => "json",
+            Self::Pdf => "pdf",
             Self::Hocr => "hocr",
             Self::Alto => "alto",
         }

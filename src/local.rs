@@ -170,6 +170,7 @@ impl Local {
             pagefleet_aggregator::stage::Deps {
                 js: local.js.clone(),
                 store: local.store.clone(),
+                pdfium: home.pdfium(),
             },
         ));
         Ok(local)

@@ -15,10 +15,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use anyhow::Context;
+use pagefleet_aggregator::pdf::{self, PageImage, PdfError};
 use pagefleet_aggregator::report::{self, JobReport};
 use pagefleet_ocr_worker::engine::SideLimit;
 use pagefleet_ocr_worker::{EngineError, ModelSet, Pool, PoolConfig};
-use pagefleet_rasterizer::{RasterError, Rasterizer, RenderOptions};
+use pagefleet_rasterizer::{DocumentKind, RasterError, Rasterizer, RenderOptions, sniff};
 use pagefleet_schemas::messages::{
     JobManifest, JobState, JobStatus, PageRecord, PageResult, SCHEMA_VERSION, now_ms,
 };
@@ -238,17 +239,68 @@ impl Document<'_> {
         let pages_total = raster.unwrap_or(pages.len());
         // The same report, text and markdown as the pipeline's aggregator writes.
         let report = self.report(&pages, pages_total, error, bytes.len() as u64, start_ms);
+        let mut report = report;
+        if names::formats_asked(self.formats).contains(&"pdf") {
+            let out = self.dir.join(output_file("pdf"));
+            if let Err(e) = self.write_pdf(rasterizer, &bytes, &report, &out) {
+                warn!(document = %self.name, "{e}");
+                report.metrics.errors.push(e.to_string());
+            }
+        }
         for format in names::formats_written(self.formats) {
             let bytes = match format {
                 "json" => serde_json::to_vec_pretty(&report)?,
                 "txt" => report::text(&report).into_bytes(),
                 "md" => report::markdown(&report).into_bytes(),
                 "hocr" => pagefleet_aggregator::xml::hocr(&report).into_bytes(),
-                _ => pagefleet_aggregator::xml::alto(&report).into_bytes(),
+                "alto" => pagefleet_aggregator::xml::alto(&report).into_bytes(),
+                _ => continue,
             };
             write_file(&self.dir.join(output_file(format)), &bytes)?;
         }
         Ok(report)
+    }
+
+    /// The searchable PDF of the document: its own pages for a PDF, its page
+    /// images (the file itself when it is one JPEG) otherwise.
+    fn write_pdf(
+        &self,
+        rasterizer: &Rasterizer,
+        bytes: &[u8],
+        report: &JobReport,
+        out: &Path,
+    ) -> Result<(), PdfError> {
+        let pdf = rasterizer
+            .pdf()
+            .ok_or_else(|| PdfError::Pdfium("no PDFium library".into()))?;
+        if sniff(bytes) == Some(DocumentKind::Pdf) {
+            return pdf::write(pdf, report, pdf::Source::Pdf(self.file), out);
+        }
+        let mut images = Vec::new();
+        if sniff(bytes) == Some(DocumentKind::Jpeg) {
+            images.push(PageImage::from_file_bytes(bytes));
+        } else {
+            let _ = rasterizer.pages(bytes, self.options, |page| {
+                images.push(
+                    page.map_err(|e| e.to_string())
+                        .and_then(|p| PageImage::encode(&p.image)),
+                );
+                Ok(())
+            });
+        }
+        let pages = images.len() as u32;
+        let mut images = images.into_iter();
+        let mut image = |page: u32| match images.next() {
+            Some(Ok(image)) => Ok(Some(image)),
+            Some(Err(message)) => Err(PdfError::Image { page, message }),
+            None => Ok(None),
+        };
+        let source = pdf::Source::Images {
+            pages,
+            dpi: self.options.dpi,
+            image: &mut image,
+        };
+        pdf::write(pdf, report, source, out)
     }
 
     /// The document as a job the aggregator would have finished.
@@ -273,6 +325,7 @@ impl Document<'_> {
             submitted_at_ms: start_ms,
             total_pages: pages_total as u32,
             error,
+            dpi: self.options.dpi,
         });
         let mut results = BTreeMap::new();
         for p in pages {

@@ -116,9 +116,12 @@ pub(crate) async fn aggregator(home: &Home, args: AggregatorArgs) -> anyhow::Res
         Arc::new(AtomicBool::new(true)),
     )
     .await?;
+    // PDFium is needed for searchable PDFs only; a job that asks for one
+    // without it gets the error in its result.
     let deps = pagefleet_aggregator::stage::Deps {
         js: async_nats::jetstream::new(client),
         store,
+        pdfium: home.pdfium(),
     };
     let config = pagefleet_aggregator::stage::StageConfig {
         topology: connect::topology(&args.queue),

@@ -341,7 +341,7 @@ async fn http_api_every_endpoint() {
             .multipart(
                 upload("welcome.pdf", welcome())
                     .text("dpi", "150")
-                    .text("formats", "txt,json,hocr,alto"),
+                    .text("formats", "txt,json,pdf,hocr,alto"),
             )
             .send()
             .await
@@ -418,6 +418,21 @@ async fn http_api_every_endpoint() {
         let body = r.text().await.unwrap();
         assert!(reads_welcome(&body), "{format}: {body}");
     }
+    // The searchable PDF, written to the S3 store and served from it.
+    let r = http
+        .get(format!("{base}/v1/jobs/{job_id}/result?format=pdf"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/pdf");
+    let pdf = r.bytes().await.unwrap();
+    assert!(
+        pdf.starts_with(b"%PDF-") && pdf.len() > welcome().len(),
+        "{} bytes",
+        pdf.len()
+    );
     let r = http
         .get(format!("{base}/v1/jobs/{job_id}/result?format=docx"))
         .bearer_auth(TOKEN)
@@ -432,7 +447,7 @@ async fn http_api_every_endpoint() {
     assert!(
         body["error"]
             .as_str()
-            .is_some_and(|e| e.contains("no md output") && e.contains("txt, json, hocr, alto")),
+            .is_some_and(|e| e.contains("no md output") && e.contains("txt, json, pdf, hocr, alto")),
         "{body}"
     );
     let (code, body) = json(

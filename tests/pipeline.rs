@@ -314,6 +314,7 @@ async fn publish_pages(js: &jetstream::Context, job_id: &str, keys: &[String]) {
         submitted_at_ms: now_ms(),
         total_pages: keys.len() as u32,
         error: None,
+        dpi: 200.0,
     };
     js.publish(
         names::manifest_subject(job_id),

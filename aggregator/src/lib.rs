@@ -4,8 +4,9 @@
 //! `pagefleet.results.>`, and max-deliveries advisories of the page stream.
 //! Writes: job state in the `pagefleet-jobs` bucket (compare-and-set, so
 //! several aggregators can run side by side), each page's result object, the
-//! job's `result.txt`, `result.md`, `result.json`, `result.hocr` and
-//! `result.alto.xml`, and `progress` and
+//! job's `result.txt`, `result.md`, `result.json`, `result.pdf` (the
+//! searchable PDF), `result.hocr` and `result.alto.xml` as asked, and
+//! `progress` and
 //! `completed` events on `pagefleet.events.<job_id>.*`. A job is completed
 //! exactly once: its completion event carries a `Nats-Msg-Id`.
 //!
@@ -13,6 +14,7 @@
 
 #![deny(unreachable_pub)]
 
+pub mod pdf;
 pub mod report;
 pub mod stage;
 pub mod xml;

@@ -53,6 +53,8 @@ pub struct Deps {
     pub js: jetstream::Context,
     /// Object storage.
     pub store: Store,
+    /// The PDFium library, for searchable PDFs.
+    pub pdfium: std::path::PathBuf,
 }
 
 /// Errors that stop the stage.
@@ -381,6 +383,66 @@ fn apply(state: &mut JobState, result: &ResultMessage) -> bool {
     }
 }
 
+/// Writes a job's searchable PDF into a temporary file, from its source
+/// document and its page results.
+async fn searchable_pdf(
+    deps: &Deps,
+    state: &JobState,
+    report: &report::JobReport,
+) -> Result<tempfile::NamedTempFile, crate::pdf::PdfError> {
+    use crate::pdf::{PageImage, PdfError, Source};
+
+    let io = |e: std::io::Error| PdfError::Pdfium(format!("temporary file: {e}"));
+    let job_id = state.job_id.clone();
+    let source = tempfile::NamedTempFile::new().map_err(io)?;
+    store::download(&deps.store, &names::keys::source(&job_id), source.path()).await?;
+    let out = tempfile::NamedTempFile::new().map_err(io)?;
+    let head = {
+        use std::io::Read;
+        let mut head = vec![0; 1024];
+        let n = std::fs::File::open(source.path())
+            .and_then(|mut f| f.read(&mut head))
+            .map_err(io)?;
+        head.truncate(n);
+        head
+    };
+    let is_pdf =
+        pagefleet_rasterizer::sniff(&head) == Some(pagefleet_rasterizer::DocumentKind::Pdf);
+    let manifest = state.manifest.clone();
+    let pages = manifest.as_ref().map_or(0, |m| m.total_pages);
+    let dpi = manifest.as_ref().map_or(0.0, |m| m.dpi);
+    let (pdfium, store, report) = (deps.pdfium.clone(), deps.store.clone(), report.clone());
+    let runtime = tokio::runtime::Handle::current();
+    let out_path = out.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let pdf = pagefleet_rasterizer::Pdf::bind(&pdfium)
+            .map_err(|e| PdfError::Pdfium(e.to_string()))?;
+        if is_pdf {
+            let source = Source::Pdf(source.path());
+            return crate::pdf::write(&pdf, &report, source, &out_path);
+        }
+        let mut image = |page: u32| {
+            let key = names::keys::page_image(&job_id, page);
+            match runtime.block_on(store::get(store.as_ref(), &key)) {
+                Ok(bytes) => PageImage::from_file_bytes(&bytes)
+                    .map(Some)
+                    .map_err(|message| PdfError::Image { page, message }),
+                Err(StoreError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        };
+        let source = Source::Images {
+            pages,
+            dpi,
+            image: &mut image,
+        };
+        crate::pdf::write(&pdf, &report, source, &out_path)
+    })
+    .await
+    .map_err(|e| PdfError::Pdfium(format!("writer task: {e}")))??;
+    Ok(out)
+}
+
 /// Writes the outputs, marks the job finished (once, by compare-and-set) and
 /// publishes its completion event (deduplicated by message id, so a finisher
 /// that crashed halfway and its successor publish it once).
@@ -399,39 +461,56 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Reco
                 results.insert(page, PageResult::decode(&bytes)?);
             }
         }
-        let job_report = report::build(&state, &results, end_ms);
+        let mut job_report = report::build(&state, &results, end_ms);
+        drop(results);
         let requested = state
             .submission
             .as_ref()
             .map(|s| s.formats.clone())
             .unwrap_or_default();
-        let mut outputs = Vec::new();
-        for format in names::formats_written(&requested) {
-            let bytes: bytes::Bytes = match format {
-                "json" => serde_json::to_vec_pretty(&job_report)?.into(),
-                "txt" => report::text(&job_report).into(),
-                "md" => report::markdown(&job_report).into(),
-                "hocr" => crate::xml::hocr(&job_report).into(),
-                _ => crate::xml::alto(&job_report).into(),
-            };
-            outputs.push((format, bytes));
-        }
+        let asked = names::formats_asked(&requested);
         // A bucket-triggered job also gets its outputs beside its input.
         let output_base = state
             .submission
             .as_ref()
             .and_then(|s| s.output_base.clone());
+        let keys_of = |format: &str| {
+            let mut keys = vec![names::keys::output(&job_id, format)];
+            keys.extend(
+                output_base
+                    .as_ref()
+                    .filter(|_| asked.contains(&format))
+                    .map(|base| format!("{base}.{}", names::output_extension(format))),
+            );
+            keys
+        };
         async {
-            let asked = names::formats_asked(&requested);
-            for (format, bytes) in outputs {
-                let mut keys = vec![names::keys::output(&job_id, format)];
-                keys.extend(
-                    output_base
-                        .as_ref()
-                        .filter(|_| asked.contains(&format))
-                        .map(|base| format!("{base}.{}", names::output_extension(format))),
-                );
-                for key in keys {
+            // The PDF first: a document it cannot be made of is an error the
+            // other outputs report.
+            if asked.contains(&"pdf") {
+                match searchable_pdf(deps, &state, &job_report).await {
+                    Ok(file) => {
+                        for key in keys_of("pdf") {
+                            store::upload(&deps.store, &key, file.path()).await?;
+                        }
+                    }
+                    Err(crate::pdf::PdfError::Store(e)) => return Err(RecordError::Store(e)),
+                    Err(e) => {
+                        warn!("{e}");
+                        job_report.metrics.errors.push(e.to_string());
+                    }
+                }
+            }
+            for format in names::formats_written(&requested) {
+                let bytes: bytes::Bytes = match format {
+                    "json" => serde_json::to_vec_pretty(&job_report)?.into(),
+                    "txt" => report::text(&job_report).into(),
+                    "md" => report::markdown(&job_report).into(),
+                    "hocr" => crate::xml::hocr(&job_report).into(),
+                    "alto" => crate::xml::alto(&job_report).into(),
+                    _ => continue,
+                };
+                for key in keys_of(format) {
                     store::put(deps.store.as_ref(), &key, bytes.clone()).await?;
                 }
             }

@@ -481,13 +481,14 @@ fn content_type(format: &str) -> &'static str {
     match format {
         "json" => "application/json",
         "md" => "text/markdown; charset=utf-8",
+        "pdf" => "application/pdf",
         "hocr" => "text/html; charset=utf-8",
         "alto" => "application/xml; charset=utf-8",
         _ => "text/plain; charset=utf-8",
     }
 }
 
-/// `GET /v1/jobs/{id}/result?format=txt|md|json|hocr|alto`.
+/// `GET /v1/jobs/{id}/result?format=txt|md|json|pdf|hocr|alto`.
 async fn get_result(
     State(api): Shared,
     Path(id): Path<String>,

@@ -91,7 +91,7 @@ pub fn document() -> Value {
                     "key": {"type": "string", "description": "an object key in the store"},
                     "dpi": {"type": "number", "minimum": 36, "maximum": 1200},
                     "profile": {"type": "string", "description": "model profile, e.g. fast or accurate"},
-                    "formats": {"type": "array", "items": {"enum": ["txt", "md", "json", "hocr", "alto"]}},
+                    "formats": {"type": "array", "items": {"enum": ["txt", "md", "json", "pdf", "hocr", "alto"]}},
                     "idempotency_key": {"type": "string", "description": "same key, same job: repeats run nothing"}
                 }},
                 "Accepted": {"type": "object", "properties": {
@@ -157,7 +157,7 @@ pub fn document() -> Value {
             },
             "/v1/jobs/{id}/result": {"get": {
                 "summary": "A finished job's text, markdown or JSON",
-                "parameters": [job_id_param(), {"name": "format", "in": "query", "schema": {"enum": ["txt", "md", "json", "hocr", "alto"], "default": "txt"}}],
+                "parameters": [job_id_param(), {"name": "format", "in": "query", "schema": {"enum": ["txt", "md", "json", "pdf", "hocr", "alto"], "default": "txt"}}],
                 "responses": with(json!({"200": {"description": "the output", "content": {
                     "text/plain": {"schema": {"type": "string"}}, "text/markdown": {"schema": {"type": "string"}},
                     "application/json": {"schema": {"type": "object"}}}}}), error_responses(&["400", "401", "403", "404", "409", "503"]))

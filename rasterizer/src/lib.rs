@@ -143,6 +143,11 @@ impl Rasterizer {
         })
     }
 
+    /// The PDF renderer, when PDFium is bound.
+    pub fn pdf(&self) -> Option<&Pdf> {
+        self.pdf.as_ref()
+    }
+
     /// A rasterizer for image files only; PDFs are refused.
     pub fn images_only() -> Self {
         Self { pdf: None }

@@ -36,6 +36,11 @@ impl Pdf {
         Ok(Self { pdfium })
     }
 
+    /// The bound library, for writing PDFs.
+    pub fn pdfium(&self) -> &'static Pdfium {
+        self.pdfium
+    }
+
     /// Renders every page of a PDF, one at a time.
     pub(crate) fn pages(
         &self,

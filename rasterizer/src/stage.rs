@@ -425,6 +425,7 @@ async fn publish_manifest(
         submitted_at_ms: job.submitted_at_ms,
         total_pages,
         error,
+        dpi: job.dpi,
     };
     publish_acked(
         &deps.js,

@@ -172,6 +172,10 @@ pub struct JobManifest {
     pub total_pages: u32,
     /// Why the document could not be opened, if it could not.
     pub error: Option<String>,
+    /// Resolution the pages were rendered at, or that image pages are taken
+    /// to have (0 in manifests of older rasterizers).
+    #[serde(default)]
+    pub dpi: f32,
 }
 
 /// A worker's heartbeat in the workers bucket. JSON rather than MessagePack:
@@ -578,6 +582,7 @@ mod tests {
             submitted_at_ms: 0,
             total_pages: 2,
             error: None,
+            dpi: 200.0,
         });
         let rec = |ok| PageRecord {
             ok,

@@ -211,7 +211,7 @@ pub fn events_of_kind(kind: &str) -> String {
 }
 
 /// Every output format a job may ask for.
-pub const OUTPUT_FORMATS: [&str; 5] = ["txt", "md", "json", "hocr", "alto"];
+pub const OUTPUT_FORMATS: [&str; 6] = ["txt", "md", "json", "pdf", "hocr", "alto"];
 
 /// The formats a job that names none gets.
 pub const DEFAULT_FORMATS: [&str; 3] = ["txt", "md", "json"];

@@ -61,6 +61,46 @@ pub async fn put(
         .map_err(|e| classify(key, e))
 }
 
+/// Copies an object into a local file, a chunk at a time.
+pub async fn download(store: &Store, key: &str, file: &std::path::Path) -> Result<(), StoreError> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+
+    let local = |e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", file.display()));
+    let result = store
+        .get_opts(&Path::from(key), GetOptions::default())
+        .await
+        .map_err(|e| classify(key, e))?;
+    let mut out = tokio::fs::File::create(file).await.map_err(local)?;
+    let mut chunks = result.into_stream();
+    while let Some(chunk) = chunks.next().await {
+        out.write_all(&chunk.map_err(|e| classify(key, e))?)
+            .await
+            .map_err(local)?;
+    }
+    out.flush().await.map_err(local)
+}
+
+/// Writes a local file as an object, a part at a time when it is large.
+pub async fn upload(store: &Store, key: &str, file: &std::path::Path) -> Result<(), StoreError> {
+    use tokio::io::AsyncWriteExt;
+
+    let local = |e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", file.display()));
+    let mut input = tokio::fs::File::open(file).await.map_err(local)?;
+    let mut writer = object_store::buffered::BufWriter::new(Arc::clone(store), Path::from(key));
+    let copied = tokio::io::copy(&mut input, &mut writer).await;
+    match copied {
+        Ok(_) => writer
+            .shutdown()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{key}: {e}"))),
+        Err(e) => {
+            let _ = writer.abort().await;
+            Err(StoreError::Unavailable(format!("{key}: {e}")))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +116,25 @@ mod tests {
         );
         let err = get(&store, "jobs/a/y").await.unwrap_err();
         assert!(!err.is_transient(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn files_go_up_and_down_whole() {
+        let store: Store = Arc::new(InMemory::new());
+        let dir = std::env::temp_dir().join(format!("pagefleet-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Larger than one part of a multipart upload.
+        let data: Vec<u8> = (0..12_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.join("in"), &data).unwrap();
+        upload(&store, "jobs/a/big", &dir.join("in")).await.unwrap();
+        download(&store, "jobs/a/big", &dir.join("out"))
+            .await
+            .unwrap();
+        assert!(std::fs::read(dir.join("out")).unwrap() == data);
+        let err = download(&store, "jobs/a/none", &dir.join("x"))
+            .await
+            .unwrap_err();
+        assert!(!err.is_transient(), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,347 @@
+//! The searchable PDF: the document as it was, with its OCR text laid over
+//! each page invisibly (text render mode 3), every word on its box and
+//! stretched to the box's width, so that any viewer can select, search and
+//! copy it.
+//!
+//! A PDF keeps its pages untouched: only text objects are added to them.
+//! An image document becomes a PDF of its page images, each page sized from
+//! the image at the job's resolution. Pages are loaded, written and let go one
+//! at a time, and the document is saved to a file, not to memory.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::ImageReader;
+use image::codecs::jpeg::JpegEncoder;
+use pagefleet_rasterizer::Pdf;
+use pagefleet_schemas::store::StoreError;
+use pagefleet_schemas::{OcrLine, OcrWord, PageOcr};
+use pdfium_render::prelude::*;
+
+use crate::report::JobReport;
+
+mod font;
+
+/// JPEG quality of page images that were not JPEG already.
+const JPEG_QUALITY: u8 = 90;
+/// Where the baseline sits above a word box's bottom edge, as a share of the
+/// box height: room for descenders.
+const BASELINE: f32 = 0.22;
+/// Size of a page whose image is missing (it was refused before OCR): US
+/// Letter, in points.
+const BLANK_PAGE: (f32, f32) = (612.0, 792.0);
+
+/// Why a searchable PDF was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum PdfError {
+    /// PDFium could not open, change or save the document.
+    #[error("searchable PDF: {0}")]
+    Pdfium(String),
+    /// A page image cannot be read.
+    #[error("searchable PDF: page {page}: {message}")]
+    Image {
+        /// The page.
+        page: u32,
+        /// Why.
+        message: String,
+    },
+    /// A page image could not be fetched.
+    #[error("searchable PDF: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl From<PdfiumError> for PdfError {
+    fn from(e: PdfiumError) -> Self {
+        Self::Pdfium(e.to_string())
+    }
+}
+
+/// A page image for the PDF: JPEG bytes and the size in pixels.
+pub struct PageImage {
+    jpeg: Vec<u8>,
+    width: u32,
+    height: u32,
+}
+
+impl PageImage {
+    /// An image file's bytes: kept as they are when they are a JPEG, encoded
+    /// as one otherwise.
+    pub fn from_file_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let reader = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| e.to_string())?;
+        if reader.format() == Some(image::ImageFormat::Jpeg) {
+            let (width, height) = reader.into_dimensions().map_err(|e| e.to_string())?;
+            return Ok(Self {
+                jpeg: bytes.to_vec(),
+                width,
+                height,
+            });
+        }
+        let image = reader.decode().map_err(|e| e.to_string())?;
+        Self::encode(&image.into_rgb8())
+    }
+
+    /// Pixels encoded as JPEG.
+    pub fn encode(image: &image::RgbImage) -> Result<Self, String> {
+        let mut jpeg = Vec::new();
+        JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
+            .encode_image(image)
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            jpeg,
+            width: image.width(),
+            height: image.height(),
+        })
+    }
+}
+
+/// Fetches the image of a page; `None` when the page has none.
+pub type ImageOf<'a> = dyn FnMut(u32) -> Result<Option<PageImage>, PdfError> + 'a;
+
+/// Where the pages come from.
+pub enum Source<'a> {
+    /// The document is this PDF file: its pages are kept as they are.
+    Pdf(&'a Path),
+    /// The document was an image file of `pages` pages taken at `dpi`.
+    Images {
+        /// Pages, counted from 1.
+        pages: u32,
+        /// Resolution that sets the page size.
+        dpi: f32,
+        /// Each page's image.
+        image: &'a mut ImageOf<'a>,
+    },
+}
+
+/// Writes the searchable PDF of `report` to `out`.
+pub fn write(
+    pdf: &Pdf,
+    report: &JobReport,
+    source: Source<'_>,
+    out: &Path,
+) -> Result<(), PdfError> {
+    let font = font::invisible_text().map_err(PdfError::Pdfium)?;
+    let pdfium = pdf.pdfium();
+    let ocr_of = |page: u32| {
+        report
+            .pages
+            .iter()
+            .find(|p| p.page == page)
+            .and_then(|p| p.ocr.as_ref())
+    };
+    let document = match source {
+        Source::Pdf(path) => {
+            let mut document = pdfium.load_pdf_from_file(path, None)?;
+            let font = document.fonts_mut().load_true_type_from_bytes(font, true)?;
+            let count = document.pages().len();
+            for index in 0..count {
+                let Some(ocr) = ocr_of(index as u32 + 1) else {
+                    continue;
+                };
+                let mut page = document.pages().get(index)?;
+                let to_page = ToPage::of_pdf_page(&page, ocr)?;
+                lay_text(&document, &mut page, font, ocr, to_page)?;
+            }
+            document
+        }
+        Source::Images { pages, dpi, image } => {
+            let mut document = pdfium.create_new_pdf()?;
+            let font = document.fonts_mut().load_true_type_from_bytes(font, true)?;
+            let dpi = if dpi > 0.0 { dpi } else { 72.0 };
+            for number in 1..=pages {
+                let Some(img) = image(number)? else {
+                    let (w, h) = BLANK_PAGE;
+                    document
+                        .pages_mut()
+                        .create_page_at_end(PdfPagePaperSize::Custom(
+                            PdfPoints::new(w),
+                            PdfPoints::new(h),
+                        ))?;
+                    continue;
+                };
+                let (w_pt, h_pt) = (
+                    img.width as f32 * 72.0 / dpi,
+                    img.height as f32 * 72.0 / dpi,
+                );
+                let mut page =
+                    document
+                        .pages_mut()
+                        .create_page_at_end(PdfPagePaperSize::Custom(
+                            PdfPoints::new(w_pt),
+                            PdfPoints::new(h_pt),
+                        ))?;
+                let mut object =
+                    PdfPageImageObject::new_from_jpeg_reader(&document, Cursor::new(img.jpeg))
+                        .map_err(|e| PdfError::Image {
+                            page: number,
+                            message: format!("not embeddable as JPEG: {e}"),
+                        })?;
+                object.scale(w_pt, h_pt)?;
+                page.objects_mut().add_image_object(object)?;
+                if let Some(ocr) = ocr_of(number) {
+                    let to_page = ToPage::of_image(ocr, w_pt, h_pt);
+                    lay_text(&document, &mut page, font, ocr, to_page)?;
+                }
+            }
+            document
+        }
+    };
+    document.save_to_file(out)?;
+    drop(document);
+    Ok(())
+}
+
+/// Adds every word of `ocr` to `page` as invisible text.
+fn lay_text<'a>(
+    document: &PdfDocument<'a>,
+    page: &mut PdfPage<'a>,
+    font: PdfFontToken,
+    ocr: &PageOcr,
+    to_page: ToPage,
+) -> Result<(), PdfError> {
+    // One content update for the page, not one per word.
+    page.set_content_regeneration_strategy(PdfPageContentRegenerationStrategy::Manual);
+    for line in &ocr.lines {
+        let words = words(line);
+        for (i, word) in words.iter().enumerate() {
+            let last = i + 1 == words.len();
+            if let Some(object) = word_object(document, font, word, last, to_page)? {
+                page.objects_mut().add_text_object(object)?;
+            }
+        }
+    }
+    page.regenerate_content()?;
+    Ok(())
+}
+
+/// A line's words, or the line as one word when it has none.
+fn words(line: &OcrLine) -> Vec<OcrWord> {
+    if line.words.is_empty() {
+        vec![OcrWord {
+            text: line.text.clone(),
+            confidence: line.confidence,
+            polygon: line.polygon,
+        }]
+    } else {
+        line.words.clone()
+    }
+}
+
+/// The invisible text object of one word, or none for a word without
+/// extent or text. Words but a line's last end in a space, outside their box,
+/// so that text extraction keeps them apart however close they stand.
+fn word_object<'a>(
+    document: &PdfDocument<'a>,
+    font: PdfFontToken,
+    word: &OcrWord,
+    last: bool,
+    to_page: ToPage,
+) -> Result<Option<PdfPageTextObject<'a>>, PdfError> {
+    let text = word.text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let [tl, tr, br, bl] = word.polygon.map(|p| to_page.apply(p));
+    // Along the text (the mean of its top and bottom edges) and up it.
+    let along = [
+        (tr[0] - tl[0] + br[0] - bl[0]) / 2.0,
+        (tr[1] - tl[1] + br[1] - bl[1]) / 2.0,
+    ];
+    let up = [
+        (tl[0] - bl[0] + tr[0] - br[0]) / 2.0,
+        (tl[1] - bl[1] + tr[1] - br[1]) / 2.0,
+    ];
+    let length = |v: [f32; 2]| (v[0] * v[0] + v[1] * v[1]).sqrt();
+    if length(along) < 0.1 || length(up) < 0.1 {
+        return Ok(None);
+    }
+    // Every glyph of the font has the same advance: the text's natural width
+    // at size 1, which is stretched to the box, follows from its length.
+    let natural = text.chars().count() as f32 * font::ADVANCE_PER_EM;
+    let text = if last {
+        text.to_owned()
+    } else {
+        format!("{text} ")
+    };
+    let mut object = PdfPageTextObject::new(document, text, font, PdfPoints::new(1.0))?;
+    object.set_render_mode(PdfPageTextRenderMode::Invisible)?;
+    let origin = [bl[0] + BASELINE * up[0], bl[1] + BASELINE * up[1]];
+    object.transform(
+        along[0] / natural,
+        along[1] / natural,
+        up[0],
+        up[1],
+        origin[0],
+        origin[1],
+    )?;
+    Ok(Some(object))
+}
+
+/// The affine map from page-image pixels to PDF page space:
+/// `origin + px * x + py * y`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ToPage {
+    origin: [f32; 2],
+    x: [f32; 2],
+    y: [f32; 2],
+}
+
+impl ToPage {
+    fn apply(&self, [px, py]: [f32; 2]) -> [f32; 2] {
+        [
+            self.origin[0] + px * self.x[0] + py * self.y[0],
+            self.origin[1] + px * self.x[1] + py * self.y[1],
+        ]
+    }
+
+    /// For a PDF page rendered whole into the OCR's image, as PDFium maps
+    /// it: crop box, page rotation and all.
+    fn of_pdf_page(page: &PdfPage<'_>, ocr: &PageOcr) -> Result<Self, PdfError> {
+        let (w, h) = (ocr.width.max(1) as i32, ocr.height.max(1) as i32);
+        let config = PdfRenderConfig::new().set_fixed_size(w, h);
+        let point = |x, y| {
+            page.pixels_to_points(x, y, &config)
+                .map(|(px, py)| [px.value, py.value])
+        };
+        let (o, right, down) = (point(0, 0)?, point(w, 0)?, point(0, h)?);
+        let per = |to: [f32; 2], n: i32| [(to[0] - o[0]) / n as f32, (to[1] - o[1]) / n as f32];
+        Ok(Self {
+            origin: o,
+            x: per(right, w),
+            y: per(down, h),
+        })
+    }
+
+    /// For a page made of the OCR's image, `w_pt` × `h_pt` points.
+    fn of_image(ocr: &PageOcr, w_pt: f32, h_pt: f32) -> Self {
+        Self {
+            origin: [0.0, h_pt],
+            x: [w_pt / ocr.width.max(1) as f32, 0.0],
+            y: [0.0, -h_pt / ocr.height.max(1) as f32],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_pixels_map_to_points_with_y_up() {
+        let ocr = PageOcr {
+            width: 200,
+            height: 100,
+            rotation: 0,
+            lines: Vec::new(),
+            blocks: Vec::new(),
+            counts: Default::default(),
+            avg_confidence: 0.0,
+            timings: Default::default(),
+        };
+        let map = ToPage::of_image(&ocr, 144.0, 72.0);
+        assert_eq!(map.apply([0.0, 0.0]), [0.0, 72.0]);
+        assert_eq!(map.apply([200.0, 100.0]), [144.0, 0.0]);
+        assert_eq!(map.apply([100.0, 50.0]), [72.0, 36.0]);
+    }
+}

@@ -1,0 +1,217 @@
+//! The searchable PDF as a user checks it: `pagefleet run --format pdf` on a
+//! scanned PDF and on a page image, and the output read back by another PDF
+//! library (pypdf, installed by the bootstrap): the same pages at the same
+//! sizes, the OCR's text, and each word where its box is.
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns fail loudly by design
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::pipeline::home;
+use common::{Score, samples};
+use pagefleet_aggregator::pdf::{self, PageImage, Source};
+use pagefleet_aggregator::report;
+use pagefleet_schemas::messages::JobState;
+use serde_json::Value;
+
+/// What pypdf reads of a PDF: per page its size, its text, and each text
+/// object's text with its origin in points.
+fn read_back(file: &Path) -> Vec<Value> {
+    const SCRIPT: &str = r#"
+import json, sys, pypdf
+pages = []
+for page in pypdf.PdfReader(sys.argv[1]).pages:
+    ops = []
+    def visit(text, cm, tm, font, size):
+        if text.strip():
+            ops.append([text.strip(), tm[4], tm[5]])
+    text = page.extract_text(visitor_text=visit)
+    box = page.mediabox
+    pages.append({"size": [float(box.width), float(box.height)], "text": text, "words": ops})
+print(json.dumps(pages))
+"#;
+    let wheel = home().join("python/pypdf-5.9.0-py3-none-any.whl");
+    assert!(
+        wheel.is_file(),
+        "{} missing: run scripts/bootstrap",
+        wheel.display()
+    );
+    let out = Command::new("python3")
+        .env("PYTHONPATH", &wheel)
+        .args(["-c", SCRIPT])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+}
+
+/// A scan: the pages of `images` as a PDF of pictures only, at 150 DPI.
+fn scanned_pdf(images: &[&Path], out: &Path) {
+    let pdf = pagefleet_rasterizer::Pdf::bind(&home().join("lib/libpdfium.so")).unwrap();
+    let empty = report::build(&JobState::new("scan", 0), &BTreeMap::new(), 0);
+    let mut pages = images.iter();
+    let mut image = |_page: u32| {
+        let bytes = std::fs::read(pages.next().unwrap()).unwrap();
+        Ok(Some(PageImage::from_file_bytes(&bytes).unwrap()))
+    };
+    let source = Source::Images {
+        pages: images.len() as u32,
+        dpi: 150.0,
+        image: &mut image,
+    };
+    pdf::write(&pdf, &empty, source, out).unwrap();
+}
+
+/// Checks one output PDF against its job's result and text: page sizes,
+/// the text, and every word's position.
+fn check(output: &Path, result: &Value, page_text: &dyn Fn(usize) -> String, sizes: &[[f64; 2]]) {
+    let read = read_back(output);
+    assert_eq!(read.len(), sizes.len(), "page count");
+    for (i, page) in read.iter().enumerate() {
+        let size = [
+            page["size"][0].as_f64().unwrap(),
+            page["size"][1].as_f64().unwrap(),
+        ];
+        assert!(
+            (size[0] - sizes[i][0]).abs() < 0.5 && (size[1] - sizes[i][1]).abs() < 0.5,
+            "page {}: {size:?} against {:?}",
+            i + 1,
+            sizes[i]
+        );
+        // Selecting and copying gives the OCR's text.
+        let own = page_text(i + 1);
+        let f1 = Score::page(page["text"].as_str().unwrap(), &own).bow_f1();
+        assert!(f1 >= 0.95, "page {}: bag-of-words F1 {f1:.3}", i + 1);
+
+        // Each word starts at its box's left edge and sits within its height.
+        let entry = &result["pages"][i];
+        let (w_px, h_px) = (
+            entry["width"].as_f64().unwrap(),
+            entry["height"].as_f64().unwrap(),
+        );
+        let (sx, sy) = (size[0] / w_px, size[1] / h_px);
+        let words: Vec<&Value> = entry["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|l| l["words"].as_array().unwrap())
+            .collect();
+        let placed = page["words"].as_array().unwrap();
+        let mut worst: f64 = 0.0;
+        assert_eq!(placed.len(), words.len(), "page {}: words", i + 1);
+        assert!(words.len() > 100, "page {}: {} words", i + 1, words.len());
+        for (word, op) in words.iter().zip(placed) {
+            assert_eq!(op[0], word["text"]);
+            let corner = |k: usize, c: usize| word["polygon"][k][c].as_f64().unwrap();
+            let left = corner(0, 0).min(corner(3, 0)) * sx;
+            let top = size[1] - corner(0, 1).min(corner(1, 1)) * sy;
+            let bottom = size[1] - corner(2, 1).max(corner(3, 1)) * sy;
+            let (x, y) = (op[1].as_f64().unwrap(), op[2].as_f64().unwrap());
+            worst = worst.max((x - left).abs());
+            assert!(
+                (x - left).abs() <= 2.0 && y > bottom - 1.0 && y < top,
+                "page {}: {op} placed at ({x:.1}, {y:.1}); its box is left {left:.1}, bottom {bottom:.1}, top {top:.1}",
+                i + 1
+            );
+        }
+        eprintln!(
+            "{}: page {}: {} words, bag-of-words F1 {f1:.3}, farthest word start {worst:.2} pt from its box",
+            output.display(),
+            i + 1,
+            words.len()
+        );
+    }
+}
+
+#[test]
+fn a_scan_and_an_image_come_back_as_searchable_pdfs() {
+    let dir = tempfile::tempdir().unwrap();
+    let samples = samples();
+    // Two pages of different sizes: a letter-size page and a smaller one.
+    let page2 = samples.join("ltnews34-p2.png");
+    let small = dir.path().join("small.jpg");
+    image::open(&page2)
+        .unwrap()
+        .resize(1000, 1000, image::imageops::FilterType::Triangle)
+        .to_rgb8()
+        .save(&small)
+        .unwrap();
+    let scan = dir.path().join("scan.pdf");
+    scanned_pdf(&[&page2, &small], &scan);
+    let input_sizes: Vec<[f64; 2]> = read_back(&scan)
+        .iter()
+        .map(|p| {
+            [
+                p["size"][0].as_f64().unwrap(),
+                p["size"][1].as_f64().unwrap(),
+            ]
+        })
+        .collect();
+    assert_eq!(input_sizes.len(), 2);
+    assert!(
+        read_back(&scan)
+            .iter()
+            .all(|p| p["words"].as_array().unwrap().is_empty())
+    );
+
+    let out = dir.path().join("out");
+    let data = dir.path().join("data");
+    let run = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        .args(["run", "--format", "pdf,txt", "--out"])
+        .arg(&out)
+        .arg("--data")
+        .arg(&data)
+        .arg(&scan)
+        .arg(&page2)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let json = |doc: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(doc).join("result.json")).unwrap())
+            .unwrap()
+    };
+    let text_of = |doc: &'static str| {
+        let out = out.clone();
+        move |page: usize| {
+            std::fs::read_to_string(out.join(doc).join(format!("{page:03}.txt"))).unwrap()
+        }
+    };
+    // The scan keeps its pages and their sizes.
+    let result = json("scan");
+    assert_eq!(result["metrics"]["status"], "success", "{result}");
+    check(
+        &out.join("scan/combined.pdf"),
+        &result,
+        &text_of("scan"),
+        &input_sizes,
+    );
+
+    // The image becomes a page of its size at the rendering resolution
+    // (200 DPI by default): 1275 × 1650 pixels are 459 × 594 points.
+    let result = json("ltnews34-p2");
+    check(
+        &out.join("ltnews34-p2/combined.pdf"),
+        &result,
+        &text_of("ltnews34-p2"),
+        &[[459.0, 594.0]],
+    );
+    // The page text is the sample's, not only the OCR's own.
+    let truth = std::fs::read_to_string(samples.join("truth/ltnews34/002.txt")).unwrap();
+    let read = read_back(&out.join("ltnews34-p2/combined.pdf"));
+    let f1 = Score::page(read[0]["text"].as_str().unwrap(), &truth).bow_f1();
+    assert!(f1 >= 0.9, "against the truth: bag-of-words F1 {f1:.3}");
+}
