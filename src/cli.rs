@@ -269,6 +269,15 @@ pub(crate) struct RunArgs {
     /// Do not print recognised text on standard output.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// PDF pages that already carry text: ocr (read every page from its
+    /// pixels), skip (leave such pages out of OCR), use (take their text
+    /// from the PDF; OCR only the pages without text).
+    #[arg(
+        long = "text-layer",
+        env = "PAGEFLEET_TEXT_LAYER",
+        default_value = "ocr"
+    )]
+    pub(crate) text_layer: pagefleet_schemas::TextLayer,
     #[command(flatten)]
     pub(crate) formats: FormatsArgs,
     #[command(flatten)]
@@ -401,6 +410,15 @@ pub(crate) struct OcrArgs {
     /// Do not print recognised text on standard output.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// PDF pages that already carry text: ocr (read every page from its
+    /// pixels), skip (leave such pages out of OCR), use (take their text
+    /// from the PDF; OCR only the pages without text).
+    #[arg(
+        long = "text-layer",
+        env = "PAGEFLEET_TEXT_LAYER",
+        default_value = "ocr"
+    )]
+    pub(crate) text_layer: pagefleet_schemas::TextLayer,
     #[command(flatten)]
     pub(crate) formats: FormatsArgs,
     #[command(flatten)]
@@ -411,9 +429,9 @@ pub(crate) struct OcrArgs {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct FormatsArgs {
     /// Outputs to write, comma-separated: txt (combined.txt), md
-    /// (combined.md), json (result.json, always written), hocr
-    /// (combined.hocr), alto (combined.alto.xml). Each page's text file is
-    /// always written.
+    /// (combined.md), json (result.json, always written), pdf (combined.pdf,
+    /// searchable), hocr (combined.hocr), alto (combined.alto.xml). Each
+    /// page's text file is always written.
     #[arg(
         long = "format",
         env = "PAGEFLEET_FORMATS",
@@ -479,11 +497,11 @@ pub(crate) struct IntakeArgs {
     #[arg(long, env = "PAGEFLEET_INPUT_PREFIX", default_value = pagefleet_ingest::bucket::INPUT_PREFIX)]
     pub(crate) input_prefix: String,
     /// Outputs of bucket-triggered jobs go to <prefix><key below the input
-    /// prefix>.txt, .md, .json, .hocr and .alto.xml.
+    /// prefix>.txt, .md, .json, .pdf, .hocr and .alto.xml, as asked.
     #[arg(long, env = "PAGEFLEET_OUTPUT_PREFIX", default_value = pagefleet_ingest::bucket::OUTPUT_PREFIX)]
     pub(crate) output_prefix: String,
     /// Outputs of jobs that name none (bucket-triggered jobs among them),
-    /// comma-separated: txt, md, json (always written), hocr, alto.
+    /// comma-separated: txt, md, json (always written), pdf, hocr, alto.
     #[arg(
         long = "formats",
         env = "PAGEFLEET_DEFAULT_FORMATS",
@@ -492,6 +510,13 @@ pub(crate) struct IntakeArgs {
         default_values_t = [Format::Txt, Format::Md, Format::Json]
     )]
     pub(crate) formats: Vec<Format>,
+    /// Text-layer mode of jobs that name none: ocr, skip or use.
+    #[arg(
+        long = "text-layer",
+        env = "PAGEFLEET_DEFAULT_TEXT_LAYER",
+        default_value = "ocr"
+    )]
+    pub(crate) text_layer: pagefleet_schemas::TextLayer,
     /// Do not consume bucket events from NATS.
     #[arg(long, env = "PAGEFLEET_NO_BUCKET_EVENTS")]
     pub(crate) no_bucket_events: bool,
@@ -617,6 +642,10 @@ pub(crate) struct SubmitArgs {
     /// Model profile [default: the deployment's].
     #[arg(long)]
     pub(crate) profile: Option<String>,
+    /// PDF pages that already carry text: ocr, skip or use [default: the
+    /// deployment's].
+    #[arg(long = "text-layer")]
+    pub(crate) text_layer: Option<pagefleet_schemas::TextLayer>,
     /// Same key, same job: a repeated submit runs nothing new.
     #[arg(long)]
     pub(crate) idempotency_key: Option<String>,

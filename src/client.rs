@@ -94,6 +94,9 @@ pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
             body["profile"] = profile.clone().into();
         }
         body["formats"] = formats.clone().into();
+        if let Some(mode) = args.text_layer {
+            body["text_layer"] = mode.as_str().into();
+        }
         request.json(&body)
     } else {
         let path = std::path::Path::new(&args.document);
@@ -114,6 +117,9 @@ pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
             form = form.text("profile", profile.clone());
         }
         form = form.text("formats", formats.join(","));
+        if let Some(mode) = args.text_layer {
+            form = form.text("text_layer", mode.as_str());
+        }
         request.multipart(form)
     };
     let accepted: Value = api.send(request).await?.json().await?;

@@ -19,7 +19,7 @@ use pagefleet_aggregator::pdf::{self, PageImage, PdfError};
 use pagefleet_aggregator::report::{self, JobReport};
 use pagefleet_ocr_worker::engine::SideLimit;
 use pagefleet_ocr_worker::{EngineError, ModelSet, Pool, PoolConfig};
-use pagefleet_rasterizer::{DocumentKind, RasterError, Rasterizer, RenderOptions, sniff};
+use pagefleet_rasterizer::{DocumentKind, Page, RasterError, Rasterizer, RenderOptions, sniff};
 use pagefleet_schemas::messages::{
     JobManifest, JobState, JobStatus, PageRecord, PageResult, SCHEMA_VERSION, now_ms,
 };
@@ -95,6 +95,7 @@ fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
         budget: PixelBudget::new(args.model.max_pixels),
         max_decode_pixels: args.max_decode_pixels,
         max_pages: args.max_pages,
+        text_layer: args.text_layer,
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -211,6 +212,15 @@ impl Document<'_> {
         let (raster, pages) = std::thread::scope(|scope| {
             let writer = scope.spawn(|| self.write_pages(rx));
             let raster = rasterizer.pages(&bytes, self.options, |page| match page {
+                // A page whose text came from the PDF needs no OCR.
+                Ok(Page {
+                    number,
+                    scale,
+                    text: Some(ocr),
+                    ..
+                }) => tx
+                    .send(Outcome::Done(number, scale, Ok(ocr)))
+                    .map_err(|e| e.to_string()),
                 Ok(page) => {
                     let tx = tx.clone();
                     let (number, scale) = (page.number, page.scale);

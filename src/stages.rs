@@ -186,6 +186,7 @@ pub(crate) fn ingest_config(
         },
         defaults: pagefleet_ingest::JobDefaults {
             formats: intake.formats.iter().map(|f| f.name().to_owned()).collect(),
+            text_layer: intake.text_layer,
             dpi: intake.dpi,
             profile: profile.to_owned(),
             max_pixels,

@@ -467,6 +467,44 @@ async fn http_api_every_endpoint() {
             .contains("\"docx\" is unknown"),
         "{body}"
     );
+    // A job may take the text of pages that have some from the PDF itself.
+    let (code, body) = json(
+        http.post(format!("{base}/v1/jobs"))
+            .bearer_auth(TOKEN)
+            .multipart(upload("welcome.pdf", welcome()).text("text_layer", "use"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    let used = body["job_id"].as_str().unwrap().to_owned();
+    let job = wait_job(&http, &base, &used).await;
+    assert_eq!(job["status"], "success", "{job}");
+    let (code, result) =
+        get_authed(&http, &format!("{base}/v1/jobs/{used}/result?format=json")).await;
+    assert_eq!(code, 200, "{result}");
+    assert_eq!(result["pages"][0]["text_source"], "text_layer", "{result}");
+    assert_eq!(
+        result["pages"][0]["lines"][0]["text"],
+        "Welcome to pagefleet"
+    );
+    let (code, body) = json(
+        http.post(format!("{base}/v1/jobs"))
+            .bearer_auth(TOKEN)
+            .multipart(upload("welcome.pdf", welcome()).text("text_layer", "maybe"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("\"maybe\" is unknown: ocr, skip, use")),
+        "{body}"
+    );
     let r = http
         .get(format!("{base}/v1/jobs/no-such-job"))
         .bearer_auth(TOKEN)

@@ -1021,6 +1021,7 @@ async fn publish_document(js: &jetstream::Context, job_id: &str, key: &str) {
         max_pixels: 8_000_000,
         submitted_at_ms: now_ms(),
         max_pages: 0,
+        text_layer: Default::default(),
     };
     js.publish(names::doc_subject(job_id), job.encode().into())
         .await

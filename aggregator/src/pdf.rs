@@ -13,9 +13,9 @@ use std::path::Path;
 
 use image::ImageReader;
 use image::codecs::jpeg::JpegEncoder;
-use pagefleet_rasterizer::Pdf;
+use pagefleet_rasterizer::{Pdf, PixelMap};
 use pagefleet_schemas::store::StoreError;
-use pagefleet_schemas::{OcrLine, OcrWord, PageOcr};
+use pagefleet_schemas::{OcrLine, OcrWord, PageOcr, TextSource};
 use pdfium_render::prelude::*;
 
 use crate::report::JobReport;
@@ -123,12 +123,14 @@ pub fn write(
 ) -> Result<(), PdfError> {
     let font = font::invisible_text().map_err(PdfError::Pdfium)?;
     let pdfium = pdf.pdfium();
+    // Pages whose text came from the PDF carry it already.
     let ocr_of = |page: u32| {
         report
             .pages
             .iter()
             .find(|p| p.page == page)
             .and_then(|p| p.ocr.as_ref())
+            .filter(|ocr| ocr.text_source == TextSource::Ocr)
     };
     let document = match source {
         Source::Pdf(path) => {
@@ -140,7 +142,7 @@ pub fn write(
                     continue;
                 };
                 let mut page = document.pages().get(index)?;
-                let to_page = ToPage::of_pdf_page(&page, ocr)?;
+                let to_page = PixelMap::of_page(&page, ocr.width, ocr.height)?;
                 lay_text(&document, &mut page, font, ocr, to_page)?;
             }
             document
@@ -180,7 +182,7 @@ pub fn write(
                 object.scale(w_pt, h_pt)?;
                 page.objects_mut().add_image_object(object)?;
                 if let Some(ocr) = ocr_of(number) {
-                    let to_page = ToPage::of_image(ocr, w_pt, h_pt);
+                    let to_page = PixelMap::of_image(ocr.width, ocr.height, w_pt, h_pt);
                     lay_text(&document, &mut page, font, ocr, to_page)?;
                 }
             }
@@ -198,7 +200,7 @@ fn lay_text<'a>(
     page: &mut PdfPage<'a>,
     font: PdfFontToken,
     ocr: &PageOcr,
-    to_page: ToPage,
+    to_page: PixelMap,
 ) -> Result<(), PdfError> {
     // One content update for the page, not one per word.
     page.set_content_regeneration_strategy(PdfPageContentRegenerationStrategy::Manual);
@@ -236,13 +238,13 @@ fn word_object<'a>(
     font: PdfFontToken,
     word: &OcrWord,
     last: bool,
-    to_page: ToPage,
+    to_page: PixelMap,
 ) -> Result<Option<PdfPageTextObject<'a>>, PdfError> {
     let text = word.text.trim();
     if text.is_empty() {
         return Ok(None);
     }
-    let [tl, tr, br, bl] = word.polygon.map(|p| to_page.apply(p));
+    let [tl, tr, br, bl] = word.polygon.map(|p| to_page.to_points(p));
     // Along the text (the mean of its top and bottom edges) and up it.
     let along = [
         (tr[0] - tl[0] + br[0] - bl[0]) / 2.0,
@@ -278,70 +280,20 @@ fn word_object<'a>(
     Ok(Some(object))
 }
 
-/// The affine map from page-image pixels to PDF page space:
-/// `origin + px * x + py * y`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct ToPage {
-    origin: [f32; 2],
-    x: [f32; 2],
-    y: [f32; 2],
-}
-
-impl ToPage {
-    fn apply(&self, [px, py]: [f32; 2]) -> [f32; 2] {
-        [
-            self.origin[0] + px * self.x[0] + py * self.y[0],
-            self.origin[1] + px * self.x[1] + py * self.y[1],
-        ]
-    }
-
-    /// For a PDF page rendered whole into the OCR's image, as PDFium maps
-    /// it: crop box, page rotation and all.
-    fn of_pdf_page(page: &PdfPage<'_>, ocr: &PageOcr) -> Result<Self, PdfError> {
-        let (w, h) = (ocr.width.max(1) as i32, ocr.height.max(1) as i32);
-        let config = PdfRenderConfig::new().set_fixed_size(w, h);
-        let point = |x, y| {
-            page.pixels_to_points(x, y, &config)
-                .map(|(px, py)| [px.value, py.value])
-        };
-        let (o, right, down) = (point(0, 0)?, point(w, 0)?, point(0, h)?);
-        let per = |to: [f32; 2], n: i32| [(to[0] - o[0]) / n as f32, (to[1] - o[1]) / n as f32];
-        Ok(Self {
-            origin: o,
-            x: per(right, w),
-            y: per(down, h),
-        })
-    }
-
-    /// For a page made of the OCR's image, `w_pt` × `h_pt` points.
-    fn of_image(ocr: &PageOcr, w_pt: f32, h_pt: f32) -> Self {
-        Self {
-            origin: [0.0, h_pt],
-            x: [w_pt / ocr.width.max(1) as f32, 0.0],
-            y: [0.0, -h_pt / ocr.height.max(1) as f32],
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn image_pixels_map_to_points_with_y_up() {
-        let ocr = PageOcr {
-            width: 200,
-            height: 100,
-            rotation: 0,
-            lines: Vec::new(),
-            blocks: Vec::new(),
-            counts: Default::default(),
-            avg_confidence: 0.0,
-            timings: Default::default(),
-        };
-        let map = ToPage::of_image(&ocr, 144.0, 72.0);
-        assert_eq!(map.apply([0.0, 0.0]), [0.0, 72.0]);
-        assert_eq!(map.apply([200.0, 100.0]), [144.0, 0.0]);
-        assert_eq!(map.apply([100.0, 50.0]), [72.0, 36.0]);
+    fn image_pixels_map_to_points_with_y_up_and_back() {
+        let map = PixelMap::of_image(200, 100, 144.0, 72.0);
+        assert_eq!(map.to_points([0.0, 0.0]), [0.0, 72.0]);
+        assert_eq!(map.to_points([200.0, 100.0]), [144.0, 0.0]);
+        assert_eq!(map.to_points([100.0, 50.0]), [72.0, 36.0]);
+        let [x, y] = map.to_pixels([72.0, 36.0]);
+        assert!(
+            (x - 100.0).abs() < 1e-3 && (y - 50.0).abs() < 1e-3,
+            "{x}, {y}"
+        );
     }
 }

@@ -476,6 +476,7 @@ mod tests {
             counts: TextCounts::default(),
             avg_confidence: 0.9,
             timings: StepTimings::default(),
+            text_source: Default::default(),
         }
     }
 

@@ -308,6 +308,7 @@ mod tests {
             blocks,
             avg_confidence: 0.9,
             timings: StepTimings::default(),
+            text_source: Default::default(),
         };
         let mut report: JobReport = serde_json::from_value(serde_json::json!({
             "metrics": {

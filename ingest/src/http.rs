@@ -219,7 +219,17 @@ struct JobRequest {
     dpi: Option<f32>,
     profile: Option<String>,
     formats: Option<Vec<String>>,
+    text_layer: Option<String>,
     idempotency_key: Option<String>,
+}
+
+/// What a request asks for besides its document.
+#[derive(Debug, Default)]
+pub(crate) struct Asked<'a> {
+    pub(crate) dpi: Option<f32>,
+    pub(crate) profile: Option<&'a str>,
+    pub(crate) formats: Option<&'a [String]>,
+    pub(crate) text_layer: Option<&'a str>,
 }
 
 /// Checks the output formats a request names; each once, in the order
@@ -243,11 +253,15 @@ pub fn requested_formats(formats: &[String]) -> Result<Vec<String>, IntakeError>
 /// Checks a request's options and turns them into submit options.
 pub(crate) fn options_for(
     intake: &Intake,
-    dpi: Option<f32>,
-    profile: Option<&str>,
-    formats: Option<&[String]>,
+    asked: Asked<'_>,
     idempotency_key: Option<String>,
 ) -> Result<SubmitOptions, IntakeError> {
+    let Asked {
+        dpi,
+        profile,
+        formats,
+        text_layer,
+    } = asked;
     let mut options = intake.default_options();
     if let Some(dpi) = dpi {
         if !(36.0..=1200.0).contains(&dpi) {
@@ -267,6 +281,9 @@ pub(crate) fn options_for(
     }
     if let Some(formats) = formats.filter(|f| !f.is_empty()) {
         options.formats = requested_formats(formats)?;
+    }
+    if let Some(mode) = text_layer.filter(|m| !m.is_empty()) {
+        options.text_layer = mode.parse().map_err(IntakeError::BadRequest)?;
     }
     if let Some(key) = &idempotency_key
         && (key.is_empty() || key.len() > 256)
@@ -411,7 +428,13 @@ async fn create_job(
         let formats: Option<Vec<String>> =
             field("formats").map(|f| f.split(',').map(|s| s.trim().to_owned()).collect());
         let key = header_key.or_else(|| field("idempotency_key").map(str::to_owned));
-        let options = options_for(&api.intake, dpi, field("profile"), formats.as_deref(), key)?;
+        let asked = Asked {
+            dpi,
+            profile: field("profile"),
+            formats: formats.as_deref(),
+            text_layer: field("text_layer"),
+        };
+        let options = options_for(&api.intake, asked, key)?;
         match form.file {
             Some((filename, bytes)) => {
                 api.intake
@@ -431,13 +454,13 @@ async fn create_job(
         let req: JobRequest = serde_json::from_slice(&body)
             .map_err(|e| bad_request(format!("body is not a job request: {e}")))?;
         let key = header_key.or(req.idempotency_key.clone());
-        let options = options_for(
-            &api.intake,
-            req.dpi,
-            req.profile.as_deref(),
-            req.formats.as_deref(),
-            key,
-        )?;
+        let asked = Asked {
+            dpi: req.dpi,
+            profile: req.profile.as_deref(),
+            formats: req.formats.as_deref(),
+            text_layer: req.text_layer.as_deref(),
+        };
+        let options = options_for(&api.intake, asked, key)?;
         submit_named(&api, req.source.as_deref(), req.key.as_deref(), &options).await?
     };
     let status = if submitted.created {
@@ -607,7 +630,11 @@ async fn ocr_sync(api: Arc<Api>, multipart: Multipart, image: bool) -> Result<Re
     // The models read Latin and Chinese script alike: the language field is
     // accepted for compatibility and echoed.
     let language = form.fields.get("language").cloned().unwrap_or_default();
-    let options = options_for(&api.intake, dpi, None, None, None)?;
+    let asked = Asked {
+        dpi,
+        ..Asked::default()
+    };
+    let options = options_for(&api.intake, asked, None)?;
     let kind = api.intake.check(bytes.len() as u64, &bytes)?;
     match (image, kind) {
         (true, DocType::Pdf) => {

@@ -187,6 +187,8 @@ pub struct JobDefaults {
     /// Output formats of jobs that name none (bucket-triggered jobs among
     /// them); empty: the default ones.
     pub formats: Vec<String>,
+    /// What jobs that name no mode do with PDF pages that carry text.
+    pub text_layer: pagefleet_schemas::TextLayer,
 }
 
 impl Default for JobDefaults {
@@ -196,6 +198,7 @@ impl Default for JobDefaults {
             profile: PROFILES[0].to_owned(),
             max_pixels: pagefleet_schemas::DEFAULT_MAX_PIXELS,
             formats: Vec::new(),
+            text_layer: pagefleet_schemas::TextLayer::Ocr,
         }
     }
 }
@@ -222,6 +225,7 @@ impl Intake {
             max_pixels: self.defaults.max_pixels,
             max_pages: self.limits.max_pages,
             formats: self.defaults.formats.clone(),
+            text_layer: self.defaults.text_layer,
             ..SubmitOptions::default()
         }
     }

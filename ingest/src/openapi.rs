@@ -92,6 +92,7 @@ pub fn document() -> Value {
                     "dpi": {"type": "number", "minimum": 36, "maximum": 1200},
                     "profile": {"type": "string", "description": "model profile, e.g. fast or accurate"},
                     "formats": {"type": "array", "items": {"enum": ["txt", "md", "json", "pdf", "hocr", "alto"]}},
+                    "text_layer": {"enum": ["ocr", "skip", "use"], "description": "PDF pages that already carry text: read from their pixels (ocr), left out (skip), or taken as they are (use)"},
                     "idempotency_key": {"type": "string", "description": "same key, same job: repeats run nothing"}
                 }},
                 "Accepted": {"type": "object", "properties": {
@@ -137,12 +138,13 @@ pub fn document() -> Value {
         "security": [{"bearer": []}],
         "paths": {
             "/v1/jobs": {"post": {
-                "summary": "Submit a document: a multipart upload (field file, plus dpi, profile, formats, idempotency_key) or JSON naming an object",
+                "summary": "Submit a document: a multipart upload (field file, plus dpi, profile, formats, text_layer, idempotency_key) or JSON naming an object",
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
                 "requestBody": {"required": true, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "properties": {
                         "file": {"type": "string", "format": "binary"}, "dpi": {"type": "number"},
-                        "profile": {"type": "string"}, "formats": {"type": "string"}, "idempotency_key": {"type": "string"}}}},
+                        "profile": {"type": "string"}, "formats": {"type": "string"},
+                        "text_layer": {"enum": ["ocr", "skip", "use"]}, "idempotency_key": {"type": "string"}}}},
                     "application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
                 "responses": with(json!({
                     "202": {"description": "job created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}},

@@ -18,7 +18,7 @@ use serde_json::json;
 use tracing::warn;
 
 use crate::bucket::BucketConfig;
-use crate::http::{options_for, stored_key};
+use crate::http::{Asked, options_for, stored_key};
 use crate::intake::{Intake, IntakeError};
 use crate::jobs::{self, JobError};
 
@@ -29,6 +29,7 @@ struct SubmitRequest {
     dpi: Option<f32>,
     profile: Option<String>,
     formats: Option<Vec<String>>,
+    text_layer: Option<String>,
     idempotency_key: Option<String>,
 }
 
@@ -122,14 +123,13 @@ async fn handle_submit(
             format!("request is not JSON like {{\"source\": \"s3://bucket/key\"}}: {e}"),
         )
     })?;
-    let options = options_for(
-        intake,
-        req.dpi,
-        req.profile.as_deref(),
-        req.formats.as_deref(),
-        req.idempotency_key,
-    )
-    .map_err(refusal_of)?;
+    let asked = Asked {
+        dpi: req.dpi,
+        profile: req.profile.as_deref(),
+        formats: req.formats.as_deref(),
+        text_layer: req.text_layer.as_deref(),
+    };
+    let options = options_for(intake, asked, req.idempotency_key).map_err(refusal_of)?;
     let (key, source) =
         stored_key(bucket, req.source.as_deref(), req.key.as_deref()).map_err(refusal_of)?;
     let submitted = intake

@@ -3,6 +3,7 @@
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
+use pagefleet_schemas::TextLayer;
 use pagefleet_schemas::bus::publish_acked;
 use pagefleet_schemas::messages::{
     DocumentJob, EventKind, JobEvent, JobState, JobStatus, Message, SCHEMA_VERSION, Submission,
@@ -36,6 +37,8 @@ pub struct SubmitOptions {
     /// Output formats to write (empty: the default ones); `json` is always
     /// written.
     pub formats: Vec<String>,
+    /// What PDF pages that already carry text become.
+    pub text_layer: TextLayer,
 }
 
 impl Default for SubmitOptions {
@@ -49,6 +52,7 @@ impl Default for SubmitOptions {
             max_pages: 0,
             output_base: None,
             formats: Vec::new(),
+            text_layer: TextLayer::Ocr,
         }
     }
 }
@@ -226,6 +230,7 @@ async fn submit_in_span(
         max_pixels: options.max_pixels,
         submitted_at_ms,
         max_pages: options.max_pages,
+        text_layer: options.text_layer,
     };
     publish_acked(
         js,

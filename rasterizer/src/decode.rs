@@ -149,6 +149,7 @@ pub(crate) fn fit_page(
         count,
         image,
         scale: fit.scale,
+        text: None,
     })
 }
 

@@ -13,14 +13,15 @@
 mod decode;
 mod pdf;
 pub mod stage;
+mod text_layer;
 
 use std::path::Path;
 
 use image::RgbImage;
-use pagefleet_schemas::PixelBudget;
+use pagefleet_schemas::{PageOcr, PixelBudget, TextLayer};
 
 pub use decode::{DEFAULT_MAX_DECODE_PIXELS, DocumentKind, sniff};
-pub use pdf::Pdf;
+pub use pdf::{Pdf, PixelMap};
 
 /// Default rendering resolution for PDF pages.
 pub const DEFAULT_DPI: f32 = 200.0;
@@ -85,6 +86,9 @@ pub struct RenderOptions {
     pub max_decode_pixels: u64,
     /// Most pages a document may have.
     pub max_pages: usize,
+    /// What PDF pages that already carry text become: rendered for OCR
+    /// (`ocr`), or handed out with their text instead of an image.
+    pub text_layer: TextLayer,
 }
 
 impl std::fmt::Debug for Page {
@@ -106,6 +110,7 @@ impl Default for RenderOptions {
             budget: PixelBudget::default(),
             max_decode_pixels: DEFAULT_MAX_DECODE_PIXELS,
             max_pages: 10_000,
+            text_layer: TextLayer::Ocr,
         }
     }
 }
@@ -120,6 +125,11 @@ pub struct Page {
     pub image: RgbImage,
     /// Factor applied to fit the budget (1.0 when none was needed).
     pub scale: f64,
+    /// For a PDF page that carries text, when the options' text-layer mode
+    /// is `skip` or `use`: the page's result, in the coordinates of the image
+    /// it would have had. The page is then not rendered, and `image` is
+    /// empty.
+    pub text: Option<PageOcr>,
 }
 
 /// Turns documents into pages.

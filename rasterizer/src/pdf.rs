@@ -107,6 +107,18 @@ fn render_page(
         .budget
         .fit(w_px, h_px)
         .map_err(|e| refused(e.to_string()))?;
+    // A page with text of its own may be taken as it is, unrendered.
+    let text = crate::text_layer::read(&page, fit.width, fit.height, options.text_layer)
+        .map_err(|e| refused(format!("cannot read the page's text: {e}")))?;
+    if text.is_some() {
+        return Ok(Page {
+            number,
+            count,
+            image: image::RgbImage::new(0, 0),
+            scale: fit.scale,
+            text,
+        });
+    }
     let config = PdfRenderConfig::new()
         .set_target_width(fit.width as i32)
         .set_maximum_width(fit.width as i32)
@@ -135,7 +147,68 @@ fn render_page(
         count,
         image,
         scale: fit.scale,
+        text: None,
     })
+}
+
+/// The affine map between the pixels of a page's image and PDF page space
+/// (points, y up): `origin + px * x + py * y`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PixelMap {
+    origin: [f32; 2],
+    x: [f32; 2],
+    y: [f32; 2],
+}
+
+impl PixelMap {
+    /// For `page` rendered whole into a `width` × `height` image, as PDFium
+    /// renders it: crop box, page rotation and all.
+    pub fn of_page(page: &PdfPage<'_>, width: u32, height: u32) -> Result<Self, PdfiumError> {
+        let (w, h) = (width.max(1) as i32, height.max(1) as i32);
+        let config = PdfRenderConfig::new().set_fixed_size(w, h);
+        let point = |x, y| {
+            page.pixels_to_points(x, y, &config)
+                .map(|(px, py)| [px.value, py.value])
+        };
+        let (o, right, down) = (point(0, 0)?, point(w, 0)?, point(0, h)?);
+        let per = |to: [f32; 2], n: i32| [(to[0] - o[0]) / n as f32, (to[1] - o[1]) / n as f32];
+        Ok(Self {
+            origin: o,
+            x: per(right, w),
+            y: per(down, h),
+        })
+    }
+
+    /// For a page of `w_pt` × `h_pt` points that is a `width` × `height`
+    /// image.
+    pub fn of_image(width: u32, height: u32, w_pt: f32, h_pt: f32) -> Self {
+        Self {
+            origin: [0.0, h_pt],
+            x: [w_pt / width.max(1) as f32, 0.0],
+            y: [0.0, -h_pt / height.max(1) as f32],
+        }
+    }
+
+    /// A pixel position in points.
+    pub fn to_points(&self, [px, py]: [f32; 2]) -> [f32; 2] {
+        [
+            self.origin[0] + px * self.x[0] + py * self.y[0],
+            self.origin[1] + px * self.x[1] + py * self.y[1],
+        ]
+    }
+
+    /// A position in points as pixels.
+    pub fn to_pixels(&self, [x, y]: [f32; 2]) -> [f32; 2] {
+        let (dx, dy) = (x - self.origin[0], y - self.origin[1]);
+        let det = self.x[0] * self.y[1] - self.x[1] * self.y[0];
+        if det == 0.0 {
+            return [0.0, 0.0];
+        }
+        [
+            (dx * self.y[1] - dy * self.y[0]) / det,
+            (self.x[0] * dy - self.x[1] * dx) / det,
+        ]
+    }
 }
 
 fn load_error(err: PdfiumError) -> RasterError {

@@ -17,13 +17,13 @@ use opentelemetry::KeyValue;
 use pagefleet_schemas::bus::{PublishFailed, publish_acked};
 use pagefleet_schemas::messages::{
     DecodeError, DocumentJob, EventKind, JobEvent, JobManifest, JobStatus, Message, PageFailure,
-    PageJob, ResultMessage, SCHEMA_VERSION, now_ms,
+    PageJob, PageResult, ResultMessage, SCHEMA_VERSION, now_ms,
 };
 use pagefleet_schemas::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
 use pagefleet_schemas::running::Running;
 use pagefleet_schemas::store::{self, Store, StoreError};
 use pagefleet_schemas::topology::{self, TopologyConfig};
-use pagefleet_schemas::{PixelBudget, names};
+use pagefleet_schemas::{PageOcr, PixelBudget, names};
 use tokio::sync::mpsc;
 use tracing::{info, info_span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -125,9 +125,17 @@ impl Fault for DocumentError {
     }
 }
 
-/// A page from the render thread: number, page count, scale, the image
-/// already encoded as PNG, and when its rendering began and ended.
-type Rendered = Result<(u32, u32, f64, Vec<u8>, RenderTime), RasterError>;
+/// A page from the render thread: number, page count, scale, what it holds,
+/// and when its rendering began and ended.
+type Rendered = Result<(u32, u32, f64, Content, RenderTime), RasterError>;
+
+/// A page's image, or its text taken from the PDF instead.
+enum Content {
+    /// The image, encoded as PNG.
+    Png(Vec<u8>),
+    /// The page's result, from its own text.
+    Text(PageOcr),
+}
 
 /// When a page's rendering and encoding began and ended.
 type RenderTime = (SystemTime, SystemTime);
@@ -195,12 +203,17 @@ fn spawn_renderer(
                 let mut began = SystemTime::now();
                 let result = rasterizer.pages(&req.bytes, &req.options, |page| {
                     let rendered = page.and_then(|p| {
-                        let png = encode_png(&p.image).map_err(|e| RasterError::PageRefused {
-                            page: p.number,
-                            message: format!("png: {e}"),
-                        })?;
+                        let content = match p.text {
+                            Some(text) => Content::Text(text),
+                            None => Content::Png(encode_png(&p.image).map_err(|e| {
+                                RasterError::PageRefused {
+                                    page: p.number,
+                                    message: format!("png: {e}"),
+                                }
+                            })?),
+                        };
                         let time = (began, SystemTime::now());
-                        Ok((p.number as u32, p.count as u32, p.scale, png, time))
+                        Ok((p.number as u32, p.count as u32, p.scale, content, time))
                     });
                     let sent = req
                         .pages
@@ -303,6 +316,7 @@ impl Documents {
                 0 => config.max_pages,
                 n => n.min(config.max_pages),
             },
+            text_layer: job.text_layer,
         };
         let (pages_tx, mut pages_rx) = mpsc::channel::<Rendered>(2);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -319,7 +333,7 @@ impl Documents {
         let mut published = 0u32;
         while let Some(page) = pages_rx.recv().await {
             match page {
-                Ok((number, count, scale, png, (began, ended))) => {
+                Ok((number, count, scale, content, (began, ended))) => {
                     if let Some(kv) = &self.jobs
                         && pagefleet_schemas::state::has_ended(kv, &job.job_id).await
                     {
@@ -337,8 +351,16 @@ impl Documents {
                             KeyValue::new("page", i64::from(number)),
                         ],
                     );
-                    publish_page(deps, job, number, count, scale, png).await?;
-                    metrics::counter!("pagefleet_pages_rasterized_total").increment(1);
+                    match content {
+                        Content::Png(png) => {
+                            publish_page(deps, job, number, count, scale, png).await?;
+                            metrics::counter!("pagefleet_pages_rasterized_total").increment(1);
+                        }
+                        Content::Text(ocr) => {
+                            publish_text(deps, job, &config.name, number, scale, ocr).await?;
+                            metrics::counter!("pagefleet_pages_from_text_layer_total").increment(1);
+                        }
+                    }
                     published += 1;
                 }
                 Err(RasterError::PageRefused { page, message }) => {
@@ -381,6 +403,36 @@ async fn publish_page(
         names::page_subject(&job.profile, names::Lane::of_job(count), &job.job_id, page),
         names::page_msg_id(&job.job_id, page),
         page_job.encode(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A page whose text came from the PDF: its result goes straight to the
+/// aggregator, as a worker's would.
+async fn publish_text(
+    deps: &Deps,
+    job: &DocumentJob,
+    name: &str,
+    page: u32,
+    scale: f64,
+    ocr: PageOcr,
+) -> Result<(), DocumentError> {
+    let result = PageResult {
+        v: SCHEMA_VERSION,
+        job_id: job.job_id.clone(),
+        page,
+        worker: name.to_owned(),
+        queue_wait_ms: 0,
+        deliveries: 1,
+        scale,
+        ocr,
+    };
+    publish_acked(
+        &deps.js,
+        names::result_subject(&job.job_id, page),
+        names::result_msg_id(&job.job_id, page, 1),
+        ResultMessage::Page(result).encode(),
     )
     .await?;
     Ok(())

@@ -30,5 +30,5 @@ pub use budget::{
 };
 pub use page::{
     Block, BlockKind, OcrLine, OcrWord, PageOcr, StepTimings, TableCell, TableShape, TextCounts,
-    polygon_bounds, polygon_height,
+    TextLayer, TextSource, polygon_bounds, polygon_height,
 };

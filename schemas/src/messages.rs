@@ -88,6 +88,9 @@ pub struct DocumentJob {
     /// Most pages this job may have; 0 leaves the rasterizer's own limit.
     #[serde(default)]
     pub max_pages: u32,
+    /// What to do with PDF pages that already carry text.
+    #[serde(default)]
+    pub text_layer: crate::TextLayer,
 }
 
 /// A page to read.
@@ -521,6 +524,7 @@ mod tests {
                 },
                 avg_confidence: 0.9,
                 timings: StepTimings::default(),
+                text_source: Default::default(),
             },
         }
     }
@@ -538,6 +542,7 @@ mod tests {
             max_pixels: 8_000_000,
             submitted_at_ms: 1,
             max_pages: 0,
+            text_layer: Default::default(),
         };
         assert_eq!(DocumentJob::decode(&job.encode()).unwrap(), job);
         let result = ResultMessage::Page(page_result());

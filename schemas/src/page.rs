@@ -258,6 +258,66 @@ pub struct PageOcr {
     pub avg_confidence: f32,
     /// Time per step.
     pub timings: StepTimings,
+    /// Where the text came from: read from the pixels, taken from the PDF's
+    /// own text layer, or neither (a page with text that was skipped).
+    #[serde(default)]
+    pub text_source: TextSource,
+}
+
+/// Where a page's text came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextSource {
+    /// Read from the page's pixels.
+    #[default]
+    Ocr,
+    /// Taken from the text the PDF page already carries.
+    TextLayer,
+    /// Left out: the page carries text and the job skips such pages.
+    Skipped,
+}
+
+/// What a job does with PDF pages that already carry text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextLayer {
+    /// Read every page from its pixels.
+    #[default]
+    Ocr,
+    /// Leave pages with text out of OCR; they have no text in the result.
+    Skip,
+    /// Take the text of pages with text from the PDF, read the others.
+    Use,
+}
+
+impl TextLayer {
+    /// Every mode, by name.
+    pub const NAMES: [&str; 3] = ["ocr", "skip", "use"];
+
+    /// The mode's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ocr => "ocr",
+            Self::Skip => "skip",
+            Self::Use => "use",
+        }
+    }
+}
+
+impl std::str::FromStr for TextLayer {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "ocr" => Ok(Self::Ocr),
+            "skip" => Ok(Self::Skip),
+            "use" => Ok(Self::Use),
+            other => Err(format!(
+                "text layer mode {other:?} is unknown: {}",
+                Self::NAMES.join(", ")
+            )),
+        }
+    }
 }
 
 impl PageOcr {

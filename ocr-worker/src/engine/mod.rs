@@ -292,6 +292,7 @@ impl Engine {
             counts,
             avg_confidence,
             timings,
+            text_source: pagefleet_schemas::TextSource::Ocr,
         })
     }
 

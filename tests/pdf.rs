@@ -1,7 +1,9 @@
-//! The searchable PDF as a user checks it: `pagefleet run --format pdf` on a
-//! scanned PDF and on a page image, and the output read back by another PDF
-//! library (pypdf, installed by the bootstrap): the same pages at the same
-//! sizes, the OCR's text, and each word where its box is.
+//! PDFs in and out as a user meets them. The searchable PDF: `pagefleet run
+//! --format pdf` on a scanned PDF and on a page image, and the output read
+//! back by another PDF library (pypdf, installed by the bootstrap): the same
+//! pages at the same sizes, the OCR's text, and each word where its box is.
+//! Text layers: a PDF with a born-digital page and a scanned one, read with
+//! `--text-layer use` and `skip`.
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns fail loudly by design
 
@@ -12,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::pipeline::home;
-use common::{Score, samples};
+use common::{Score, root, samples};
 use pagefleet_aggregator::pdf::{self, PageImage, Source};
 use pagefleet_aggregator::report;
 use pagefleet_schemas::messages::JobState;
@@ -214,4 +216,142 @@ fn a_scan_and_an_image_come_back_as_searchable_pdfs() {
     let read = read_back(&out.join("ltnews34-p2/combined.pdf"));
     let f1 = Score::page(read[0]["text"].as_str().unwrap(), &truth).bow_f1();
     assert!(f1 >= 0.9, "against the truth: bag-of-words F1 {f1:.3}");
+}
+
+/// A PDF whose first page carries text (the quick-start document) and whose
+/// second is a scan without any.
+fn mixed_pdf(dir: &Path) -> std::path::PathBuf {
+    let scan = dir.join("scan-page.pdf");
+    scanned_pdf(&[&samples().join("ltnews34-p2.png")], &scan);
+    let pdf = pagefleet_rasterizer::Pdf::bind(&home().join("lib/libpdfium.so")).unwrap();
+    let pdfium = pdf.pdfium();
+    let mut document = pdfium
+        .load_pdf_from_file(&root().join("examples/welcome.pdf"), None)
+        .unwrap();
+    let scanned = pdfium.load_pdf_from_file(&scan, None).unwrap();
+    document.pages_mut().append(&scanned).unwrap();
+    let mixed = dir.join("mixed.pdf");
+    document.save_to_file(&mixed).unwrap();
+    mixed
+}
+
+#[test]
+fn pages_with_text_are_taken_as_they_are_or_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mixed = mixed_pdf(dir.path());
+    let welcome = std::fs::read_to_string(root().join("examples/welcome.txt")).unwrap();
+    let truth = std::fs::read_to_string(samples().join("truth/ltnews34/002.txt")).unwrap();
+
+    // `use`, through the pipeline: the first page's text is the PDF's own,
+    // the second page is read.
+    let out = dir.path().join("use");
+    let run = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        .args([
+            "run",
+            "--text-layer",
+            "use",
+            "--format",
+            "txt,json,pdf",
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg(&mixed)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("mixed/result.json")).unwrap())
+            .unwrap();
+    assert_eq!(result["metrics"]["status"], "success", "{result}");
+    let pages = result["pages"].as_array().unwrap();
+    assert_eq!(pages[0]["text_source"], "text_layer");
+    assert_eq!(pages[1]["text_source"], "ocr");
+    let page1 = std::fs::read_to_string(out.join("mixed/001.txt")).unwrap();
+    let cer = Score::page(&page1, &welcome).cer();
+    assert!(cer <= 0.005, "the PDF's own text: CER {cer:.4}\n{page1}");
+    let page2 = std::fs::read_to_string(out.join("mixed/002.txt")).unwrap();
+    let f1 = Score::page(&page2, &truth).bow_f1();
+    assert!(f1 >= 0.9, "the scanned page: bag-of-words F1 {f1:.3}");
+    // The text layer's words have boxes on the page, top to bottom.
+    let (w, h) = (
+        pages[0]["width"].as_f64().unwrap(),
+        pages[0]["height"].as_f64().unwrap(),
+    );
+    let lines = pages[0]["lines"].as_array().unwrap();
+    assert_eq!(lines[0]["text"], "Welcome to pagefleet");
+    let mut last_top = 0.0;
+    for line in lines {
+        let p = &line["polygon"];
+        let (x0, y0, x1, y1) = (
+            p[0][0].as_f64().unwrap(),
+            p[0][1].as_f64().unwrap(),
+            p[2][0].as_f64().unwrap(),
+            p[2][1].as_f64().unwrap(),
+        );
+        assert!(
+            0.0 <= x0 && x0 < x1 && x1 <= w && 0.0 <= y0 && y0 < y1 && y1 <= h,
+            "{line}"
+        );
+        assert!(y0 >= last_top, "{line} above the line before it");
+        last_top = y0;
+        assert_eq!(
+            line["words"].as_array().unwrap().len(),
+            line["text"].as_str().unwrap().split_whitespace().count()
+        );
+    }
+    // In the searchable PDF the first page keeps its own text, once; the
+    // second has the OCR's.
+    let read = read_back(&out.join("mixed/combined.pdf"));
+    let f1 = Score::page(read[0]["text"].as_str().unwrap(), &welcome).bow_f1();
+    assert!(
+        f1 >= 0.98,
+        "page 1 of the searchable PDF: bag-of-words F1 {f1:.3}"
+    );
+    let f1 = Score::page(read[1]["text"].as_str().unwrap(), &page2).bow_f1();
+    assert!(
+        f1 >= 0.95,
+        "page 2 of the searchable PDF: bag-of-words F1 {f1:.3}"
+    );
+
+    // `skip`, with `pagefleet ocr`: the first page is left out, and says so.
+    let out = dir.path().join("skip");
+    let ocr = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        .args(["ocr", "--text-layer", "skip", "--out"])
+        .arg(&out)
+        .arg(&mixed)
+        .output()
+        .unwrap();
+    assert!(
+        ocr.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ocr.stderr)
+    );
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("mixed/result.json")).unwrap())
+            .unwrap();
+    let pages = result["pages"].as_array().unwrap();
+    assert_eq!(pages[0]["text_source"], "skipped");
+    assert!(pages[0]["lines"].as_array().unwrap().is_empty());
+    assert_eq!(pages[1]["text_source"], "ocr");
+    assert!(
+        std::fs::read_to_string(out.join("mixed/001.txt"))
+            .unwrap()
+            .trim()
+            .is_empty()
+    );
+    let f1 = Score::page(
+        &std::fs::read_to_string(out.join("mixed/002.txt")).unwrap(),
+        &truth,
+    )
+    .bow_f1();
+    assert!(
+        f1 >= 0.9,
+        "the scanned page, skip mode: bag-of-words F1 {f1:.3}"
+    );
 }
