@@ -337,6 +337,10 @@ pub(crate) struct ModelArgs {
     /// Classify each line as upright or upside down before recognising it.
     #[arg(long, env = "PAGEFLEET_CLASSIFY_LINES", default_value_t = false)]
     pub(crate) classify_lines: bool,
+    /// Read pages as they are given: no turning of sideways and upside-down
+    /// pages by the page-orientation classifier.
+    #[arg(long, env = "PAGEFLEET_NO_PAGE_ORIENTATION", default_value_t = false)]
+    pub(crate) no_page_orientation: bool,
     /// Inference slots (pages processed at once), each with its own sessions
     /// [default: one per core, at most 8].
     #[arg(long, env = "PAGEFLEET_SLOTS")]

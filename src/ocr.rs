@@ -62,6 +62,11 @@ pub(crate) fn model_set(home: &Home, args: &ModelArgs) -> anyhow::Result<ModelSe
     if args.det_max_side > 0 {
         set.det_params.side_limit = SideLimit::Max(args.det_max_side);
     }
+    // Custom models read turned pages too: the classifier is the same.
+    set.orientation = (!args.no_page_orientation).then(|| {
+        home.models()
+            .join(pagefleet_ocr_worker::engine::ORIENTATION_MODEL)
+    });
     Ok(set)
 }
 

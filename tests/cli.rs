@@ -122,7 +122,7 @@ fn a_missing_runtime_names_the_files_and_the_fix() {
 }
 
 #[test]
-fn upside_down_lines_are_turned_by_the_classifier() {
+fn an_upside_down_page_is_turned_by_either_classifier() {
     // The welcome page rendered, then turned 180°.
     let home = root().join(".pagefleet");
     let home = std::env::var_os("PAGEFLEET_HOME").map_or(home, std::path::PathBuf::from);
@@ -141,12 +141,10 @@ fn upside_down_lines_are_turned_by_the_classifier() {
     turned.save(&file).unwrap();
     let truth = std::fs::read_to_string(root().join("examples/welcome.txt")).unwrap();
 
-    let read = |classify: bool| {
-        let out = dir.path().join(format!("out-{classify}"));
+    let read = |flags: &[&str]| {
+        let out = dir.path().join(format!("out{}", flags.join("")));
         let mut args: Vec<&std::ffi::OsStr> = vec!["ocr".as_ref(), "--out".as_ref(), out.as_ref()];
-        if classify {
-            args.push("--classify-lines".as_ref());
-        }
+        args.extend(flags.iter().map(|f| std::ffi::OsStr::new(*f)));
         args.push(file.as_os_str());
         let run = pagefleet(&args);
         assert!(
@@ -160,26 +158,30 @@ fn upside_down_lines_are_turned_by_the_classifier() {
             json(&out.join("turned/result.json")),
         )
     };
-    let (without, _) = read(false);
+    let (without, _) = read(&["--no-page-orientation"]);
     assert!(
         without.bow_f1() < 0.5,
-        "upside-down text read without the classifier: F1 {}",
+        "upside-down text read without either classifier: F1 {}",
         without.bow_f1()
     );
-    // With it, the page is found upside down, turned, and read in order.
-    let (with, result) = read(true);
-    assert!(with.cer() <= 0.01, "CER with the classifier {}", with.cer());
-    let page = &result["pages"][0];
-    assert_eq!(page["rotation"], 180);
-    // The title's polygon is given in the page as submitted: near its bottom,
-    // with the text's top-left corner to the bottom right of its bottom-right.
-    let title = &page["lines"][0]["polygon"];
-    let height = page["height"].as_f64().unwrap();
-    assert!(title[0][1].as_f64().unwrap() > 0.8 * height, "{title}");
-    assert!(
-        title[0][0].as_f64().unwrap() > title[2][0].as_f64().unwrap(),
-        "{title}"
-    );
+    // With the page classifier (the default), or the line classifier alone,
+    // the page is found upside down, turned, and read in order.
+    for flags in [&[][..], &["--no-page-orientation", "--classify-lines"][..]] {
+        let (with, result) = read(flags);
+        assert!(with.cer() <= 0.01, "{flags:?}: CER {}", with.cer());
+        let page = &result["pages"][0];
+        assert_eq!(page["rotation"], 180, "{flags:?}");
+        // The title's polygon is given in the page as submitted: near its
+        // bottom, with the text's top-left corner to the bottom right of its
+        // bottom-right.
+        let title = &page["lines"][0]["polygon"];
+        let height = page["height"].as_f64().unwrap();
+        assert!(title[0][1].as_f64().unwrap() > 0.8 * height, "{title}");
+        assert!(
+            title[0][0].as_f64().unwrap() > title[2][0].as_f64().unwrap(),
+            "{title}"
+        );
+    }
 }
 
 #[test]

@@ -98,6 +98,8 @@ fn default_profile_matches_the_ground_truth() {
             assert!(stdout.contains(&format!("==> {doc} page {} <==", i + 1)));
             let json_page = &result["pages"][i];
             assert_eq!(json_page["page"], i + 1);
+            // Upright pages are never turned.
+            assert_eq!(json_page["rotation"], 0, "{doc} page {}", i + 1);
             let lines = json_page["lines"].as_array().unwrap();
             let joined: String = lines
                 .iter()
@@ -220,6 +222,73 @@ fn a_page_image_reads_like_its_pdf_page() {
     assert!(words > 300, "{words} words");
 }
 
+#[test]
+fn sideways_and_upside_down_pages_read_as_upright_ones() {
+    let samples = samples();
+    let dir = tempfile::tempdir().unwrap();
+    let truth = read(&samples.join("truth/ltnews34/002.txt"));
+    let page = image::open(samples.join("ltnews34-p2.png")).unwrap();
+    // The page turned clockwise by 90, 180 and 270 degrees.
+    let mut files = vec![samples.join("ltnews34-p2.png")];
+    for (degrees, turned) in [
+        (90, page.rotate90()),
+        (180, page.rotate180()),
+        (270, page.rotate270()),
+    ] {
+        let file = dir.path().join(format!("turned-{degrees}.png"));
+        turned.save(&file).unwrap();
+        files.push(file);
+    }
+    let out = dir.path().join("out");
+    let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let run = ocr(&refs, &out);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let result = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&read(&out.join(name).join("result.json"))).unwrap()
+    };
+    let upright = result("ltnews34-p2");
+    let f1 = Score::page(&read(&out.join("ltnews34-p2/001.txt")), &truth).bow_f1();
+    assert_eq!(upright["pages"][0]["rotation"], 0);
+    let (w, h) = (1275.0, 1650.0);
+    for degrees in [90, 180, 270] {
+        let name = format!("turned-{degrees}");
+        let turned = result(&name);
+        let page = &turned["pages"][0];
+        assert_eq!(page["rotation"], degrees, "{name}");
+        let text = read(&out.join(&name).join("001.txt"));
+        let turned_f1 = Score::page(&text, &truth).bow_f1();
+        eprintln!("{name}: bag-of-words F1 {turned_f1:.3} (upright {f1:.3})");
+        assert!(
+            (turned_f1 - f1).abs() <= 0.01,
+            "{name}: F1 {turned_f1:.3}, upright {f1:.3}"
+        );
+        // Boxes are in the turned page's coordinates: the first line's
+        // corners are the upright page's, turned with it.
+        let corner = |v: &serde_json::Value, i: usize| {
+            [v[i][0].as_f64().unwrap(), v[i][1].as_f64().unwrap()]
+        };
+        let first = &upright["pages"][0]["lines"][0]["polygon"];
+        let here = &page["lines"][0]["polygon"];
+        for i in 0..4 {
+            let [x, y] = corner(first, i);
+            let expected = match degrees {
+                90 => [h - y, x],
+                180 => [w - x, h - y],
+                _ => [y, w - x],
+            };
+            let got = corner(here, i);
+            assert!(
+                (got[0] - expected[0]).abs() < 4.0 && (got[1] - expected[1]).abs() < 4.0,
+                "{name}: corner {i} at {got:?}, expected {expected:?}"
+            );
+        }
+    }
+}
+
 /// The layout set's pages, scored by their layout class, and the structure
 /// of what pagefleet wrote for them: blocks in result.json, markdown tables,
 /// headings, running headers and footers.
@@ -295,6 +364,11 @@ fn layout_set_reads_in_reading_order() {
         let result: serde_json::Value =
             serde_json::from_str(&read(&out.path().join(doc).join("result.json"))).unwrap();
         for page in result["pages"].as_array().unwrap() {
+            assert_eq!(
+                page["rotation"], 0,
+                "{doc} page {}: upright, not turned",
+                page["page"]
+            );
             let lines = page["lines"].as_array().unwrap();
             let blocks = page["blocks"].as_array().unwrap();
             for (k, block) in blocks.iter().enumerate() {

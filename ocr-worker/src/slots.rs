@@ -88,6 +88,7 @@ impl PoolConfig {
         if self.classify_lines {
             files.extend(self.models.cls.as_deref());
         }
+        files.extend(self.models.orientation.as_deref());
         files
     }
 

@@ -221,6 +221,9 @@ impl TextCounts {
 pub struct StepTimings {
     /// Scaling the page into the budget.
     pub prepare_ms: f64,
+    /// Deciding the page's orientation and turning it upright.
+    #[serde(default)]
+    pub orient_ms: f64,
     /// Text detection: preprocessing, inference and box extraction.
     pub detect_ms: f64,
     /// Cropping the lines out of the page.
@@ -243,7 +246,8 @@ pub struct PageOcr {
     pub width: u32,
     /// Height of the image the polygons refer to.
     pub height: u32,
-    /// Degrees (0 or 180) the page was turned to read it upright; polygons
+    /// How far the page's content is turned clockwise, in degrees (0, 90,
+    /// 180 or 270): the page was turned as far back to read it. Polygons
     /// refer to the page as given either way.
     #[serde(default)]
     pub rotation: u16,

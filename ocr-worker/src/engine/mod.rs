@@ -13,6 +13,7 @@ mod geometry;
 mod kinds;
 mod layout;
 mod model;
+mod orient;
 mod profile;
 mod rec;
 
@@ -31,7 +32,7 @@ pub use geometry::Quad;
 pub use kinds::refine_kinds;
 pub use layout::{Extent, Placed, layout};
 pub use model::{Model, OrtModel, Provider, SessionOptions, load_runtime};
-pub use profile::{ModelSet, Profile};
+pub use profile::{ModelSet, ORIENTATION_MODEL, Profile};
 pub use rec::{Decoded, DecodedWord, Vocabulary};
 
 /// Everything the engine needs to know besides the page.
@@ -85,6 +86,8 @@ pub struct Engine {
     det: Box<dyn Model>,
     rec: Box<dyn Model>,
     cls: Option<Box<dyn Model>>,
+    /// Page-orientation classifier (0/90/180/270), when configured.
+    orient: Option<Box<dyn Model>>,
     vocab: Vocabulary,
 }
 
@@ -120,7 +123,22 @@ impl Engine {
             hint: format!("{e}; run scripts/bootstrap, or check the model paths"),
         })?;
         let vocab = Vocabulary::from_dict(&dict, true);
-        Self::from_models(config, Box::new(det), Box::new(rec), cls, vocab)
+        let orient = match &config.models.orientation {
+            Some(path) => Some(OrtModel::load(env, path, options, "orient")?),
+            None => None,
+        };
+        let engine = Self::from_models(config, Box::new(det), Box::new(rec), cls, vocab)?;
+        Ok(match orient {
+            Some(model) => engine.with_orientation(Box::new(model)),
+            None => engine,
+        })
+    }
+
+    /// The engine, deciding each page's orientation with `model` (four
+    /// classes: 0, 90, 180 and 270 degrees clockwise) before detection.
+    pub fn with_orientation(mut self, model: Box<dyn Model>) -> Self {
+        self.orient = Some(model);
+        self
     }
 
     /// Builds an engine from already loaded models: any runtime, or test doubles.
@@ -155,6 +173,7 @@ impl Engine {
             det,
             rec,
             cls,
+            orient: None,
             vocab,
         })
     }
@@ -163,6 +182,7 @@ impl Engine {
     pub fn stopper(&self) -> Stopper {
         let mut runs = vec![self.det.stopper(), self.rec.stopper()];
         runs.extend(self.cls.as_ref().map(|c| c.stopper()));
+        runs.extend(self.orient.as_ref().map(|o| o.stopper()));
         Stopper(runs.into_iter().flatten().collect())
     }
 
@@ -190,8 +210,21 @@ impl Engine {
         };
         timings.prepare_ms = ms(started);
 
+        // A sideways or upside-down page is turned upright before anything
+        // is detected on it.
         let t = Instant::now();
-        let mut detections = info_span!("detect").in_scope(|| self.detect(page))?;
+        let orientation = info_span!("orient").in_scope(|| self.orientation(page))?;
+        let oriented;
+        let upright = if orientation == 0 {
+            page
+        } else {
+            oriented = orient::upright(page, orientation);
+            &oriented
+        };
+        timings.orient_ms = ms(t);
+
+        let t = Instant::now();
+        let mut detections = info_span!("detect").in_scope(|| self.detect(upright))?;
         timings.detect_ms = ms(t);
 
         let t = Instant::now();
@@ -199,10 +232,10 @@ impl Engine {
         timings.layout_ms = ms(t);
 
         let t = Instant::now();
-        let mut crops = info_span!("crop").in_scope(|| crop_lines(page, &detections, &placed));
+        let mut crops = info_span!("crop").in_scope(|| crop_lines(upright, &detections, &placed));
         timings.crop_ms = ms(t);
 
-        let mut rotation = 0;
+        let mut rotation = orientation;
         let turned;
         // Lines turned by 180° on their own before recognition.
         let mut flipped = vec![false; crops.len()];
@@ -213,8 +246,8 @@ impl Engine {
             if page_is_upside_down(&upside_down) {
                 // Most lines read upside down: the page is, so it is turned and
                 // detected again, which also puts its lines back in reading order.
-                rotation = 180;
-                turned = image::imageops::rotate180(page);
+                rotation = (rotation + 180) % 360;
+                turned = image::imageops::rotate180(upright);
                 detections = self.detect(&turned)?;
                 let t = Instant::now();
                 placed = lay_out(&detections);
@@ -242,13 +275,7 @@ impl Engine {
         let (w, h) = (page.width() as f32, page.height() as f32);
         // Corners stay in the text's own order (the first is the text's
         // top-left), in the coordinates of the page as it was given.
-        let given = |corners: [[f32; 2]; 4]| {
-            if rotation == 180 {
-                corners.map(|[x, y]| [w - x, h - y])
-            } else {
-                corners
-            }
-        };
+        let given = |corners: [[f32; 2]; 4]| corners.map(|p| orient::to_given(p, rotation, w, h));
         let mut lines: Vec<OcrLine> = crops
             .iter()
             .zip(decoded)
@@ -323,6 +350,16 @@ impl Engine {
             page.height(),
             params,
         ))
+    }
+
+    /// The clockwise turn of the page's content (0, 90, 180 or 270); 0
+    /// without an orientation model.
+    fn orientation(&mut self, page: &RgbImage) -> Result<u16, EngineError> {
+        let Some(model) = self.orient.as_mut() else {
+            return Ok(0);
+        };
+        let probs = model.run(&orient::input(page))?;
+        Ok(orient::decide(probs.as_slice().unwrap_or_default()))
     }
 
     /// The classifier's probability that each line is upside down.

