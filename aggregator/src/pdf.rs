@@ -27,6 +27,9 @@ const JPEG_QUALITY: u8 = 90;
 /// Where the baseline sits above a word box's bottom edge, as a share of the
 /// box height: room for descenders.
 const BASELINE: f32 = 0.22;
+/// Least gap between a word's text and the next word's, as a share of the
+/// word's height.
+const WORD_GAP: f32 = 0.25;
 /// Size of a page whose image is missing (it was refused before OCR): US
 /// Letter, in points.
 const BLANK_PAGE: (f32, f32) = (612.0, 792.0);
@@ -207,8 +210,7 @@ fn lay_text<'a>(
     for line in &ocr.lines {
         let words = words(line);
         for (i, word) in words.iter().enumerate() {
-            let last = i + 1 == words.len();
-            if let Some(object) = word_object(document, font, word, last, to_page)? {
+            if let Some(object) = word_object(document, font, word, words.get(i + 1), to_page)? {
                 page.objects_mut().add_text_object(object)?;
             }
         }
@@ -231,13 +233,15 @@ fn words(line: &OcrLine) -> Vec<OcrWord> {
 }
 
 /// The invisible text object of one word, or none for a word without
-/// extent or text. Words but a line's last end in a space, outside their box,
-/// so that text extraction keeps them apart however close they stand.
+/// extent or text. A word followed by `next` on its line ends in a space,
+/// outside its box, and stops short of `next` by at least [`WORD_GAP`] of
+/// its height: text extraction (poppler's among them) finds words by the
+/// gaps between glyphs, and neighbouring word boxes may touch.
 fn word_object<'a>(
     document: &PdfDocument<'a>,
     font: PdfFontToken,
     word: &OcrWord,
-    last: bool,
+    next: Option<&OcrWord>,
     to_page: PixelMap,
 ) -> Result<Option<PdfPageTextObject<'a>>, PdfError> {
     let text = word.text.trim();
@@ -255,16 +259,24 @@ fn word_object<'a>(
         (tl[1] - bl[1] + tr[1] - br[1]) / 2.0,
     ];
     let length = |v: [f32; 2]| (v[0] * v[0] + v[1] * v[1]).sqrt();
-    if length(along) < 0.1 || length(up) < 0.1 {
+    let (width, height) = (length(along), length(up));
+    if width < 0.1 || height < 0.1 {
         return Ok(None);
+    }
+    let mut along = along;
+    if let Some(next) = next {
+        // The gap to the next word, along this one.
+        let start = to_page.to_points(next.polygon[0]);
+        let gap = ((start[0] - tr[0]) * along[0] + (start[1] - tr[1]) * along[1]) / width;
+        let short = (WORD_GAP * height - gap).clamp(0.0, width / 2.0);
+        along = along.map(|v| v * (width - short) / width);
     }
     // Every glyph of the font has the same advance: the text's natural width
     // at size 1, which is stretched to the box, follows from its length.
     let natural = text.chars().count() as f32 * font::ADVANCE_PER_EM;
-    let text = if last {
-        text.to_owned()
-    } else {
-        format!("{text} ")
+    let text = match next {
+        Some(_) => format!("{text} "),
+        None => text.to_owned(),
     };
     let mut object = PdfPageTextObject::new(document, text, font, PdfPoints::new(1.0))?;
     object.set_render_mode(PdfPageTextRenderMode::Invisible)?;

@@ -494,7 +494,12 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Reco
                             store::upload(&deps.store, &key, file.path()).await?;
                         }
                     }
-                    Err(crate::pdf::PdfError::Store(e)) => return Err(RecordError::Store(e)),
+                    // A store that is down is waited for; a source that is
+                    // gone is the PDF's error, like a document PDFium cannot
+                    // open.
+                    Err(crate::pdf::PdfError::Store(e)) if e.is_transient() => {
+                        return Err(RecordError::Store(e));
+                    }
                     Err(e) => {
                         warn!("{e}");
                         job_report.metrics.errors.push(e.to_string());
