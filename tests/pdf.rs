@@ -21,7 +21,8 @@ use pagefleet_schemas::messages::JobState;
 use serde_json::Value;
 
 /// What pypdf reads of a PDF: per page its size, its text, and each text
-/// object's text with its origin in points.
+/// object's text with its origin in points, its horizontal scale (points per
+/// unit of text space) and its height.
 fn read_back(file: &Path) -> Vec<Value> {
     const SCRIPT: &str = r#"
 import json, sys, pypdf
@@ -30,7 +31,7 @@ for page in pypdf.PdfReader(sys.argv[1]).pages:
     ops = []
     def visit(text, cm, tm, font, size):
         if text.strip():
-            ops.append([text.strip(), tm[4], tm[5]])
+            ops.append([text.strip(), tm[4], tm[5], tm[0], tm[3]])
     text = page.extract_text(visitor_text=visit)
     box = page.mediabox
     pages.append({"size": [float(box.width), float(box.height)], "text": text, "words": ops})
@@ -109,6 +110,24 @@ fn check(output: &Path, result: &Value, page_text: &dyn Fn(usize) -> String, siz
             .collect();
         let placed = page["words"].as_array().unwrap();
         let mut worst: f64 = 0.0;
+        // Tools that find words by the gaps between glyphs (pdftotext) see
+        // a gap of a quarter of the height between neighbours on a line:
+        // every glyph of the font advances half a unit.
+        for pair in placed.windows(2) {
+            let f = |op: &Value, i: usize| op[i].as_f64().unwrap();
+            let (this, next) = (&pair[0], &pair[1]);
+            if (f(this, 2) - f(next, 2)).abs() > 0.5 || f(next, 1) < f(this, 1) {
+                continue; // another line
+            }
+            let chars = this[0].as_str().unwrap().chars().count() as f64;
+            let end = f(this, 1) + f(this, 3) * 0.5 * chars;
+            assert!(
+                f(next, 1) - end >= 0.24 * f(this, 4),
+                "page {}: {this} ends {:.2} pt before {next}",
+                i + 1,
+                f(next, 1) - end
+            );
+        }
         assert_eq!(placed.len(), words.len(), "page {}: words", i + 1);
         assert!(words.len() > 100, "page {}: {} words", i + 1, words.len());
         for (word, op) in words.iter().zip(placed) {
