@@ -450,13 +450,10 @@ async fn http_api_every_endpoint() {
             .is_some_and(|e| e.contains("no md output") && e.contains("txt, json, pdf, hocr, alto")),
         "{body}"
     );
-    let (code, body) = json(
-        http.post(format!("{base}/v1/jobs"))
-            .bearer_auth(TOKEN)
-            .multipart(upload("welcome.pdf", welcome()).text("formats", "txt,docx"))
-            .send()
-            .await
-            .unwrap(),
+    let (code, body) = post_job(
+        &http,
+        &base,
+        upload("welcome.pdf", welcome()).text("formats", "txt,docx"),
     )
     .await;
     assert_eq!(code, 400, "{body}");
@@ -468,13 +465,10 @@ async fn http_api_every_endpoint() {
         "{body}"
     );
     // A job may take the text of pages that have some from the PDF itself.
-    let (code, body) = json(
-        http.post(format!("{base}/v1/jobs"))
-            .bearer_auth(TOKEN)
-            .multipart(upload("welcome.pdf", welcome()).text("text_layer", "use"))
-            .send()
-            .await
-            .unwrap(),
+    let (code, body) = post_job(
+        &http,
+        &base,
+        upload("welcome.pdf", welcome()).text("text_layer", "use"),
     )
     .await;
     assert_eq!(code, 202, "{body}");
@@ -489,13 +483,10 @@ async fn http_api_every_endpoint() {
         result["pages"][0]["lines"][0]["text"],
         "Welcome to pagefleet"
     );
-    let (code, body) = json(
-        http.post(format!("{base}/v1/jobs"))
-            .bearer_auth(TOKEN)
-            .multipart(upload("welcome.pdf", welcome()).text("text_layer", "maybe"))
-            .send()
-            .await
-            .unwrap(),
+    let (code, body) = post_job(
+        &http,
+        &base,
+        upload("welcome.pdf", welcome()).text("text_layer", "maybe"),
     )
     .await;
     assert_eq!(code, 400, "{body}");

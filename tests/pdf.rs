@@ -57,6 +57,25 @@ print(json.dumps(pages))
     serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
 }
 
+/// Runs `pagefleet ARGS...`, which must succeed.
+fn pagefleet(args: &[&std::ffi::OsStr]) {
+    let run = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// A document's result.json in an output folder.
+fn result_of(out: &Path, doc: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join(doc).join("result.json")).unwrap())
+        .unwrap()
+}
+
 /// A scan: the pages of `images` as a PDF of pictures only, at 150 DPI.
 fn scanned_pdf(images: &[&Path], out: &Path) {
     let pdf = pagefleet_rasterizer::Pdf::bind(&home().join("lib/libpdfium.so")).unwrap();
@@ -186,25 +205,18 @@ fn a_scan_and_an_image_come_back_as_searchable_pdfs() {
 
     let out = dir.path().join("out");
     let data = dir.path().join("data");
-    let run = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
-        .args(["run", "--format", "pdf,txt", "--out"])
-        .arg(&out)
-        .arg("--data")
-        .arg(&data)
-        .arg(&scan)
-        .arg(&page2)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    pagefleet(&[
+        "run".as_ref(),
+        "--format".as_ref(),
+        "pdf,txt".as_ref(),
+        "--out".as_ref(),
+        out.as_ref(),
+        "--data".as_ref(),
+        data.as_ref(),
+        scan.as_ref(),
+        page2.as_ref(),
+    ]);
 
-    let json = |doc: &str| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(out.join(doc).join("result.json")).unwrap())
-            .unwrap()
-    };
     let text_of = |doc: &'static str| {
         let out = out.clone();
         move |page: usize| {
@@ -212,7 +224,7 @@ fn a_scan_and_an_image_come_back_as_searchable_pdfs() {
         }
     };
     // The scan keeps its pages and their sizes.
-    let result = json("scan");
+    let result = result_of(&out, "scan");
     assert_eq!(result["metrics"]["status"], "success", "{result}");
     check(
         &out.join("scan/combined.pdf"),
@@ -223,7 +235,7 @@ fn a_scan_and_an_image_come_back_as_searchable_pdfs() {
 
     // The image becomes a page of its size at the rendering resolution
     // (200 DPI by default): 1275 × 1650 pixels are 459 × 594 points.
-    let result = json("ltnews34-p2");
+    let result = result_of(&out, "ltnews34-p2");
     check(
         &out.join("ltnews34-p2/combined.pdf"),
         &result,
@@ -264,29 +276,20 @@ fn pages_with_text_are_taken_as_they_are_or_skipped() {
     // `use`, through the pipeline: the first page's text is the PDF's own,
     // the second page is read.
     let out = dir.path().join("use");
-    let run = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
-        .args([
-            "run",
-            "--text-layer",
-            "use",
-            "--format",
-            "txt,json,pdf",
-            "--out",
-        ])
-        .arg(&out)
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .arg(&mixed)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let result: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("mixed/result.json")).unwrap())
-            .unwrap();
+    let data = dir.path().join("data");
+    pagefleet(&[
+        "run".as_ref(),
+        "--text-layer".as_ref(),
+        "use".as_ref(),
+        "--format".as_ref(),
+        "txt,json,pdf".as_ref(),
+        "--out".as_ref(),
+        out.as_ref(),
+        "--data".as_ref(),
+        data.as_ref(),
+        mixed.as_ref(),
+    ]);
+    let result = result_of(&out, "mixed");
     assert_eq!(result["metrics"]["status"], "success", "{result}");
     let pages = result["pages"].as_array().unwrap();
     assert_eq!(pages[0]["text_source"], "text_layer");
@@ -340,20 +343,15 @@ fn pages_with_text_are_taken_as_they_are_or_skipped() {
 
     // `skip`, with `pagefleet ocr`: the first page is left out, and says so.
     let out = dir.path().join("skip");
-    let ocr = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
-        .args(["ocr", "--text-layer", "skip", "--out"])
-        .arg(&out)
-        .arg(&mixed)
-        .output()
-        .unwrap();
-    assert!(
-        ocr.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ocr.stderr)
-    );
-    let result: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("mixed/result.json")).unwrap())
-            .unwrap();
+    pagefleet(&[
+        "ocr".as_ref(),
+        "--text-layer".as_ref(),
+        "skip".as_ref(),
+        "--out".as_ref(),
+        out.as_ref(),
+        mixed.as_ref(),
+    ]);
+    let result = result_of(&out, "mixed");
     let pages = result["pages"].as_array().unwrap();
     assert_eq!(pages[0]["text_source"], "skipped");
     assert!(pages[0]["lines"].as_array().unwrap().is_empty());

@@ -15,7 +15,7 @@ use image::ImageReader;
 use image::codecs::jpeg::JpegEncoder;
 use pagefleet_rasterizer::{Pdf, PixelMap};
 use pagefleet_schemas::store::StoreError;
-use pagefleet_schemas::{OcrLine, OcrWord, PageOcr, TextSource};
+use pagefleet_schemas::{OcrWord, PageOcr, TextSource};
 use pdfium_render::prelude::*;
 
 use crate::report::JobReport;
@@ -208,7 +208,7 @@ fn lay_text<'a>(
     // One content update for the page, not one per word.
     page.set_content_regeneration_strategy(PdfPageContentRegenerationStrategy::Manual);
     for line in &ocr.lines {
-        let words = words(line);
+        let words = line.words_or_whole();
         for (i, word) in words.iter().enumerate() {
             if let Some(object) = word_object(document, font, word, words.get(i + 1), to_page)? {
                 page.objects_mut().add_text_object(object)?;
@@ -217,19 +217,6 @@ fn lay_text<'a>(
     }
     page.regenerate_content()?;
     Ok(())
-}
-
-/// A line's words, or the line as one word when it has none.
-fn words(line: &OcrLine) -> Vec<OcrWord> {
-    if line.words.is_empty() {
-        vec![OcrWord {
-            text: line.text.clone(),
-            confidence: line.confidence,
-            polygon: line.polygon,
-        }]
-    } else {
-        line.words.clone()
-    }
 }
 
 /// The invisible text object of one word, or none for a word without

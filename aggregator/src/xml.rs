@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use pagefleet_schemas::{Block, OcrLine, OcrWord, PageOcr, polygon_bounds};
+use pagefleet_schemas::{Block, OcrLine, PageOcr, polygon_bounds};
 use quick_xml::escape::escape;
 
 use crate::report::{JobReport, PageEntry};
@@ -35,20 +35,6 @@ fn text(s: &str) -> String {
         .filter(|&c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
         .collect();
     escape(clean.as_str()).into_owned()
-}
-
-/// A line's words, or the line as one word when it has none (results of
-/// workers older than word boxes).
-fn words(line: &OcrLine) -> Vec<OcrWord> {
-    if line.words.is_empty() {
-        vec![OcrWord {
-            text: line.text.clone(),
-            confidence: line.confidence,
-            polygon: line.polygon,
-        }]
-    } else {
-        line.words.clone()
-    }
 }
 
 /// The lines of each block, in reading order.
@@ -135,7 +121,7 @@ fn hocr_page(out: &mut String, page: &PageEntry) {
                 title_bbox(bbox(&line.polygon)),
                 wconf(line.confidence)
             );
-            for (i, word) in words(line).iter().enumerate() {
+            for (i, word) in line.words_or_whole().iter().enumerate() {
                 word_no += 1;
                 if i > 0 {
                     out.push(' ');
@@ -223,7 +209,7 @@ fn alto_page(out: &mut String, page: &PageEntry) {
                 "<TextLine ID=\"line_{n}_{line_no}\" {}>",
                 position(bbox(&line.polygon))
             );
-            let words = words(line);
+            let words = line.words_or_whole();
             for (i, word) in words.iter().enumerate() {
                 word_no += 1;
                 let [x0, y0, x1, y1] = bbox(&word.polygon);
@@ -254,7 +240,7 @@ fn alto_page(out: &mut String, page: &PageEntry) {
 mod tests {
     use super::*;
     use crate::report::JobReport;
-    use pagefleet_schemas::{BlockKind, StepTimings, TextCounts};
+    use pagefleet_schemas::{BlockKind, OcrWord, StepTimings, TextCounts};
 
     fn word(text: &str, x0: f32, x1: f32, y0: f32, confidence: f32) -> OcrWord {
         OcrWord {

@@ -170,6 +170,20 @@ impl OcrLine {
         polygon_bounds(&self.polygon)
     }
 
+    /// The line's words, or the line as one word when it has none (results
+    /// of workers older than word boxes).
+    pub fn words_or_whole(&self) -> Vec<OcrWord> {
+        if self.words.is_empty() {
+            vec![OcrWord {
+                text: self.text.clone(),
+                confidence: self.confidence,
+                polygon: self.polygon,
+            }]
+        } else {
+            self.words.clone()
+        }
+    }
+
     /// Height of the line: the longer of its left and right sides.
     pub fn height(&self) -> f32 {
         polygon_height(&self.polygon)
