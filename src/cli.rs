@@ -269,15 +269,8 @@ pub(crate) struct RunArgs {
     /// Do not print recognised text on standard output.
     #[arg(long, short)]
     pub(crate) quiet: bool,
-    /// PDF pages that already carry text: ocr (read every page from its
-    /// pixels), skip (leave such pages out of OCR), use (take their text
-    /// from the PDF; OCR only the pages without text).
-    #[arg(
-        long = "text-layer",
-        env = "PAGEFLEET_TEXT_LAYER",
-        default_value = "ocr"
-    )]
-    pub(crate) text_layer: pagefleet_schemas::TextLayer,
+    #[command(flatten)]
+    pub(crate) text_layer: TextLayerArgs,
     #[command(flatten)]
     pub(crate) formats: FormatsArgs,
     #[command(flatten)]
@@ -414,6 +407,17 @@ pub(crate) struct OcrArgs {
     /// Do not print recognised text on standard output.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) text_layer: TextLayerArgs,
+    #[command(flatten)]
+    pub(crate) formats: FormatsArgs,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+}
+
+/// What a run does with PDF pages that carry text.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TextLayerArgs {
     /// PDF pages that already carry text: ocr (read every page from its
     /// pixels), skip (leave such pages out of OCR), use (take their text
     /// from the PDF; OCR only the pages without text).
@@ -422,11 +426,7 @@ pub(crate) struct OcrArgs {
         env = "PAGEFLEET_TEXT_LAYER",
         default_value = "ocr"
     )]
-    pub(crate) text_layer: pagefleet_schemas::TextLayer,
-    #[command(flatten)]
-    pub(crate) formats: FormatsArgs,
-    #[command(flatten)]
-    pub(crate) model: ModelArgs,
+    pub(crate) mode: pagefleet_schemas::TextLayer,
 }
 
 /// Which outputs a run writes.

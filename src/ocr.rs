@@ -100,7 +100,7 @@ fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
         budget: PixelBudget::new(args.model.max_pixels),
         max_decode_pixels: args.max_decode_pixels,
         max_pages: args.max_pages,
-        text_layer: args.text_layer,
+        text_layer: args.text_layer.mode,
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;

@@ -100,7 +100,7 @@ async fn submit_and_follow(
         profile: args.model.profile.to_string(),
         max_pixels: args.model.max_pixels,
         formats: args.formats.names(),
-        text_layer: args.text_layer,
+        text_layer: args.text_layer.mode,
         ..Default::default()
     };
     let mut used = HashSet::new();
