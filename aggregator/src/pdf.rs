@@ -153,7 +153,13 @@ pub fn write(
         Source::Images { pages, dpi, image } => {
             let mut document = pdfium.create_new_pdf()?;
             let font = document.fonts_mut().load_true_type_from_bytes(font, true)?;
-            let dpi = if dpi > 0.0 { dpi } else { 72.0 };
+            // Manifests of older rasterizers carry no resolution: theirs was
+            // the default one.
+            let dpi = if dpi > 0.0 {
+                dpi
+            } else {
+                pagefleet_rasterizer::DEFAULT_DPI
+            };
             for number in 1..=pages {
                 let Some(img) = image(number)? else {
                     let (w, h) = BLANK_PAGE;
