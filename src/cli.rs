@@ -185,9 +185,10 @@ pub(crate) struct QueueArgs {
     /// Deliveries of a document job before it is given up.
     #[arg(long, env = "PAGEFLEET_DOC_MAX_DELIVER", default_value_t = queue_defaults().docs.max_deliver)]
     pub(crate) doc_max_deliver: i64,
-    /// Stream replicas (1 for a single server).
-    #[arg(long, env = "PAGEFLEET_REPLICAS", default_value_t = queue_defaults().replicas)]
-    pub(crate) replicas: usize,
+    /// Replicas of every stream and bucket (1 for a single server, 3 on a
+    /// cluster) [default: as they are; 1 for new ones].
+    #[arg(long, env = "PAGEFLEET_REPLICAS")]
+    pub(crate) replicas: Option<usize>,
 }
 
 /// Settings of the rasterizer stage.

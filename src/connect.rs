@@ -123,7 +123,7 @@ pub(crate) fn store(args: &StoreArgs, default_dir: &Path) -> anyhow::Result<Stor
 /// Topology settings from the queue flags.
 pub(crate) fn topology(args: &QueueArgs) -> TopologyConfig {
     let mut t = TopologyConfig {
-        replicas: args.replicas.max(1),
+        replicas: args.replicas.map(|n| n.max(1)),
         ..TopologyConfig::default()
     };
     let secs = |s: f64| Duration::from_secs_f64(s.max(0.1));

@@ -12,8 +12,11 @@ use crate::names::*;
 /// Settings of the streams, the bucket and the consumers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopologyConfig {
-    /// Replicas of every stream (1 for a single server).
-    pub replicas: usize,
+    /// Replicas of every stream and bucket (1 for a single server, 3 on a
+    /// cluster). `None` keeps what each one has, and makes a new one with 1:
+    /// a stage started without the setting never scales a cluster's streams
+    /// down.
+    pub replicas: Option<usize>,
     /// How long repeated publishes with one `Nats-Msg-Id` are recognised. It
     /// must outlast a rasterizer's or worker's redelivery.
     pub duplicate_window: Duration,
@@ -48,7 +51,7 @@ pub struct ConsumerSettings {
 impl Default for TopologyConfig {
     fn default() -> Self {
         Self {
-            replicas: 1,
+            replicas: None,
             duplicate_window: Duration::from_secs(30 * 60),
             events_max_age: Duration::from_secs(24 * 3600),
             max_message_size: 8 * 1024 * 1024,
@@ -90,6 +93,32 @@ fn err(what: impl Into<String>, e: impl std::fmt::Display) -> TopologyError {
     }
 }
 
+/// Replicas a stream is to have: the configured number, else the number it
+/// has now (1 when it does not exist yet).
+async fn replicas_of(
+    js: &jetstream::Context,
+    stream: &str,
+    config: &TopologyConfig,
+) -> Result<usize, TopologyError> {
+    if let Some(n) = config.replicas {
+        return Ok(n.max(1));
+    }
+    match js.get_stream(stream).await {
+        Ok(s) => Ok(s.cached_info().config.num_replicas.max(1)),
+        Err(e) if stream_missing(&e) => Ok(1),
+        // Not knowing what it has, changing it could scale a cluster down.
+        Err(e) => Err(err(format!("stream {stream}"), e)),
+    }
+}
+
+/// Whether looking up a stream failed because it does not exist (rather
+/// than for want of an answer).
+pub fn stream_missing(e: &jetstream::context::GetStreamError) -> bool {
+    use jetstream::context::GetStreamErrorKind;
+    matches!(e.kind(), GetStreamErrorKind::JetStream(j)
+        if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
 /// Creates or updates the streams and the jobs bucket.
 pub async fn ensure(js: &jetstream::Context, config: &TopologyConfig) -> Result<(), TopologyError> {
     let work_queue = |name: &str, subjects: &str| stream::Config {
@@ -97,7 +126,6 @@ pub async fn ensure(js: &jetstream::Context, config: &TopologyConfig) -> Result<
         subjects: vec![subjects.to_owned()],
         retention: RetentionPolicy::WorkQueue,
         storage: StorageType::File,
-        num_replicas: config.replicas,
         duplicate_window: config.duplicate_window,
         max_message_size: config.max_message_size,
         discard: DiscardPolicy::Old,
@@ -117,12 +145,15 @@ pub async fn ensure(js: &jetstream::Context, config: &TopologyConfig) -> Result<
             max_age: config.events_max_age,
             duplicate_window: config.duplicate_window.min(config.events_max_age),
             storage: StorageType::File,
-            num_replicas: config.replicas,
             allow_direct: true,
             ..Default::default()
         },
     ] {
         let name = cfg.name.clone();
+        let cfg = stream::Config {
+            num_replicas: replicas_of(js, &name, config).await?,
+            ..cfg
+        };
         js.create_or_update_stream(cfg)
             .await
             .map_err(|e| err(format!("stream {name}"), e))?;
@@ -133,7 +164,7 @@ pub async fn ensure(js: &jetstream::Context, config: &TopologyConfig) -> Result<
         history: 1,
         max_value_size: config.max_message_size,
         storage: StorageType::File,
-        num_replicas: config.replicas,
+        num_replicas: replicas_of(js, &format!("KV_{JOBS_BUCKET}"), config).await?,
         ..Default::default()
     })
     .await
@@ -143,7 +174,7 @@ pub async fn ensure(js: &jetstream::Context, config: &TopologyConfig) -> Result<
         description: "pagefleet submissions that must make one job: digest to job id".to_owned(),
         history: 1,
         storage: StorageType::File,
-        num_replicas: config.replicas,
+        num_replicas: replicas_of(js, &format!("KV_{SUBMISSIONS_BUCKET}"), config).await?,
         ..Default::default()
     })
     .await
@@ -165,7 +196,7 @@ pub async fn ensure_workers_bucket(
         history: 1,
         max_age: config.heartbeat_ttl,
         storage: StorageType::File,
-        num_replicas: config.replicas,
+        num_replicas: replicas_of(js, &format!("KV_{WORKERS_BUCKET}"), config).await?,
         ..Default::default()
     };
     match js.create_or_update_key_value(bucket.clone()).await {
