@@ -75,6 +75,58 @@ const PULL_GRACE: Duration = Duration::from_secs(5);
 /// Delay before a message handed back after a bug is delivered again.
 pub const BUG_REDELIVERY: Duration = Duration::from_secs(5);
 
+/// How long one ack, nak or term waits for the server's answer before it is
+/// sent again.
+const ACK_ANSWER: Duration = Duration::from_secs(2);
+
+/// How long the answer to a nak or term sent while stopping is waited for.
+const SHUTDOWN_SETTLE: Duration = Duration::from_secs(5);
+
+/// Sends `kind` for a message and waits for the server to answer, sending
+/// it again with backoff while no answer comes, for up to `within`.
+///
+/// Acks go to the consumer's leader. One lost with a leader (it died, or
+/// none was elected yet: "no responders") would leave the message to wait
+/// out its whole ack wait and be read again; a nak lost that way delays a
+/// retry by the ack wait instead of the nak's delay.
+pub async fn confirm(
+    msg: &jetstream::Message,
+    kind: AckKind,
+    within: Duration,
+) -> Result<(), ConfirmError> {
+    let Some(reply) = msg.reply.clone() else {
+        return Err(ConfirmError("not a JetStream message".into()));
+    };
+    let client = msg.context.client();
+    let backoff = Backoff {
+        first: Duration::from_millis(100),
+        max: Duration::from_secs(2),
+    };
+    let deadline = Instant::now() + within;
+    let mut failures = 0u32;
+    loop {
+        let answer =
+            tokio::time::timeout(ACK_ANSWER, client.request(reply.clone(), kind.into())).await;
+        let why = match answer {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {ACK_ANSWER:?}"),
+        };
+        failures += 1;
+        metrics::counter!("pagefleet_ack_retries_total").increment(1);
+        let wait = backoff.wait(failures, Duration::ZERO);
+        if Instant::now() + wait >= deadline {
+            return Err(ConfirmError(format!("{why} ({failures} tries)")));
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// An ack, nak or term the server never confirmed.
+#[derive(Debug, thiserror::Error)]
+#[error("not confirmed: {0}")]
+pub struct ConfirmError(String);
+
 /// One delivery of a message.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -132,7 +184,7 @@ impl Default for Backoff {
     fn default() -> Self {
         Self {
             first: Duration::from_millis(500),
-            max: Duration::from_secs(30),
+            max: Duration::from_secs(5),
         }
     }
 }
@@ -357,7 +409,7 @@ impl Driver {
                         what: self.what,
                         backoff: self.backoff,
                         attempt_limit: self.attempt_limit,
-                        progress: lane.settings.ack_wait / 3,
+                        ack_wait: lane.settings.ack_wait,
                         handler: Arc::clone(&handler),
                         outages: Arc::clone(&outages),
                     };
@@ -420,22 +472,72 @@ fn lane_order(weights: &[u32], turn: u64) -> Vec<usize> {
 }
 
 /// After a failed pull: the server may have come back without the stream,
-/// or the consumer may have been deleted; sets them up again (idempotent
-/// when present).
+/// or the consumer may have been deleted; sets up what is missing. While
+/// the cluster has no leader for them (an election, a lost quorum) they
+/// cannot be asked and are left alone: the next pull tries again.
 async fn set_up_again(
     js: &jetstream::Context,
     topology: &TopologyConfig,
     lanes: &[Lane],
     consumers: &mut [jetstream::consumer::PullConsumer],
 ) {
-    if topology::ensure(js, topology).await.is_err() {
-        return;
+    let mut stream_missing = false;
+    let mut missing = Vec::new();
+    for (j, lane) in lanes.iter().enumerate() {
+        match tokio::time::timeout(SETUP_ASK, lane_state(js, &lane.spec)).await {
+            Ok(Present::Yes) => {}
+            Ok(Present::NoStream) => stream_missing = true,
+            Ok(Present::NoConsumer) => missing.push(j),
+            // No answer: nothing can be set up now either.
+            Ok(Present::Unknown) | Err(_) => return,
+        }
+    }
+    if stream_missing {
+        if topology::ensure(js, topology).await.is_err() {
+            return;
+        }
+        missing = (0..lanes.len()).collect();
     }
     // The same order as at the start: overlapping filters are refused.
-    for (j, lane) in lanes.iter().enumerate().rev() {
-        if let Ok(c) = create(js, &lane.spec).await {
+    for &j in missing.iter().rev() {
+        if let Ok(c) = create(js, &lanes[j].spec).await {
             consumers[j] = c;
         }
+    }
+}
+
+/// How long a question about a stream or consumer may take after a failed
+/// pull.
+const SETUP_ASK: Duration = Duration::from_secs(3);
+
+/// Whether a lane's stream and consumer exist.
+enum Present {
+    Yes,
+    NoStream,
+    NoConsumer,
+    Unknown,
+}
+
+async fn lane_state(js: &jetstream::Context, spec: &ConsumerSpec) -> Present {
+    use jetstream::ErrorCode;
+    use jetstream::context::ConsumerInfoErrorKind;
+    let stream = match js.get_stream(&spec.stream).await {
+        Ok(s) => s,
+        Err(e) if topology::stream_missing(&e) => return Present::NoStream,
+        Err(_) => return Present::Unknown,
+    };
+    match stream.consumer_info(&spec.name).await {
+        Ok(_) => Present::Yes,
+        Err(e) => match e.kind() {
+            ConsumerInfoErrorKind::NotFound => Present::NoConsumer,
+            ConsumerInfoErrorKind::StreamNotFound => Present::NoStream,
+            ConsumerInfoErrorKind::JetStream(j)
+                if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND =>
+            {
+                Present::NoConsumer
+            }
+            _ => Present::Unknown,
+        },
     }
 }
 
@@ -462,7 +564,10 @@ struct Work<H> {
     what: &'static str,
     backoff: Backoff,
     attempt_limit: Option<Duration>,
-    progress: Duration,
+    /// The consumer's ack wait: progress acks go at a third of it, and an
+    /// answer to an ack is waited for no longer (the message is delivered
+    /// again after it anyway).
+    ack_wait: Duration,
     handler: Arc<H>,
     outages: Arc<Outages>,
 }
@@ -484,7 +589,7 @@ impl<H: Handler> Work<H> {
             Ok(job) => job,
             Err(e) => {
                 error!(subject = %delivery.subject, "dropping an undecodable {}: {e}", self.what);
-                let _ = msg.ack_with(AckKind::Term).await;
+                self.settle_as(&msg, AckKind::Term, shutdown).await;
                 return;
             }
         };
@@ -494,6 +599,33 @@ impl<H: Handler> Work<H> {
             .await;
     }
 
+    /// Acks, naks or terminates a message, confirmed by the server (see
+    /// [`confirm`]); once stopping, the answer is waited for a few seconds
+    /// more at most.
+    async fn settle_as(
+        &self,
+        msg: &jetstream::Message,
+        kind: AckKind,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let stopping = async {
+            shutdown.await;
+            tokio::time::sleep(SHUTDOWN_SETTLE).await;
+        };
+        let confirmed = tokio::select! {
+            c = confirm(msg, kind, self.ack_wait) => c,
+            () = stopping => Err(ConfirmError("stopped before the server answered".into())),
+        };
+        if let Err(e) = confirmed {
+            let (what, then) = match kind {
+                AckKind::Ack => ("acknowledging", "it is delivered again"),
+                AckKind::Term => ("removing", "it is delivered again"),
+                _ => ("handing back", "it waits for its ack wait"),
+            };
+            warn!("{what} a {} {e}: {then}", self.what);
+        }
+    }
+
     async fn settle(
         &self,
         msg: &jetstream::Message,
@@ -501,7 +633,8 @@ impl<H: Handler> Work<H> {
         delivery: &Delivery,
         shutdown: impl Future<Output = ()> + Clone,
     ) {
-        let mut progress = tokio::time::interval(self.progress.max(Duration::from_millis(100)));
+        let mut progress =
+            tokio::time::interval((self.ack_wait / 3).max(Duration::from_millis(100)));
         progress.tick().await;
         let mut step = Step::Handle;
         let mut fault: Option<H::Error> = None;
@@ -555,16 +688,11 @@ impl<H: Handler> Work<H> {
                             since.elapsed().as_secs_f64()
                         );
                     }
-                    let acked = match handled {
-                        Handled::Done => msg.double_ack().await,
-                        Handled::Dropped => msg.double_ack_with(AckKind::Term).await,
+                    let kind = match handled {
+                        Handled::Done => AckKind::Ack,
+                        Handled::Dropped => AckKind::Term,
                     };
-                    if let Err(e) = acked {
-                        warn!(
-                            "acknowledging a {} failed (it may be delivered again): {e}",
-                            self.what
-                        );
-                    }
+                    self.settle_as(msg, kind, shutdown.clone()).await;
                     return;
                 }
                 Err(e) => e,
@@ -593,7 +721,14 @@ impl<H: Handler> Work<H> {
                         // the wait counting as a delivery's failure.
                         self.outages.0.fetch_sub(1, Ordering::SeqCst);
                         info!("{} handed back at shutdown while waiting: {e}", self.what);
-                        let _ = msg.ack_with(AckKind::Nak(Some(retry_after))).await;
+                        if let Err(e) =
+                            confirm(msg, AckKind::Nak(Some(retry_after)), SHUTDOWN_SETTLE).await
+                        {
+                            warn!(
+                                "handing back a {} {e}: it waits for its ack wait",
+                                self.what
+                            );
+                        }
                         return;
                     }
                     // The step stays: a failed give-up is retried, not the work.
@@ -606,7 +741,7 @@ impl<H: Handler> Work<H> {
                         // Recording the failure failed for good: nothing is
                         // left to try.
                         error!("{} dropped, its failure not recorded: {e}", self.what);
-                        let _ = msg.ack_with(AckKind::Term).await;
+                        self.settle_as(msg, AckKind::Term, shutdown.clone()).await;
                         return;
                     }
                     warn!("{} failed: {e}", self.what);
@@ -622,7 +757,8 @@ impl<H: Handler> Work<H> {
                         deliveries = delivery.deliveries,
                         "{} handed back after a fault of the stage: {e}", self.what
                     );
-                    let _ = msg.ack_with(AckKind::Nak(Some(BUG_REDELIVERY))).await;
+                    self.settle_as(msg, AckKind::Nak(Some(BUG_REDELIVERY)), shutdown.clone())
+                        .await;
                     return;
                 }
             }
