@@ -2,11 +2,11 @@
 //! topology settings from the command line.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use async_nats::ConnectOptions;
+use async_nats::{ConnectOptions, Event};
 use object_store::aws::AmazonS3Builder;
 use pagefleet_schemas::store::Store;
 use pagefleet_schemas::topology::TopologyConfig;
@@ -17,14 +17,104 @@ use crate::cli::{NatsArgs, QueueArgs, StoreArgs};
 /// connection until the server answers.
 pub(crate) async fn nats(args: &NatsArgs, name: &str) -> anyhow::Result<async_nats::Client> {
     let (options, addrs) = options(args).await?;
-    let client = options
+    let connection = Arc::new(OnceLock::new());
+    let client = log_events(options, Arc::clone(&connection))
         .name(name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
         .connect(addrs)
         .await
         .with_context(|| format!("cannot connect to NATS at {}", args.url))?;
+    let _ = connection.set(client.clone());
     Ok(client)
+}
+
+/// What the connection's event log remembers between events.
+#[derive(Default)]
+struct Seen {
+    /// The server the client was last connected to: its id and its name.
+    server: Option<(String, String)>,
+    /// When the connection was lost, if it is.
+    lost: Option<Instant>,
+}
+
+/// Logs the connection's events, with the server each is about: a lost
+/// connection once as a warning, the server it comes back on with how long
+/// it took, lame duck mode, server errors and slow consumers. The attempts
+/// in between are not logged (async-nats retries them with its own backoff).
+fn log_events(
+    options: ConnectOptions,
+    client: Arc<OnceLock<async_nats::Client>>,
+) -> ConnectOptions {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    options.event_callback(move |event| {
+        let (client, seen) = (Arc::clone(&client), Arc::clone(&seen));
+        async move {
+            let server = || client.get().map(describe);
+            match event {
+                Event::Connected => {
+                    let Some(client) = client.get() else {
+                        // The first connection: the stage logs that it is ready.
+                        return;
+                    };
+                    // The server's INFO may land just after the event.
+                    let old = lock(&seen).server.as_ref().map(|(id, _)| id.clone());
+                    for _ in 0..20 {
+                        if Some(client.server_info().server_id) != old {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(25)).await;
+                    }
+                    let now = describe(client);
+                    let mut seen = lock(&seen);
+                    match seen.lost.take() {
+                        Some(since) => tracing::info!(
+                            "NATS connection back after {:.1} s, now to {now}",
+                            since.elapsed().as_secs_f64()
+                        ),
+                        None => tracing::info!("NATS connection now to {now}"),
+                    }
+                    seen.server = Some((client.server_info().server_id, now));
+                }
+                Event::Disconnected => {
+                    let mut seen = lock(&seen);
+                    if seen.lost.is_none() {
+                        seen.lost = Some(Instant::now());
+                        let was = seen
+                            .server
+                            .as_ref()
+                            .map(|(_, name)| name.clone())
+                            .or_else(server)
+                            .unwrap_or_else(|| "the server".into());
+                        tracing::warn!("lost the NATS connection to {was}: reconnecting");
+                    }
+                }
+                Event::LameDuckMode => tracing::warn!(
+                    "NATS server {} is shutting down (lame duck mode): the client moves to another",
+                    server().unwrap_or_default()
+                ),
+                Event::ServerError(e) => tracing::warn!("NATS server error: {e}"),
+                Event::SlowConsumer(sid) => {
+                    tracing::warn!("NATS subscription {sid} is a slow consumer: messages dropped")
+                }
+                Event::Closed => tracing::warn!("NATS connection closed"),
+                // Each failed reconnect attempt: the loss was logged once.
+                Event::ClientError(e) => tracing::debug!("NATS client error: {e}"),
+                Event::Draining => tracing::debug!("NATS connection draining"),
+            }
+        }
+    })
+}
+
+/// A server for logs: its name and address.
+fn describe(client: &async_nats::Client) -> String {
+    let info = client.server_info();
+    format!("{} at {}:{}", info.server_name, info.host, info.port)
+}
+
+fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
+    seen.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Connection options and server addresses from the NATS flags.
