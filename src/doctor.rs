@@ -3,8 +3,10 @@
 //!
 //! Checks: the runtime files against the checksums the bootstrap recorded,
 //! ONNX Runtime with one warm-up inference, PDFium with one rendered page, the
-//! NATS connection, every JetStream stream and consumer (with its lag), and
-//! object storage read/write.
+//! NATS connection, every JetStream stream, bucket and consumer (with its
+//! lag, its leader and the state of its replicas: it fails when one has no
+//! leader or fewer replicas current than configured), and object storage
+//! read/write.
 
 use std::io::Read;
 use std::path::Path;
@@ -206,56 +208,126 @@ async fn services(home: &Home, args: &DoctorArgs) -> Vec<Check> {
 
 async fn jetstream_checks(js: &jetstream::Context) -> Vec<Check> {
     let mut checks = Vec::new();
-    for name in [
+    let streams = [
         names::DOCS_STREAM,
         names::PAGES_STREAM,
         names::RESULTS_STREAM,
         names::ADVISORIES_STREAM,
         names::EVENTS_STREAM,
-    ] {
+    ];
+    for name in streams {
         let mut stream = match js.get_stream(name).await {
             Ok(s) => s,
             Err(e) => {
-                checks.push(check(
-                    format!("stream {name}"),
-                    Err(format!("{e}; run pagefleet nats setup")),
-                ));
+                checks.push(check(format!("stream {name}"), Err(missing(&e))));
                 continue;
             }
         };
-        let messages = match stream.info().await {
-            Ok(info) => info.state.messages,
+        let info = match stream.info().await {
+            Ok(info) => info.clone(),
             Err(e) => {
                 checks.push(check(format!("stream {name}"), Err(e.to_string())));
                 continue;
             }
         };
+        let health = replication(info.config.num_replicas, info.cluster.as_ref());
+        let messages = info.state.messages;
         checks.push(check(
             format!("stream {name}"),
-            Ok(format!("{messages} messages")),
+            health.map(|h| format!("{messages} messages; {h}")),
         ));
         let mut consumers = stream.consumers();
         while let Some(info) = consumers.next().await {
+            let failed = info.is_err();
             match info {
-                Ok(c) => checks.push(check(
-                    format!("consumer {name}/{}", c.name),
-                    Ok(format!(
+                Ok(c) => {
+                    let lag = format!(
                         "lag {} waiting, {} in progress",
                         c.num_pending, c.num_ack_pending
-                    )),
-                )),
+                    );
+                    let leader = c.cluster.as_ref().and_then(|c| c.leader.clone());
+                    checks.push(check(
+                        format!("consumer {name}/{}", c.name),
+                        match leader {
+                            Some(leader) => Ok(format!("{lag}; leader {leader}")),
+                            None => Err(format!("{lag}; no leader")),
+                        },
+                    ))
+                }
                 Err(e) => checks.push(check(format!("consumers of {name}"), Err(e.to_string()))),
+            }
+            // A listing that failed once goes on failing.
+            if failed {
+                break;
             }
         }
     }
-    let bucket = js.get_key_value(names::JOBS_BUCKET).await;
-    checks.push(check(
-        format!("bucket {}", names::JOBS_BUCKET),
-        bucket
-            .map(|_| "present".to_owned())
-            .map_err(|e| format!("{e}; run pagefleet nats setup")),
-    ));
+    for bucket in [
+        names::JOBS_BUCKET,
+        names::SUBMISSIONS_BUCKET,
+        names::WORKERS_BUCKET,
+    ] {
+        let result = match js.get_stream(format!("KV_{bucket}")).await {
+            Ok(stream) => {
+                let info = stream.cached_info();
+                replication(info.config.num_replicas, info.cluster.as_ref())
+                    .map(|h| format!("{} keys; {h}", info.state.messages))
+            }
+            Err(e) => Err(missing(&e)),
+        };
+        checks.push(check(format!("bucket {bucket}"), result));
+    }
     checks
+}
+
+/// Why a stream could not be looked at, with the fix when it does not exist.
+fn missing(e: &jetstream::context::GetStreamError) -> String {
+    if pagefleet_schemas::topology::stream_missing(e) {
+        format!("{e}; run pagefleet nats setup")
+    } else {
+        e.to_string()
+    }
+}
+
+/// A stream's replication: its leader and the state of each other replica.
+/// Fails when it has no leader, or fewer replicas current than configured.
+fn replication(
+    configured: usize,
+    cluster: Option<&jetstream::stream::ClusterInfo>,
+) -> Result<String, String> {
+    let configured = configured.max(1);
+    let Some(leader) = cluster.and_then(|c| c.leader.clone()) else {
+        return Err(format!(
+            "no leader: none of its {configured} replicas is serving it"
+        ));
+    };
+    let peers = cluster.map_or(&[][..], |c| c.replicas.as_slice());
+    let mut current = 1;
+    let mut said = vec![format!("leader {leader}")];
+    for peer in peers {
+        let state = if peer.offline {
+            "offline".to_owned()
+        } else if !peer.current {
+            format!(
+                "not current ({} operations behind, last seen {:.1} s ago)",
+                peer.lag.unwrap_or(0),
+                peer.active.as_secs_f64()
+            )
+        } else {
+            current += 1;
+            "current".to_owned()
+        };
+        said.push(format!("{} {state}", peer.name));
+    }
+    let summary = format!(
+        "{current} of {configured} replicas current ({})",
+        said.join(", ")
+    );
+    if current < configured {
+        Err(summary)
+    } else {
+        Ok(summary)
+    }
 }
 
 /// Writes, reads back and deletes a probe object.
@@ -283,4 +355,69 @@ async fn storage(home: &Home, args: &DoctorArgs) -> Check {
     }
     .await;
     check("object store", result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jetstream::stream::{ClusterInfo, PeerInfo};
+
+    fn peer(name: &str, current: bool, offline: bool) -> PeerInfo {
+        PeerInfo {
+            name: name.into(),
+            current,
+            offline,
+            active: Duration::from_millis(300),
+            lag: Some(if current { 0 } else { 16 }),
+        }
+    }
+
+    fn cluster(leader: Option<&str>, replicas: Vec<PeerInfo>) -> ClusterInfo {
+        ClusterInfo {
+            leader: leader.map(str::to_owned),
+            replicas,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn replication_fails_below_the_configured_replicas_or_without_a_leader() {
+        let healthy = cluster(
+            Some("n1"),
+            vec![peer("n2", true, false), peer("n3", true, false)],
+        );
+        assert_eq!(
+            replication(3, Some(&healthy)).unwrap(),
+            "3 of 3 replicas current (leader n1, n2 current, n3 current)"
+        );
+        let lagging = cluster(
+            Some("n2"),
+            vec![peer("n1", false, false), peer("n3", true, false)],
+        );
+        let e = replication(3, Some(&lagging)).unwrap_err();
+        assert!(e.starts_with("2 of 3 replicas current"), "{e}");
+        assert!(e.contains("n1 not current (16 operations behind"), "{e}");
+        let gone = cluster(
+            Some("n2"),
+            vec![peer("n1", false, true), peer("n3", true, false)],
+        );
+        assert!(
+            replication(3, Some(&gone))
+                .unwrap_err()
+                .contains("n1 offline")
+        );
+        assert!(
+            replication(3, Some(&cluster(None, vec![])))
+                .unwrap_err()
+                .contains("no leader")
+        );
+        // One server: the stream is its own leader, with no peers.
+        let single = cluster(Some("solo"), vec![]);
+        assert_eq!(
+            replication(1, Some(&single)).unwrap(),
+            "1 of 1 replicas current (leader solo)"
+        );
+        // More replicas than configured (a stream scaled up by hand) is fine.
+        assert!(replication(1, Some(&healthy)).is_ok());
+    }
 }
