@@ -2,7 +2,16 @@
 //! that a repeated publish is dropped by the stream, and waiting for the
 //! stream's acknowledgement, so that "published" means stored.
 
+use std::time::Duration;
+
 use async_nats::jetstream::{self, message::PublishMessage};
+
+/// How long a publish waits for the stream's acknowledgement. A stream
+/// answers in milliseconds; one that does not has lost its leader (a node
+/// down, an election, no quorum) and swallows the publish until the next is
+/// elected. The publisher's own retry (the message id makes it safe) then
+/// reaches the new leader within seconds, rather than after async-nats's 5 s.
+pub const ACK_WAIT: Duration = Duration::from_secs(2);
 
 /// A publish JetStream did not acknowledge.
 #[derive(Debug, thiserror::Error)]
@@ -35,5 +44,11 @@ pub async fn publish_acked(
         .send_publish(subject.clone(), publish)
         .await
         .map_err(|e| failed(&e))?;
-    ack.await.map(|_| ()).map_err(|e| failed(&e))
+    match tokio::time::timeout(ACK_WAIT, ack).await {
+        Ok(acked) => acked.map(|_| ()).map_err(|e| failed(&e)),
+        Err(_) => Err(failed(&format_args!(
+            "no acknowledgement within {} s",
+            ACK_WAIT.as_secs()
+        ))),
+    }
 }

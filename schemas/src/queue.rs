@@ -180,11 +180,15 @@ pub struct Backoff {
     pub max: Duration,
 }
 
+/// Doubling from 0.5 s to 2 s: a retry that fails costs next to nothing (a
+/// pull, a publish or a store request answered at once with an error), and
+/// a stage must resume within seconds of what it waited for coming back (a
+/// new leader, a quorum, the store).
 impl Default for Backoff {
     fn default() -> Self {
         Self {
             first: Duration::from_millis(500),
-            max: Duration::from_secs(5),
+            max: Duration::from_secs(2),
         }
     }
 }
@@ -508,7 +512,7 @@ async fn set_up_again(
 
 /// How long a question about a stream or consumer may take after a failed
 /// pull.
-const SETUP_ASK: Duration = Duration::from_secs(3);
+const SETUP_ASK: Duration = Duration::from_secs(2);
 
 /// Whether a lane's stream and consumer exist.
 enum Present {
