@@ -101,6 +101,26 @@ impl Cluster {
         }
     }
 
+    /// A cluster with pagefleet's topology in three replicas, its URLs, and
+    /// a client of all its nodes.
+    async fn set_up() -> (Self, String, jetstream::Context) {
+        let cluster = Self::start();
+        let urls = cluster.urls();
+        tokio::task::spawn_blocking({
+            let urls = urls.clone();
+            move || set_up(&urls)
+        })
+        .await
+        .unwrap();
+        let addrs: Vec<async_nats::ServerAddr> =
+            urls.split(',').map(|u| u.parse().unwrap()).collect();
+        let client = async_nats::ConnectOptions::new()
+            .connect(addrs)
+            .await
+            .unwrap();
+        (cluster, urls, jetstream::new(client))
+    }
+
     fn index_of(&self, name: &str) -> usize {
         self.nodes.iter().position(|n| n.name == name).unwrap()
     }
@@ -215,14 +235,7 @@ fn now_ms() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_killed_and_a_lost_quorum_lose_and_double_nothing() {
-    let mut cluster = Cluster::start();
-    let urls = cluster.urls();
-    tokio::task::spawn_blocking({
-        let urls = urls.clone();
-        move || set_up(&urls)
-    })
-    .await
-    .unwrap();
+    let (mut cluster, urls, js) = Cluster::set_up().await;
 
     let dir = tempfile::tempdir().unwrap();
     let probes = free_tcp_port();
@@ -237,12 +250,6 @@ async fn a_leader_killed_and_a_lost_quorum_lose_and_double_nothing() {
         StageProcess::spawn_logged(&["rasterizer"], &urls, dir.path()),
         StageProcess::spawn_logged(&["aggregator"], &urls, dir.path()),
     ];
-    let addrs: Vec<async_nats::ServerAddr> = urls.split(',').map(|u| u.parse().unwrap()).collect();
-    let client = async_nats::ConnectOptions::new()
-        .connect(addrs)
-        .await
-        .unwrap();
-    let js = jetstream::new(client);
     let start = Instant::now();
     while !tokio::task::spawn_blocking(move || {
         std::net::TcpStream::connect(("127.0.0.1", probes)).is_ok()
@@ -499,21 +506,7 @@ async fn a_nak_sent_while_the_consumer_has_no_leader_still_lands() {
     use async_nats::jetstream::consumer::pull;
     use futures::StreamExt;
 
-    let mut cluster = Cluster::start();
-    let urls = cluster.urls();
-    tokio::task::spawn_blocking({
-        let urls = urls.clone();
-        move || set_up(&urls)
-    })
-    .await
-    .unwrap();
-    let addrs: Vec<async_nats::ServerAddr> = urls.split(',').map(|u| u.parse().unwrap()).collect();
-    let js = jetstream::new(
-        async_nats::ConnectOptions::new()
-            .connect(addrs)
-            .await
-            .unwrap(),
-    );
+    let (mut cluster, urls, js) = Cluster::set_up().await;
     let stream = js
         .create_stream(jetstream::stream::Config {
             name: "NAK_TEST".into(),
