@@ -6,18 +6,22 @@
 //!
 //! | outcome | the queue |
 //! | --- | --- |
-//! | [`Handled::Done`] | acknowledged (confirmed by the server) |
+//! | [`Handled::Done`] | acknowledged |
 //! | [`Handled::Dropped`] | terminated: the message is gone, by design |
 //! | [`FaultKind::Transient`] | kept: the driver retries in place with capped exponential backoff, sending progress acks, and pulls nothing new meanwhile; no delivery is used up |
 //! | [`FaultKind::Permanent`] | [`Handler::give_up`] records the failure, then terminated |
 //! | [`FaultKind::Bug`] | handed back (nak with a delay): it uses up one of `max_deliver` deliveries, like a crash |
 //!
+//! Every ack, nak and term is confirmed by the server and sent again while
+//! no answer comes ([`confirm`]): one lost with a consumer's leader would
+//! leave its message to wait out the ack wait.
+//!
 //! Only crashes, hangs and bugs use up deliveries: an outage of the store or
 //! of NATS is waited out with the message in hand. Errors fetching from the
 //! consumer are retried with backoff and jitter, logged once when they start
-//! and once when they end, and the consumer (and the topology under it) is
-//! set up again after them, so a NATS server that restarted without its
-//! store is repopulated.
+//! and once when they end, and a consumer or stream found missing after
+//! them is set up again, so a NATS server that restarted without its store
+//! is repopulated.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -79,7 +83,8 @@ pub const BUG_REDELIVERY: Duration = Duration::from_secs(5);
 /// sent again.
 const ACK_ANSWER: Duration = Duration::from_secs(2);
 
-/// How long the answer to a nak or term sent while stopping is waited for.
+/// How long the answer to an ack, nak or term is waited for once the stage
+/// is stopping.
 const SHUTDOWN_SETTLE: Duration = Duration::from_secs(5);
 
 /// Sends `kind` for a message and waits for the server to answer, sending
@@ -725,14 +730,8 @@ impl<H: Handler> Work<H> {
                         // the wait counting as a delivery's failure.
                         self.outages.0.fetch_sub(1, Ordering::SeqCst);
                         info!("{} handed back at shutdown while waiting: {e}", self.what);
-                        if let Err(e) =
-                            confirm(msg, AckKind::Nak(Some(retry_after)), SHUTDOWN_SETTLE).await
-                        {
-                            warn!(
-                                "handing back a {} {e}: it waits for its ack wait",
-                                self.what
-                            );
-                        }
+                        self.settle_as(msg, AckKind::Nak(Some(retry_after)), shutdown.clone())
+                            .await;
                         return;
                     }
                     // The step stays: a failed give-up is retried, not the work.
