@@ -2,8 +2,9 @@
 //! HTTP API (every endpoint, the replaced cluster's ones with their field
 //! names, refusals that queue nothing), `pagefleet serve` with the client
 //! CLI and NATS submission driven by nats-py, bucket triggers through a real
-//! S3 server with MinIO's event format, and the prefix watcher across a
-//! restart.
+//! S3 server with MinIO's event format, the prefix watcher across a
+//! restart, and the web page in a real browser (Debian's chromium driven
+//! through chromedriver).
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns fail loudly by design
 
@@ -390,8 +391,66 @@ async fn http_api_every_endpoint() {
         .unwrap();
     assert!(sse.contains("event: progress"), "{sse}");
     assert!(sse.contains("event: completed"), "{sse}");
+    // The progress event of the page's result names the page and how it went.
+    assert!(sse.contains(r#""page":1,"page_status":"ok""#), "{sse}");
     let job = wait_job(&http, &base, &job_id).await;
     assert_eq!(job["status"], "success", "{job}");
+    assert_eq!(
+        job["pages"],
+        serde_json::json!([{"page": 1, "status": "ok"}]),
+        "{job}"
+    );
+    assert_eq!(
+        job["formats"],
+        serde_json::json!(["txt", "json", "pdf", "hocr", "alto"])
+    );
+    // The page image the result's polygons refer to, behind the token.
+    let (_, report) = get_authed(
+        &http,
+        &format!("{base}/v1/jobs/{job_id}/result?format=json"),
+    )
+    .await;
+    let r = http
+        .get(format!("{base}/v1/jobs/{job_id}/pages/1/image"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    let png = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        (u64::from(png.width()), u64::from(png.height())),
+        (
+            report["pages"][0]["width"].as_u64().unwrap(),
+            report["pages"][0]["height"].as_u64().unwrap()
+        )
+    );
+    for (path, why) in [
+        (format!("/v1/jobs/{job_id}/pages/2/image"), "has 1 pages"),
+        (
+            format!("/v1/jobs/{job_id}/pages/0/image"),
+            "not a page number",
+        ),
+        (
+            format!("/v1/jobs/{job_id}/pages/one/image"),
+            "not a page number",
+        ),
+        ("/v1/jobs/no-such-job/pages/1/image".to_owned(), "not found"),
+    ] {
+        let (code, body) = get_authed(&http, &format!("{base}{path}")).await;
+        assert_eq!(code, 404, "{path}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(why),
+            "{path}: {body}"
+        );
+    }
+    let r = http
+        .get(format!("{base}/v1/jobs/{job_id}/pages/1/image"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     assert_eq!(job["progress"]["pages_done"], 1);
     assert_eq!(job["progress"]["total_pages"], 1);
     assert_eq!(job["metrics"]["total_pages"], 1);
@@ -662,6 +721,46 @@ async fn http_api_every_endpoint() {
     let (code, health) = json(http.get(format!("{base}/health")).send().await.unwrap()).await;
     assert_eq!(code, 200, "{health}");
     assert_eq!(health["status"], "healthy");
+
+    // What a submission may ask for here, as the web page offers it.
+    let (code, options) = get_authed(&http, &format!("{base}/v1/options")).await;
+    assert_eq!(code, 200, "{options}");
+    assert_eq!(options["profiles"], serde_json::json!(["accurate", "fast"]));
+    assert_eq!(options["served_profiles"], serde_json::json!(["fast"]));
+    assert_eq!(options["max_upload_bytes"], 200000);
+    assert_eq!(options["dpi"]["min"], 36.0);
+    assert_eq!(options["formats"].as_array().unwrap().len(), 6);
+    // The recent jobs, newest submission first, each as its own view says.
+    let (code, listed) = get_authed(&http, &format!("{base}/v1/jobs?limit=100")).await;
+    assert_eq!(code, 200, "{listed}");
+    let listed = listed["jobs"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), job_count(&js).await, "{listed:?}");
+    let submitted: Vec<u64> = listed
+        .iter()
+        .map(|j| j["submitted_at_ms"].as_u64().unwrap())
+        .collect();
+    assert!(submitted.is_sorted_by(|a, b| a >= b), "{submitted:?}");
+    let cancelled = listed.iter().find(|j| j["job_id"] == to_cancel.as_str());
+    assert_eq!(cancelled.unwrap()["status"], "cancelled", "{listed:?}");
+    let (_, newest) = get_authed(&http, &format!("{base}/v1/jobs?limit=1")).await;
+    assert_eq!(newest["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(newest["jobs"][0]["job_id"], listed[0]["job_id"]);
+    let (code, body) = get_authed(&http, &format!("{base}/v1/jobs?limit=0")).await;
+    assert_eq!(code, 400, "{body}");
+    // The web page: no token needed to load it, and only its own scripts.
+    let page = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    assert!(page.text().await.unwrap().contains("/ui/app.js"));
+    for path in ["/ui/app.js", "/ui/style.css"] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
     drop(stages);
 }
 
@@ -1154,4 +1253,339 @@ async fn profiles_are_checked_and_a_job_nobody_serves_says_so() {
         "ingest took {took:?} to stop"
     );
     drop(events);
+}
+
+/// chromedriver driving Debian's chromium headless, each killed on drop; a
+/// screenshot of every step goes to `shots`.
+struct Browser {
+    driver: std::process::Child,
+    client: Option<fantoccini::Client>,
+    shots: std::path::PathBuf,
+    taken: usize,
+}
+
+impl Browser {
+    async fn start(profile: &Path, downloads: &Path, shots: std::path::PathBuf) -> Self {
+        for program in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(program).is_file(),
+                "{program} is missing: the browser test needs Debian's chromium and \
+                 chromium-driver (scripts/bootstrap --browser installs them)"
+            );
+        }
+        let port = free_tcp_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        while reqwest::get(format!("{url}/status")).await.is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "chromedriver never came up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": CHROMIUM,
+                // No sandbox as root; no background traffic to a network
+                // the test machine may not have.
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--disable-quic", "--window-size=1280,1700",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                },
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = fantoccini::ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&url)
+            .await
+            .unwrap();
+        std::fs::create_dir_all(&shots).unwrap();
+        Self {
+            driver,
+            client: Some(client),
+            shots,
+            taken: 0,
+        }
+    }
+
+    fn client(&self) -> &fantoccini::Client {
+        self.client.as_ref().unwrap()
+    }
+
+    async fn shot(&mut self, name: &str) {
+        self.taken += 1;
+        let png = self.client().screenshot().await.unwrap();
+        std::fs::write(
+            self.shots.join(format!("{:02}-{name}.png", self.taken)),
+            png,
+        )
+        .unwrap();
+    }
+
+    async fn css(&self, selector: &str) -> fantoccini::elements::Element {
+        self.client()
+            .find(fantoccini::Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("{selector}: {e}"))
+    }
+
+    async fn text(&self, selector: &str) -> String {
+        self.css(selector).await.text().await.unwrap()
+    }
+
+    /// Waits until a script returns true, as a person would wait for the
+    /// page to show something.
+    async fn until(&self, what: &str, script: &str) {
+        let start = Instant::now();
+        loop {
+            let value = self.client().execute(script, vec![]).await.unwrap();
+            if value == Value::Bool(true) {
+                return;
+            }
+            assert!(start.elapsed() < TIMEOUT, "the page never showed {what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        drop(self.client.take());
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        // chromedriver leaves its chromium behind when killed.
+        let _ = Command::new("pkill")
+            .args(["-f", "--", "--user-data-dir=.*pagefleet-browser"])
+            .status();
+    }
+}
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A person's way in: `pagefleet serve` with a token, and its web page in a
+/// real browser. They are asked for the token, give it, upload a PDF, watch
+/// it progress, read its text beside the page image with the lines outlined,
+/// download the text, and see a text file named `.pdf` refused in the API's
+/// words. The token goes in a header only, never in a URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_page_in_a_real_browser() {
+    let _serial = SERIAL.lock().await;
+    let data = tempfile::tempdir().unwrap();
+    let scratch = tempfile::Builder::new()
+        .prefix("pagefleet-browser")
+        .tempdir()
+        .unwrap();
+    let downloads = scratch.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let port = free_tcp_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _serve = Serve(
+        Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+            .args([
+                "serve",
+                "--http-addr",
+                &addr,
+                "--slots",
+                "1",
+                "--api-token",
+                TOKEN,
+            ])
+            .arg("--data")
+            .arg(data.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://{addr}");
+    wait_up(&base).await;
+    // A person opens the page of a server whose worker is up.
+    let http = client();
+    let start = Instant::now();
+    while get_authed(&http, &format!("{base}/workers/status")).await.1["healthy_workers"] != 1 {
+        assert!(start.elapsed() < TIMEOUT, "the worker never became healthy");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-page");
+    let _ = std::fs::remove_dir_all(&shots);
+    let mut browser = Browser::start(&scratch.path().join("profile"), &downloads, shots).await;
+
+    // No token yet: the page says the server wants one and opens its field.
+    browser.client().goto(&format!("{base}/")).await.unwrap();
+    browser
+        .until(
+            "the token request",
+            "return !document.getElementById('notice').hidden",
+        )
+        .await;
+    let notice = browser.text("#notice").await;
+    assert!(notice.contains("missing bearer token"), "{notice}");
+    browser.shot("asks-for-the-token").await;
+    browser.css("#token").await.send_keys(TOKEN).await.unwrap();
+    browser
+        .css("#token-form button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .until(
+            "the profiles",
+            "return document.querySelectorAll('#profile option').length > 0",
+        )
+        .await;
+    assert!(browser.text("#notice").await.is_empty());
+    // The profile a worker serves is offered as such, the other one says so.
+    let offered = browser.text("#profile").await;
+    assert!(
+        offered.contains("fast") && !offered.contains("fast (no worker now)"),
+        "{offered}"
+    );
+    assert!(offered.contains("accurate (no worker now)"), "{offered}");
+
+    // A PDF, picked and submitted: its job shows its progress, then its text.
+    let welcome_path = root().join("examples/welcome.pdf");
+    browser
+        .css("#files")
+        .await
+        .send_keys(welcome_path.to_str().unwrap())
+        .await
+        .unwrap();
+    browser.shot("file-picked").await;
+    browser.css("#submit").await.click().await.unwrap();
+    browser
+        .until("the job", "return !document.getElementById('job').hidden")
+        .await;
+    browser.shot("job-progress").await;
+    browser
+        .until(
+            "the page image with its lines outlined",
+            "const img = document.getElementById('page-image');
+             return !document.getElementById('reader').hidden && img.complete
+                 && img.naturalWidth > 0 && document.querySelectorAll('#overlay polygon').length > 0",
+        )
+        .await;
+    browser.shot("result").await;
+    let summary = browser.text("#job-summary").await;
+    assert!(summary.contains("welcome.pdf: success"), "{summary}");
+    let chips = browser.text("#page-states").await;
+    assert_eq!(chips.trim(), "1", "{chips}");
+    assert_eq!(
+        browser
+            .css("#page-states li")
+            .await
+            .attr("class")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("ok")
+    );
+    let shown = browser.text("#page-text").await;
+    assert!(reads_welcome(&shown), "{shown}");
+
+    // What the page shows is the job's text, and its lines are the
+    // result's, each outlined once.
+    let row = browser.css("#jobs tbody tr").await;
+    let job_id = row.attr("data-job").await.unwrap().unwrap();
+    let text = http
+        .get(format!("{base}/v1/jobs/{job_id}/result?format=txt"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let words = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(words(&shown), words(&text));
+    let (_, report) = get_authed(
+        &http,
+        &format!("{base}/v1/jobs/{job_id}/result?format=json"),
+    )
+    .await;
+    let lines = report["pages"][0]["lines"].as_array().unwrap().len();
+    let outlined = browser
+        .client()
+        .execute(
+            "return document.querySelectorAll('#overlay polygon').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(outlined, Value::from(lines));
+    assert!(
+        browser.text("#jobs tbody").await.contains("success"),
+        "the jobs list shows the finished job"
+    );
+
+    // The download link is the API's result, and clicking it saves the file.
+    let link = browser.css("#downloads a[data-format=txt]").await;
+    let href = link.attr("href").await.unwrap().unwrap();
+    assert_eq!(href, format!("/v1/jobs/{job_id}/result?format=txt"));
+    link.click().await.unwrap();
+    let saved = downloads.join("welcome.txt");
+    let start = Instant::now();
+    while !saved.is_file() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no download arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), text);
+
+    // A text file named .pdf: refused, in the API's words.
+    let fake = scratch.path().join("notes.pdf");
+    std::fs::write(&fake, "just some text, not a PDF at all\n").unwrap();
+    browser
+        .client()
+        .execute("document.getElementById('files').value = ''", vec![])
+        .await
+        .unwrap();
+    browser
+        .css("#files")
+        .await
+        .send_keys(fake.to_str().unwrap())
+        .await
+        .unwrap();
+    browser.css("#submit").await.click().await.unwrap();
+    browser
+        .until(
+            "the refusal",
+            "return document.querySelectorAll('#refusals li').length > 0",
+        )
+        .await;
+    let refusal = browser.text("#refusals").await;
+    assert!(
+        refusal.starts_with("notes.pdf: ") && refusal.contains("allowed types"),
+        "{refusal}"
+    );
+    browser.shot("refused").await;
+
+    // The token never went into a URL.
+    let urls = browser
+        .client()
+        .execute(
+            "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href])",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(!urls.to_string().contains(TOKEN), "{urls}");
 }

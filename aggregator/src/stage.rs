@@ -307,7 +307,17 @@ async fn record(deps: &Deps, kv: &kv::Store, result: &ResultMessage) -> Result<(
         .await?;
     }
     let state = update(kv, job_id, |state| apply(state, result)).await?;
-    let event = JobEvent::of_state(&state, EventKind::Progress, state.status, now_ms());
+    let mut event = JobEvent::of_state(&state, EventKind::Progress, state.status, now_ms());
+    // The page as the state records it: a duplicate changes nothing there.
+    event.page = match result {
+        ResultMessage::Page(p) => Some(p.page),
+        ResultMessage::Failure(f) => Some(f.page),
+        ResultMessage::Manifest(_) => None,
+    };
+    event.page_ok = event
+        .page
+        .and_then(|page| state.pages.get(&page))
+        .map(|r| r.ok);
     let _ = deps
         .js
         .publish(

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use pagefleet_schemas::messages::{EventKind, JobStatus, WorkerHeartbeat, now_ms};
 use pagefleet_schemas::names;
+use pagefleet_schemas::store::{self, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -28,6 +29,7 @@ use crate::intake::{DocType, Intake, IntakeError};
 use crate::jobs::{self, EventView, JobError};
 use crate::openapi;
 use crate::submit::SubmitOptions;
+use crate::web;
 
 /// Settings of the HTTP API.
 #[derive(Debug, Clone)]
@@ -74,16 +76,19 @@ pub fn router(intake: Intake, client: async_nats::Client, config: ApiConfig) -> 
         token_digest,
     });
     let protected = Router::new()
-        .route("/v1/jobs", post(create_job))
+        .route("/v1/options", get(get_options))
+        .route("/v1/jobs", post(create_job).get(list_jobs))
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/v1/jobs/{id}/result", get(get_result))
         .route("/v1/jobs/{id}/events", get(job_events))
+        .route("/v1/jobs/{id}/pages/{page}/image", get(page_image))
         .route("/v1/bucket-events", post(bucket_webhook))
         .route("/ocr/pdf", post(ocr_pdf))
         .route("/ocr/image", post(ocr_image))
         .route("/workers/status", get(workers_status))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&api), authorize));
     Router::new()
+        .merge(web::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/health", get(health))
@@ -250,6 +255,9 @@ pub fn requested_formats(formats: &[String]) -> Result<Vec<String>, IntakeError>
     Ok(requested)
 }
 
+/// The resolutions a job may ask for.
+pub const DPI_RANGE: std::ops::RangeInclusive<f32> = 36.0..=1200.0;
+
 /// Checks a request's options and turns them into submit options.
 pub(crate) fn options_for(
     intake: &Intake,
@@ -264,9 +272,11 @@ pub(crate) fn options_for(
     } = asked;
     let mut options = intake.default_options();
     if let Some(dpi) = dpi {
-        if !(36.0..=1200.0).contains(&dpi) {
+        if !DPI_RANGE.contains(&dpi) {
             return Err(IntakeError::BadRequest(format!(
-                "dpi {dpi} is out of range: 36 to 1200"
+                "dpi {dpi} is out of range: {} to {}",
+                DPI_RANGE.start(),
+                DPI_RANGE.end()
             )));
         }
         options.dpi = dpi;
@@ -487,6 +497,111 @@ async fn submit_named(
     api.intake.submit_stored(key, source, options).await
 }
 
+/// `GET /v1/options`: what a submission may ask for here.
+async fn get_options(State(api): Shared) -> Response {
+    let intake = &api.intake;
+    let defaults = intake.default_options();
+    let now = now_ms();
+    let profiles = fleet::known_profiles(&intake.js, &intake.limits.profiles, now).await;
+    let served: Vec<String> = match fleet::heartbeats(&intake.js).await {
+        Ok(beats) => {
+            let mut served: Vec<String> = beats
+                .into_iter()
+                .filter(|b| healthy(b, now))
+                .map(|b| b.profile)
+                .collect();
+            served.sort();
+            served.dedup();
+            served
+        }
+        Err(_) => Vec::new(),
+    };
+    axum::Json(json!({
+        "profiles": profiles,
+        "served_profiles": served,
+        "default_profile": defaults.profile,
+        "dpi": {"default": defaults.dpi, "min": DPI_RANGE.start(), "max": DPI_RANGE.end()},
+        "formats": names::OUTPUT_FORMATS,
+        "default_formats": defaults.formats,
+        "max_upload_bytes": intake.limits.max_upload_bytes,
+        "max_pages": intake.limits.max_pages,
+        "allowed_types": intake.limits.allowed_types.iter().map(|t| t.name()).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+/// The most jobs `GET /v1/jobs` lists.
+pub const MAX_LISTED_JOBS: usize = 100;
+
+/// `GET /v1/jobs?limit=N`: the most recently changed jobs, newest
+/// submission first.
+async fn list_jobs(State(api): Shared, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=MAX_LISTED_JOBS).contains(&limit) {
+        return Err(bad_request(format!(
+            "limit {limit} is out of range: 1 to {MAX_LISTED_JOBS}"
+        )));
+    }
+    let views = jobs::recent(&api.intake.js, limit).await?;
+    let jobs: Vec<Value> = views
+        .into_iter()
+        .map(|view| {
+            let id = view.job_id.clone();
+            let mut body = serde_json::to_value(&view).unwrap_or_default();
+            body["links"] = links(&id);
+            body
+        })
+        .collect();
+    Ok(axum::Json(json!({ "jobs": jobs })).into_response())
+}
+
+/// `GET /v1/jobs/{id}/pages/{page}/image`: the page as it was rendered
+/// for reading (PNG), the image its result's polygons refer to.
+async fn page_image(
+    State(api): Shared,
+    Path((id, page)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let state = jobs::load(&api.intake.js, &id).await?;
+    let total = state.manifest.as_ref().map(|m| m.total_pages);
+    let not_found = |why: String| ApiError(StatusCode::NOT_FOUND, why);
+    let page: u32 = page
+        .parse()
+        .ok()
+        .filter(|&p| p >= 1)
+        .ok_or_else(|| not_found(format!("page {page:?} is not a page number")))?;
+    match total {
+        None => return Err(not_found(format!("job {id} is not rasterized yet"))),
+        Some(total) if page > total => {
+            return Err(not_found(format!("job {id} has {total} pages, not {page}")));
+        }
+        Some(_) => {}
+    }
+    match store::get(
+        api.intake.store.as_ref(),
+        &names::keys::page_image(&id, page),
+    )
+    .await
+    {
+        Ok(png) => Ok((
+            [
+                (header::CONTENT_TYPE, "image/png"),
+                (header::CACHE_CONTROL, "private, max-age=3600"),
+            ],
+            png,
+        )
+            .into_response()),
+        Err(StoreError::NotFound(_)) => Err(not_found(format!(
+            "page {page} of job {id} has no image: not rendered yet, or its text came from the PDF's text layer"
+        ))),
+        Err(e) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    }
+}
+
 /// `GET /v1/jobs/{id}`.
 async fn get_job(State(api): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
     let view = jobs::view(&api.intake, &id).await?;
@@ -555,6 +670,8 @@ async fn job_events(State(api): Shared, Path(id): Path<String>) -> Result<Respon
             status: last.status,
             at_ms: last.finished_at_ms.unwrap_or_else(now_ms),
             waiting: None,
+            page: None,
+            page_status: None,
         }
     });
     let live = events.map(|e| EventView::from(&e));

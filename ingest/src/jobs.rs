@@ -31,6 +31,8 @@ pub struct JobView {
     pub source: String,
     /// Model profile.
     pub profile: String,
+    /// The outputs the job writes, each fetched with `result?format=`.
+    pub formats: Vec<&'static str>,
     /// Pages done, failed and in all.
     pub progress: Progress,
     /// Submission time, milliseconds since the Unix epoch.
@@ -41,6 +43,22 @@ pub struct JobView {
     pub error: Option<String>,
     /// The job's metrics, once it is finished.
     pub metrics: Option<serde_json::Value>,
+    /// The pages read or failed so far, in order (in a single job's view;
+    /// left out of listings).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<PageView>,
+}
+
+/// A page of a job that has been read or has failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct PageView {
+    /// Page number, counted from 1.
+    pub page: u32,
+    /// `ok` or `failed`.
+    pub status: &'static str,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A job's progress.
@@ -126,6 +144,15 @@ pub async fn view(intake: &Intake, job_id: &str) -> Result<JobView, JobError> {
             .and_then(|v| v.get("metrics").cloned())
     };
     let mut view = view_of(&state, metrics);
+    view.pages = state
+        .pages
+        .iter()
+        .map(|(&page, record)| PageView {
+            page,
+            status: page_status(record.ok),
+            error: record.error.clone(),
+        })
+        .collect();
     let now = now_ms();
     let rasterized_at = state
         .manifest
@@ -159,6 +186,7 @@ pub fn view_of(state: &JobState, metrics: Option<serde_json::Value>) -> JobView 
         filename: manifest.map_or(submission.filename, |m| m.filename.clone()),
         source: submission.source,
         profile: submission.profile,
+        formats: names::formats_written(&submission.formats),
         progress: Progress {
             pages_done,
             pages_failed,
@@ -168,7 +196,67 @@ pub fn view_of(state: &JobState, metrics: Option<serde_json::Value>) -> JobView 
         finished_at_ms: state.finished_at_ms,
         error: manifest.and_then(|m| m.error.clone()),
         metrics,
+        pages: Vec::new(),
     }
+}
+
+fn page_status(ok: bool) -> &'static str {
+    if ok { "ok" } else { "failed" }
+}
+
+/// The most recently changed jobs, newest submission first, at most
+/// `limit`. It reads the jobs bucket's stream once, headers only, keeping
+/// the last `limit` keys (the stream holds one message per job, in the
+/// order of their last change), then loads those.
+pub async fn recent(js: &jetstream::Context, limit: usize) -> Result<Vec<JobView>, JobError> {
+    use futures::StreamExt;
+    let kv = jobs_bucket(js).await?;
+    let mut stream = js
+        .get_stream(format!("KV_{}", names::JOBS_BUCKET))
+        .await
+        .map_err(unavailable)?;
+    let held = stream.info().await.map_err(unavailable)?.state.messages;
+    let mut keys = std::collections::VecDeque::with_capacity(limit + 1);
+    if held > 0 && limit > 0 {
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                headers_only: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        let prefix = format!("$KV.{}.", names::JOBS_BUCKET);
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(unavailable)?;
+            let pending = message.info().map_err(unavailable)?.pending;
+            let removed = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("KV-Operation"))
+                .is_some_and(|op| op.as_str() != "PUT");
+            if let Some(key) = message.subject.strip_prefix(prefix.as_str())
+                && !removed
+            {
+                keys.push_back(key.to_owned());
+                if keys.len() > limit {
+                    keys.pop_front();
+                }
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+    }
+    let mut views = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(bytes) = kv.get(&key).await.map_err(unavailable)? {
+            let state = JobState::decode(&bytes).map_err(unavailable)?;
+            views.push(view_of(&state, None));
+        }
+    }
+    views.sort_by_key(|v| std::cmp::Reverse(v.submitted_at_ms));
+    Ok(views)
 }
 
 /// One output of a finished job.
@@ -310,6 +398,12 @@ pub struct EventView {
     /// On `waiting`: why no page is being read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// On `progress`: the page it is about, when it is one page's result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// With `page`: `ok` or `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_status: Option<&'static str>,
 }
 
 impl From<&JobEvent> for EventView {
@@ -323,6 +417,8 @@ impl From<&JobEvent> for EventView {
             status: e.status.as_str(),
             at_ms: e.at_ms,
             waiting: e.waiting.clone(),
+            page: e.page,
+            page_status: e.page_ok.map(page_status),
         }
     }
 }

@@ -4,6 +4,8 @@
 //! - [`http`]: the HTTP API (`/v1/jobs` and its results, events and
 //!   cancellation; the replaced cluster's `/ocr/pdf`, `/ocr/image`,
 //!   `/workers/status`, `/health`; a bucket webhook; probes; OpenAPI).
+//! - a web page at `/` for people (`web`): upload, follow, read and download
+//!   jobs through the same API, from files embedded in the binary.
 //! - [`service`]: `pagefleet.jobs.submit` and `pagefleet.jobs.status` over
 //!   NATS, registered with the NATS services API.
 //! - [`bucket`]: S3 event notifications in MinIO's format from the bucket
@@ -31,6 +33,7 @@ pub mod service;
 pub mod stage;
 pub mod submit;
 mod waiting;
+mod web;
 
 pub use intake::{DocType, Intake, IntakeError, JobDefaults, Limits};
 pub use submit::{Document, SubmitError, SubmitOptions, Submitted, submit, submit_document};

@@ -6,11 +6,14 @@ use serde_json::{Value, json};
 
 /// Every path and method the API serves, as the router declares them.
 pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/options"),
     ("post", "/v1/jobs"),
+    ("get", "/v1/jobs"),
     ("get", "/v1/jobs/{id}"),
     ("delete", "/v1/jobs/{id}"),
     ("get", "/v1/jobs/{id}/result"),
     ("get", "/v1/jobs/{id}/events"),
+    ("get", "/v1/jobs/{id}/pages/{page}/image"),
     ("post", "/v1/bucket-events"),
     ("post", "/ocr/pdf"),
     ("post", "/ocr/image"),
@@ -19,6 +22,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/openapi.json"),
+    ("get", "/"),
+    ("get", "/ui/app.js"),
+    ("get", "/ui/style.css"),
 ];
 
 fn error_responses(codes: &[&str]) -> Value {
@@ -105,18 +111,23 @@ pub fn document() -> Value {
                     "status": {"enum": ["queued", "running", "waiting", "success", "partial_success", "failed", "cancelled"]},
                     "waiting": {"type": "string", "description": "while status is waiting: why no page is being read, e.g. no worker serves profile accurate"},
                     "filename": {"type": "string"}, "source": {"type": "string"}, "profile": {"type": "string"},
+                    "formats": {"type": "array", "items": {"type": "string"}, "description": "the outputs the job writes"},
                     "progress": {"type": "object", "properties": {
                         "pages_done": {"type": "integer"}, "pages_failed": {"type": "integer"},
                         "total_pages": {"type": ["integer", "null"]}}},
                     "submitted_at_ms": {"type": "integer"}, "finished_at_ms": {"type": ["integer", "null"]},
                     "error": {"type": ["string", "null"]},
                     "metrics": {"type": ["object", "null"], "description": "the job's metrics once finished"},
+                    "pages": {"type": "array", "description": "in a single job's view: each page read or failed so far", "items": {"type": "object", "properties": {
+                        "page": {"type": "integer"}, "status": {"enum": ["ok", "failed"]}, "error": {"type": "string"}}}},
                     "links": {"type": "object"}
                 }},
                 "Event": {"type": "object", "properties": {
                     "job_id": {"type": "string"}, "kind": {"enum": ["submitted", "rasterized", "progress", "waiting", "completed"]}, "waiting": {"type": "string", "description": "on a waiting event: why no page is being read"},
                     "pages_done": {"type": "integer"}, "pages_failed": {"type": "integer"},
-                    "total_pages": {"type": ["integer", "null"]}, "status": {"type": "string"}, "at_ms": {"type": "integer"}
+                    "total_pages": {"type": ["integer", "null"]}, "status": {"type": "string"}, "at_ms": {"type": "integer"},
+                    "page": {"type": "integer", "description": "on a progress event about one page's result: the page"},
+                    "page_status": {"enum": ["ok", "failed"], "description": "with page: how it went"}
                 }},
                 "SyncResult": {"type": "object", "required": ["metrics", "results", "combined_text", "combined_markdown"], "properties": {
                     "job_id": {"type": "string"}, "status": {"type": "string"}, "language": {"type": "string"},
@@ -137,7 +148,14 @@ pub fn document() -> Value {
         },
         "security": [{"bearer": []}],
         "paths": {
-            "/v1/jobs": {"post": {
+            "/v1/options": {"get": {"summary": "What a submission may ask for here: profiles (and those a live worker serves), dpi range and default, output formats and defaults, upload and page limits, accepted types",
+                "responses": with(json!({"200": {"description": "the options", "content": {"application/json": {"schema": {"type": "object"}}}}}), error_responses(&["401", "403"]))}},
+            "/v1/jobs": {"get": {
+                "summary": "The most recently changed jobs, newest submission first (without their per-page list)",
+                "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}}],
+                "responses": with(json!({"200": {"description": "jobs", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}}}}}), error_responses(&["400", "401", "403", "503"]))
+            }, "post": {
                 "summary": "Submit a document: a multipart upload (field file, plus dpi, profile, formats, text_layer, idempotency_key) or JSON naming an object",
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
                 "requestBody": {"required": true, "content": {
@@ -169,6 +187,11 @@ pub fn document() -> Value {
                 "parameters": [job_id_param()],
                 "responses": with(json!({"200": {"description": "event stream; each data line is an Event", "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/Event"}}}}}), error_responses(&["401", "403", "404", "503"]))
             }},
+            "/v1/jobs/{id}/pages/{page}/image": {"get": {
+                "summary": "A page as it was rendered for reading (PNG): the image its result's polygons refer to",
+                "parameters": [job_id_param(), {"name": "page", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}}],
+                "responses": with(json!({"200": {"description": "the page image", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}}), error_responses(&["401", "403", "404", "503"]))
+            }},
             "/v1/bucket-events": {"post": {
                 "summary": "Webhook for S3 event notifications in MinIO's format: each new object under the input prefix becomes one job",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {
@@ -184,7 +207,10 @@ pub fn document() -> Value {
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "alive"}}}},
             "/readyz": {"get": {"summary": "Readiness: NATS connected and the store reachable", "security": [],
                 "responses": {"200": {"description": "ready"}, "503": {"description": "not ready, with the failing checks"}}}},
-            "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}}
+            "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/": {"get": {"summary": "The web page: upload documents, follow their jobs, read and download results (it asks for the token)", "security": [], "responses": {"200": {"description": "HTML"}}}},
+            "/ui/app.js": {"get": {"summary": "The web page's script", "security": [], "responses": {"200": {"description": "JavaScript"}}}},
+            "/ui/style.css": {"get": {"summary": "The web page's style sheet", "security": [], "responses": {"200": {"description": "CSS"}}}}
         }
     })
 }

@@ -250,6 +250,8 @@ async fn submit_in_span(
         status: JobStatus::Running,
         at_ms: now_ms(),
         waiting: None,
+        page: None,
+        page_ok: None,
     };
     // Events are for watchers; a lost one delays nobody.
     let _ = js

@@ -113,6 +113,8 @@ async fn look_again(intake: &Intake, job_id: &str) -> bool {
                 status: JobStatus::Running,
                 at_ms: now_ms(),
                 waiting: Some(reason.clone()),
+                page: None,
+                page_ok: None,
             };
             info!(%job_id, "job waiting: {reason}");
             if let Err(e) = publish_acked(

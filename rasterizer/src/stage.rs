@@ -496,6 +496,8 @@ async fn publish_manifest(
         status: JobStatus::Running,
         at_ms: now_ms(),
         waiting: None,
+        page: None,
+        page_ok: None,
     };
     let _ = deps
         .js

@@ -366,6 +366,13 @@ pub struct JobEvent {
     /// On `Waiting`: why no page is being read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// On `Progress`: the page this event is about, when it is one page's
+    /// result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// On `Progress` with a page: whether it was read (true) or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_ok: Option<bool>,
 }
 
 impl JobEvent {
@@ -382,6 +389,8 @@ impl JobEvent {
             status,
             at_ms,
             waiting: None,
+            page: None,
+            page_ok: None,
         }
     }
 }
