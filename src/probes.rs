@@ -55,9 +55,24 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         .context("installing the metrics recorder")
 }
 
+/// The metrics, with `pagefleet_ready{stage}` (1 or 0) checked at the
+/// scrape, as `/readyz` would answer it now: a stage that stops being ready
+/// shows in the next scrape, without a probe of its own.
 async fn metrics_text(State(state): State<Arc<ProbeState>>) -> String {
+    let ready = tokio::time::timeout(READY_CHECK_LIMIT, state.readiness.failures())
+        .await
+        .is_ok_and(|failures| failures.is_empty());
+    metrics::gauge!("pagefleet_ready", "stage" => state.stage.clone()).set(if ready {
+        1.0
+    } else {
+        0.0
+    });
     state.metrics.render()
 }
+
+/// How long a scrape waits for the readiness checks; longer counts as not
+/// ready.
+const READY_CHECK_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn healthz() -> &'static str {
     "ok\n"
@@ -73,13 +88,16 @@ async fn readyz(State(state): State<Arc<ProbeState>>) -> (StatusCode, String) {
 }
 
 struct ProbeState {
+    stage: String,
     readiness: Readiness,
     metrics: PrometheusHandle,
 }
 
-/// Serves the probes and `/metrics` on `addr` until the process ends.
+/// Serves the probes and `/metrics` of `stage` on `addr` until the process
+/// ends.
 pub async fn serve(
     addr: SocketAddr,
+    stage: &str,
     readiness: Readiness,
     metrics: PrometheusHandle,
 ) -> anyhow::Result<()> {
@@ -87,7 +105,11 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(Arc::new(ProbeState { readiness, metrics }));
+        .with_state(Arc::new(ProbeState {
+            stage: stage.strip_prefix("pagefleet-").unwrap_or(stage).to_owned(),
+            readiness,
+            metrics,
+        }));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for probes on {addr}"))?;

@@ -37,7 +37,7 @@ async fn connect_stage(
             client: client.clone(),
             store: store.clone(),
         };
-        probes::serve(addr, readiness, metrics).await?;
+        probes::serve(addr, name, readiness, metrics).await?;
     }
     Ok((client, store))
 }

@@ -42,8 +42,39 @@ impl Default for StageConfig {
     }
 }
 
+/// Describes the aggregator's metrics and shows its counters at zero.
+fn register_metrics() {
+    use metrics::{describe_counter, describe_histogram};
+    describe_counter!("pagefleet_jobs_finished_total", "Jobs finished, by status");
+    describe_counter!(
+        "pagefleet_pages_failed_total",
+        "Pages given up on, by stage"
+    );
+    describe_histogram!(
+        "pagefleet_job_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time from submission to completion, by status"
+    );
+    describe_histogram!(
+        "pagefleet_stage_seconds",
+        metrics::Unit::Seconds,
+        "Time of each stage's unit of work"
+    );
+    for status in [
+        JobStatus::Success,
+        JobStatus::PartialSuccess,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ] {
+        metrics::counter!("pagefleet_jobs_finished_total", "status" => status.as_str())
+            .increment(0);
+    }
+    metrics::counter!("pagefleet_pages_failed_total", "stage" => "max-deliveries").increment(0);
+}
+
 /// Starts the stage on its own task; [`Running::stop`] stops it.
 pub fn start(config: StageConfig, deps: Deps) -> Running {
+    register_metrics();
     Running::spawn("aggregator", |stop| run(config, deps, stop))
 }
 

@@ -93,6 +93,51 @@ pub enum StartError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// Describes the worker's metrics and shows its counters at zero from the
+/// start, so that rates and ratios over them exist before the first event.
+fn register_metrics(profile: &str) {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("pagefleet_pages_processed_total", "Pages read, by profile");
+    describe_counter!(
+        "pagefleet_pages_failed_total",
+        "Pages given up on, by stage"
+    );
+    describe_counter!(
+        "pagefleet_page_redeliveries_total",
+        "Pages read again after a delivery that did not finish, by profile"
+    );
+    describe_counter!(
+        "pagefleet_page_deadlines_total",
+        "Page runs stopped at their deadline"
+    );
+    describe_counter!(
+        "pagefleet_pages_dropped_total",
+        "Pages of ended jobs dropped unread, by reason"
+    );
+    describe_gauge!(
+        "pagefleet_pages_in_flight",
+        "Pages being read now, by profile"
+    );
+    describe_histogram!(
+        "pagefleet_step_seconds",
+        metrics::Unit::Seconds,
+        "Time of each OCR step of a page"
+    );
+    describe_histogram!(
+        "pagefleet_stage_seconds",
+        metrics::Unit::Seconds,
+        "Time of each stage's unit of work"
+    );
+    let profile = profile.to_owned();
+    metrics::counter!("pagefleet_pages_processed_total", "profile" => profile.clone()).increment(0);
+    metrics::counter!("pagefleet_page_redeliveries_total", "profile" => profile.clone())
+        .increment(0);
+    metrics::counter!("pagefleet_pages_failed_total", "stage" => "ocr-worker").increment(0);
+    metrics::counter!("pagefleet_page_deadlines_total").increment(0);
+    metrics::counter!("pagefleet_pages_dropped_total", "reason" => "job ended").increment(0);
+    metrics::gauge!("pagefleet_pages_in_flight", "profile" => profile).set(0.0);
+}
+
 /// Loads the models `pool` names (on a blocking thread), then starts the
 /// stage on its own task; [`Running::stop`] stops it. `ready` is set once
 /// the warm-up inference succeeded. The execution provider heartbeats name
@@ -104,6 +149,7 @@ pub async fn start(
     store: Store,
     ready: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Running, StartError> {
+    register_metrics(&config.profile);
     let settings = pool.clone();
     let pool_started = tokio::task::spawn_blocking(move || settings.start()).await??;
     config.execution_provider = pool.provider.name().to_owned();

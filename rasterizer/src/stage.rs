@@ -57,8 +57,34 @@ impl Default for StageConfig {
     }
 }
 
+/// Describes the rasterizer's metrics and shows its counters at zero.
+fn register_metrics() {
+    use metrics::{describe_counter, describe_histogram};
+    describe_counter!(
+        "pagefleet_pages_rasterized_total",
+        "Pages rendered for reading"
+    );
+    describe_counter!(
+        "pagefleet_pages_from_text_layer_total",
+        "Pages taken from the PDF's own text layer"
+    );
+    describe_counter!(
+        "pagefleet_pages_failed_total",
+        "Pages given up on, by stage"
+    );
+    describe_histogram!(
+        "pagefleet_stage_seconds",
+        metrics::Unit::Seconds,
+        "Time of each stage's unit of work"
+    );
+    metrics::counter!("pagefleet_pages_rasterized_total").increment(0);
+    metrics::counter!("pagefleet_pages_from_text_layer_total").increment(0);
+    metrics::counter!("pagefleet_pages_failed_total", "stage" => "rasterizer").increment(0);
+}
+
 /// Starts the stage on its own task; [`Running::stop`] stops it.
 pub fn start(config: StageConfig, deps: Deps) -> Running {
+    register_metrics();
     Running::spawn("rasterizer", |stop| run(config, deps, stop))
 }
 
