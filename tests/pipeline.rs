@@ -740,7 +740,12 @@ async fn probes_and_metrics_answer_while_every_slot_is_busy() {
     let metrics = loop {
         let (status, body) = get("/metrics").await.unwrap();
         assert_eq!(status, 200);
-        if body.contains("pagefleet_pages_processed_total") {
+        // Shown at 0 from the start: wait for the page to count.
+        let processed = body
+            .lines()
+            .find_map(|l| l.strip_prefix("pagefleet_pages_processed_total{profile=\"fast\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if processed.is_some_and(|n| n >= 1.0) {
             break body;
         }
         assert!(start.elapsed() < TIMEOUT, "no page in the metrics:\n{body}");
