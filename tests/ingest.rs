@@ -1344,6 +1344,19 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{selector}: {e}"))
     }
 
+    /// Picks one file in the page's file field, as a person would.
+    async fn pick(&self, file: &Path) {
+        self.client()
+            .execute("document.getElementById('files').value = ''", vec![])
+            .await
+            .unwrap();
+        self.css("#files")
+            .await
+            .send_keys(file.to_str().unwrap())
+            .await
+            .unwrap();
+    }
+
     async fn text(&self, selector: &str) -> String {
         self.css(selector).await.text().await.unwrap()
     }
@@ -1405,6 +1418,8 @@ async fn the_web_page_in_a_real_browser() {
                 "1",
                 "--api-token",
                 TOKEN,
+                "--max-upload-bytes",
+                "200000",
             ])
             .arg("--data")
             .arg(data.path())
@@ -1461,12 +1476,7 @@ async fn the_web_page_in_a_real_browser() {
 
     // A PDF, picked and submitted: its job shows its progress, then its text.
     let welcome_path = root().join("examples/welcome.pdf");
-    browser
-        .css("#files")
-        .await
-        .send_keys(welcome_path.to_str().unwrap())
-        .await
-        .unwrap();
+    browser.pick(&welcome_path).await;
     browser.shot("file-picked").await;
     browser.css("#submit").await.click().await.unwrap();
     browser
@@ -1553,17 +1563,7 @@ async fn the_web_page_in_a_real_browser() {
     // A text file named .pdf: refused, in the API's words.
     let fake = scratch.path().join("notes.pdf");
     std::fs::write(&fake, "just some text, not a PDF at all\n").unwrap();
-    browser
-        .client()
-        .execute("document.getElementById('files').value = ''", vec![])
-        .await
-        .unwrap();
-    browser
-        .css("#files")
-        .await
-        .send_keys(fake.to_str().unwrap())
-        .await
-        .unwrap();
+    browser.pick(&fake).await;
     browser.css("#submit").await.click().await.unwrap();
     browser
         .until(
@@ -1577,6 +1577,58 @@ async fn the_web_page_in_a_real_browser() {
         "{refusal}"
     );
     browser.shot("refused").await;
+
+    // Over the upload limit: refused before it is sent, naming the limit.
+    let big = scratch.path().join("big.pdf");
+    let mut padded = std::fs::read(&welcome_path).unwrap();
+    padded.resize(300_000, b' ');
+    std::fs::write(&big, padded).unwrap();
+    browser.pick(&big).await;
+    browser.css("#submit").await.click().await.unwrap();
+    browser
+        .until(
+            "the size refusal",
+            "return document.getElementById('refusals').textContent.includes('big.pdf')",
+        )
+        .await;
+    let refusal = browser.text("#refusals").await;
+    assert!(
+        refusal.contains("over the limit of 200000 bytes (max upload size)"),
+        "{refusal}"
+    );
+
+    // A job of a profile no worker serves waits; its cancel button ends it.
+    let before = browser.text("#job-title").await;
+    browser
+        .css("#profile option[value=accurate]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.pick(&welcome_path).await;
+    browser.css("#submit").await.click().await.unwrap();
+    browser
+        .until(
+            "the waiting job's cancel button",
+            &format!(
+                "return document.getElementById('job-title').textContent !== {before:?}
+                    && !document.getElementById('cancel').hidden"
+            ),
+        )
+        .await;
+    let waiting = browser.text("#job-title").await;
+    let waiting = waiting.trim_start_matches("Job ").to_owned();
+    browser.css("#cancel").await.click().await.unwrap();
+    browser
+        .until(
+            "the cancelled job",
+            "return document.getElementById('job-summary').textContent.includes('cancelled')",
+        )
+        .await;
+    browser.shot("cancelled").await;
+    let (_, job) = get_authed(&http, &format!("{base}/v1/jobs/{waiting}")).await;
+    assert_eq!(job["status"], "cancelled", "{job}");
+    assert_eq!(job["profile"], "accurate", "{job}");
 
     // The token never went into a URL.
     let urls = browser

@@ -227,7 +227,15 @@ pub async fn recent(js: &jetstream::Context, limit: usize) -> Result<Vec<JobView
             .map_err(unavailable)?;
         let mut messages = consumer.messages().await.map_err(unavailable)?;
         let prefix = format!("$KV.{}.", names::JOBS_BUCKET);
-        while let Some(message) = messages.next().await {
+        // To the stream's end; jobs that change meanwhile move to its end,
+        // so a bound (twice what it held when asked) ends the pass under
+        // any load.
+        let most = held.saturating_mul(2).saturating_add(100);
+        let mut seen = 0;
+        while seen < most
+            && let Some(message) = messages.next().await
+        {
+            seen += 1;
             let message = message.map_err(unavailable)?;
             let pending = message.info().map_err(unavailable)?.pending;
             let removed = message
@@ -238,6 +246,8 @@ pub async fn recent(js: &jetstream::Context, limit: usize) -> Result<Vec<JobView
             if let Some(key) = message.subject.strip_prefix(prefix.as_str())
                 && !removed
             {
+                // A job changed during the pass comes again, later.
+                keys.retain(|k| k != key);
                 keys.push_back(key.to_owned());
                 if keys.len() > limit {
                     keys.pop_front();

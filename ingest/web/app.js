@@ -151,7 +151,19 @@ async function submitFiles(files) {
   const button = $("submit");
   button.disabled = true;
   let last = null;
+  const limit = state.options ? state.options.max_upload_bytes : Infinity;
   for (const file of files) {
+    // The server refuses it unread, and a browser often sees only the
+    // connection closing mid-upload: say it here, as the API would.
+    if (file.size > limit) {
+      refusals.append(
+        el("li", {
+          class: "error",
+          text: `${file.name}: the document is ${file.size} bytes, over the limit of ${limit} bytes (max upload size)`,
+        }),
+      );
+      continue;
+    }
     const form = new FormData();
     form.append("profile", $("profile").value);
     form.append("dpi", $("dpi").value);
