@@ -45,20 +45,12 @@ impl Default for StageConfig {
 /// Describes the aggregator's metrics and shows its counters at zero.
 fn register_metrics() {
     use metrics::{describe_counter, describe_histogram};
+    pagefleet_schemas::metrics::describe_shared();
     describe_counter!("pagefleet_jobs_finished_total", "Jobs finished, by status");
-    describe_counter!(
-        "pagefleet_pages_failed_total",
-        "Pages given up on, by stage"
-    );
     describe_histogram!(
         "pagefleet_job_duration_seconds",
         metrics::Unit::Seconds,
         "Time from submission to completion, by status"
-    );
-    describe_histogram!(
-        "pagefleet_stage_seconds",
-        metrics::Unit::Seconds,
-        "Time of each stage's unit of work"
     );
     for status in [
         JobStatus::Success,

@@ -97,11 +97,8 @@ pub enum StartError {
 /// start, so that rates and ratios over them exist before the first event.
 fn register_metrics(profile: &str) {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    pagefleet_schemas::metrics::describe_shared();
     describe_counter!("pagefleet_pages_processed_total", "Pages read, by profile");
-    describe_counter!(
-        "pagefleet_pages_failed_total",
-        "Pages given up on, by stage"
-    );
     describe_counter!(
         "pagefleet_page_redeliveries_total",
         "Pages read again after a delivery that did not finish, by profile"
@@ -122,11 +119,6 @@ fn register_metrics(profile: &str) {
         "pagefleet_step_seconds",
         metrics::Unit::Seconds,
         "Time of each OCR step of a page"
-    );
-    describe_histogram!(
-        "pagefleet_stage_seconds",
-        metrics::Unit::Seconds,
-        "Time of each stage's unit of work"
     );
     let profile = profile.to_owned();
     metrics::counter!("pagefleet_pages_processed_total", "profile" => profile.clone()).increment(0);

@@ -59,7 +59,8 @@ impl Default for StageConfig {
 
 /// Describes the rasterizer's metrics and shows its counters at zero.
 fn register_metrics() {
-    use metrics::{describe_counter, describe_histogram};
+    use metrics::describe_counter;
+    pagefleet_schemas::metrics::describe_shared();
     describe_counter!(
         "pagefleet_pages_rasterized_total",
         "Pages rendered for reading"
@@ -67,15 +68,6 @@ fn register_metrics() {
     describe_counter!(
         "pagefleet_pages_from_text_layer_total",
         "Pages taken from the PDF's own text layer"
-    );
-    describe_counter!(
-        "pagefleet_pages_failed_total",
-        "Pages given up on, by stage"
-    );
-    describe_histogram!(
-        "pagefleet_stage_seconds",
-        metrics::Unit::Seconds,
-        "Time of each stage's unit of work"
     );
     metrics::counter!("pagefleet_pages_rasterized_total").increment(0);
     metrics::counter!("pagefleet_pages_from_text_layer_total").increment(0);

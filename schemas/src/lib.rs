@@ -16,6 +16,7 @@ mod budget;
 pub mod bus;
 pub mod health;
 pub mod messages;
+pub mod metrics;
 pub mod names;
 mod page;
 pub mod queue;
