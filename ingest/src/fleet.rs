@@ -63,15 +63,19 @@ pub async fn known_profiles(
     configured: &[String],
     now_ms: u64,
 ) -> Vec<String> {
+    let beats = heartbeats(js).await.unwrap_or_default();
+    profiles(configured, &beats, |b| fresh(b, now_ms))
+}
+
+/// `configured` and the profiles of the heartbeats `keep` takes; sorted,
+/// without repeats.
+pub fn profiles(
+    configured: &[String],
+    beats: &[WorkerHeartbeat],
+    keep: impl Fn(&WorkerHeartbeat) -> bool,
+) -> Vec<String> {
     let mut known: Vec<String> = configured.to_vec();
-    if let Ok(beats) = heartbeats(js).await {
-        known.extend(
-            beats
-                .into_iter()
-                .filter(|b| fresh(b, now_ms))
-                .map(|b| b.profile),
-        );
-    }
+    known.extend(beats.iter().filter(|b| keep(b)).map(|b| b.profile.clone()));
     known.sort();
     known.dedup();
     known

@@ -502,20 +502,9 @@ async fn get_options(State(api): Shared) -> Response {
     let intake = &api.intake;
     let defaults = intake.default_options();
     let now = now_ms();
-    let profiles = fleet::known_profiles(&intake.js, &intake.limits.profiles, now).await;
-    let served: Vec<String> = match fleet::heartbeats(&intake.js).await {
-        Ok(beats) => {
-            let mut served: Vec<String> = beats
-                .into_iter()
-                .filter(|b| healthy(b, now))
-                .map(|b| b.profile)
-                .collect();
-            served.sort();
-            served.dedup();
-            served
-        }
-        Err(_) => Vec::new(),
-    };
+    let beats = fleet::heartbeats(&intake.js).await.unwrap_or_default();
+    let profiles = fleet::profiles(&intake.limits.profiles, &beats, |b| fresh(b, now));
+    let served = fleet::profiles(&[], &beats, |b| healthy(b, now));
     axum::Json(json!({
         "profiles": profiles,
         "served_profiles": served,
