@@ -537,15 +537,7 @@ async fn list_jobs(State(api): Shared, Query(q): Query<ListQuery>) -> Result<Res
         )));
     }
     let views = jobs::recent(&api.intake.js, limit).await?;
-    let jobs: Vec<Value> = views
-        .into_iter()
-        .map(|view| {
-            let id = view.job_id.clone();
-            let mut body = serde_json::to_value(&view).unwrap_or_default();
-            body["links"] = links(&id);
-            body
-        })
-        .collect();
+    let jobs: Vec<Value> = views.iter().map(job_body).collect();
     Ok(axum::Json(json!({ "jobs": jobs })).into_response())
 }
 
@@ -594,9 +586,14 @@ async fn page_image(
 /// `GET /v1/jobs/{id}`.
 async fn get_job(State(api): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
     let view = jobs::view(&api.intake, &id).await?;
-    let mut body = serde_json::to_value(&view).unwrap_or_default();
-    body["links"] = links(&id);
-    Ok(axum::Json(body).into_response())
+    Ok(axum::Json(job_body(&view)).into_response())
+}
+
+/// A job as the API shows it: its view and its links.
+fn job_body(view: &jobs::JobView) -> Value {
+    let mut body = serde_json::to_value(view).unwrap_or_default();
+    body["links"] = links(&view.job_id);
+    body
 }
 
 #[derive(Debug, Deserialize)]
