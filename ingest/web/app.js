@@ -344,8 +344,8 @@ async function follow(jobId) {
 
 function downloadName(view, format) {
   const base = view.filename.replace(/\.[^.]+$/, "") || view.job_id;
-  const ext = { alto: "alto.xml", hocr: "hocr.html", md: "md", pdf: "pdf", json: "json", txt: "txt" }[format];
-  return `${base}.${ext || format}`;
+  // As the store names them: the format, but alto.xml for ALTO.
+  return `${base}.${format === "alto" ? "alto.xml" : format}`;
 }
 
 function downloads(view) {
