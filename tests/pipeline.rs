@@ -762,6 +762,12 @@ async fn probes_and_metrics_answer_while_every_slot_is_busy() {
         );
     }
 
+    // The scrape says the stage is ready, as /readyz does.
+    assert!(
+        metrics.contains("pagefleet_ready{stage=\"ocr-worker\"} 1"),
+        "{metrics}"
+    );
+
     // NATS goes away: readiness says so, liveness does not care.
     nats.stop();
     let start = Instant::now();
@@ -778,6 +784,11 @@ async fn probes_and_metrics_answer_while_every_slot_is_busy() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(get("/healthz").await.unwrap().0, 200);
+    let (_, metrics) = get("/metrics").await.unwrap();
+    assert!(
+        metrics.contains("pagefleet_ready{stage=\"ocr-worker\"} 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
