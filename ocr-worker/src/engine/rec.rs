@@ -5,6 +5,8 @@ use image::RgbImage;
 use image::imageops::{FilterType, resize};
 use ndarray::{Array4, ArrayView2};
 
+use super::head::Script;
+
 /// Resizes each line to `height` keeping its aspect ratio, normalises it with
 /// `(x/255 - 0.5) / 0.5` in BGR order, and pads it with zeros on the right to the
 /// widest line of the batch, at least `min_width`.
@@ -85,6 +87,26 @@ impl Vocabulary {
             chars.push(" ".into());
         }
         Self { chars }
+    }
+
+    /// The classes whose symbols `script` keeps, in order, the blank (0)
+    /// first.
+    pub fn classes_of(&self, script: Script) -> Vec<usize> {
+        let kept = self
+            .chars
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| script.keeps(c));
+        std::iter::once(0).chain(kept.map(|(i, _)| i + 1)).collect()
+    }
+
+    /// The vocabulary of a network cut to `classes` (from
+    /// [`Vocabulary::classes_of`]).
+    pub fn subset(&self, classes: &[usize]) -> Self {
+        let chars = classes.iter().filter_map(|&c| c.checked_sub(1));
+        Self {
+            chars: chars.filter_map(|i| self.chars.get(i).cloned()).collect(),
+        }
     }
 
     fn space_class(&self) -> Option<usize> {
@@ -245,6 +267,18 @@ mod tests {
         assert!((ba.confidence - 0.9).abs() < 1e-6, "{ba:?}");
         let words: Vec<&str> = d.words.iter().map(|w| w.text.as_str()).collect();
         assert_eq!(words, d.text.split_whitespace().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_latin_subset_keeps_the_blank_the_space_and_latin_symbols_in_order() {
+        let vocab = Vocabulary::from_dict("a\n中\nł\nＡ\n", true);
+        let classes = vocab.classes_of(Script::Latin);
+        assert_eq!(classes, [0, 1, 3, 5]);
+        let latin = vocab.subset(&classes);
+        assert_eq!(latin.classes(), 4);
+        assert_eq!(latin.space_class(), Some(3));
+        assert_eq!(latin.decode(probs(&[1, 0, 2, 3, 1], 4).view()).text, "ał a");
+        assert_eq!(vocab.classes_of(Script::All), [0, 1, 2, 3, 4, 5]);
     }
 
     #[test]

@@ -1,0 +1,515 @@
+//! Recognition output layers cut to the characters of one script.
+//!
+//! PP-OCR's recognizers end in one linear layer and a softmax over every
+//! symbol of their dictionary: 6,906 classes for PP-OCRv6 tiny, 18,710 for
+//! small, nearly all of them CJK. A Latin-script document needs a few hundred.
+//! Cutting the layer's weight columns to those classes makes the last matrix
+//! product and the softmax a tenth of their size, and a Latin line can no
+//! longer come out with a CJK look-alike in it. The cut is made on the model's
+//! bytes when it is loaded, so the file on disk stays the checksummed one the
+//! bootstrap installed.
+//!
+//! The edit works on the protobuf wire format and copies every field it does
+//! not change byte for byte: it rewrites the two initializers of the output
+//! layer (the only `[features, classes]` weight and `[classes]` bias), drops
+//! the graph's recorded intermediate shapes (ONNX Runtime infers them again)
+//! and the output's shape.
+
+use std::str::FromStr;
+
+use prost::bytes::Buf;
+use prost::encoding::{WireType, decode_key, decode_varint, encode_key, encode_varint};
+
+/// Which characters a recognizer's output layer keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Script {
+    /// Every class of the model's dictionary.
+    #[default]
+    All,
+    /// Latin letters (with Vietnamese and the IPA), Greek for formulas,
+    /// digits, punctuation and the common symbols: what European-language
+    /// documents are written in.
+    Latin,
+}
+
+impl Script {
+    /// The name used in profile names and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Latin => "latin",
+        }
+    }
+
+    /// Whether `symbol` (one dictionary entry) is written in this script.
+    pub fn keeps(self, symbol: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Latin => symbol.chars().all(latin),
+        }
+    }
+}
+
+impl FromStr for Script {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Self::All),
+            "latin" => Ok(Self::Latin),
+            other => Err(format!("unknown script {other:?}; expected all or latin")),
+        }
+    }
+}
+
+/// Characters of Latin-script text. Full-width forms (U+FF00 block) and CJK
+/// punctuation are left out on purpose: they are how a CJK dictionary spells
+/// Latin letters, and the look-alikes they are in Latin text.
+fn latin(c: char) -> bool {
+    matches!(c as u32,
+        0x20..=0x7E           // ASCII
+        | 0xA0..=0x24F        // Latin-1, Latin Extended-A and -B
+        | 0x250..=0x2FF       // IPA, spacing modifier letters
+        | 0x370..=0x3FF       // Greek, for formulas and units
+        | 0x1E00..=0x1EFF     // Latin Extended Additional (Vietnamese)
+        | 0x2000..=0x2BFF     // punctuation, super- and subscripts, currency,
+                              // letterlike, number forms, arrows, mathematics,
+                              // technical, enclosed, box, geometric, symbols
+        | 0xFB00..=0xFB06) // Latin ligatures
+}
+
+/// Cuts the output layer of the ONNX model `model` (a `[features, classes]`
+/// weight and a `[classes]` bias feeding the output) to the classes `keep`,
+/// in that order. Returns the new model, or why the layer cannot be cut.
+pub fn cut_output_layer(model: &[u8], classes: usize, keep: &[usize]) -> Result<Vec<u8>, String> {
+    if let Some(&bad) = keep.iter().find(|&&k| k >= classes) {
+        return Err(format!("class {bad} is past the model's {classes} classes"));
+    }
+    let mut found = Found::default();
+    let out = rewrite(model, &mut |field| {
+        Ok(match field.number {
+            MODEL_GRAPH => Edit::Replace(cut_graph(field.payload, classes, keep, &mut found)?),
+            _ => Edit::Keep,
+        })
+    })?;
+    match (found.weights, found.biases) {
+        (1, 0 | 1) => Ok(out),
+        (0, _) => Err(format!(
+            "no [features, {classes}] weight in the graph: not a recognizer with a linear output layer"
+        )),
+        (w, b) => Err(format!(
+            "{w} weights and {b} biases end in {classes} classes: cannot tell which is the output layer"
+        )),
+    }
+}
+
+// Field numbers of onnx.proto.
+const MODEL_GRAPH: u32 = 7;
+const GRAPH_INITIALIZER: u32 = 5;
+const GRAPH_OUTPUT: u32 = 12;
+const GRAPH_VALUE_INFO: u32 = 13;
+const VALUE_INFO_TYPE: u32 = 2;
+const TYPE_TENSOR: u32 = 1;
+const TENSOR_TYPE_SHAPE: u32 = 2;
+const TENSOR_DIMS: u32 = 1;
+const TENSOR_DATA_TYPE: u32 = 2;
+const TENSOR_FLOAT_DATA: u32 = 4;
+const TENSOR_RAW_DATA: u32 = 9;
+const TENSOR_EXTERNAL_DATA: u32 = 13;
+const TENSOR_DATA_LOCATION: u32 = 14;
+const FLOAT: u64 = 1;
+
+#[derive(Default)]
+struct Found {
+    weights: usize,
+    biases: usize,
+}
+
+fn cut_graph(
+    graph: &[u8],
+    classes: usize,
+    keep: &[usize],
+    found: &mut Found,
+) -> Result<Vec<u8>, String> {
+    rewrite(graph, &mut |field| {
+        Ok(match field.number {
+            GRAPH_INITIALIZER => match cut_tensor(field.payload, classes, keep)? {
+                Some((cut, rows)) => {
+                    match rows {
+                        Some(_) => found.weights += 1,
+                        None => found.biases += 1,
+                    }
+                    Edit::Replace(cut)
+                }
+                None => Edit::Keep,
+            },
+            GRAPH_VALUE_INFO => Edit::Drop,
+            GRAPH_OUTPUT => Edit::Replace(without_shape(field.payload)?),
+            _ => Edit::Keep,
+        })
+    })
+}
+
+/// A graph output (`ValueInfoProto`) without its tensor shape.
+fn without_shape(value_info: &[u8]) -> Result<Vec<u8>, String> {
+    edit_field(
+        value_info,
+        VALUE_INFO_TYPE,
+        Some(&|ty| {
+            edit_field(
+                ty,
+                TYPE_TENSOR,
+                Some(&|t| edit_field(t, TENSOR_TYPE_SHAPE, None)),
+            )
+        }),
+    )
+}
+
+type Inner<'a> = &'a dyn Fn(&[u8]) -> Result<Vec<u8>, String>;
+
+/// `msg` with the content of field `number` rewritten by `inner`, or the
+/// field dropped without one.
+fn edit_field(msg: &[u8], number: u32, inner: Option<Inner<'_>>) -> Result<Vec<u8>, String> {
+    rewrite(msg, &mut |f| {
+        Ok(match (f.number == number, inner) {
+            (false, _) => Edit::Keep,
+            (true, None) => Edit::Drop,
+            (true, Some(inner)) => Edit::Replace(inner(f.payload)?),
+        })
+    })
+}
+
+/// The tensor cut to `keep` along its last axis when it is a `[rows,
+/// classes]` or `[classes]` float tensor, with its row count (`None` for a
+/// bias); `None` for every other tensor.
+#[allow(clippy::type_complexity)]
+fn cut_tensor(
+    tensor: &[u8],
+    classes: usize,
+    keep: &[usize],
+) -> Result<Option<(Vec<u8>, Option<usize>)>, String> {
+    let mut dims = Vec::new();
+    let mut data_type = 0;
+    let mut data: Option<Vec<f32>> = None;
+    let mut external = false;
+    for field in fields(tensor)? {
+        match (field.number, field.wire) {
+            (TENSOR_DIMS, WireType::Varint) => dims.push(varint(field.payload)?),
+            (TENSOR_DIMS, WireType::LengthDelimited) => {
+                let mut buf = field.payload;
+                while buf.has_remaining() {
+                    dims.push(decode_varint(&mut buf).map_err(|e| e.to_string())?);
+                }
+            }
+            (TENSOR_DATA_TYPE, _) => data_type = varint(field.payload)?,
+            (TENSOR_RAW_DATA | TENSOR_FLOAT_DATA, WireType::LengthDelimited) => {
+                data = Some(
+                    field
+                        .payload
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                );
+            }
+            (TENSOR_EXTERNAL_DATA, _) => external = true,
+            (TENSOR_DATA_LOCATION, _) => external |= varint(field.payload)? == 1,
+            _ => {}
+        }
+    }
+    let rows = match dims.as_slice() {
+        [rows, last] if *last == classes as u64 => Some(*rows as usize),
+        [last] if *last == classes as u64 => None,
+        _ => return Ok(None),
+    };
+    if data_type != FLOAT || external {
+        return Err("the output layer is not stored as float data inside the model".into());
+    }
+    let data = data.ok_or("the output layer has no data")?;
+    let n_rows = rows.unwrap_or(1);
+    if data.len() != n_rows * classes {
+        return Err(format!(
+            "the output layer holds {} values for {n_rows} × {classes}",
+            data.len()
+        ));
+    }
+    let mut raw = Vec::with_capacity(n_rows * keep.len() * 4);
+    for row in data.chunks_exact(classes) {
+        for &k in keep {
+            raw.extend_from_slice(&row[k].to_le_bytes());
+        }
+    }
+    let mut dims = vec![keep.len() as u64];
+    if let Some(r) = rows {
+        dims.insert(0, r as u64);
+    }
+    let mut out = rewrite(tensor, &mut |f| {
+        Ok(match f.number {
+            TENSOR_DIMS | TENSOR_FLOAT_DATA | TENSOR_RAW_DATA => Edit::Drop,
+            _ => Edit::Keep,
+        })
+    })?;
+    for d in dims {
+        encode_key(TENSOR_DIMS, WireType::Varint, &mut out);
+        encode_varint(d, &mut out);
+    }
+    put_bytes(TENSOR_RAW_DATA, &raw, &mut out);
+    Ok(Some((out, rows)))
+}
+
+/// One field of a protobuf message.
+struct Field<'a> {
+    number: u32,
+    wire: WireType,
+    /// The whole field, key included.
+    raw: &'a [u8],
+    /// A length-delimited field's content, or a scalar's bytes.
+    payload: &'a [u8],
+}
+
+enum Edit {
+    Keep,
+    Drop,
+    /// New content for a length-delimited field.
+    Replace(Vec<u8>),
+}
+
+/// The message's fields in order.
+fn fields(msg: &[u8]) -> Result<Vec<Field<'_>>, String> {
+    let bad = |e: prost::DecodeError| format!("not an ONNX model: {e}");
+    let mut out = Vec::new();
+    let mut rest = msg;
+    while rest.has_remaining() {
+        let start = msg.len() - rest.len();
+        let (number, wire) = decode_key(&mut rest).map_err(bad)?;
+        let head = msg.len() - rest.len();
+        let (from, to) = match wire {
+            WireType::Varint => {
+                decode_varint(&mut rest).map_err(bad)?;
+                (head, msg.len() - rest.len())
+            }
+            WireType::SixtyFourBit | WireType::ThirtyTwoBit => {
+                let n = if wire == WireType::SixtyFourBit { 8 } else { 4 };
+                if rest.len() < n {
+                    return Err("not an ONNX model: truncated field".into());
+                }
+                rest.advance(n);
+                (head, head + n)
+            }
+            WireType::LengthDelimited => {
+                let len = decode_varint(&mut rest).map_err(bad)? as usize;
+                if rest.len() < len {
+                    return Err("not an ONNX model: truncated field".into());
+                }
+                let from = msg.len() - rest.len();
+                rest.advance(len);
+                (from, from + len)
+            }
+            WireType::StartGroup | WireType::EndGroup => {
+                return Err("not an ONNX model: protobuf groups".into());
+            }
+        };
+        out.push(Field {
+            number,
+            wire,
+            raw: &msg[start..to],
+            payload: &msg[from..to],
+        });
+    }
+    Ok(out)
+}
+
+/// The message with each field kept, dropped or given new content by `edit`.
+fn rewrite(
+    msg: &[u8],
+    edit: &mut dyn FnMut(&Field<'_>) -> Result<Edit, String>,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(msg.len());
+    for field in fields(msg)? {
+        match edit(&field)? {
+            Edit::Keep => out.extend_from_slice(field.raw),
+            Edit::Drop => {}
+            Edit::Replace(content) => put_bytes(field.number, &content, &mut out),
+        }
+    }
+    Ok(out)
+}
+
+fn put_bytes(number: u32, content: &[u8], out: &mut Vec<u8>) {
+    encode_key(number, WireType::LengthDelimited, out);
+    encode_varint(content.len() as u64, out);
+    out.extend_from_slice(content);
+}
+
+fn varint(mut bytes: &[u8]) -> Result<u64, String> {
+    decode_varint(&mut bytes).map_err(|e| format!("not an ONNX model: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(fields: &[(u32, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (n, content) in fields {
+            put_bytes(*n, content, &mut out);
+        }
+        out
+    }
+
+    fn varint_field(n: u32, v: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_key(n, WireType::Varint, &mut out);
+        encode_varint(v, &mut out);
+        out
+    }
+
+    fn tensor(name: &str, dims: &[u64], values: &[f32]) -> Vec<u8> {
+        let mut t = Vec::new();
+        for &d in dims {
+            t.extend(varint_field(TENSOR_DIMS, d));
+        }
+        t.extend(varint_field(TENSOR_DATA_TYPE, FLOAT));
+        put_bytes(8, name.as_bytes(), &mut t);
+        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        put_bytes(TENSOR_RAW_DATA, &raw, &mut t);
+        t
+    }
+
+    /// Name, dims and values of a tensor.
+    fn read_tensor(t: &[u8]) -> (String, Vec<u64>, Vec<f32>) {
+        let mut name = String::new();
+        let mut dims = Vec::new();
+        let mut values = Vec::new();
+        for f in fields(t).unwrap() {
+            match f.number {
+                TENSOR_DIMS => dims.push(varint(f.payload).unwrap()),
+                8 => name = String::from_utf8(f.payload.to_vec()).unwrap(),
+                TENSOR_RAW_DATA => {
+                    values = f
+                        .payload
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                        .collect()
+                }
+                _ => {}
+            }
+        }
+        (name, dims, values)
+    }
+
+    fn graph_of(model: &[u8]) -> Vec<u8> {
+        fields(model)
+            .unwrap()
+            .into_iter()
+            .find(|f| f.number == MODEL_GRAPH)
+            .unwrap()
+            .payload
+            .to_vec()
+    }
+
+    #[test]
+    fn the_output_layer_keeps_the_chosen_columns_and_the_rest_is_untouched() {
+        // A [2, 4] weight, a [4] bias, an unrelated [4, 4] tensor whose last
+        // axis is not the class count, and an output with a shape.
+        let weight = tensor("w", &[2, 4], &[0., 1., 2., 3., 10., 11., 12., 13.]);
+        let bias = tensor("b", &[4], &[0.5, 1.5, 2.5, 3.5]);
+        let other = tensor("o", &[3, 3], &[1.0; 9]);
+        let output = message(&[
+            (1, b"probs".to_vec()),
+            (
+                VALUE_INFO_TYPE,
+                message(&[(TYPE_TENSOR, message(&[(TENSOR_TYPE_SHAPE, vec![8, 4])]))]),
+            ),
+        ]);
+        let graph = message(&[
+            (1, b"node bytes".to_vec()),
+            (GRAPH_INITIALIZER, weight),
+            (GRAPH_INITIALIZER, bias),
+            (GRAPH_INITIALIZER, other.clone()),
+            (GRAPH_OUTPUT, output),
+            (GRAPH_VALUE_INFO, b"stale shape".to_vec()),
+        ]);
+        let mut model = varint_field(1, 6);
+        model.extend(message(&[(MODEL_GRAPH, graph), (8, b"opset".to_vec())]));
+
+        let cut = cut_output_layer(&model, 4, &[0, 3]).unwrap();
+        let top = fields(&cut).unwrap();
+        assert_eq!(top[0].raw, &varint_field(1, 6)[..], "ir_version copied");
+        assert_eq!(top[2].payload, b"opset");
+        let graph = graph_of(&cut);
+        let g = fields(&graph).unwrap();
+        let numbers: Vec<u32> = g.iter().map(|f| f.number).collect();
+        assert_eq!(numbers, [1, 5, 5, 5, 12], "value_info dropped, order kept");
+        assert_eq!(g[0].payload, b"node bytes");
+        assert_eq!(
+            read_tensor(g[1].payload),
+            ("w".into(), vec![2, 2], vec![0., 3., 10., 13.])
+        );
+        assert_eq!(
+            read_tensor(g[2].payload),
+            ("b".into(), vec![2], vec![0.5, 3.5])
+        );
+        assert_eq!(
+            g[3].payload,
+            &other[..],
+            "other tensors are copied as they are"
+        );
+        // The output keeps its name and type, without the old shape.
+        let out = fields(g[4].payload).unwrap();
+        assert_eq!(out[0].payload, b"probs");
+        let ty = fields(out[1].payload).unwrap();
+        assert!(fields(ty[0].payload).unwrap().is_empty());
+    }
+
+    #[test]
+    fn models_without_one_clear_output_layer_are_refused() {
+        let graph = |tensors: Vec<Vec<u8>>| {
+            let g = message(
+                &tensors
+                    .into_iter()
+                    .map(|t| (GRAPH_INITIALIZER, t))
+                    .collect::<Vec<_>>(),
+            );
+            message(&[(MODEL_GRAPH, g)])
+        };
+        let none = graph(vec![tensor("x", &[2, 3], &[0.0; 6])]);
+        let err = cut_output_layer(&none, 4, &[0]).unwrap_err();
+        assert!(err.contains("no [features, 4] weight"), "{err}");
+        let two = graph(vec![
+            tensor("a", &[2, 4], &[0.0; 8]),
+            tensor("b", &[3, 4], &[0.0; 12]),
+        ]);
+        let err = cut_output_layer(&two, 4, &[0]).unwrap_err();
+        assert!(err.contains("cannot tell"), "{err}");
+        let short = graph(vec![tensor("a", &[2, 4], &[0.0; 5])]);
+        assert!(
+            cut_output_layer(&short, 4, &[0])
+                .unwrap_err()
+                .contains("5 values")
+        );
+        assert!(
+            cut_output_layer(&short, 4, &[4])
+                .unwrap_err()
+                .contains("past")
+        );
+        assert!(
+            cut_output_layer(b"\xff\xff\xff", 4, &[0])
+                .unwrap_err()
+                .contains("not an ONNX model")
+        );
+    }
+
+    #[test]
+    fn latin_keeps_european_text_and_drops_cjk_and_full_width_forms() {
+        for s in [
+            "a", "Z", "ą", "ł", "ß", "é", "ư", "α", "Ω", "–", "„", "€", "±", "→", "ﬁ", "½",
+        ] {
+            assert!(Script::Latin.keeps(s), "{s}");
+        }
+        for s in ["中", "の", "한", "Ａ", "，", "。", "ж"] {
+            assert!(!Script::Latin.keeps(s), "{s}");
+            assert!(Script::All.keeps(s));
+        }
+        assert_eq!("latin".parse::<Script>(), Ok(Script::Latin));
+        assert!("cyrillic".parse::<Script>().is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! The engine on the real models: cancelling a page frees its inference
+//! slot at once, and a recognizer cut to Latin-script classes reads what the
+//! whole one reads.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+use ndarray::{Array4, Axis};
+use pagefleet_ocr_worker::engine::{
+    DEFAULT_REC_BATCH, Model, OrtModel, Provider, Script, SessionOptions, Vocabulary,
+    cut_output_layer, load_runtime,
+};
+use pagefleet_ocr_worker::{Engine, EngineConfig, EngineError, ModelSet, Pool, Profile};
+use pagefleet_schemas::PixelBudget;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("PAGEFLEET_HOME").map_or_else(|| root().join(".pagefleet"), PathBuf::from)
+}
+
+fn library() -> PathBuf {
+    home().join("lib/libonnxruntime.so.1.31.1")
+}
+
+fn config(profile: Profile) -> EngineConfig {
+    EngineConfig {
+        models: ModelSet::profile(&home().join("models"), profile),
+        intra_threads: 1,
+        provider: Provider::Cpu,
+        classify_lines: false,
+        budget: PixelBudget::default(),
+        rec_batch: DEFAULT_REC_BATCH,
+    }
+}
+
+fn pool() -> Pool {
+    let config = config(Profile::Fast);
+    let library = library();
+    Pool::start(1, 1, move |_| Engine::load(&library, config.clone())).unwrap()
+}
+
+fn sample_page() -> image::RgbImage {
+    let samples = std::env::var_os("PAGEFLEET_SAMPLES")
+        .map_or_else(|| root().join("../shared/samples"), PathBuf::from);
+    image::open(samples.join("ltnews34-p2.png"))
+        .unwrap()
+        .into_rgb8()
+}
+
+#[test]
+fn a_cancelled_page_frees_its_slot_at_once() {
+    let pool = pool();
+    let page = sample_page();
+    let (tx, rx) = channel();
+
+    // Uncancelled, for the time a page takes.
+    let start = Instant::now();
+    let tx1 = tx.clone();
+    pool.submit(page.clone(), Box::new(move |r| tx1.send(r).unwrap()))
+        .unwrap();
+    let full = rx.recv().unwrap().unwrap();
+    let full_time = start.elapsed();
+    assert!(full.lines.len() > 50);
+
+    // Cancelled shortly after it started.
+    let start = Instant::now();
+    let tx2 = tx.clone();
+    let handle = pool
+        .submit(page.clone(), Box::new(move |r| tx2.send(r).unwrap()))
+        .unwrap();
+    std::thread::sleep(full_time / 5);
+    handle.cancel();
+    let cancelled = rx.recv().unwrap();
+    let cancel_time = start.elapsed();
+    assert!(
+        matches!(cancelled, Err(EngineError::Cancelled)),
+        "{cancelled:?}"
+    );
+    eprintln!("full page {full_time:?}, cancelled page answered after {cancel_time:?}");
+    assert!(cancel_time < full_time / 5 + (full_time / 2).max(Duration::from_millis(300)));
+
+    // The slot reads the next page as if nothing happened.
+    pool.submit(page, Box::new(move |r| tx.send(r).unwrap()))
+        .unwrap();
+    let again = rx.recv().unwrap().unwrap();
+    assert_eq!(again.text(), full.text());
+}
+
+#[test]
+fn the_latin_head_gives_the_whole_heads_probabilities_over_its_classes() {
+    let env = load_runtime(&library()).unwrap();
+    let models = ModelSet::profile(&home().join("models"), Profile::Fast);
+    let options = SessionOptions {
+        intra_threads: 1,
+        provider: Provider::Cpu,
+    };
+    let dict = std::fs::read_to_string(&models.dict).unwrap();
+    let vocab = Vocabulary::from_dict(&dict, true);
+    let classes = vocab.classes_of(Script::Latin);
+    // A few hundred classes of the 6,906, the blank first and the space last.
+    assert!((300..800).contains(&classes.len()), "{}", classes.len());
+    assert_eq!(
+        (classes[0], classes[classes.len() - 1]),
+        (0, vocab.classes() - 1)
+    );
+
+    let bytes = std::fs::read(&models.rec).unwrap();
+    let cut = cut_output_layer(&bytes, vocab.classes(), &classes).unwrap();
+    let mut whole = OrtModel::load(env, &models.rec, options, "recognize").unwrap();
+    let mut latin =
+        OrtModel::load_from(env, &models.rec, Some(&cut), options, "recognize").unwrap();
+
+    // A strip of the sample page: real text, at the recognizer's height.
+    let page = sample_page();
+    let strip = image::imageops::crop_imm(&page, 100, 200, 900, 60).to_image();
+    let strip = image::imageops::resize(&strip, 720, 48, image::imageops::FilterType::Triangle);
+    let mut input = Array4::<f32>::zeros((1, 3, 48, 720));
+    for (x, y, px) in strip.enumerate_pixels() {
+        for c in 0..3 {
+            input[[0, 2 - c, y as usize, x as usize]] = px.0[c] as f32 / 127.5 - 1.0;
+        }
+    }
+    let all = whole.run(&input).unwrap();
+    let some = latin.run(&input).unwrap();
+    assert_eq!(all.shape()[..2], some.shape()[..2]);
+    assert_eq!(some.shape()[2], classes.len());
+    // The same logits, so the softmax over fewer classes is the whole one's
+    // renormalised over them.
+    let (all, some) = (all.index_axis(Axis(0), 0), some.index_axis(Axis(0), 0));
+    for (a, s) in all.outer_iter().zip(some.outer_iter()) {
+        let kept: f32 = classes.iter().map(|&c| a[c]).sum();
+        for (k, &c) in classes.iter().enumerate() {
+            let want = a[c] / kept;
+            assert!(
+                (s[k] - want).abs() < 1e-4,
+                "class {c}: {} against {want}",
+                s[k]
+            );
+        }
+    }
+}
+
+#[test]
+fn the_latin_profile_reads_a_latin_page_as_the_whole_recognizer_does() {
+    let page = sample_page();
+    let read = |profile| {
+        let mut engine = Engine::load(&library(), config(profile)).unwrap();
+        engine.recognize(&page).unwrap()
+    };
+    let whole = read(Profile::Fast);
+    let latin = read(Profile::FastLatin);
+    assert!(whole.lines.len() > 50);
+    let mut same = 0;
+    for line in &whole.lines {
+        let Some(other) = latin.lines.iter().find(|l| l.polygon == line.polygon) else {
+            continue;
+        };
+        if other.text == line.text {
+            same += 1;
+        } else {
+            // Where they differ, the whole recognizer read a character the
+            // Latin one cannot emit: the confusion the cut removes.
+            assert!(
+                line.text
+                    .chars()
+                    .any(|c| !Script::Latin.keeps(&c.to_string())),
+                "{:?} read as {:?}",
+                line.text,
+                other.text
+            );
+        }
+    }
+    assert!(
+        same * 100 >= whole.lines.len() * 95,
+        "{same} of {} lines read the same",
+        whole.lines.len()
+    );
+}
