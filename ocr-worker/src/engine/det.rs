@@ -6,13 +6,13 @@
 //! expand it by the unclip offset, and map it back to page coordinates.
 
 use image::RgbImage;
-use image::imageops::{FilterType, resize};
 use imageproc::contours::{BorderType, find_contours};
 use imageproc::geometry::min_area_rect;
 use imageproc::point::Point;
 use ndarray::{Array4, ArrayView2};
 
 use super::geometry::Quad;
+use super::pixels::{Planes, resize};
 
 /// How detection input is normalised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,7 @@ pub(crate) fn preprocess(image: &RgbImage, params: &DetParams) -> Array4<f32> {
     let src = if (w, h) == image.dimensions() {
         image
     } else {
-        resized = resize(image, w, h, FilterType::Triangle);
+        resized = resize(image, w, h);
         &resized
     };
     // Indexed by RGB channel; written to the BGR plane.
@@ -88,14 +88,14 @@ pub(crate) fn preprocess(image: &RgbImage, params: &DetParams) -> Array4<f32> {
         Normalization::ImageNet => ([0.406f32, 0.456, 0.485], [0.225f32, 0.224, 0.229]),
         Normalization::Symmetric => ([0.5f32; 3], [0.5f32; 3]),
     };
-    let mut tensor = Array4::<f32>::zeros((1, 3, h as usize, w as usize));
-    for (x, y, px) in src.enumerate_pixels() {
-        for c in 0..3 {
-            // RGB channel c goes to BGR plane 2 - c.
-            let plane = 2 - c;
-            let v = px.0[c] as f32 / 255.0;
-            tensor[[0, plane, y as usize, x as usize]] = (v - mean[plane]) / std[plane];
-        }
+    // RGB channel c goes to BGR plane 2 - c.
+    let planes = Planes::new([2, 1, 0], |c, v| {
+        (v as f32 / 255.0 - mean[2 - c]) / std[2 - c]
+    });
+    let (h, w) = (h as usize, w as usize);
+    let mut tensor = Array4::<f32>::zeros((1, 3, h, w));
+    if let Some(chw) = tensor.as_slice_mut() {
+        planes.write(src, chw, h, w);
     }
     tensor
 }

@@ -15,6 +15,7 @@ mod kinds;
 mod layout;
 mod model;
 mod orient;
+mod pixels;
 mod profile;
 mod rec;
 
@@ -22,7 +23,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use image::RgbImage;
-use image::imageops::{FilterType, resize};
 use ndarray::{Axis, Ix2, Ix3};
 use pagefleet_schemas::{Block, OcrLine, OcrWord, PageOcr, PixelBudget, StepTimings, TextCounts};
 use tracing::info_span;
@@ -204,7 +204,7 @@ impl Engine {
             .fit(page.width() as f64, page.height() as f64)?;
         let scaled;
         let page = if fit.scale < 1.0 {
-            scaled = resize(page, fit.width, fit.height, FilterType::Triangle);
+            scaled = pixels::resize(page, fit.width, fit.height);
             &scaled
         } else {
             page
@@ -381,7 +381,7 @@ impl Engine {
                     // Lines wider than the classifier's input are squeezed, as
                     // PaddleOCR does; orientation survives it.
                     let tw = rec::target_width(img, h).min(w);
-                    resize(img, tw, h, FilterType::Triangle)
+                    pixels::resize(img, tw, h)
                 })
                 .collect();
             let refs: Vec<&RgbImage> = images.iter().collect();

@@ -6,8 +6,10 @@
 //! centre 224 × 224 of it, ImageNet normalisation.
 
 use image::RgbImage;
-use image::imageops::{self, FilterType};
+use image::imageops;
 use ndarray::Array4;
+
+use super::pixels::{Planes, resize};
 
 /// Side of the classifier's square input.
 const SIDE: u32 = 224;
@@ -28,16 +30,14 @@ pub(crate) fn input(page: &RgbImage) -> Array4<f32> {
         ((w as f32 * scale).round() as u32).max(SIDE),
         ((h as f32 * scale).round() as u32).max(SIDE),
     );
-    let scaled = imageops::resize(page, sw, sh, FilterType::Triangle);
+    let scaled = resize(page, sw, sh);
     let (left, top) = ((sw - SIDE) / 2, (sh - SIDE) / 2);
-    let mut input = Array4::<f32>::zeros((1, 3, SIDE as usize, SIDE as usize));
-    for y in 0..SIDE {
-        for x in 0..SIDE {
-            let p = scaled.get_pixel(left + x, top + y).0;
-            for c in 0..3 {
-                input[[0, c, y as usize, x as usize]] = (p[c] as f32 / 255.0 - MEAN[c]) / STD[c];
-            }
-        }
+    let centre = imageops::crop_imm(&scaled, left, top, SIDE, SIDE).to_image();
+    let side = SIDE as usize;
+    let mut input = Array4::<f32>::zeros((1, 3, side, side));
+    let planes = Planes::new([0, 1, 2], |c, v| (v as f32 / 255.0 - MEAN[c]) / STD[c]);
+    if let Some(chw) = input.as_slice_mut() {
+        planes.write(&centre, chw, side, side);
     }
     input
 }

@@ -2,10 +2,10 @@
 //! network's per-timestep class probabilities.
 
 use image::RgbImage;
-use image::imageops::{FilterType, resize};
 use ndarray::{Array4, ArrayView2};
 
 use super::head::Script;
+use super::pixels::{Planes, resize};
 
 /// Resizes each line to `height` keeping its aspect ratio, normalises it with
 /// `(x/255 - 0.5) / 0.5` in BGR order, and pads it with zeros on the right to the
@@ -13,13 +13,12 @@ use super::head::Script;
 pub(crate) fn batch_tensor(lines: &[&RgbImage], height: u32, min_width: u32) -> Array4<f32> {
     let widths: Vec<u32> = lines.iter().map(|img| target_width(img, height)).collect();
     let batch_w = widths.iter().copied().max().unwrap_or(0).max(min_width);
-    let mut tensor = Array4::<f32>::zeros((lines.len(), 3, height as usize, batch_w as usize));
-    for (i, (img, &w)) in lines.iter().zip(&widths).enumerate() {
-        let resized = resize(*img, w, height, FilterType::Triangle);
-        for (x, y, px) in resized.enumerate_pixels() {
-            for c in 0..3 {
-                tensor[[i, 2 - c, y as usize, x as usize]] = px.0[c] as f32 / 127.5 - 1.0;
-            }
+    let (rows, stride) = (height as usize, batch_w as usize);
+    let mut tensor = Array4::<f32>::zeros((lines.len(), 3, rows, stride));
+    let planes = Planes::new([2, 1, 0], |_, v| v as f32 / 127.5 - 1.0);
+    for (mut line, (img, &w)) in tensor.outer_iter_mut().zip(lines.iter().zip(&widths)) {
+        if let Some(chw) = line.as_slice_mut() {
+            planes.write(&resize(img, w, height), chw, rows, stride);
         }
     }
     tensor
