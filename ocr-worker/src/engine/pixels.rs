@@ -11,16 +11,39 @@ use image::RgbImage;
 
 /// `img` scaled to `width` × `height` with a bilinear (tent) filter.
 pub(crate) fn resize(img: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let whole = [0.0, 0.0, img.width() as f64, img.height() as f64];
+    resize_region(img, whole, width, height).unwrap_or_else(|| RgbImage::new(width, height))
+}
+
+/// The region `[left, top, width, height]` of `img` (in pixels, fractions
+/// allowed) scaled to `width` × `height` with a bilinear (tent) filter;
+/// `None` when the region is empty or not inside the image.
+pub(crate) fn resize_region(
+    img: &RgbImage,
+    region: [f64; 4],
+    width: u32,
+    height: u32,
+) -> Option<RgbImage> {
+    let [left, top, w, h] = region;
+    let inside = left >= 0.0
+        && top >= 0.0
+        && w > 0.0
+        && h > 0.0
+        && left + w <= img.width() as f64
+        && top + h <= img.height() as f64;
+    if !inside {
+        return None;
+    }
     let mut out = RgbImage::new(width, height);
-    if width == 0 || height == 0 || img.width() == 0 || img.height() == 0 {
-        return out;
+    if width == 0 || height == 0 {
+        return Some(out);
     }
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-    // Both are RGB8 images of non-zero size, the only cases it refuses.
-    if Resizer::new().resize(img, &mut out, &options).is_err() {
-        out = image::imageops::resize(img, width, height, image::imageops::FilterType::Triangle);
-    }
-    out
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+        .crop(left, top, w, h);
+    // It refuses only pixel types other than the source's, and empty images.
+    Resizer::new().resize(img, &mut out, &options).ok()?;
+    Some(out)
 }
 
 /// How one 8-bit RGB channel becomes a model's input value.
