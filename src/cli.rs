@@ -350,6 +350,11 @@ pub(crate) struct ModelArgs {
     /// is fastest; 32 on GPUs].
     #[arg(long, env = "PAGEFLEET_REC_BATCH")]
     pub(crate) rec_batch: Option<usize>,
+    /// Recognise on fixed input shapes only: lines padded to one of eight
+    /// widths, batches of one size per width [default: on GPUs, where each
+    /// new shape is planned again; off on CPUs, where padding is extra work].
+    #[arg(long, env = "PAGEFLEET_REC_BUCKETS")]
+    pub(crate) rec_buckets: bool,
     /// Most pixels of one page image; larger pages are scaled down.
     #[arg(long, env = "PAGEFLEET_MAX_PIXELS", default_value_t = pagefleet_schemas::DEFAULT_MAX_PIXELS)]
     pub(crate) max_pixels: u64,

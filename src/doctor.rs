@@ -137,6 +137,7 @@ fn onnx_runtime(home: &Home, args: &DoctorArgs) -> Check {
         let pool = pool_config(home, &args.model).map_err(|e| e.to_string())?;
         let config = EngineConfig {
             rec_batch: pool.rec_batch(),
+            rec_buckets: pool.rec_buckets(),
             models: pool.models,
             intra_threads: 1,
             provider: pool.provider,

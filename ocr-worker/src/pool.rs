@@ -227,6 +227,7 @@ mod tests {
             classify_lines: false,
             budget: PixelBudget::new(1_000_000),
             rec_batch: 1,
+            rec_buckets: false,
         };
         let vocab = Vocabulary::from_dict("a\nb\n", true);
         Engine::from_models(

@@ -39,6 +39,9 @@ pub struct PoolConfig {
     /// Most lines per recognition batch; `None`: [`DEFAULT_REC_BATCH`] on
     /// CPUs, [`GPU_REC_BATCH`] on GPUs.
     pub rec_batch: Option<usize>,
+    /// Recognition on fixed shapes only ([`EngineConfig::rec_buckets`]);
+    /// `None`: on GPUs, not on CPUs.
+    pub rec_buckets: Option<bool>,
 }
 
 impl PoolConfig {
@@ -53,6 +56,7 @@ impl PoolConfig {
             classify_lines: false,
             max_pixels: pagefleet_schemas::DEFAULT_MAX_PIXELS,
             rec_batch: None,
+            rec_buckets: None,
         }
     }
 
@@ -75,6 +79,12 @@ impl PoolConfig {
             (None, Provider::Cpu) => DEFAULT_REC_BATCH,
             (None, Provider::Cuda { .. }) => GPU_REC_BATCH,
         }
+    }
+
+    /// Whether recognition runs on fixed shapes only.
+    pub fn rec_buckets(&self) -> bool {
+        self.rec_buckets
+            .unwrap_or(matches!(self.provider, Provider::Cuda { .. }))
     }
 
     /// The files loading needs: the runtime and the model files.
@@ -102,6 +112,7 @@ impl PoolConfig {
             classify_lines: self.classify_lines,
             budget: PixelBudget::new(self.max_pixels),
             rec_batch: self.rec_batch(),
+            rec_buckets: self.rec_buckets(),
         };
         info!(profile = %config.models.name, slots, intra_threads, provider = config.provider.name(), "loading models");
         let started = Instant::now();

@@ -36,6 +36,7 @@ fn config(profile: Profile) -> EngineConfig {
         classify_lines: false,
         budget: PixelBudget::default(),
         rec_batch: DEFAULT_REC_BATCH,
+        rec_buckets: false,
     }
 }
 

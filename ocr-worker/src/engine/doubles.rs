@@ -43,6 +43,23 @@ impl Model for SaysAb {
     }
 }
 
+/// A model double that records the shape of every input it is run on.
+pub(crate) struct RecordsShapes<M>(
+    pub(crate) M,
+    pub(crate) std::sync::Arc<std::sync::Mutex<Vec<(usize, usize, usize, usize)>>>,
+);
+impl<M: Model> Model for RecordsShapes<M> {
+    fn input_shape(&self) -> [Option<usize>; 3] {
+        self.0.input_shape()
+    }
+    fn run(&mut self, input: &Array4<f32>) -> Result<ArrayD<f32>, EngineError> {
+        if let Ok(mut shapes) = self.1.lock() {
+            shapes.push(input.dim());
+        }
+        self.0.run(input)
+    }
+}
+
 /// Classification double: every line reads upside down.
 pub(crate) struct AllUpsideDown;
 impl Model for AllUpsideDown {

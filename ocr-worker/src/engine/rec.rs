@@ -13,10 +13,37 @@ use super::pixels::{Planes, resize};
 pub(crate) fn batch_tensor(lines: &[&RgbImage], height: u32, min_width: u32) -> Array4<f32> {
     let widths: Vec<u32> = lines.iter().map(|img| target_width(img, height)).collect();
     let batch_w = widths.iter().copied().max().unwrap_or(0).max(min_width);
+    fill(lines, &widths, height, batch_w, lines.len())
+}
+
+/// A batch of exactly `batch` rows of `width` pixels: each line resized to
+/// `height` keeping its aspect ratio (lines wider than `width` squeezed to
+/// it), normalised as in [`batch_tensor`], zeros in the padding and in the
+/// rows past the lines. Every batch of a width has one shape.
+pub(crate) fn fixed_tensor(
+    lines: &[&RgbImage],
+    height: u32,
+    width: u32,
+    batch: usize,
+) -> Array4<f32> {
+    let widths: Vec<u32> = lines
+        .iter()
+        .map(|img| target_width(img, height).min(width))
+        .collect();
+    fill(lines, &widths, height, width, batch.max(lines.len()))
+}
+
+fn fill(
+    lines: &[&RgbImage],
+    widths: &[u32],
+    height: u32,
+    batch_w: u32,
+    batch: usize,
+) -> Array4<f32> {
     let (rows, stride) = (height as usize, batch_w as usize);
-    let mut tensor = Array4::<f32>::zeros((lines.len(), 3, rows, stride));
+    let mut tensor = Array4::<f32>::zeros((batch, 3, rows, stride));
     let planes = Planes::new([2, 1, 0], |_, v| v as f32 / 127.5 - 1.0);
-    for (mut line, (img, &w)) in tensor.outer_iter_mut().zip(lines.iter().zip(&widths)) {
+    for (mut line, (img, &w)) in tensor.outer_iter_mut().zip(lines.iter().zip(widths)) {
         if let Some(chw) = line.as_slice_mut() {
             planes.write(&resize(img, w, height), chw, rows, stride);
         }
@@ -284,6 +311,21 @@ mod tests {
     fn multi_byte_symbols_survive() {
         let vocab = Vocabulary::from_dict("ą\nł\n„\n", false);
         assert_eq!(vocab.decode(probs(&[3, 1, 0, 2], 4).view()).text, "„ął");
+    }
+
+    #[test]
+    fn a_fixed_batch_has_its_shape_whatever_its_lines() {
+        let a = RgbImage::from_pixel(100, 24, image::Rgb([255, 255, 255]));
+        let wide = RgbImage::from_pixel(1000, 24, image::Rgb([255, 255, 255]));
+        let t = fixed_tensor(&[&a], 48, 320, 4);
+        assert_eq!(t.dim(), (4, 3, 48, 320));
+        assert!((t[[0, 0, 0, 199]] - 1.0).abs() < 1e-6);
+        assert_eq!(t[[0, 0, 0, 200]], 0.0);
+        assert!(t.index_axis(ndarray::Axis(0), 1).iter().all(|&v| v == 0.0));
+        // Too wide for the width: squeezed into it, not cut.
+        let t = fixed_tensor(&[&wide, &a], 48, 320, 2);
+        assert_eq!(t.dim(), (2, 3, 48, 320));
+        assert!((t[[0, 0, 0, 319]] - 1.0).abs() < 1e-6);
     }
 
     #[test]
