@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark of `pagefleet ocr` (both profiles) beside Tesseract 5 and
+# Benchmark of `pagefleet ocr` (every profile) and `pagefleet run` beside Tesseract 5 and
 # faster-paddle (the same PP-OCRv6 tiny models in Rust on ONNX Runtime) on the
 # same documents at 200 DPI, in one run, on this machine.
 #
@@ -102,8 +102,32 @@ read -r secs kib user sys <"$work/tess.time"
 row "tesseract 5 ($cores procs, OMP_THREAD_LIMIT=1)" "$secs" - "$work/tess" "$(echo "$user + $sys" | bc -l)"
 read -r secs kib user sys <"$work/peer.time"
 row "faster-paddle 1.0.4 tiny" "$secs" "$kib" "$work/peer" "$(echo "$user + $sys" | bc -l)"
-for profile in fast accurate; do
+for profile in fast fast-latin accurate accurate-latin; do
   timed "$profile" target/release/pagefleet ocr -q --profile "$profile" --out "$work/$profile" "${pdfs[@]}"
   read -r secs kib user sys <"$work/$profile.time"
-  row "pagefleet $profile" "$secs" "$kib" "$work/$profile" "$(echo "$user + $sys" | bc -l)"
+  row "pagefleet ocr $profile" "$secs" "$kib" "$work/$profile" "$(echo "$user + $sys" | bc -l)"
+done
+# The whole pipeline in one process: nats-server, rasterizer, workers and
+# aggregator, every page image through the object store.
+timed run target/release/pagefleet run -q --profile fast-latin --data "$work/data" --out "$work/run" "${pdfs[@]}"
+read -r secs kib user sys <"$work/run.time"
+row "pagefleet run fast-latin" "$secs" "$kib" "$work/run" "$(echo "$user + $sys" | bc -l)"
+
+# Where pagefleet's time goes: the step timings of result.json, summed
+# over the pages (slot time).
+echo
+echo "| profile | orient | detect | crop | recognize | layout | total ms/page |"
+echo "|---|---|---|---|---|---|---|"
+for profile in fast fast-latin accurate accurate-latin; do
+  python3 - "$profile" "$work/$profile" <<'PY'
+import glob, json, sys
+steps = ["orient_ms", "detect_ms", "crop_ms", "recognize_ms", "layout_ms", "total_ms"]
+sums, pages = dict.fromkeys(steps, 0.0), 0
+for f in glob.glob(f"{sys.argv[2]}/*/result.json"):
+    for page in json.load(open(f))["pages"]:
+        pages += 1
+        for s in steps:
+            sums[s] += page["timings"].get(s, 0.0)
+print(f"| {sys.argv[1]} | " + " | ".join(f"{sums[s] / max(pages, 1):.0f}" for s in steps) + " |")
+PY
 done

@@ -168,6 +168,10 @@ impl OrtModel {
             // planned per shape and would only pile up.
             .with_memory_pattern(false)
             .map_err(model_err)?
+            // The tanh form of GELU: 5% less CPU time for fast-latin on the
+            // samples (paired runs) for the same scores on both page sets.
+            .with_config_entry("optimization.enable_gelu_approximation", "1")
+            .map_err(model_err)?
             .with_execution_providers([provider(options.provider)?])
             .map_err(model_err)?;
         let session = match bytes {
