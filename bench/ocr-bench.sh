@@ -80,21 +80,7 @@ timed tess bash -c 'ls "$1"/png/*.png | OMP_THREAD_LIMIT=1 xargs -P "$2" -I{} ba
   tesseract "$f" "$0"/tess/$doc/$(printf %03d $((10#$page))) -l $lang >/dev/null 2>&1'"'"' "$1"' _ "$work" "$cores"
 
 # faster-paddle: one engine over every page image, text as it reconstructs it.
-cat >"$work/peer.py" <<'PY'
-import os, sys
-from faster_paddle import OcrEngine
-png, out = sys.argv[1], sys.argv[2]
-engine = OcrEngine(model_size="tiny")
-for name in sorted(os.listdir(png)):
-    stem = name[:-4]
-    doc, page = stem.rsplit("-", 1)
-    os.makedirs(f"{out}/{doc}", exist_ok=True)
-    with open(f"{png}/{name}", "rb") as f:
-        text = engine.ocr(f.read())["text"]
-    with open(f"{out}/{doc}/{int(page):03d}.txt", "w") as f:
-        f.write(text)
-PY
-PYTHONPATH="$peer" timed peer python3 "$work/peer.py" "$work/png" "$work/peer"
+PYTHONPATH="$peer" timed peer python3 bench/faster-paddle.py "$work/png" "$work/peer"
 
 echo "| engine | pages | wall s | pages/s | CPU s/page | CER | WER | BoW-F1 | peak RSS |"
 echo "|---|---|---|---|---|---|---|---|---|"

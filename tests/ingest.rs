@@ -1176,7 +1176,7 @@ async fn profiles_are_checked_and_a_job_nobody_serves_says_so() {
     assert_eq!(code, 400, "{body}");
     let error = body["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("\"nope\"") && error.contains("accurate, fast"),
+        error.contains("\"nope\"") && error.contains("accurate, accurate-latin, fast, fast-latin"),
         "{body}"
     );
 

@@ -133,13 +133,7 @@ mod tests {
         let skew = Quad([[30.4, 10.3], [70.9, 10.31], [70.9, 20.6], [30.4, 20.6]]);
         let warped = crop_line(&page, &skew).unwrap();
         assert_eq!(fast.dimensions(), warped.dimensions());
-        let worst = fast
-            .as_raw()
-            .iter()
-            .zip(warped.as_raw())
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
-            .unwrap();
+        let worst = crate::engine::pixels::worst_difference(&fast, &warped);
         assert!(worst <= 2, "differs by {worst}");
     }
 
