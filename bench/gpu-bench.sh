@@ -37,6 +37,8 @@ run "cpu-${cores}x1" --slots "$cores" --intra-threads 1
 for slots in 1 2 4; do
   run "cuda-${slots}slot" --execution-provider cuda --slots "$slots" --intra-threads 1
 done
+run "cuda-2slot-fast-latin" --execution-provider cuda --slots 2 --intra-threads 1 --profile fast-latin
+run "cpu-${cores}x1-fast-latin" --slots "$cores" --intra-threads 1 --profile fast-latin
 run "cuda-2slot-accurate" --execution-provider cuda --slots 2 --intra-threads 1 --profile accurate
 run "cpu-${cores}x1-accurate" --slots "$cores" --intra-threads 1 --profile accurate
 
