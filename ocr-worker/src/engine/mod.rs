@@ -149,10 +149,8 @@ impl Engine {
             _ => None,
         };
         let dict_path = &config.models.dict;
-        let dict = std::fs::read_to_string(dict_path).map_err(|e| EngineError::Missing {
-            what: "recognition dictionary",
-            path: dict_path.clone(),
-            hint: format!("{e}; run scripts/bootstrap, or check the model paths"),
+        let dict = read_installed("recognition dictionary", dict_path, |p| {
+            std::fs::read_to_string(p)
         })?;
         let (rec, vocab) = load_recognizer(env, &config.models, &dict, options)?;
         let orient = match &config.models.orientation {
@@ -506,6 +504,19 @@ impl Engine {
     }
 }
 
+/// Reads a file the bootstrap installs, naming it and the fix when it cannot.
+fn read_installed<T>(
+    what: &'static str,
+    path: &Path,
+    read: impl FnOnce(&Path) -> std::io::Result<T>,
+) -> Result<T, EngineError> {
+    read(path).map_err(|e| EngineError::Missing {
+        what,
+        path: path.to_owned(),
+        hint: format!("{e}; run scripts/bootstrap, or check the model paths"),
+    })
+}
+
 /// The recognizer and its vocabulary; with a script other than
 /// [`Script::All`], the network's output layer cut to that script's classes.
 fn load_recognizer(
@@ -520,11 +531,7 @@ fn load_recognizer(
         return Ok((Box::new(rec), vocab));
     }
     let path = &models.rec;
-    let bytes = std::fs::read(path).map_err(|e| EngineError::Missing {
-        what: "model file",
-        path: path.clone(),
-        hint: format!("{e}; run scripts/bootstrap, or check the model paths"),
-    })?;
+    let bytes = read_installed("model file", path, |p| std::fs::read(p))?;
     let classes = vocab.classes_of(models.script);
     let cut = head::cut_output_layer(&bytes, vocab.classes(), &classes).map_err(|message| {
         EngineError::Model {

@@ -12,7 +12,14 @@ use image::RgbImage;
 /// `img` scaled to `width` × `height` with a bilinear (tent) filter.
 pub(crate) fn resize(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     let whole = [0.0, 0.0, img.width() as f64, img.height() as f64];
-    resize_region(img, whole, width, height).unwrap_or_else(|| RgbImage::new(width, height))
+    match resize_region(img, whole, width, height) {
+        Some(out) => out,
+        // An empty source has nothing to scale; fast_image_resize refusing a
+        // non-empty one (it refuses only other pixel types) still gets the
+        // same filter, slower.
+        None if img.width() == 0 || img.height() == 0 => RgbImage::new(width, height),
+        None => image::imageops::resize(img, width, height, image::imageops::FilterType::Triangle),
+    }
 }
 
 /// The region `[left, top, width, height]` of `img` (in pixels, fractions
