@@ -43,11 +43,11 @@ impl Model for SaysAb {
     }
 }
 
+/// Input shapes a [`RecordsShapes`] has seen.
+pub(crate) type Shapes = std::sync::Arc<std::sync::Mutex<Vec<(usize, usize, usize, usize)>>>;
+
 /// A model double that records the shape of every input it is run on.
-pub(crate) struct RecordsShapes<M>(
-    pub(crate) M,
-    pub(crate) std::sync::Arc<std::sync::Mutex<Vec<(usize, usize, usize, usize)>>>,
-);
+pub(crate) struct RecordsShapes<M>(pub(crate) M, pub(crate) Shapes);
 impl<M: Model> Model for RecordsShapes<M> {
     fn input_shape(&self) -> [Option<usize>; 3] {
         self.0.input_shape()
