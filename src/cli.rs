@@ -355,6 +355,12 @@ pub(crate) struct ModelArgs {
     /// new shape is planned again; off on CPUs, where padding is extra work].
     #[arg(long, env = "PAGEFLEET_REC_BUCKETS")]
     pub(crate) rec_buckets: bool,
+    /// Summarise the recogniser's output inside the network (best class,
+    /// its probability and the space's per timestep) so that only those
+    /// leave the runtime [default: on GPUs; off on CPUs, where it gains
+    /// nothing].
+    #[arg(long, env = "PAGEFLEET_REC_SUMMARY")]
+    pub(crate) rec_summary: bool,
     /// Most pixels of one page image; larger pages are scaled down.
     #[arg(long, env = "PAGEFLEET_MAX_PIXELS", default_value_t = pagefleet_schemas::DEFAULT_MAX_PIXELS)]
     pub(crate) max_pixels: u64,

@@ -138,6 +138,7 @@ fn onnx_runtime(home: &Home, args: &DoctorArgs) -> Check {
         let config = EngineConfig {
             rec_batch: pool.rec_batch(),
             rec_buckets: pool.rec_buckets(),
+            rec_summary: pool.rec_summary(),
             models: pool.models,
             intra_threads: 1,
             provider: pool.provider,

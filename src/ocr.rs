@@ -80,6 +80,7 @@ pub(crate) fn pool_config(home: &Home, args: &ModelArgs) -> anyhow::Result<PoolC
         max_pixels: args.max_pixels,
         rec_batch: args.rec_batch,
         rec_buckets: args.rec_buckets.then_some(true),
+        rec_summary: args.rec_summary.then_some(true),
         ..PoolConfig::new(home.onnxruntime(), model_set(home, args)?)
     })
 }

@@ -228,6 +228,7 @@ mod tests {
             budget: PixelBudget::new(1_000_000),
             rec_batch: 1,
             rec_buckets: false,
+            rec_summary: false,
         };
         let vocab = Vocabulary::from_dict("a\nb\n", true);
         Engine::from_models(

@@ -42,6 +42,9 @@ pub struct PoolConfig {
     /// Recognition on fixed shapes only ([`EngineConfig::rec_buckets`]);
     /// `None`: on GPUs, not on CPUs.
     pub rec_buckets: Option<bool>,
+    /// The recognizer's output summarised inside the network
+    /// ([`EngineConfig::rec_summary`]); `None`: on GPUs, not on CPUs.
+    pub rec_summary: Option<bool>,
 }
 
 impl PoolConfig {
@@ -57,6 +60,7 @@ impl PoolConfig {
             max_pixels: pagefleet_schemas::DEFAULT_MAX_PIXELS,
             rec_batch: None,
             rec_buckets: None,
+            rec_summary: None,
         }
     }
 
@@ -87,6 +91,12 @@ impl PoolConfig {
             .unwrap_or(matches!(self.provider, Provider::Cuda { .. }))
     }
 
+    /// Whether the recognizer's output is summarised inside the network.
+    pub fn rec_summary(&self) -> bool {
+        self.rec_summary
+            .unwrap_or(matches!(self.provider, Provider::Cuda { .. }))
+    }
+
     /// The files loading needs: the runtime and the model files.
     pub fn files(&self) -> Vec<&Path> {
         let mut files = vec![
@@ -113,6 +123,7 @@ impl PoolConfig {
             budget: PixelBudget::new(self.max_pixels),
             rec_batch: self.rec_batch(),
             rec_buckets: self.rec_buckets(),
+            rec_summary: self.rec_summary(),
         };
         info!(profile = %config.models.name, slots, intra_threads, provider = config.provider.name(), "loading models");
         let started = Instant::now();

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
-use ndarray::{Array4, Axis};
+use ndarray::{Array4, Axis, Ix2};
 use pagefleet_ocr_worker::engine::{
     DEFAULT_REC_BATCH, Model, OrtModel, Provider, Script, SessionOptions, Vocabulary,
-    cut_output_layer, load_runtime,
+    cut_output_layer, load_runtime, summarize_steps,
 };
 use pagefleet_ocr_worker::{Engine, EngineConfig, EngineError, ModelSet, Pool, Profile};
 use pagefleet_schemas::PixelBudget;
@@ -37,6 +37,7 @@ fn config(profile: Profile) -> EngineConfig {
         budget: PixelBudget::default(),
         rec_batch: DEFAULT_REC_BATCH,
         rec_buckets: false,
+        rec_summary: false,
     }
 }
 
@@ -52,6 +53,20 @@ fn sample_page() -> image::RgbImage {
     image::open(samples.join("ltnews34-p2.png"))
         .unwrap()
         .into_rgb8()
+}
+
+/// A strip of `page` from row `top`: real text, at the recognizer's height,
+/// as the recognizer's input.
+fn strip(page: &image::RgbImage, top: u32) -> Array4<f32> {
+    let strip = image::imageops::crop_imm(page, 100, top, 900, 60).to_image();
+    let strip = image::imageops::resize(&strip, 720, 48, image::imageops::FilterType::Triangle);
+    let mut input = Array4::<f32>::zeros((1, 3, 48, 720));
+    for (x, y, px) in strip.enumerate_pixels() {
+        for c in 0..3 {
+            input[[0, 2 - c, y as usize, x as usize]] = px.0[c] as f32 / 127.5 - 1.0;
+        }
+    }
+    input
 }
 
 #[test]
@@ -117,16 +132,7 @@ fn the_latin_head_gives_the_whole_heads_probabilities_over_its_classes() {
     let mut latin =
         OrtModel::load_from(env, &models.rec, Some(&cut), options, "recognize").unwrap();
 
-    // A strip of the sample page: real text, at the recognizer's height.
-    let page = sample_page();
-    let strip = image::imageops::crop_imm(&page, 100, 200, 900, 60).to_image();
-    let strip = image::imageops::resize(&strip, 720, 48, image::imageops::FilterType::Triangle);
-    let mut input = Array4::<f32>::zeros((1, 3, 48, 720));
-    for (x, y, px) in strip.enumerate_pixels() {
-        for c in 0..3 {
-            input[[0, 2 - c, y as usize, x as usize]] = px.0[c] as f32 / 127.5 - 1.0;
-        }
-    }
+    let input = strip(&sample_page(), 200);
     let all = whole.run(&input).unwrap();
     let some = latin.run(&input).unwrap();
     assert_eq!(all.shape()[..2], some.shape()[..2]);
@@ -182,4 +188,70 @@ fn the_latin_profile_reads_a_latin_page_as_the_whole_recognizer_does() {
         "{same} of {} lines read the same",
         whole.lines.len()
     );
+}
+
+#[test]
+fn the_step_summary_decodes_as_the_whole_output_does() {
+    let env = load_runtime(&library()).unwrap();
+    let options = SessionOptions {
+        intra_threads: 1,
+        provider: Provider::Cpu,
+    };
+    for profile in [Profile::Fast, Profile::FastLatin] {
+        let models = ModelSet::profile(&home().join("models"), profile);
+        let dict = std::fs::read_to_string(&models.dict).unwrap();
+        let mut vocab = Vocabulary::from_dict(&dict, true);
+        let mut bytes = std::fs::read(&models.rec).unwrap();
+        if profile.script() == Script::Latin {
+            let classes = vocab.classes_of(Script::Latin);
+            bytes = cut_output_layer(&bytes, vocab.classes(), &classes).unwrap();
+            vocab = vocab.subset(&classes);
+        }
+        let summary = summarize_steps(&bytes, vocab.space_class()).unwrap();
+        let mut whole =
+            OrtModel::load_from(env, &models.rec, Some(&bytes), options, "recognize").unwrap();
+        let mut steps =
+            OrtModel::load_from(env, &models.rec, Some(&summary), options, "recognize").unwrap();
+        let page = sample_page();
+        let mut lines = 0;
+        for y in (200..1400).step_by(150) {
+            let input = strip(&page, y);
+            let all = whole.run(&input).unwrap();
+            let few = steps.run(&input).unwrap();
+            assert_eq!(few.shape(), [1, all.shape()[1], 4], "{profile}");
+            let (all, few) = (all.index_axis(Axis(0), 0), few.index_axis(Axis(0), 0));
+            let (all, few) = (
+                all.into_dimensionality::<Ix2>().unwrap(),
+                few.into_dimensionality::<Ix2>().unwrap(),
+            );
+            for (a, s) in all.outer_iter().zip(few.outer_iter()) {
+                let best = s[0] as usize;
+                assert_eq!(a[best], s[1], "the best class's probability");
+                assert!(a.iter().all(|&p| p <= s[1]), "a class above the best");
+                assert!(a.iter().take(best).all(|&p| p < s[1]), "not the first best");
+                assert_eq!(s[2], a[vocab.space_class().unwrap()]);
+                assert_eq!(s[3] as usize, vocab.classes());
+            }
+            let decoded = vocab.decode(all.view());
+            assert_eq!(vocab.decode_summary(few.view()), decoded, "{profile}");
+            lines += usize::from(!decoded.text.is_empty());
+        }
+        assert!(lines >= 6, "{profile}: only {lines} strips had text");
+    }
+}
+
+#[test]
+fn an_engine_with_the_step_summary_reads_a_page_as_without() {
+    let page = sample_page();
+    let read = |rec_summary| {
+        let config = EngineConfig {
+            rec_summary,
+            ..config(Profile::FastLatin)
+        };
+        let mut engine = Engine::load(&library(), config).unwrap();
+        engine.recognize(&page).unwrap()
+    };
+    let (whole, summary) = (read(false), read(true));
+    assert!(whole.lines.len() > 50);
+    assert_eq!(summary.lines, whole.lines);
 }

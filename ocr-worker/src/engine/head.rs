@@ -1,4 +1,6 @@
-//! Recognition output layers cut to the characters of one script.
+//! Edits of a recognizer's output: its output layer cut to the characters of
+//! one script, and a summary of each timestep as its only output
+//! ([`summarize_steps`]).
 //!
 //! PP-OCR's recognizers end in one linear layer and a softmax over every
 //! symbol of their dictionary: 6,906 classes for PP-OCRv6 tiny, 18,710 for
@@ -102,8 +104,224 @@ pub fn cut_output_layer(model: &[u8], classes: usize, keep: &[usize]) -> Result<
     }
 }
 
+/// Appends to the recognizer `model` a summary of each output timestep and
+/// makes it the model's only output: a `[batch, steps, 4]` float tensor of the
+/// most probable class (ArgMax, the first on ties, as the host decoder
+/// picks), its probability, the probability of class `space` (the evidence
+/// for a space among blanks; class 0 when the vocabulary has none), and the
+/// number of classes the network has.
+///
+/// This is what greedy CTC decoding reads of the `[batch, steps, classes]`
+/// probabilities, so on an accelerator only three numbers a step leave the
+/// device instead of every class (6,906 for PP-OCRv6 tiny). Needs a model of
+/// ONNX opset 11 or later (GatherElements) with one output.
+pub fn summarize_steps(model: &[u8], space: Option<usize>) -> Result<Vec<u8>, String> {
+    let opset = default_opset(model)?;
+    if opset < 11 {
+        return Err(format!(
+            "opset {opset} is older than 11, which the step summary needs"
+        ));
+    }
+    let mut done = false;
+    let out = rewrite(model, &mut |field| {
+        Ok(match field.number {
+            MODEL_GRAPH => {
+                done = true;
+                Edit::Replace(summarize_graph(field.payload, space.unwrap_or(0))?)
+            }
+            _ => Edit::Keep,
+        })
+    })?;
+    if !done {
+        return Err("not an ONNX model: no graph".into());
+    }
+    Ok(out)
+}
+
+/// Name of the output [`summarize_steps`] gives the model.
+const STEPS_OUTPUT: &str = "pagefleet.steps";
+
+/// The version of the default ONNX operator set a model imports.
+fn default_opset(model: &[u8]) -> Result<u64, String> {
+    let mut version = None;
+    for field in fields(model)? {
+        if field.number != MODEL_OPSET_IMPORT {
+            continue;
+        }
+        let (mut domain, mut v) = (&[][..], 0);
+        for f in fields(field.payload)? {
+            match f.number {
+                OPSET_DOMAIN => domain = f.payload,
+                OPSET_VERSION => v = varint(f.payload)?,
+                _ => {}
+            }
+        }
+        if domain.is_empty() || domain == b"ai.onnx" {
+            version = Some(v);
+        }
+    }
+    version.ok_or_else(|| "the model imports no default ONNX operator set".into())
+}
+
+fn summarize_graph(graph: &[u8], space: usize) -> Result<Vec<u8>, String> {
+    let outputs: Vec<Field<'_>> = fields(graph)?
+        .into_iter()
+        .filter(|f| f.number == GRAPH_OUTPUT)
+        .collect();
+    let [output] = outputs.as_slice() else {
+        return Err(format!(
+            "the recognizer has {} outputs; the step summary needs one",
+            outputs.len()
+        ));
+    };
+    let probs = fields(output.payload)?
+        .into_iter()
+        .find(|f| f.number == VALUE_INFO_NAME)
+        .map(|f| String::from_utf8_lossy(f.payload).into_owned())
+        .ok_or("the recognizer's output has no name")?;
+    let [
+        best,
+        p,
+        sp,
+        best_f,
+        space_index,
+        shape,
+        class_index,
+        classes,
+        classes_f,
+        like,
+        per_step,
+    ] = [
+        "best",
+        "p",
+        "space",
+        "best_f",
+        "space_index",
+        "shape",
+        "class_index",
+        "classes",
+        "classes_f",
+        "classes_like",
+        "classes_steps",
+    ]
+    .map(|part| format!("{STEPS_OUTPUT}.{part}"));
+    let int = int_attribute;
+    let nodes = [
+        node(
+            "ArgMax",
+            &[&probs],
+            &best,
+            &[int("axis", 2), int("keepdims", 1)],
+        ),
+        node("GatherElements", &[&probs, &best], &p, &[int("axis", 2)]),
+        node("Gather", &[&probs, &space_index], &sp, &[int("axis", 2)]),
+        node("Cast", &[&best], &best_f, &[int("to", FLOAT as i64)]),
+        // The class count in every step, so that the engine can still check
+        // its vocabulary against the network.
+        node("Shape", &[&probs], &shape, &[]),
+        node(
+            "Gather",
+            &[&shape, &class_index],
+            &classes,
+            &[int("axis", 0)],
+        ),
+        node("Cast", &[&classes], &classes_f, &[int("to", FLOAT as i64)]),
+        node("Shape", &[&best], &like, &[]),
+        node("Expand", &[&classes_f, &like], &per_step, &[]),
+        node(
+            "Concat",
+            &[&best_f, &p, &sp, &per_step],
+            STEPS_OUTPUT,
+            &[int("axis", 2)],
+        ),
+    ];
+
+    // The old output goes; nodes and the index are appended (protobuf merges
+    // repeated fields wherever they appear), then the new output.
+    let mut out = rewrite(graph, &mut |f| {
+        Ok(match f.number {
+            GRAPH_OUTPUT => Edit::Drop,
+            _ => Edit::Keep,
+        })
+    })?;
+    for n in &nodes {
+        put_bytes(GRAPH_NODE, n, &mut out);
+    }
+    put_bytes(
+        GRAPH_INITIALIZER,
+        &int64_vector(&space_index, space as i64),
+        &mut out,
+    );
+    put_bytes(GRAPH_INITIALIZER, &int64_vector(&class_index, 2), &mut out);
+    let mut elem = Vec::new();
+    encode_key(TYPE_TENSOR_ELEM_TYPE, WireType::Varint, &mut elem);
+    encode_varint(FLOAT, &mut elem);
+    let mut ty = Vec::new();
+    put_bytes(TYPE_TENSOR, &elem, &mut ty);
+    let mut value = Vec::new();
+    put_bytes(VALUE_INFO_NAME, STEPS_OUTPUT.as_bytes(), &mut value);
+    put_bytes(VALUE_INFO_TYPE, &ty, &mut value);
+    put_bytes(GRAPH_OUTPUT, &value, &mut out);
+    Ok(out)
+}
+
+/// A `[1]` int64 `TensorProto`.
+fn int64_vector(name: &str, value: i64) -> Vec<u8> {
+    let mut t = Vec::new();
+    encode_key(TENSOR_DIMS, WireType::Varint, &mut t);
+    encode_varint(1, &mut t);
+    encode_key(TENSOR_DATA_TYPE, WireType::Varint, &mut t);
+    encode_varint(INT64, &mut t);
+    put_bytes(TENSOR_NAME, name.as_bytes(), &mut t);
+    put_bytes(TENSOR_RAW_DATA, &value.to_le_bytes(), &mut t);
+    t
+}
+
+/// A `NodeProto` of the default domain.
+fn node(op: &str, inputs: &[&str], output: &str, attributes: &[Vec<u8>]) -> Vec<u8> {
+    let mut n = Vec::new();
+    for input in inputs {
+        put_bytes(NODE_INPUT, input.as_bytes(), &mut n);
+    }
+    put_bytes(NODE_OUTPUT, output.as_bytes(), &mut n);
+    put_bytes(NODE_NAME, format!("{output}.{op}").as_bytes(), &mut n);
+    put_bytes(NODE_OP_TYPE, op.as_bytes(), &mut n);
+    for a in attributes {
+        put_bytes(NODE_ATTRIBUTE, a, &mut n);
+    }
+    n
+}
+
+/// An `AttributeProto` holding one integer.
+fn int_attribute(name: &str, value: i64) -> Vec<u8> {
+    let mut a = Vec::new();
+    put_bytes(ATTRIBUTE_NAME, name.as_bytes(), &mut a);
+    encode_key(ATTRIBUTE_I, WireType::Varint, &mut a);
+    encode_varint(value as u64, &mut a);
+    encode_key(ATTRIBUTE_TYPE, WireType::Varint, &mut a);
+    encode_varint(ATTRIBUTE_INT, &mut a);
+    a
+}
+
 // Field numbers of onnx.proto.
 const MODEL_GRAPH: u32 = 7;
+const MODEL_OPSET_IMPORT: u32 = 8;
+const OPSET_DOMAIN: u32 = 1;
+const OPSET_VERSION: u32 = 2;
+const GRAPH_NODE: u32 = 1;
+const NODE_INPUT: u32 = 1;
+const NODE_OUTPUT: u32 = 2;
+const NODE_NAME: u32 = 3;
+const NODE_OP_TYPE: u32 = 4;
+const NODE_ATTRIBUTE: u32 = 5;
+const ATTRIBUTE_NAME: u32 = 1;
+const ATTRIBUTE_I: u32 = 3;
+const ATTRIBUTE_TYPE: u32 = 20;
+const ATTRIBUTE_INT: u64 = 2;
+const VALUE_INFO_NAME: u32 = 1;
+const TYPE_TENSOR_ELEM_TYPE: u32 = 1;
+const TENSOR_NAME: u32 = 8;
+const INT64: u64 = 7;
 const GRAPH_INITIALIZER: u32 = 5;
 const GRAPH_OUTPUT: u32 = 12;
 const GRAPH_VALUE_INFO: u32 = 13;
@@ -496,6 +714,129 @@ mod tests {
                 .unwrap_err()
                 .contains("not an ONNX model")
         );
+    }
+
+    fn opset(version: u64) -> Vec<u8> {
+        let mut op = Vec::new();
+        put_bytes(OPSET_DOMAIN, b"", &mut op);
+        op.extend(varint_field(OPSET_VERSION, version));
+        op
+    }
+
+    fn strings(msg: &[u8], number: u32) -> Vec<String> {
+        fields(msg)
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.number == number)
+            .map(|f| String::from_utf8(f.payload.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_step_summary_becomes_the_only_output_and_the_rest_is_kept() {
+        let output = message(&[(VALUE_INFO_NAME, b"probs".to_vec())]);
+        let graph = message(&[
+            (GRAPH_NODE, b"node bytes".to_vec()),
+            (GRAPH_INITIALIZER, tensor("w", &[2, 4], &[0.0; 8])),
+            (GRAPH_OUTPUT, output),
+        ]);
+        let mut model = varint_field(1, 6);
+        model.extend(message(&[
+            (MODEL_GRAPH, graph),
+            (MODEL_OPSET_IMPORT, opset(11)),
+        ]));
+
+        let summarized = summarize_steps(&model, Some(3)).unwrap();
+        let top = fields(&summarized).unwrap();
+        assert_eq!(top[0].raw, &varint_field(1, 6)[..], "ir_version copied");
+        assert_eq!(top[2].payload, &opset(11)[..]);
+        let graph = graph_of(&summarized);
+        let g = fields(&graph).unwrap();
+        assert_eq!(g[0].payload, b"node bytes");
+        assert_eq!(read_tensor(g[1].payload).0, "w");
+        let nodes: Vec<&Field<'_>> = g
+            .iter()
+            .filter(|f| f.number == GRAPH_NODE)
+            .skip(1)
+            .collect();
+        let ops: Vec<String> = nodes
+            .iter()
+            .flat_map(|n| strings(n.payload, NODE_OP_TYPE))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "ArgMax",
+                "GatherElements",
+                "Gather",
+                "Cast",
+                "Shape",
+                "Gather",
+                "Cast",
+                "Shape",
+                "Expand",
+                "Concat"
+            ]
+        );
+        // Everything reads the old output, and the last node makes the new one.
+        assert_eq!(strings(nodes[0].payload, NODE_INPUT), ["probs"]);
+        assert_eq!(strings(nodes[9].payload, NODE_OUTPUT), [STEPS_OUTPUT]);
+        // The space's index is the one given; the class count is dimension 2.
+        let indices: Vec<(String, Vec<u8>)> = g
+            .iter()
+            .filter(|f| f.number == GRAPH_INITIALIZER)
+            .skip(1)
+            .map(|t| {
+                let raw = fields(t.payload).unwrap();
+                let name = raw.iter().find(|f| f.number == TENSOR_NAME).unwrap();
+                let data = raw.iter().find(|f| f.number == TENSOR_RAW_DATA).unwrap();
+                (
+                    String::from_utf8(name.payload.to_vec()).unwrap(),
+                    data.payload.to_vec(),
+                )
+            })
+            .collect();
+        assert_eq!(indices.len(), 2);
+        assert_eq!(indices[0].1, 3i64.to_le_bytes());
+        assert_eq!(indices[1].1, 2i64.to_le_bytes());
+        let outputs: Vec<&Field<'_>> = g.iter().filter(|f| f.number == GRAPH_OUTPUT).collect();
+        assert_eq!(outputs.len(), 1);
+        assert_eq!(strings(outputs[0].payload, VALUE_INFO_NAME), [STEPS_OUTPUT]);
+        // Without a space the blank's probability fills the column.
+        let no_space = graph_of(&summarize_steps(&model, None).unwrap());
+        let space_index = fields(&no_space)
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.number == GRAPH_INITIALIZER)
+            .nth(1)
+            .unwrap()
+            .payload
+            .to_vec();
+        let data = fields(&space_index)
+            .unwrap()
+            .into_iter()
+            .find(|f| f.number == TENSOR_RAW_DATA)
+            .unwrap()
+            .payload
+            .to_vec();
+        assert_eq!(data, 0i64.to_le_bytes());
+    }
+
+    #[test]
+    fn a_summary_needs_one_output_and_opset_11() {
+        let out = |name: &[u8]| (GRAPH_OUTPUT, message(&[(VALUE_INFO_NAME, name.to_vec())]));
+        let model = |outputs: Vec<(u32, Vec<u8>)>, version: Option<u64>| {
+            let mut fields = vec![(MODEL_GRAPH, message(&outputs))];
+            fields.extend(version.map(|v| (MODEL_OPSET_IMPORT, opset(v))));
+            message(&fields)
+        };
+        let err = summarize_steps(&model(vec![out(b"p")], Some(10)), None).unwrap_err();
+        assert!(err.contains("opset 10"), "{err}");
+        let err = summarize_steps(&model(vec![out(b"p")], None), None).unwrap_err();
+        assert!(err.contains("no default ONNX operator set"), "{err}");
+        let err = summarize_steps(&model(vec![out(b"p"), out(b"q")], Some(13)), None).unwrap_err();
+        assert!(err.contains("2 outputs"), "{err}");
+        assert!(summarize_steps(&model(vec![out(b"p")], Some(13)), None).is_ok());
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tracing::info_span;
 pub use det::{DetParams, Normalization, SideLimit, input_size};
 pub use error::{EngineError, ErrorKind};
 pub use geometry::Quad;
-pub use head::{Script, cut_output_layer};
+pub use head::{Script, cut_output_layer, summarize_steps};
 pub use kinds::refine_kinds;
 pub use layout::{Extent, Placed, layout};
 pub use model::{Model, OrtModel, Provider, SessionOptions, load_runtime};
@@ -59,6 +59,12 @@ pub struct EngineConfig {
     /// [`bucket_batch`] rows. GPU runtimes plan (and cache) their kernels per
     /// input shape; on a CPU the padding is only extra work.
     pub rec_buckets: bool,
+    /// Whether the recognizer's output is summarised inside the network
+    /// ([`head::summarize_steps`]): three numbers a timestep leave the runtime
+    /// instead of every class's probability. For accelerators, where the
+    /// copy back is the cost; on a CPU it measured within noise of the whole
+    /// output (paired A/B 0.99-1.05, fast-latin), so it stays off there.
+    pub rec_summary: bool,
 }
 
 /// Input widths of shape-stable recognition. A line wider than the last is
@@ -122,6 +128,9 @@ pub struct Engine {
     /// Page-orientation classifier (0/90/180/270), when configured.
     orient: Option<Box<dyn Model>>,
     vocab: Vocabulary,
+    /// The recognizer's output is [`head::summarize_steps`]' summary rather
+    /// than every class's probability.
+    rec_steps: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -152,12 +161,13 @@ impl Engine {
         let dict = read_installed("recognition dictionary", dict_path, |p| {
             std::fs::read_to_string(p)
         })?;
-        let (rec, vocab) = load_recognizer(env, &config.models, &dict, options)?;
+        let (rec, vocab, summarized) =
+            load_recognizer(env, &config.models, &dict, options, config.rec_summary)?;
         let orient = match &config.models.orientation {
             Some(path) => Some(OrtModel::load(env, path, options, "orient")?),
             None => None,
         };
-        let engine = Self::from_models(config, Box::new(det), rec, cls, vocab)?;
+        let engine = Self::from_parts(config, Box::new(det), (rec, summarized), cls, vocab)?;
         Ok(match orient {
             Some(model) => engine.with_orientation(Box::new(model)),
             None => engine,
@@ -171,11 +181,24 @@ impl Engine {
         self
     }
 
-    /// Builds an engine from already loaded models: any runtime, or test doubles.
+    /// Builds an engine from already loaded models: any runtime, or test
+    /// doubles. The recognizer outputs every class's probability.
     pub fn from_models(
         config: EngineConfig,
         det: Box<dyn Model>,
-        mut rec: Box<dyn Model>,
+        rec: Box<dyn Model>,
+        cls: Option<Box<dyn Model>>,
+        vocab: Vocabulary,
+    ) -> Result<Self, EngineError> {
+        Self::from_parts(config, det, (rec, false), cls, vocab)
+    }
+
+    /// [`Engine::from_models`] with a recognizer that may output the
+    /// summary of [`head::summarize_steps`] (`true`).
+    fn from_parts(
+        config: EngineConfig,
+        det: Box<dyn Model>,
+        (mut rec, rec_steps): (Box<dyn Model>, bool),
         cls: Option<Box<dyn Model>>,
         vocab: Vocabulary,
     ) -> Result<Self, EngineError> {
@@ -194,7 +217,20 @@ impl Engine {
             rec::batch_tensor(&[&blank], REC_HEIGHT, REC_MIN_WIDTH)
         };
         let out = rec.run(&probe)?;
-        let classes = out.shape().last().copied().unwrap_or(0);
+        let classes = match (rec_steps, out.shape().last()) {
+            // The summary's last column is the network's class count.
+            (true, Some(4)) => out.iter().nth(3).map_or(0, |&c| c as usize),
+            (true, _) => {
+                return Err(EngineError::Model {
+                    path: config.models.rec.clone(),
+                    message: format!(
+                        "the summarised recognizer's output is {:?}, not [batch, steps, 4]",
+                        out.shape()
+                    ),
+                });
+            }
+            (false, last) => last.copied().unwrap_or(0),
+        };
         if classes != vocab.classes() {
             return Err(EngineError::Model {
                 path: config.models.rec.clone(),
@@ -212,6 +248,7 @@ impl Engine {
             cls,
             orient: None,
             vocab,
+            rec_steps,
         })
     }
 
@@ -493,8 +530,13 @@ impl Engine {
                 // A line squeezed into its bucket spans the whole input.
                 let line_width =
                     rec::target_width(images[i], REC_HEIGHT).min(input.dim().3 as u32) as f32;
+                let line = probs.index_axis(Axis(0), k);
                 results[i] = (
-                    self.vocab.decode(probs.index_axis(Axis(0), k)),
+                    if self.rec_steps {
+                        self.vocab.decode_summary(line)
+                    } else {
+                        self.vocab.decode(line)
+                    },
                     input_width / steps / line_width,
                 );
             }
@@ -524,26 +566,39 @@ fn load_recognizer(
     models: &ModelSet,
     dict: &str,
     options: SessionOptions,
-) -> Result<(Box<dyn Model>, Vocabulary), EngineError> {
-    let vocab = Vocabulary::from_dict(dict, true);
-    if models.script == Script::All {
-        let rec = OrtModel::load(env, &models.rec, options, "recognize")?;
-        return Ok((Box::new(rec), vocab));
-    }
+    summarize: bool,
+) -> Result<(Box<dyn Model>, Vocabulary, bool), EngineError> {
     let path = &models.rec;
-    let bytes = read_installed("model file", path, |p| std::fs::read(p))?;
-    let classes = vocab.classes_of(models.script);
-    let cut = head::cut_output_layer(&bytes, vocab.classes(), &classes).map_err(|message| {
-        EngineError::Model {
-            path: path.clone(),
-            message: format!(
-                "cannot cut the recognizer to {}: {message}",
-                models.script.name()
-            ),
+    let mut vocab = Vocabulary::from_dict(dict, true);
+    let mut bytes = read_installed("model file", path, |p| std::fs::read(p))?;
+    if models.script != Script::All {
+        let classes = vocab.classes_of(models.script);
+        bytes = head::cut_output_layer(&bytes, vocab.classes(), &classes).map_err(|message| {
+            EngineError::Model {
+                path: path.clone(),
+                message: format!(
+                    "cannot cut the recognizer to {}: {message}",
+                    models.script.name()
+                ),
+            }
+        })?;
+        vocab = vocab.subset(&classes);
+    }
+    // Decoding reads three numbers a timestep: where the network computes
+    // them, only those leave the runtime.
+    let (bytes, summarized) = if summarize {
+        match head::summarize_steps(&bytes, vocab.space_class()) {
+            Ok(summary) => (summary, true),
+            Err(message) => {
+                tracing::warn!(path = %path.display(), %message, "recognizer output left whole");
+                (bytes, false)
+            }
         }
-    })?;
-    let rec = OrtModel::load_from(env, path, Some(&cut), options, "recognize")?;
-    Ok((Box::new(rec), vocab.subset(&classes)))
+    } else {
+        (bytes, false)
+    };
+    let rec = OrtModel::load_from(env, path, Some(&bytes), options, "recognize")?;
+    Ok((Box::new(rec), vocab, summarized))
 }
 
 /// Stops the model runs of one engine: the run in progress returns an error
@@ -685,6 +740,7 @@ mod tests {
             budget: PixelBudget::new(1_000_000),
             rec_batch: DEFAULT_REC_BATCH,
             rec_buckets: false,
+            rec_summary: false,
         }
     }
 
@@ -751,6 +807,7 @@ mod tests {
             let config = EngineConfig {
                 rec_batch: 4,
                 rec_buckets: buckets,
+                rec_summary: false,
                 ..config()
             };
             let mut engine =

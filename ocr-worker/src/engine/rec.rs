@@ -66,6 +66,16 @@ pub(crate) fn target_width(img: &RgbImage, height: u32) -> u32 {
 /// 2.13% / 0.979 and 7.29% / 0.969; 0.4: 2.11% / 0.978 and 7.31% / 0.967.
 const SPACE_EVIDENCE: f32 = 0.3;
 
+/// What greedy CTC decoding reads of one timestep.
+struct Step {
+    /// The most probable class.
+    best: usize,
+    /// Its probability.
+    p: f32,
+    /// The space's probability (0 without a space class).
+    space: f32,
+}
+
 /// A decoded line.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Decoded {
@@ -135,7 +145,8 @@ impl Vocabulary {
         }
     }
 
-    fn space_class(&self) -> Option<usize> {
+    /// The class of the space, when the vocabulary has one (the last).
+    pub fn space_class(&self) -> Option<usize> {
         (self.chars.last().map(String::as_str) == Some(" ")).then_some(self.chars.len())
     }
 
@@ -149,6 +160,36 @@ impl Vocabulary {
     /// the blanks between two characters say one is likely
     /// ([`SPACE_EVIDENCE`]).
     pub fn decode(&self, probs: ArrayView2<f32>) -> Decoded {
+        let space = self.space_class();
+        self.decode_steps(probs.rows().into_iter().map(|row| {
+            let (best, p) = row
+                .iter()
+                .enumerate()
+                .fold(
+                    (0usize, f32::MIN),
+                    |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
+                );
+            Step {
+                best,
+                p,
+                space: space.map_or(0.0, |sp| row[sp]),
+            }
+        }))
+    }
+
+    /// [`Vocabulary::decode`] of a recognizer whose output is already
+    /// summarised per timestep (`[timesteps, 4]`: best class, its
+    /// probability, the space's probability, the class count; see
+    /// [`super::head::summarize_steps`]).
+    pub fn decode_summary(&self, steps: ArrayView2<f32>) -> Decoded {
+        self.decode_steps(steps.rows().into_iter().map(|row| Step {
+            best: row[0] as usize,
+            p: row[1],
+            space: row[2],
+        }))
+    }
+
+    fn decode_steps(&self, steps: impl Iterator<Item = Step>) -> Decoded {
         let mut text = String::new();
         let mut conf_sum = 0.0f32;
         let mut emitted = 0u32;
@@ -159,18 +200,9 @@ impl Vocabulary {
         let space = self.space_class();
         // The most probable space among the blanks since the last character.
         let mut space_seen = 0.0f32;
-        for (step, row) in probs.rows().into_iter().enumerate() {
-            let (best, p) = row
-                .iter()
-                .enumerate()
-                .fold(
-                    (0usize, f32::MIN),
-                    |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
-                );
-            if let Some(sp) = space
-                && best == 0
-            {
-                space_seen = space_seen.max(row[sp]);
+        for (step, Step { best, p, space: sp }) in steps.enumerate() {
+            if space.is_some() && best == 0 {
+                space_seen = space_seen.max(sp);
             }
             if best != 0
                 && best != prev
@@ -305,6 +337,42 @@ mod tests {
         assert_eq!(latin.space_class(), Some(3));
         assert_eq!(latin.decode(probs(&[1, 0, 2, 3, 1], 4).view()).text, "ał a");
         assert_eq!(vocab.classes_of(Script::All), [0, 1, 2, 3, 4, 5]);
+    }
+
+    /// What [`super::super::head::summarize_steps`] makes of `probs`.
+    fn summary(probs: &Array2<f32>, space: Option<usize>) -> Array2<f32> {
+        let (steps, classes) = probs.dim();
+        Array2::from_shape_fn((steps, 4), |(t, col)| {
+            let row = probs.row(t);
+            let best = (0..classes).fold(0, |b, i| if row[i] > row[b] { i } else { b });
+            match col {
+                0 => best as f32,
+                1 => row[best],
+                2 => row[space.unwrap_or(0)],
+                _ => classes as f32,
+            }
+        })
+    }
+
+    #[test]
+    fn a_summarised_output_decodes_as_the_whole_one() {
+        let vocab = Vocabulary::from_dict("a\nb\n", true);
+        let mut m = probs(&[0, 1, 1, 2, 3, 0, 2, 0, 1, 0, 0, 1, 0], 4);
+        m[[9, 3]] = 0.4;
+        m[[7, 1]] = 0.5;
+        // A tie: the first of the equal classes wins in both.
+        m[[12, 2]] = 0.9;
+        let whole = vocab.decode(m.view());
+        assert_eq!(whole.text, "ab ba a");
+        assert_eq!(
+            vocab.decode_summary(summary(&m, vocab.space_class()).view()),
+            whole
+        );
+        let no_space = Vocabulary::from_dict("a\nb\nc\n", false);
+        assert_eq!(
+            no_space.decode_summary(summary(&m, None).view()),
+            no_space.decode(m.view())
+        );
     }
 
     #[test]
