@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Pages per second of `pagefleet ocr` on the CPU and on a CUDA GPU, same
-# binary (built with `--features cuda`), same documents, one run each.
+# Pages per second of `pagefleet ocr` on the CPU and on a CUDA GPU (CUDA and
+# TensorRT providers), same binary (built with `--features cuda`), same
+# documents, one run each.
 #
 #   bench/gpu-bench.sh PAGEFLEET_BIN SAMPLES_DIR [COPIES]
 #
@@ -38,6 +39,10 @@ for slots in 1 2 4; do
   run "cuda-${slots}slot" --execution-provider cuda --slots "$slots" --intra-threads 1
 done
 run "cuda-2slot-fast-latin" --execution-provider cuda --slots 2 --intra-threads 1 --profile fast-latin
+# TensorRT (needs its libraries, libnvinfer.so.10, on LD_LIBRARY_PATH): the
+# first run builds and caches an engine per model, the second reads them.
+run "tensorrt-2slot-build" --execution-provider tensorrt --slots 2 --intra-threads 1
+run "tensorrt-2slot" --execution-provider tensorrt --slots 2 --intra-threads 1
 run "cpu-${cores}x1-fast-latin" --slots "$cores" --intra-threads 1 --profile fast-latin
 run "cuda-2slot-accurate" --execution-provider cuda --slots 2 --intra-threads 1 --profile accurate
 run "cpu-${cores}x1-accurate" --slots "$cores" --intra-threads 1 --profile accurate

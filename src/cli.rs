@@ -364,8 +364,9 @@ pub(crate) struct ModelArgs {
     /// Most pixels of one page image; larger pages are scaled down.
     #[arg(long, env = "PAGEFLEET_MAX_PIXELS", default_value_t = pagefleet_schemas::DEFAULT_MAX_PIXELS)]
     pub(crate) max_pixels: u64,
-    /// Where the models run: cpu, or cuda (a build with `--features cuda`
-    /// and the runtime from `scripts/bootstrap --gpu`).
+    /// Where the models run: cpu, cuda, or tensorrt (TensorRT with CUDA for
+    /// the rest; both need a build with `--features cuda` and the runtime
+    /// from `scripts/bootstrap --gpu`, TensorRT also its own libraries).
     #[arg(long, env = "PAGEFLEET_EXECUTION_PROVIDER", value_enum, default_value_t = ExecutionProvider::Cpu)]
     pub(crate) execution_provider: ExecutionProvider,
     /// CUDA device index.
@@ -384,6 +385,8 @@ pub(crate) enum ExecutionProvider {
     Cpu,
     /// An NVIDIA GPU through ONNX Runtime's CUDA provider.
     Cuda,
+    /// An NVIDIA GPU through ONNX Runtime's TensorRT provider.
+    Tensorrt,
 }
 
 impl ModelArgs {
@@ -392,6 +395,10 @@ impl ModelArgs {
         match self.execution_provider {
             ExecutionProvider::Cpu => pagefleet_ocr_worker::engine::Provider::Cpu,
             ExecutionProvider::Cuda => pagefleet_ocr_worker::engine::Provider::Cuda {
+                device: self.gpu_device,
+                memory_limit_mb: self.gpu_mem_limit_mb,
+            },
+            ExecutionProvider::Tensorrt => pagefleet_ocr_worker::engine::Provider::TensorRt {
                 device: self.gpu_device,
                 memory_limit_mb: self.gpu_mem_limit_mb,
             },

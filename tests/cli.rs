@@ -323,3 +323,23 @@ fn cuda_without_the_feature_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("--features cuda"), "{stderr}");
 }
+
+/// The same for TensorRT, which rides on the same build.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn tensorrt_without_the_feature_is_a_clear_error() {
+    let out = tempfile::tempdir().unwrap();
+    let welcome = root().join("examples/welcome.pdf");
+    let run = pagefleet(&[
+        "ocr".as_ref(),
+        "--execution-provider".as_ref(),
+        "tensorrt".as_ref(),
+        "--out".as_ref(),
+        out.path().as_os_str(),
+        welcome.as_os_str(),
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("no TensorRT support"), "{stderr}");
+    assert!(stderr.contains("--features cuda"), "{stderr}");
+}

@@ -81,20 +81,18 @@ impl PoolConfig {
         match (self.rec_batch, self.provider) {
             (Some(n), _) => n.max(1),
             (None, Provider::Cpu) => DEFAULT_REC_BATCH,
-            (None, Provider::Cuda { .. }) => GPU_REC_BATCH,
+            (None, _) => GPU_REC_BATCH,
         }
     }
 
     /// Whether recognition runs on fixed shapes only.
     pub fn rec_buckets(&self) -> bool {
-        self.rec_buckets
-            .unwrap_or(matches!(self.provider, Provider::Cuda { .. }))
+        self.rec_buckets.unwrap_or(self.provider.is_gpu())
     }
 
     /// Whether the recognizer's output is summarised inside the network.
     pub fn rec_summary(&self) -> bool {
-        self.rec_summary
-            .unwrap_or(matches!(self.provider, Provider::Cuda { .. }))
+        self.rec_summary.unwrap_or(self.provider.is_gpu())
     }
 
     /// The files loading needs: the runtime and the model files.

@@ -115,6 +115,7 @@ fn the_latin_head_gives_the_whole_heads_probabilities_over_its_classes() {
     let options = SessionOptions {
         intra_threads: 1,
         provider: Provider::Cpu,
+        shapes: None,
     };
     let dict = std::fs::read_to_string(&models.dict).unwrap();
     let vocab = Vocabulary::from_dict(&dict, true);
@@ -196,6 +197,7 @@ fn the_step_summary_decodes_as_the_whole_output_does() {
     let options = SessionOptions {
         intra_threads: 1,
         provider: Provider::Cpu,
+        shapes: None,
     };
     for profile in [Profile::Fast, Profile::FastLatin] {
         let models = ModelSet::profile(&home().join("models"), profile);

@@ -163,6 +163,33 @@ fn default_opset(model: &[u8]) -> Result<u64, String> {
     version.ok_or_else(|| "the model imports no default ONNX operator set".into())
 }
 
+/// The names of the inputs a model is fed: its graph's inputs that are not
+/// initializers (older exports list weights among the inputs).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(super) fn graph_inputs(model: &[u8]) -> Result<Vec<String>, String> {
+    let graph = fields(model)?
+        .into_iter()
+        .find(|f| f.number == MODEL_GRAPH)
+        .ok_or("not an ONNX model: no graph")?;
+    let name_of = |msg: &[u8], number: u32| -> Result<Option<String>, String> {
+        Ok(fields(msg)?
+            .into_iter()
+            .find(|f| f.number == number)
+            .map(|f| String::from_utf8_lossy(f.payload).into_owned()))
+    };
+    let mut inputs = Vec::new();
+    let mut weights = std::collections::HashSet::new();
+    for f in fields(graph.payload)? {
+        match f.number {
+            GRAPH_INPUT => inputs.extend(name_of(f.payload, VALUE_INFO_NAME)?),
+            GRAPH_INITIALIZER => weights.extend(name_of(f.payload, TENSOR_NAME)?),
+            _ => {}
+        }
+    }
+    inputs.retain(|i| !weights.contains(i));
+    Ok(inputs)
+}
+
 fn summarize_graph(graph: &[u8], space: usize) -> Result<Vec<u8>, String> {
     let outputs: Vec<Field<'_>> = fields(graph)?
         .into_iter()
@@ -323,6 +350,8 @@ const TYPE_TENSOR_ELEM_TYPE: u32 = 1;
 const TENSOR_NAME: u32 = 8;
 const INT64: u64 = 7;
 const GRAPH_INITIALIZER: u32 = 5;
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+const GRAPH_INPUT: u32 = 11;
 const GRAPH_OUTPUT: u32 = 12;
 const GRAPH_VALUE_INFO: u32 = 13;
 const VALUE_INFO_TYPE: u32 = 2;
@@ -837,6 +866,20 @@ mod tests {
         let err = summarize_steps(&model(vec![out(b"p"), out(b"q")], Some(13)), None).unwrap_err();
         assert!(err.contains("2 outputs"), "{err}");
         assert!(summarize_steps(&model(vec![out(b"p")], Some(13)), None).is_ok());
+    }
+
+    #[test]
+    fn a_models_inputs_are_its_graph_inputs_less_its_weights() {
+        let input = |name: &[u8]| (GRAPH_INPUT, message(&[(VALUE_INFO_NAME, name.to_vec())]));
+        let graph = message(&[
+            input(b"x"),
+            input(b"w"),
+            (GRAPH_INITIALIZER, tensor("w", &[1], &[0.0])),
+            input(b"y"),
+        ]);
+        let model = message(&[(MODEL_GRAPH, graph)]);
+        assert_eq!(graph_inputs(&model).unwrap(), ["x", "y"]);
+        assert!(graph_inputs(&message(&[(1, b"no graph".to_vec())])).is_err());
     }
 
     #[test]

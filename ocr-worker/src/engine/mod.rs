@@ -33,7 +33,7 @@ pub use geometry::Quad;
 pub use head::{Script, cut_output_layer, summarize_steps};
 pub use kinds::refine_kinds;
 pub use layout::{Extent, Placed, layout};
-pub use model::{Model, OrtModel, Provider, SessionOptions, load_runtime};
+pub use model::{Model, OrtModel, Provider, SessionOptions, ShapeRange, load_runtime};
 pub use profile::{ModelSet, ORIENTATION_MODEL, Profile};
 pub use rec::{Decoded, DecodedWord, Vocabulary};
 
@@ -149,11 +149,21 @@ impl Engine {
         let options = SessionOptions {
             intra_threads: config.intra_threads,
             provider: config.provider,
+            shapes: None,
         };
-        let det = OrtModel::load(env, &config.models.det, options, "detect")?;
+        // TensorRT builds its engines for the shapes each model will see.
+        let shapes = shape_ranges(&config);
+        let with = |shapes: ShapeRange| SessionOptions {
+            shapes: matches!(config.provider, Provider::TensorRt { .. }).then_some(shapes),
+            ..options
+        };
+        let det = OrtModel::load(env, &config.models.det, with(shapes.det), "detect")?;
         let cls = match (&config.models.cls, config.classify_lines) {
             (Some(path), true) => {
-                Some(Box::new(OrtModel::load(env, path, options, "classify")?) as Box<dyn Model>)
+                Some(
+                    Box::new(OrtModel::load(env, path, with(shapes.cls), "classify")?)
+                        as Box<dyn Model>,
+                )
             }
             _ => None,
         };
@@ -161,10 +171,15 @@ impl Engine {
         let dict = read_installed("recognition dictionary", dict_path, |p| {
             std::fs::read_to_string(p)
         })?;
-        let (rec, vocab, summarized) =
-            load_recognizer(env, &config.models, &dict, options, config.rec_summary)?;
+        let (rec, vocab, summarized) = load_recognizer(
+            env,
+            &config.models,
+            &dict,
+            with(shapes.rec),
+            config.rec_summary,
+        )?;
         let orient = match &config.models.orientation {
-            Some(path) => Some(OrtModel::load(env, path, options, "orient")?),
+            Some(path) => Some(OrtModel::load(env, path, with(shapes.orient), "orient")?),
             None => None,
         };
         let engine = Self::from_parts(config, Box::new(det), (rec, summarized), cls, vocab)?;
@@ -543,6 +558,62 @@ impl Engine {
             start = end;
         }
         Ok(results)
+    }
+}
+
+/// The input shapes of each model of an engine.
+struct Shapes {
+    det: ShapeRange,
+    rec: ShapeRange,
+    cls: ShapeRange,
+    orient: ShapeRange,
+}
+
+/// What each model of an engine with `config` is fed: detection a page
+/// within the side limit (a limit on the short side allows up to 4,096
+/// pixels), recognition its batches (every bucket with buckets on, up to the
+/// batch-pixel cap without), classification its fixed line size, and the
+/// orientation classifier one square.
+fn shape_ranges(config: &EngineConfig) -> Shapes {
+    let side = match config.models.det_params.side_limit {
+        SideLimit::Max(n) => n.div_ceil(32).max(1) as usize * 32,
+        SideLimit::Min(_) => 4096,
+    };
+    let batch = config.rec_batch.max(1);
+    let h = REC_HEIGHT as usize;
+    let rec = if config.rec_buckets {
+        let (first, last) = (REC_BUCKETS[0], REC_BUCKETS[REC_BUCKETS.len() - 1]);
+        ShapeRange {
+            min: [1, 3, h, first as usize],
+            opt: [bucket_batch(800, batch), 3, h, 800],
+            max: [batch, 3, h, last as usize],
+        }
+    } else {
+        ShapeRange {
+            min: [1, 3, h, REC_MIN_WIDTH as usize],
+            opt: [1, 3, h, 800],
+            max: [batch, 3, h, REC_BATCH_PIXELS / h],
+        }
+    };
+    let orient = [1, 3, orient::SIDE as usize, orient::SIDE as usize];
+    let (ch, cw) = (CLS_HEIGHT as usize, CLS_WIDTH as usize);
+    Shapes {
+        det: ShapeRange {
+            min: [1, 3, 32, 32],
+            opt: [1, 3, side, side / 32 * 24],
+            max: [1, 3, side, side],
+        },
+        rec,
+        cls: ShapeRange {
+            min: [1, 3, ch, cw],
+            opt: [CLS_BATCH, 3, ch, cw],
+            max: [CLS_BATCH, 3, ch, cw],
+        },
+        orient: ShapeRange {
+            min: orient,
+            opt: orient,
+            max: orient,
+        },
     }
 }
 

@@ -54,6 +54,21 @@ pub struct SessionOptions {
     pub intra_threads: usize,
     /// Where the model runs.
     pub provider: Provider,
+    /// The input shapes the model will see, for providers that build an
+    /// engine per range of shapes (TensorRT); `None` where unknown.
+    pub shapes: Option<ShapeRange>,
+}
+
+/// A range of `[batch, channels, height, width]` input shapes: the smallest,
+/// the most common and the largest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShapeRange {
+    /// The smallest input.
+    pub min: [usize; 4],
+    /// The input to tune for.
+    pub opt: [usize; 4],
+    /// The largest input.
+    pub max: [usize; 4],
 }
 
 /// Where models run.
@@ -71,15 +86,31 @@ pub enum Provider {
         /// Most GPU memory the session's arena may take, MiB.
         memory_limit_mb: usize,
     },
+    /// An NVIDIA GPU through ONNX Runtime's TensorRT provider, with CUDA for
+    /// what TensorRT does not take: the same build and runtime as
+    /// [`Provider::Cuda`], and TensorRT's own libraries. Engines are built
+    /// for each model's [`ShapeRange`] and cached beside the model file.
+    TensorRt {
+        /// CUDA device index.
+        device: i32,
+        /// Most GPU memory the CUDA arena may take, MiB.
+        memory_limit_mb: usize,
+    },
 }
 
 impl Provider {
-    /// `cpu` or `cuda`.
+    /// `cpu`, `cuda` or `tensorrt`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Cpu => "cpu",
             Self::Cuda { .. } => "cuda",
+            Self::TensorRt { .. } => "tensorrt",
         }
+    }
+
+    /// Whether models run on a GPU.
+    pub fn is_gpu(&self) -> bool {
+        !matches!(self, Self::Cpu)
     }
 }
 
@@ -100,19 +131,92 @@ fn cuda(device: i32, memory_limit_mb: usize) -> ep::ExecutionProviderDispatch {
         .error_on_failure()
 }
 
-/// The execution provider of a session.
-fn provider(provider: Provider) -> Result<ep::ExecutionProviderDispatch, EngineError> {
-    match provider {
-        Provider::Cpu => Ok(ep::CPU::default().with_arena_allocator(true).build()),
+/// The TensorRT provider for the model at `path` (`bytes`, the model as
+/// loaded): one optimisation profile over `shapes`, and engine and timing
+/// caches in a `tensorrt` folder beside the model, named by the model's
+/// content so that a cut or summarised variant never reads another's engine.
+#[cfg(feature = "cuda")]
+fn tensorrt(
+    device: i32,
+    path: &Path,
+    bytes: &[u8],
+    shapes: Option<ShapeRange>,
+) -> Result<ep::ExecutionProviderDispatch, EngineError> {
+    let cache = path.with_file_name("tensorrt");
+    std::fs::create_dir_all(&cache).map_err(|e| {
+        EngineError::Runtime(format!(
+            "cannot create the TensorRT cache {}: {e}",
+            cache.display()
+        ))
+    })?;
+    let cache = cache.display().to_string();
+    let mut trt = ep::TensorRT::default()
+        .with_device_id(device)
+        .with_engine_cache(true)
+        .with_engine_cache_path(&cache)
+        .with_timing_cache(true)
+        .with_timing_cache_path(&cache)
+        .with_engine_cache_prefix(format!("{:016x}", fnv1a(bytes)));
+    if let Some(range) = shapes {
+        let input = super::head::graph_inputs(bytes)
+            .map_err(|message| EngineError::Model {
+                path: path.to_owned(),
+                message,
+            })?
+            .into_iter()
+            .next()
+            .ok_or_else(|| EngineError::Model {
+                path: path.to_owned(),
+                message: "the model has no input".into(),
+            })?;
+        let shape = |d: [usize; 4]| format!("{input}:{}x{}x{}x{}", d[0], d[1], d[2], d[3]);
+        trt = trt
+            .with_profile_min_shapes(shape(range.min))
+            .with_profile_opt_shapes(shape(range.opt))
+            .with_profile_max_shapes(shape(range.max));
+    }
+    Ok(trt.build().error_on_failure())
+}
+
+/// 64-bit FNV-1a of `bytes`: a stable name for what a cache was built from.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The execution providers of a session for the model at `path`, in the
+/// order ONNX Runtime tries them.
+#[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+fn providers(
+    options: SessionOptions,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Vec<ep::ExecutionProviderDispatch>, EngineError> {
+    match options.provider {
+        Provider::Cpu => Ok(vec![ep::CPU::default().with_arena_allocator(true).build()]),
         #[cfg(feature = "cuda")]
         Provider::Cuda {
             device,
             memory_limit_mb,
-        } => Ok(cuda(device, memory_limit_mb)),
+        } => Ok(vec![cuda(device, memory_limit_mb)]),
+        #[cfg(feature = "cuda")]
+        Provider::TensorRt {
+            device,
+            memory_limit_mb,
+        } => Ok(vec![
+            tensorrt(device, path, bytes, options.shapes)?,
+            cuda(device, memory_limit_mb),
+        ]),
         #[cfg(not(feature = "cuda"))]
-        Provider::Cuda { .. } => Err(EngineError::Runtime(
-            "this build has no CUDA support: build with `--features cuda`".into(),
-        )),
+        gpu => Err(EngineError::Runtime(format!(
+            "this build has no {} support: build with `--features cuda`",
+            match gpu {
+                Provider::TensorRt { .. } => "TensorRT",
+                _ => "CUDA",
+            }
+        ))),
     }
 }
 
@@ -152,6 +256,20 @@ impl OrtModel {
                 hint: "run scripts/bootstrap, or check the model paths".into(),
             });
         }
+        // TensorRT names its caches after the model and reads its input's
+        // name: it needs the bytes even where the file would do.
+        let read;
+        let bytes = match (bytes, options.provider) {
+            (None, Provider::TensorRt { .. }) => {
+                read = std::fs::read(path).map_err(|e| EngineError::Missing {
+                    what: "model file",
+                    path: path.to_owned(),
+                    hint: format!("{e}; run scripts/bootstrap, or check the model paths"),
+                })?;
+                Some(&read[..])
+            }
+            _ => bytes,
+        };
         let model_err = |e: ort::Error<_>| EngineError::Model {
             path: path.to_owned(),
             message: e.to_string(),
@@ -172,7 +290,7 @@ impl OrtModel {
             // samples (paired runs) for the same scores on both page sets.
             .with_config_entry("optimization.enable_gelu_approximation", "1")
             .map_err(model_err)?
-            .with_execution_providers([provider(options.provider)?])
+            .with_execution_providers(providers(options, path, bytes.unwrap_or_default())?)
             .map_err(model_err)?;
         let session = match bytes {
             Some(bytes) => builder.commit_from_memory(bytes),

@@ -12,7 +12,7 @@ use ndarray::Array4;
 use super::pixels::{Planes, resize};
 
 /// Side of the classifier's square input.
-const SIDE: u32 = 224;
+pub(crate) const SIDE: u32 = 224;
 /// Short side the page is scaled to before the centre crop.
 const SHORT_SIDE: u32 = 256;
 /// Probability a turn needs before the page is turned. On the samples every
