@@ -291,7 +291,24 @@ impl OrtModel {
             .with_config_entry("optimization.enable_gelu_approximation", "1")
             .map_err(model_err)?
             .with_execution_providers(providers(options, path, bytes.unwrap_or_default())?)
-            .map_err(model_err)?;
+            .map_err(|e| EngineError::Model {
+                path: path.to_owned(),
+                message: match options.provider {
+                    Provider::Cpu => e.to_string(),
+                    // ONNX Runtime says only that its build lacks the provider,
+                    // or which library it could not open.
+                    gpu => format!(
+                        "{e} ({} needs ONNX Runtime's GPU build, from scripts/bootstrap --gpu, \
+                         and the CUDA 13 and cuDNN 9 libraries{} on LD_LIBRARY_PATH)",
+                        gpu.name(),
+                        if matches!(gpu, Provider::TensorRt { .. }) {
+                            ", and TensorRT 10's,"
+                        } else {
+                            ""
+                        }
+                    ),
+                },
+            })?;
         let session = match bytes {
             Some(bytes) => builder.commit_from_memory(bytes),
             None => builder.commit_from_file(path),
