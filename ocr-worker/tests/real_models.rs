@@ -116,6 +116,7 @@ fn the_latin_head_gives_the_whole_heads_probabilities_over_its_classes() {
         intra_threads: 1,
         provider: Provider::Cpu,
         shapes: None,
+        elementwise_on_blocked: false,
     };
     let dict = std::fs::read_to_string(&models.dict).unwrap();
     let vocab = Vocabulary::from_dict(&dict, true);
@@ -198,6 +199,7 @@ fn the_step_summary_decodes_as_the_whole_output_does() {
         intra_threads: 1,
         provider: Provider::Cpu,
         shapes: None,
+        elementwise_on_blocked: false,
     };
     for profile in [Profile::Fast, Profile::FastLatin] {
         let models = ModelSet::profile(&home().join("models"), profile);
@@ -256,4 +258,49 @@ fn an_engine_with_the_step_summary_reads_a_page_as_without() {
     let (whole, summary) = (read(false), read(true));
     assert!(whole.lines.len() > 50);
     assert_eq!(summary.lines, whole.lines);
+}
+
+#[test]
+fn elementwise_operators_on_blocked_tensors_change_no_output() {
+    let env = load_runtime(&library()).unwrap();
+    let models = ModelSet::profile(&home().join("models"), Profile::Fast);
+    let load = |path: &std::path::Path, step, elementwise_on_blocked| {
+        let options = SessionOptions {
+            intra_threads: 1,
+            provider: Provider::Cpu,
+            shapes: None,
+            elementwise_on_blocked,
+        };
+        OrtModel::load(env, path, options, step).unwrap()
+    };
+    let page = sample_page();
+    let mut det_input = Array4::<f32>::zeros((1, 3, 640, 480));
+    let small = image::imageops::resize(&page, 480, 640, image::imageops::FilterType::Triangle);
+    for (x, y, px) in small.enumerate_pixels() {
+        for c in 0..3 {
+            det_input[[0, c, y as usize, x as usize]] = px.0[c] as f32 / 255.0;
+        }
+    }
+    for (path, step, input) in [
+        (&models.det, "detect", det_input),
+        (&models.rec, "recognize", strip(&page, 200)),
+    ] {
+        let mut plain = load(path, step, false);
+        let mut blocked = load(path, step, true);
+        assert_eq!(plain.reorders_removed(), 0);
+        // The GELUs' reorders go: about twenty a network.
+        assert!(
+            blocked.reorders_removed() >= 10,
+            "{step}: {}",
+            blocked.reorders_removed()
+        );
+        let (a, b) = (plain.run(&input).unwrap(), blocked.run(&input).unwrap());
+        assert_eq!(a.shape(), b.shape());
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= 1e-6, "{step}: outputs differ by {worst}");
+    }
 }

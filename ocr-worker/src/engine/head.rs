@@ -1,6 +1,7 @@
 //! Edits of a recognizer's output: its output layer cut to the characters of
 //! one script, and a summary of each timestep as its only output
-//! ([`summarize_steps`]).
+//! ([`summarize_steps`]); and the ONNX wire-format reading and writing the
+//! engine's model edits share.
 //!
 //! PP-OCR's recognizers end in one linear layer and a softmax over every
 //! symbol of their dictionary: 6,906 classes for PP-OCRv6 tiny, 18,710 for
@@ -331,28 +332,28 @@ fn int_attribute(name: &str, value: i64) -> Vec<u8> {
 }
 
 // Field numbers of onnx.proto.
-const MODEL_GRAPH: u32 = 7;
+pub(super) const MODEL_GRAPH: u32 = 7;
 const MODEL_OPSET_IMPORT: u32 = 8;
 const OPSET_DOMAIN: u32 = 1;
 const OPSET_VERSION: u32 = 2;
-const GRAPH_NODE: u32 = 1;
-const NODE_INPUT: u32 = 1;
-const NODE_OUTPUT: u32 = 2;
-const NODE_NAME: u32 = 3;
-const NODE_OP_TYPE: u32 = 4;
-const NODE_ATTRIBUTE: u32 = 5;
-const ATTRIBUTE_NAME: u32 = 1;
-const ATTRIBUTE_I: u32 = 3;
+pub(super) const GRAPH_NODE: u32 = 1;
+pub(super) const NODE_INPUT: u32 = 1;
+pub(super) const NODE_OUTPUT: u32 = 2;
+pub(super) const NODE_NAME: u32 = 3;
+pub(super) const NODE_OP_TYPE: u32 = 4;
+pub(super) const NODE_ATTRIBUTE: u32 = 5;
+pub(super) const ATTRIBUTE_NAME: u32 = 1;
+pub(super) const ATTRIBUTE_I: u32 = 3;
 const ATTRIBUTE_TYPE: u32 = 20;
 const ATTRIBUTE_INT: u64 = 2;
-const VALUE_INFO_NAME: u32 = 1;
+pub(super) const VALUE_INFO_NAME: u32 = 1;
 const TYPE_TENSOR_ELEM_TYPE: u32 = 1;
 const TENSOR_NAME: u32 = 8;
 const INT64: u64 = 7;
 const GRAPH_INITIALIZER: u32 = 5;
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 const GRAPH_INPUT: u32 = 11;
-const GRAPH_OUTPUT: u32 = 12;
+pub(super) const GRAPH_OUTPUT: u32 = 12;
 const GRAPH_VALUE_INFO: u32 = 13;
 const VALUE_INFO_TYPE: u32 = 2;
 const TYPE_TENSOR: u32 = 1;
@@ -503,24 +504,26 @@ fn cut_tensor(
 }
 
 /// One field of a protobuf message.
-struct Field<'a> {
-    number: u32,
+pub(super) struct Field<'a> {
+    pub(super) number: u32,
     wire: WireType,
     /// The whole field, key included.
-    raw: &'a [u8],
+    pub(super) raw: &'a [u8],
     /// A length-delimited field's content, or a scalar's bytes.
-    payload: &'a [u8],
+    pub(super) payload: &'a [u8],
 }
 
-enum Edit {
+pub(super) enum Edit {
     Keep,
     Drop,
     /// New content for a length-delimited field.
     Replace(Vec<u8>),
+    /// Whole fields, keys included, in the field's place.
+    Raw(Vec<u8>),
 }
 
 /// The message's fields in order.
-fn fields(msg: &[u8]) -> Result<Vec<Field<'_>>, String> {
+pub(super) fn fields(msg: &[u8]) -> Result<Vec<Field<'_>>, String> {
     let bad = |e: prost::DecodeError| format!("not an ONNX model: {e}");
     let mut out = Vec::new();
     let mut rest = msg;
@@ -565,7 +568,7 @@ fn fields(msg: &[u8]) -> Result<Vec<Field<'_>>, String> {
 }
 
 /// The message with each field kept, dropped or given new content by `edit`.
-fn rewrite(
+pub(super) fn rewrite(
     msg: &[u8],
     edit: &mut dyn FnMut(&Field<'_>) -> Result<Edit, String>,
 ) -> Result<Vec<u8>, String> {
@@ -575,18 +578,19 @@ fn rewrite(
             Edit::Keep => out.extend_from_slice(field.raw),
             Edit::Drop => {}
             Edit::Replace(content) => put_bytes(field.number, &content, &mut out),
+            Edit::Raw(fields) => out.extend_from_slice(&fields),
         }
     }
     Ok(out)
 }
 
-fn put_bytes(number: u32, content: &[u8], out: &mut Vec<u8>) {
+pub(super) fn put_bytes(number: u32, content: &[u8], out: &mut Vec<u8>) {
     encode_key(number, WireType::LengthDelimited, out);
     encode_varint(content.len() as u64, out);
     out.extend_from_slice(content);
 }
 
-fn varint(mut bytes: &[u8]) -> Result<u64, String> {
+pub(super) fn varint(mut bytes: &[u8]) -> Result<u64, String> {
     decode_varint(&mut bytes).map_err(|e| format!("not an ONNX model: {e}"))
 }
 

@@ -4,6 +4,7 @@
 //! One [`Engine`] owns one ONNX Runtime session per model and is one inference
 //! slot: `Session::run` takes `&mut`, so parallel pages need one engine each.
 
+mod blocked;
 mod crop;
 mod det;
 #[cfg(test)]
@@ -150,6 +151,7 @@ impl Engine {
             intra_threads: config.intra_threads,
             provider: config.provider,
             shapes: None,
+            elementwise_on_blocked: true,
         };
         // TensorRT builds its engines for the shapes each model will see.
         let shapes = shape_ranges(&config);

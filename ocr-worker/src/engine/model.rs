@@ -2,11 +2,13 @@
 //! hand-made tensors and the engine on any runtime.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use ndarray::{Array4, ArrayD};
 use ort::ep;
-use ort::session::{RunOptions, Session, builder::GraphOptimizationLevel};
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::{RunOptions, Session};
 use ort::value::TensorRef;
 
 use super::EngineError;
@@ -57,6 +59,11 @@ pub struct SessionOptions {
     /// The input shapes the model will see, for providers that build an
     /// engine per range of shapes (TensorRT); `None` where unknown.
     pub shapes: Option<ShapeRange>,
+    /// On the CPU provider, run elementwise operators on the channel-blocked
+    /// tensors of ONNX Runtime's optimised graph rather than reordering
+    /// around them (see `engine::blocked`): the same outputs, less time, a
+    /// second session build at load.
+    pub elementwise_on_blocked: bool,
 }
 
 /// A range of `[batch, channels, height, width]` input shapes: the smallest,
@@ -220,9 +227,126 @@ fn providers(
     }
 }
 
+/// A session builder for the model at `path` with pagefleet's settings.
+fn builder(
+    env: &ort::environment::Environment,
+    options: SessionOptions,
+    path: &Path,
+    bytes: Option<&[u8]>,
+    level: GraphOptimizationLevel,
+) -> Result<SessionBuilder, EngineError> {
+    let model_err = |e: ort::Error<_>| EngineError::Model {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    Session::builder(env)
+        .map_err(|e| EngineError::Runtime(e.to_string()))?
+        .with_optimization_level(level)
+        .map_err(model_err)?
+        .with_intra_threads(options.intra_threads.max(1))
+        .map_err(model_err)?
+        .with_inter_threads(1)
+        .map_err(model_err)?
+        // Input sizes change with every page and line: memory patterns are
+        // planned per shape and would only pile up.
+        .with_memory_pattern(false)
+        .map_err(model_err)?
+        // The tanh form of GELU: 5% less CPU time for fast-latin on the
+        // samples (paired runs) for the same scores on both page sets.
+        .with_config_entry("optimization.enable_gelu_approximation", "1")
+        .map_err(model_err)?
+        .with_execution_providers(providers(options, path, bytes.unwrap_or_default())?)
+        .map_err(|e| EngineError::Model {
+            path: path.to_owned(),
+            message: match options.provider {
+                Provider::Cpu => e.to_string(),
+                // ONNX Runtime says only that its build lacks the provider,
+                // or which library it could not open.
+                gpu => format!(
+                    "{e} ({} needs ONNX Runtime's GPU build, from scripts/bootstrap --gpu, \
+                     and the CUDA 13 and cuDNN 9 libraries{} on LD_LIBRARY_PATH)",
+                    gpu.name(),
+                    if matches!(gpu, Provider::TensorRt { .. }) {
+                        ", and TensorRT 10's,"
+                    } else {
+                        ""
+                    }
+                ),
+            },
+        })
+}
+
+/// The session of `builder` for `bytes`, or the file at `path`.
+fn commit(
+    mut builder: SessionBuilder,
+    path: &Path,
+    bytes: Option<&[u8]>,
+) -> Result<Session, EngineError> {
+    match bytes {
+        Some(bytes) => builder.commit_from_memory(bytes),
+        None => builder.commit_from_file(path),
+    }
+    .map_err(|e| EngineError::Model {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// A CPU session on ONNX Runtime's optimised graph with its elementwise
+/// operators moved onto blocked tensors ([`super::blocked`]). Where the
+/// optimised graph cannot be written, read or rewritten, or has nothing to
+/// move, the ordinary session is kept.
+fn blocked_session(
+    env: &ort::environment::Environment,
+    options: SessionOptions,
+    path: &Path,
+    bytes: Option<&[u8]>,
+) -> Result<(Session, usize), EngineError> {
+    static SAVED: AtomicUsize = AtomicUsize::new(0);
+    let saved = std::env::temp_dir().join(format!(
+        "pagefleet-{}-{}.onnx",
+        std::process::id(),
+        SAVED.fetch_add(1, Ordering::Relaxed)
+    ));
+    let first = builder(env, options, path, bytes, GraphOptimizationLevel::Level3)?
+        .with_optimized_model_path(&saved)
+        .map_err(|e| EngineError::Model {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    let session = commit(first, path, bytes)?;
+    let optimised = std::fs::read(&saved).map_err(|e| e.to_string());
+    let _ = std::fs::remove_file(&saved);
+    let sunk = optimised.and_then(|model| super::blocked::sink_reorders(&model));
+    let plain = |message: String| {
+        tracing::debug!(path = %path.display(), %message, "elementwise operators left in plain layout");
+        (session, 0)
+    };
+    match sunk {
+        Ok((model, removed)) if removed > 0 => {
+            // The graph is optimised already, for this machine's block size.
+            let rebuilt = builder(
+                env,
+                options,
+                path,
+                Some(&model),
+                GraphOptimizationLevel::Disable,
+            )
+            .and_then(|b| commit(b, path, Some(&model)));
+            match rebuilt {
+                Ok(blocked) => Ok((blocked, removed)),
+                Err(e) => Ok(plain(e.to_string())),
+            }
+        }
+        Ok(_) => Ok(plain("nothing to move".into())),
+        Err(message) => Ok(plain(message)),
+    }
+}
+
 /// A model run by ONNX Runtime.
 pub struct OrtModel {
     session: Session,
+    reorders_removed: usize,
     run_options: Arc<RunOptions>,
     path: PathBuf,
     input_shape: [Option<usize>; 3],
@@ -270,53 +394,13 @@ impl OrtModel {
             }
             _ => bytes,
         };
-        let model_err = |e: ort::Error<_>| EngineError::Model {
-            path: path.to_owned(),
-            message: e.to_string(),
-        };
-        let mut builder = Session::builder(env)
-            .map_err(|e| EngineError::Runtime(e.to_string()))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(model_err)?
-            .with_intra_threads(options.intra_threads.max(1))
-            .map_err(model_err)?
-            .with_inter_threads(1)
-            .map_err(model_err)?
-            // Input sizes change with every page and line: memory patterns are
-            // planned per shape and would only pile up.
-            .with_memory_pattern(false)
-            .map_err(model_err)?
-            // The tanh form of GELU: 5% less CPU time for fast-latin on the
-            // samples (paired runs) for the same scores on both page sets.
-            .with_config_entry("optimization.enable_gelu_approximation", "1")
-            .map_err(model_err)?
-            .with_execution_providers(providers(options, path, bytes.unwrap_or_default())?)
-            .map_err(|e| EngineError::Model {
-                path: path.to_owned(),
-                message: match options.provider {
-                    Provider::Cpu => e.to_string(),
-                    // ONNX Runtime says only that its build lacks the provider,
-                    // or which library it could not open.
-                    gpu => format!(
-                        "{e} ({} needs ONNX Runtime's GPU build, from scripts/bootstrap --gpu, \
-                         and the CUDA 13 and cuDNN 9 libraries{} on LD_LIBRARY_PATH)",
-                        gpu.name(),
-                        if matches!(gpu, Provider::TensorRt { .. }) {
-                            ", and TensorRT 10's,"
-                        } else {
-                            ""
-                        }
-                    ),
-                },
-            })?;
-        let session = match bytes {
-            Some(bytes) => builder.commit_from_memory(bytes),
-            None => builder.commit_from_file(path),
-        }
-        .map_err(|e| EngineError::Model {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let (session, reorders_removed) =
+            if options.provider == Provider::Cpu && options.elementwise_on_blocked {
+                blocked_session(env, options, path, bytes)?
+            } else {
+                let plain = builder(env, options, path, bytes, GraphOptimizationLevel::Level3)?;
+                (commit(plain, path, bytes)?, 0)
+            };
         let inputs = session.inputs();
         let outputs = session.outputs();
         if inputs.len() != 1 || outputs.is_empty() {
@@ -349,6 +433,7 @@ impl OrtModel {
             .map_err(|e| EngineError::Runtime(e.to_string()))?;
         Ok(Self {
             session,
+            reorders_removed,
             run_options: Arc::new(run_options),
             path: path.to_owned(),
             input_shape,
@@ -359,6 +444,12 @@ impl OrtModel {
     /// The model file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Layout reorders the session runs without (see
+    /// [`SessionOptions::elementwise_on_blocked`]).
+    pub fn reorders_removed(&self) -> usize {
+        self.reorders_removed
     }
 }
 
