@@ -304,42 +304,25 @@ fn the_main_command_takes_a_document_through_the_whole_pipeline() {
     assert_eq!(alto_words, boxes);
 }
 
-/// A build without the `cuda` feature asked for the GPU says so, rather than
-/// running on the CPU unnoticed.
+/// A build without the `cuda` feature asked for a GPU provider says so,
+/// rather than running on the CPU unnoticed.
 #[cfg(not(feature = "cuda"))]
 #[test]
-fn cuda_without_the_feature_is_a_clear_error() {
-    let out = tempfile::tempdir().unwrap();
-    let welcome = root().join("examples/welcome.pdf");
-    let run = pagefleet(&[
-        "ocr".as_ref(),
-        "--execution-provider".as_ref(),
-        "cuda".as_ref(),
-        "--out".as_ref(),
-        out.path().as_os_str(),
-        welcome.as_os_str(),
-    ]);
-    assert!(!run.status.success());
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains("--features cuda"), "{stderr}");
-}
-
-/// The same for TensorRT, which rides on the same build.
-#[cfg(not(feature = "cuda"))]
-#[test]
-fn tensorrt_without_the_feature_is_a_clear_error() {
-    let out = tempfile::tempdir().unwrap();
-    let welcome = root().join("examples/welcome.pdf");
-    let run = pagefleet(&[
-        "ocr".as_ref(),
-        "--execution-provider".as_ref(),
-        "tensorrt".as_ref(),
-        "--out".as_ref(),
-        out.path().as_os_str(),
-        welcome.as_os_str(),
-    ]);
-    assert!(!run.status.success());
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains("no TensorRT support"), "{stderr}");
-    assert!(stderr.contains("--features cuda"), "{stderr}");
+fn gpu_providers_without_the_feature_are_a_clear_error() {
+    for (provider, name) in [("cuda", "CUDA"), ("tensorrt", "TensorRT")] {
+        let out = tempfile::tempdir().unwrap();
+        let welcome = root().join("examples/welcome.pdf");
+        let run = pagefleet(&[
+            "ocr".as_ref(),
+            "--execution-provider".as_ref(),
+            provider.as_ref(),
+            "--out".as_ref(),
+            out.path().as_os_str(),
+            welcome.as_os_str(),
+        ]);
+        assert!(!run.status.success(), "{provider}");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains(&format!("no {name} support")), "{stderr}");
+        assert!(stderr.contains("--features cuda"), "{stderr}");
+    }
 }
