@@ -326,3 +326,31 @@ fn gpu_providers_without_the_feature_are_a_clear_error() {
         assert!(stderr.contains("--features cuda"), "{stderr}");
     }
 }
+
+/// The CPU sessions write ONNX Runtime's optimised graph to the temporary
+/// folder to rewrite it; where that folder cannot be written, pages are read
+/// all the same, by the ordinary sessions.
+#[test]
+fn a_temporary_folder_that_cannot_be_written_costs_no_page() {
+    let out = tempfile::tempdir().unwrap();
+    let welcome = root().join("examples/welcome.pdf");
+    let run = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        .args([
+            "ocr".as_ref(),
+            "--out".as_ref(),
+            out.path().as_os_str(),
+            welcome.as_os_str(),
+        ])
+        .env("TMPDIR", out.path().join("missing"))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(out.path().join("welcome/001.txt")).unwrap();
+    let truth = std::fs::read_to_string(root().join("examples/welcome.txt")).unwrap();
+    let s = Score::page(&text, &truth);
+    assert!(s.cer() <= 0.01, "CER {:.4}:\n{text}", s.cer());
+}

@@ -308,13 +308,26 @@ fn blocked_session(
         std::process::id(),
         SAVED.fetch_add(1, Ordering::Relaxed)
     ));
+    let ordinary = || {
+        let plain = builder(env, options, path, bytes, GraphOptimizationLevel::Level3)?;
+        commit(plain, path, bytes)
+    };
     let first = builder(env, options, path, bytes, GraphOptimizationLevel::Level3)?
         .with_optimized_model_path(&saved)
         .map_err(|e| EngineError::Model {
             path: path.to_owned(),
             message: e.to_string(),
-        })?;
-    let session = commit(first, path, bytes)?;
+        })
+        .and_then(|b| commit(b, path, bytes));
+    // Where the optimised graph cannot be written (no writable temporary
+    // folder), the ordinary session does.
+    let session = match first {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "optimised graph not written");
+            return Ok((ordinary()?, 0));
+        }
+    };
     let optimised = std::fs::read(&saved).map_err(|e| e.to_string());
     let _ = std::fs::remove_file(&saved);
     let sunk = optimised.and_then(|model| super::blocked::sink_reorders(&model));
