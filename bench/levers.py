@@ -3,7 +3,8 @@
 text lines under ONNX Runtime's CPU provider, one thread, the session settings
 pagefleet uses (all graph optimisations, the tanh GELU).
 
-    bench/levers.sh PNG_DIR        (sets up the pinned venv, then runs this)
+    bench/levers.sh [SAMPLES_DIR]   (sets up the pinned venv, then runs
+                                     levers.py REC_MODEL PNG_DIR OCR_OUT DET_MODEL)
 
 Each lever is a rewritten model timed against the unchanged one, interleaved
 over several rounds (the best round of each is compared, as the machine's
@@ -19,6 +20,9 @@ decoding changes, or the largest output difference.
          does not care about the layout, so it can run on the blocked
          tensor. Exact.
 - openvino: lists the devices the OpenVINO plugin provider offers here.
+
+The detector gets `sink` too, on the first page scaled to pagefleet's
+detection size (longest side 1,280, sides multiples of 32).
 """
 
 import collections
@@ -220,8 +224,18 @@ def openvino():
           + ", ".join(f"{d.device.type} {d.device.vendor}" for d in devices))
 
 
+def page_input(png):
+    """A page as the detector's input: longest side 1,280, ImageNet normalised."""
+    image = Image.open(png).convert("RGB")
+    scale = 1280 / max(image.size)
+    w, h = (max(32, round(d * scale / 32) * 32) for d in image.size)
+    a = np.asarray(image.resize((w, h), Image.BILINEAR), np.float32) / 255
+    a = (a - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    return a.astype(np.float32).transpose(2, 0, 1)[None].copy()
+
+
 def main():
-    model, png_dir, results = sys.argv[1:4]
+    model, png_dir, results, det = sys.argv[1:5]
     inputs = lines(png_dir, results)
     # The ones timed: every other line by width, all widths covered.
     timed = sorted(inputs, key=lambda a: a.shape[3])[::2]
@@ -235,7 +249,29 @@ def main():
         sunk = sink_reorders(model, work)
         off = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         compare(session(f"{work}/optimised.onnx", off), {"sink": session(sunk, off)}, timed)
+    with tempfile.TemporaryDirectory() as work:
+        sunk = sink_reorders(det, work)
+        page = page_input(sorted(Path(png_dir).glob("*.png"))[0])
+        print(f"detector, one page of {page.shape[3]} x {page.shape[2]}, five runs a round:")
+        off = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        compare_maps(session(f"{work}/optimised.onnx", off), session(sunk, off), page)
     openvino()
+
+
+def compare_maps(base, sunk, page):
+    """The detector's best-round seconds, base and `sink`, and the largest
+    difference of their probability maps."""
+    a, b = base.run(None, {"x": page})[0], sunk.run(None, {"x": page})[0]
+    times = {"base": [], "sink": []}
+    for _ in range(ROUNDS):
+        for name, s in (("base", base), ("sink", sunk)):
+            start = time.perf_counter()
+            for _ in range(5):
+                s.run(None, {"x": page})
+            times[name].append(time.perf_counter() - start)
+    base_s, sink_s = min(times["base"]), min(times["sink"])
+    print(f"| sink (detector) | {base_s:.2f} | {sink_s:.2f} | {sink_s / base_s:.3f} "
+          f"| - | {float(np.abs(a - b).max()):.2g} |")
 
 
 if __name__ == "__main__":

@@ -27,4 +27,5 @@ fi
 mkdir -p "$work/png"
 for pdf in "$samples"/*.pdf; do pdftoppm -r 200 -png "$pdf" "$work/png/$(basename "$pdf" .pdf)"; done
 target/release/pagefleet ocr -q --out "$work/ocr" "$work/png"/*.png >/dev/null 2>&1
-"$venv/bin/python" bench/levers.py .pagefleet/models/ppocrv6/tiny/rec/rec.onnx "$work/png" "$work/ocr"
+"$venv/bin/python" bench/levers.py .pagefleet/models/ppocrv6/tiny/rec/rec.onnx "$work/png" "$work/ocr" \
+  .pagefleet/models/ppocrv6/tiny/det/det.onnx
