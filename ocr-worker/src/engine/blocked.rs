@@ -12,8 +12,9 @@
 //! convolution's. The padding channels of a blocked tensor are zeros, so only
 //! operators that keep zero at zero are moved.
 //!
-//! Measured (`bench/levers.sh`, one thread): 5.6% off the recognizer's time
-//! and 7% off the detector's, with outputs identical to the bit.
+//! Measured (`bench/levers.sh`, one thread, two runs): 2-6% off the
+//! recognizer's time and 1.5-7% off the detector's, with outputs identical
+//! to the bit.
 
 use super::head::{
     ATTRIBUTE_I, ATTRIBUTE_NAME, Edit, GRAPH_NODE, GRAPH_OUTPUT, MODEL_GRAPH, NODE_ATTRIBUTE,
