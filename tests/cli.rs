@@ -11,11 +11,28 @@ use std::process::{Command, Output};
 
 use common::{Score, root};
 
+fn command(args: &[&std::ffi::OsStr]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pagefleet"));
+    command.args(args);
+    command
+}
+
 fn pagefleet(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pagefleet"))
-        .args(args)
-        .output()
-        .expect("run pagefleet")
+    command(args).output().expect("run pagefleet")
+}
+
+/// The run succeeded and read the quick-start document into `out` within 1%
+/// CER of its truth.
+fn assert_reads_welcome(run: &Output, out: &Path) {
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(out.join("welcome/001.txt")).unwrap();
+    let truth = std::fs::read_to_string(root().join("examples/welcome.txt")).unwrap();
+    let s = Score::page(&text, &truth);
+    assert!(s.cer() <= 0.01, "CER {:.4}:\n{text}", s.cer());
 }
 
 fn ocr(files: &[&Path], out: &Path) -> Output {
@@ -32,15 +49,7 @@ fn json(path: &Path) -> serde_json::Value {
 fn quick_start_document_reads_back_its_text() {
     let out = tempfile::tempdir().unwrap();
     let run = ocr(&[&root().join("examples/welcome.pdf")], out.path());
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let text = std::fs::read_to_string(out.path().join("welcome/001.txt")).unwrap();
-    let truth = std::fs::read_to_string(root().join("examples/welcome.txt")).unwrap();
-    let s = Score::page(&text, &truth);
-    assert!(s.cer() <= 0.01, "CER {:.4}:\n{text}", s.cer());
+    assert_reads_welcome(&run, out.path());
     assert!(String::from_utf8_lossy(&run.stdout).contains("Welcome to pagefleet"));
     let result = json(&out.path().join("welcome/result.json"));
     assert_eq!(result["metrics"]["total_pages"], 1);
@@ -334,23 +343,14 @@ fn gpu_providers_without_the_feature_are_a_clear_error() {
 fn a_temporary_folder_that_cannot_be_written_costs_no_page() {
     let out = tempfile::tempdir().unwrap();
     let welcome = root().join("examples/welcome.pdf");
-    let run = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
-        .args([
-            "ocr".as_ref(),
-            "--out".as_ref(),
-            out.path().as_os_str(),
-            welcome.as_os_str(),
-        ])
-        .env("TMPDIR", out.path().join("missing"))
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let text = std::fs::read_to_string(out.path().join("welcome/001.txt")).unwrap();
-    let truth = std::fs::read_to_string(root().join("examples/welcome.txt")).unwrap();
-    let s = Score::page(&text, &truth);
-    assert!(s.cer() <= 0.01, "CER {:.4}:\n{text}", s.cer());
+    let run = command(&[
+        "ocr".as_ref(),
+        "--out".as_ref(),
+        out.path().as_os_str(),
+        welcome.as_os_str(),
+    ])
+    .env("TMPDIR", out.path().join("missing"))
+    .output()
+    .unwrap();
+    assert_reads_welcome(&run, out.path());
 }
