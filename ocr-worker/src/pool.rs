@@ -2,16 +2,19 @@
 //!
 //! Callers on any thread (or an async runtime) hand in a page and a reply
 //! callback; they block, or await, only on the queue's bound, never on inference.
+//! A slot with no page to take recognises lines of a page another slot is
+//! reading (`engine::share`).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use image::RgbImage;
 use pagefleet_schemas::PageOcr;
 
-use crate::engine::Stopper;
+use crate::engine::{LineWork, Stopper};
 use crate::{Engine, EngineError};
 
 /// Called with the outcome of one page, on the slot's thread.
@@ -66,9 +69,58 @@ impl JobHandle {
     }
 }
 
+/// What the slots take work from: the pages waiting, and the pages whose
+/// line batches any idle slot may recognise.
+struct Board {
+    state: Mutex<State>,
+    /// Told of every new page, taken page, offered page of lines and
+    /// stopped slot.
+    changed: Condvar,
+}
+
+struct State {
+    pages: VecDeque<Job>,
+    /// Most pages waiting; a submit waits while this many do.
+    bound: usize,
+    /// Whether pages are still taken.
+    open: bool,
+    /// Slots serving.
+    serving: usize,
+    lines: Vec<Arc<LineWork>>,
+}
+
+impl Board {
+    fn lock(&self) -> Result<MutexGuard<'_, State>, EngineError> {
+        self.state
+            .lock()
+            .map_err(|_| EngineError::Runtime("an inference thread panicked".into()))
+    }
+
+    /// Offers a page's line batches to the idle slots.
+    fn offer(&self, work: Arc<LineWork>) {
+        if let Ok(mut state) = self.lock() {
+            state.lines.retain(|w| w.open());
+            state.lines.push(work);
+            self.changed.notify_all();
+        }
+    }
+}
+
+/// Counts a slot out of the board when its thread ends, panicking or not.
+struct Serving<'a>(&'a Board);
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        // A poisoned lock still counts the slot out.
+        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.serving -= 1;
+        self.0.changed.notify_all();
+    }
+}
+
 /// A fixed number of engines, each on its own thread.
 pub struct Pool {
-    queue: Option<SyncSender<Job>>,
+    board: Arc<Board>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -89,22 +141,37 @@ impl Pool {
         queue: usize,
         load: impl Fn(usize) -> Result<Engine, EngineError> + Send + Sync + 'static,
     ) -> Result<Self, EngineError> {
-        let (tx, rx) = sync_channel::<Job>(queue);
-        let rx = Arc::new(Mutex::new(rx));
+        let board = Arc::new(Board {
+            state: Mutex::new(State {
+                pages: VecDeque::new(),
+                bound: queue.max(1),
+                open: true,
+                serving: 0,
+                lines: Vec::new(),
+            }),
+            changed: Condvar::new(),
+        });
         let load = Arc::new(load);
         let mut threads = Vec::new();
         let (ready_tx, ready_rx) = sync_channel::<Result<(), EngineError>>(slots.max(1));
         for slot in 0..slots.max(1) {
-            let rx = Arc::clone(&rx);
+            let board = Arc::clone(&board);
             let load = Arc::clone(&load);
             let ready = ready_tx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("ocr-slot-{slot}"))
                 .spawn(move || match load(slot) {
-                    Ok(engine) => {
+                    Ok(mut engine) => {
+                        if let Ok(mut state) = board.lock() {
+                            state.serving += 1;
+                        }
+                        let serving = Serving(&board);
                         let _ = ready.send(Ok(()));
                         drop(ready);
-                        serve(engine, &rx);
+                        let offers = Arc::clone(&board);
+                        engine.share_lines(Box::new(move |work| offers.offer(work)));
+                        serve(engine, &board);
+                        drop(serving);
                     }
                     Err(e) => {
                         let _ = ready.send(Err(e));
@@ -114,10 +181,7 @@ impl Pool {
             threads.push(handle);
         }
         drop(ready_tx);
-        let mut pool = Self {
-            queue: Some(tx),
-            threads,
-        };
+        let mut pool = Self { board, threads };
         for _ in 0..slots.max(1) {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
@@ -143,25 +207,42 @@ impl Pool {
 
     /// Queues a page, blocking while the queue is full.
     pub fn submit(&self, image: RgbImage, reply: Reply) -> Result<JobHandle, EngineError> {
-        let queue = self
-            .queue
-            .as_ref()
-            .ok_or_else(|| EngineError::Runtime("pool is shut down".into()))?;
+        let mut state = self.board.lock()?;
+        loop {
+            if !state.open {
+                return Err(EngineError::Runtime("pool is shut down".into()));
+            }
+            if state.serving == 0 {
+                return Err(EngineError::Runtime(
+                    "every inference thread has stopped".into(),
+                ));
+            }
+            if state.pages.len() < state.bound {
+                break;
+            }
+            state = self
+                .board
+                .changed
+                .wait(state)
+                .map_err(|_| EngineError::Runtime("an inference thread panicked".into()))?;
+        }
         let cancel = Arc::new(CancelState::default());
-        queue
-            .send(Job {
-                image,
-                reply,
-                cancel: Arc::clone(&cancel),
-                span: tracing::Span::current(),
-            })
-            .map_err(|_| EngineError::Runtime("every inference thread has stopped".into()))?;
+        state.pages.push_back(Job {
+            image,
+            reply,
+            cancel: Arc::clone(&cancel),
+            span: tracing::Span::current(),
+        });
+        self.board.changed.notify_all();
         Ok(JobHandle(cancel))
     }
 
     /// Stops taking pages, lets the slots finish what is queued, and joins them.
     pub fn shutdown(&mut self) {
-        self.queue = None;
+        if let Ok(mut state) = self.board.lock() {
+            state.open = false;
+            self.board.changed.notify_all();
+        }
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
@@ -174,14 +255,47 @@ impl Drop for Pool {
     }
 }
 
-fn serve(mut engine: Engine, rx: &Mutex<Receiver<Job>>) {
+/// What a slot does next.
+enum Task {
+    Page(Job),
+    Lines(Arc<LineWork>),
+}
+
+/// The next task for `engine`: a waiting page first, else a batch of lines
+/// it can recognise; `None` once the pool is shut down and no page waits.
+fn next_task(engine: &Engine, board: &Board) -> Option<Task> {
+    let mut state = board.lock().ok()?;
     loop {
-        // Hold the lock only to take a job, not while inferring.
-        let job = match rx.lock() {
-            Ok(guard) => guard.recv(),
-            Err(_) => return,
+        if let Some(job) = state.pages.pop_front() {
+            // A submitter may be waiting for the room.
+            board.changed.notify_all();
+            return Some(Task::Page(job));
+        }
+        if !state.open {
+            return None;
+        }
+        state.lines.retain(|w| w.open());
+        if let Some(work) = state.lines.iter().find(|w| engine.can_help(w)) {
+            return Some(Task::Lines(Arc::clone(work)));
+        }
+        state = board.changed.wait(state).ok()?;
+    }
+}
+
+fn serve(mut engine: Engine, board: &Board) {
+    loop {
+        // Hold the lock only to take a task, not while inferring.
+        let job = match next_task(&engine, board) {
+            None => return,
+            Some(Task::Lines(work)) => {
+                // A stop meant for this slot's last page must not fail
+                // another slot's; none can arrive now that it has ended.
+                engine.stopper().reset();
+                engine.help(&work);
+                continue;
+            }
+            Some(Task::Page(job)) => job,
         };
-        let Ok(job) = job else { return };
         let stopper = engine.stopper();
         // A stop left over from a cancelled page must not reach this one;
         // resetting before the page is registered means a cancel that arrives
@@ -197,9 +311,9 @@ fn serve(mut engine: Engine, rx: &Mutex<Receiver<Job>>) {
             Err(EngineError::Cancelled)
         } else {
             match job.span.in_scope(|| engine.recognize(&job.image)) {
-                Err(_) if job.cancel.cancelled.load(Ordering::SeqCst) => {
-                    Err(EngineError::Cancelled)
-                }
+                // Also a page that ended while its last lines ran on other
+                // slots, out of reach of its stopper.
+                _ if job.cancel.cancelled.load(Ordering::SeqCst) => Err(EngineError::Cancelled),
                 other => other,
             }
         };
@@ -220,6 +334,10 @@ mod tests {
     use std::sync::mpsc::channel;
 
     fn engine() -> Result<Engine, EngineError> {
+        engine_with(Box::new(SaysAb(0.9)))
+    }
+
+    fn engine_with(rec: Box<dyn crate::engine::Model>) -> Result<Engine, EngineError> {
         let config = EngineConfig {
             models: ModelSet::profile(std::path::Path::new("/unused"), Profile::Fast),
             intra_threads: 1,
@@ -231,13 +349,130 @@ mod tests {
             rec_summary: false,
         };
         let vocab = Vocabulary::from_dict("a\nb\n", true);
-        Engine::from_models(
-            config,
-            Box::new(DarkIsText),
-            Box::new(SaysAb(0.9)),
-            None,
-            vocab,
-        )
+        Engine::from_models(config, Box::new(DarkIsText), rec, None, vocab)
+    }
+
+    /// Threads that ran a recognition, one entry a run.
+    type Runs = Arc<Mutex<Vec<String>>>;
+
+    /// Recognition double: [`SaysAb`], taking a few milliseconds a line,
+    /// noting the thread of each run, and failing on lines wider than
+    /// `fails_over` pixels.
+    struct Noted {
+        runs: Runs,
+        fails_over: usize,
+    }
+
+    impl crate::engine::Model for Noted {
+        fn input_shape(&self) -> [Option<usize>; 3] {
+            [Some(3), Some(48), None]
+        }
+        fn run(
+            &mut self,
+            input: &ndarray::Array4<f32>,
+        ) -> Result<ndarray::ArrayD<f32>, EngineError> {
+            let thread = std::thread::current().name().unwrap_or("?").to_owned();
+            self.runs.lock().unwrap().push(thread);
+            if input.dim().3 > self.fails_over {
+                return Err(EngineError::Runtime("this line breaks the double".into()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            SaysAb(0.9).run(input)
+        }
+    }
+
+    fn noted_pool(slots: usize, fails_over: usize) -> (Pool, Runs) {
+        let runs = Runs::default();
+        let noted = Arc::clone(&runs);
+        let pool = Pool::start(slots, slots, move |_| {
+            engine_with(Box::new(Noted {
+                runs: Arc::clone(&noted),
+                fails_over,
+            }))
+        })
+        .unwrap();
+        // The load's own check of the recognizer is not a page's line.
+        runs.lock().unwrap().clear();
+        (pool, runs)
+    }
+
+    /// A page of `lines` dark bars, each `length` pixels long.
+    fn page_of_lines(lines: u32, length: u32) -> RgbImage {
+        let mut page =
+            RgbImage::from_pixel(40 + length, 30 * lines + 20, image::Rgb([255, 255, 255]));
+        for k in 0..lines {
+            for y in (20 + 30 * k)..(32 + 30 * k) {
+                for x in 20..(20 + length) {
+                    page.put_pixel(x, y, image::Rgb([0, 0, 0]));
+                }
+            }
+        }
+        page
+    }
+
+    fn read(pool: &Pool, page: RgbImage) -> Result<PageOcr, EngineError> {
+        let (tx, rx) = channel();
+        pool.submit(page, Box::new(move |r| tx.send(r).unwrap()))
+            .unwrap();
+        rx.recv().unwrap()
+    }
+
+    #[test]
+    fn an_idle_slot_recognises_lines_of_the_page_another_is_reading() {
+        let (pool, runs) = noted_pool(2, usize::MAX);
+        let ocr = read(&pool, page_of_lines(30, 100)).unwrap();
+        assert_eq!(ocr.lines.len(), 30);
+        assert!(ocr.lines.iter().all(|l| l.text == "ab"));
+        let runs = runs.lock().unwrap().clone();
+        assert_eq!(runs.len(), 30, "one run a line");
+        for slot in ["ocr-slot-0", "ocr-slot-1"] {
+            assert!(
+                runs.iter().any(|t| t == slot),
+                "{slot} ran none of {runs:?}"
+            );
+        }
+        // One slot reads alone, line by line, to the same text.
+        let (single, runs) = noted_pool(1, usize::MAX);
+        let alone = read(&single, page_of_lines(30, 100)).unwrap();
+        assert_eq!(alone.lines, ocr.lines);
+        assert!(runs.lock().unwrap().iter().all(|t| t == "ocr-slot-0"));
+    }
+
+    #[test]
+    fn a_line_failing_on_a_helping_slot_fails_its_page_and_no_other() {
+        // Lines of 100 pixels are read; the one of 600 fails the double.
+        let (pool, _) = noted_pool(2, 400);
+        let mut bad = page_of_lines(20, 600);
+        // Shorten all lines but the first to 100 pixels.
+        for (x, y, px) in bad.enumerate_pixels_mut() {
+            if y >= 50 && x >= 120 {
+                *px = image::Rgb([255, 255, 255]);
+            }
+        }
+        for _ in 0..3 {
+            let err = read(&pool, bad.clone()).unwrap_err();
+            assert!(err.to_string().contains("breaks the double"), "{err}");
+            let good = read(&pool, page_of_lines(20, 100)).unwrap();
+            assert_eq!(good.lines.len(), 20);
+        }
+    }
+
+    #[test]
+    fn a_page_cancelled_while_other_slots_read_its_lines_is_cancelled() {
+        let (pool, _) = noted_pool(2, usize::MAX);
+        let (tx, rx) = channel();
+        let handle = pool
+            .submit(
+                page_of_lines(40, 100),
+                Box::new(move |r| tx.send(r).unwrap()),
+            )
+            .unwrap();
+        // The doubles cannot be stopped mid-run: the cancel lands while
+        // both slots read the page's lines, and is still its answer.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        handle.cancel();
+        assert!(matches!(rx.recv().unwrap(), Err(EngineError::Cancelled)));
+        assert_eq!(read(&pool, page_of_lines(5, 100)).unwrap().lines.len(), 5);
     }
 
     #[test]

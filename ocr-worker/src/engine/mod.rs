@@ -19,8 +19,10 @@ mod orient;
 mod pixels;
 mod profile;
 mod rec;
+mod share;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use image::RgbImage;
@@ -37,6 +39,12 @@ pub use layout::{Extent, Placed, layout};
 pub use model::{Model, OrtModel, Provider, SessionOptions, ShapeRange, load_runtime};
 pub use profile::{ModelSet, ORIENTATION_MODEL, Profile};
 pub use rec::{Decoded, DecodedWord, Vocabulary};
+pub(crate) use share::LineWork;
+use share::{LineBatch, LineResult};
+
+/// Where an engine offers a page's line batches to the other slots of its
+/// pool.
+pub(crate) type Helpers = Box<dyn Fn(Arc<LineWork>) + Send>;
 
 /// Everything the engine needs to know besides the page.
 #[derive(Debug, Clone)]
@@ -132,6 +140,10 @@ pub struct Engine {
     /// The recognizer's output is [`head::summarize_steps`]' summary rather
     /// than every class's probability.
     rec_steps: bool,
+    /// Other slots that may take line batches of this engine's pages.
+    helpers: Option<Helpers>,
+    /// Engines with the same key read a line batch the same way.
+    share_key: String,
 }
 
 impl std::fmt::Debug for Engine {
@@ -258,6 +270,14 @@ impl Engine {
                 ),
             });
         }
+        let share_key = format!(
+            "{}|{}|{}|{rec_steps}|{}|{}",
+            config.models.rec.display(),
+            config.models.dict.display(),
+            config.models.script.name(),
+            config.rec_buckets,
+            config.rec_batch,
+        );
         Ok(Self {
             config,
             det,
@@ -266,6 +286,8 @@ impl Engine {
             orient: None,
             vocab,
             rec_steps,
+            helpers: None,
+            share_key,
         })
     }
 
@@ -275,6 +297,27 @@ impl Engine {
         runs.extend(self.cls.as_ref().map(|c| c.stopper()));
         runs.extend(self.orient.as_ref().map(|o| o.stopper()));
         Stopper(runs.into_iter().flatten().collect())
+    }
+
+    /// Offers the line batches of every later page to other slots through
+    /// `helpers`, which hands them to [`Engine::help`] of idle engines.
+    pub(crate) fn share_lines(&mut self, helpers: Helpers) {
+        self.helpers = Some(helpers);
+    }
+
+    /// Whether this engine may take batches of `work`.
+    pub(crate) fn can_help(&self, work: &LineWork) -> bool {
+        work.key == self.share_key
+    }
+
+    /// Recognises one batch of another slot's page, if one is left.
+    pub(crate) fn help(&mut self, work: &LineWork) {
+        if let Some(claim) = work.claim() {
+            let result = work
+                .span
+                .in_scope(|| self.run_batch(&work.images, claim.batch()));
+            claim.finish(result);
+        }
     }
 
     /// The configuration the engine was loaded with.
@@ -358,9 +401,14 @@ impl Engine {
         }
 
         let t = Instant::now();
-        let images: Vec<&RgbImage> = crops.iter().map(|(_, _, img)| img).collect();
+        // Only the boxes are needed from here on; the images may go to other
+        // slots.
+        let images: Vec<RgbImage> = crops
+            .iter_mut()
+            .map(|(_, _, img)| std::mem::take(img))
+            .collect();
         let decoded = info_span!("recognize", lines = images.len())
-            .in_scope(|| self.recognize_lines(&images))?;
+            .in_scope(|| self.recognize_lines(images))?;
         timings.recognize_ms = ms(t);
 
         let (w, h) = (page.width() as f32, page.height() as f32);
@@ -494,16 +542,53 @@ impl Engine {
     }
 
     /// Recognises line images in batches of similar aspect ratio; each line
-    /// with the fraction of its width one output timestep covers.
-    fn recognize_lines(
-        &mut self,
-        images: &[&RgbImage],
-    ) -> Result<Vec<(Decoded, f32)>, EngineError> {
+    /// with the fraction of its width one output timestep covers. With
+    /// helpers, idle slots take batches too.
+    fn recognize_lines(&mut self, images: Vec<RgbImage>) -> Result<Vec<LineResult>, EngineError> {
+        let batches = self.plan_batches(&images);
+        if self.helpers.is_none() || batches.len() < 2 {
+            let mut results = vec![(Decoded::default(), 0.0); images.len()];
+            for batch in &batches {
+                let lines = self.run_batch(&images, batch)?;
+                for (&i, line) in batch.lines.iter().zip(lines) {
+                    results[i] = line;
+                }
+            }
+            return Ok(results);
+        }
+        let work = Arc::new(LineWork::new(
+            images,
+            batches,
+            self.share_key.clone(),
+            tracing::Span::current(),
+        ));
+        if let Some(offer) = &self.helpers {
+            offer(Arc::clone(&work));
+        }
+        while let Some(claim) = work.claim() {
+            let result = self.run_batch(&work.images, claim.batch());
+            let failed = result.is_err();
+            claim.finish(result);
+            if failed {
+                break;
+            }
+        }
+        // A stopped or failed page takes no more of anybody's time; batches
+        // already running elsewhere end on their own.
+        let results = work.wait();
+        work.abandon();
+        results
+    }
+
+    /// The page's lines in batches: sorted by width, so each batch holds
+    /// lines of similar width, and cut at [`EngineConfig::rec_batch`] lines,
+    /// [`REC_BATCH_PIXELS`] pixels or (with buckets) the bucket's end.
+    fn plan_batches(&self, images: &[RgbImage]) -> Vec<LineBatch> {
         let mut order: Vec<usize> = (0..images.len()).collect();
         let buckets = self.config.rec_buckets;
         let rec_batch = self.config.rec_batch.max(1);
         let width = |i: usize| {
-            let w = rec::target_width(images[i], REC_HEIGHT).max(REC_MIN_WIDTH);
+            let w = rec::target_width(&images[i], REC_HEIGHT).max(REC_MIN_WIDTH);
             if buckets {
                 bucket_of(w) as usize
             } else {
@@ -511,7 +596,7 @@ impl Engine {
             }
         };
         order.sort_by_key(|&i| width(i));
-        let mut results = vec![(Decoded::default(), 0.0); images.len()];
+        let mut batches = Vec::new();
         let mut start = 0;
         while start < order.len() {
             // Sorted by width, so the last line of a batch is its widest.
@@ -528,38 +613,51 @@ impl Engine {
             {
                 end += 1;
             }
-            let batch: Vec<&RgbImage> = order[start..end].iter().map(|&i| images[i]).collect();
-            let input = if buckets {
-                rec::fixed_tensor(&batch, REC_HEIGHT, width(order[start]) as u32, most)
-            } else {
-                rec::batch_tensor(&batch, REC_HEIGHT, REC_MIN_WIDTH)
-            };
-            let input_width = input.dim().3 as f32;
-            let out = self.rec.run(&input)?;
-            let probs = out
-                .into_dimensionality::<Ix3>()
-                .map_err(|e| EngineError::Inference {
-                    step: "recognize",
-                    message: format!("recognition output is not [batch, steps, classes]: {e}"),
-                })?;
-            let steps = probs.dim().1.max(1) as f32;
-            for (k, &i) in order[start..end].iter().enumerate() {
-                // A line squeezed into its bucket spans the whole input.
-                let line_width =
-                    rec::target_width(images[i], REC_HEIGHT).min(input.dim().3 as u32) as f32;
-                let line = probs.index_axis(Axis(0), k);
-                results[i] = (
-                    if self.rec_steps {
-                        self.vocab.decode_summary(line)
-                    } else {
-                        self.vocab.decode(line)
-                    },
-                    input_width / steps / line_width,
-                );
-            }
+            batches.push(LineBatch {
+                lines: order[start..end].to_vec(),
+                bucket: buckets.then(|| (width(order[start]) as u32, most)),
+            });
             start = end;
         }
-        Ok(results)
+        batches
+    }
+
+    /// Recognises one batch of `images`, in the batch's order.
+    fn run_batch(
+        &mut self,
+        images: &[RgbImage],
+        batch: &LineBatch,
+    ) -> Result<Vec<LineResult>, EngineError> {
+        let lines: Vec<&RgbImage> = batch.lines.iter().map(|&i| &images[i]).collect();
+        let input = match batch.bucket {
+            Some((width, most)) => rec::fixed_tensor(&lines, REC_HEIGHT, width, most),
+            None => rec::batch_tensor(&lines, REC_HEIGHT, REC_MIN_WIDTH),
+        };
+        let input_width = input.dim().3 as f32;
+        let out = self.rec.run(&input)?;
+        let probs = out
+            .into_dimensionality::<Ix3>()
+            .map_err(|e| EngineError::Inference {
+                step: "recognize",
+                message: format!("recognition output is not [batch, steps, classes]: {e}"),
+            })?;
+        let steps = probs.dim().1.max(1) as f32;
+        Ok(lines
+            .iter()
+            .enumerate()
+            .map(|(k, image)| {
+                // A line squeezed into its bucket spans the whole input.
+                let line_width =
+                    rec::target_width(image, REC_HEIGHT).min(input.dim().3 as u32) as f32;
+                let line = probs.index_axis(Axis(0), k);
+                let decoded = if self.rec_steps {
+                    self.vocab.decode_summary(line)
+                } else {
+                    self.vocab.decode(line)
+                };
+                (decoded, input_width / steps / line_width)
+            })
+            .collect())
     }
 }
 
