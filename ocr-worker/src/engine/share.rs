@@ -200,6 +200,15 @@ mod tests {
         (decoded, 1.0)
     }
 
+    /// The texts of a finished page's lines, in line order.
+    fn texts(work: &LineWork) -> Vec<String> {
+        work.wait()
+            .unwrap()
+            .into_iter()
+            .map(|(d, _)| d.text)
+            .collect()
+    }
+
     #[test]
     fn batches_go_out_widest_first_once_each() {
         let work = work(3);
@@ -211,13 +220,7 @@ mod tests {
         }
         assert_eq!(taken, [2, 1, 0]);
         assert!(!work.open());
-        let texts: Vec<String> = work
-            .wait()
-            .unwrap()
-            .into_iter()
-            .map(|(d, _)| d.text)
-            .collect();
-        assert_eq!(texts, ["0", "1", "2"]);
+        assert_eq!(texts(&work), ["0", "1", "2"]);
     }
 
     #[test]
@@ -255,13 +258,7 @@ mod tests {
             std::thread::yield_now();
         }
         work.claim().unwrap().finish(Ok(vec![line("own")]));
-        let texts: Vec<String> = work
-            .wait()
-            .unwrap()
-            .into_iter()
-            .map(|(d, _)| d.text)
-            .collect();
-        assert_eq!(texts, ["own", "helped"]);
+        assert_eq!(texts(&work), ["own", "helped"]);
         helper.join().unwrap();
     }
 }
