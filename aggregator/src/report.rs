@@ -205,10 +205,6 @@ pub fn text(report: &JobReport) -> String {
     out
 }
 
-/// A heading whose lines are this many times as tall as the page's median
-/// line is a first-level heading; from 1.3 a second-level one.
-const H1_RATIO: f32 = 1.8;
-
 /// Markdown: a comment and a rule between pages, lines taller than most on
 /// their page as headings, a blank line where the gap between lines of one
 /// column says a paragraph ends.
@@ -332,10 +328,7 @@ fn page_markdown(lines: &[OcrLine]) -> String {
                 let mut h: Vec<f32> = members.iter().map(OcrLine::height).collect();
                 h.sort_by(f32::total_cmp);
                 let ratio = h[h.len() / 2] / median.max(1.0);
-                // Boxes hold the text plus a margin, so their ratio is below
-                // the fonts': a 24-point title over 12-point text measures
-                // 1.95-2.06 as its box turns by a degree or not.
-                let level = if ratio >= H1_RATIO {
+                let level = if ratio >= 2.0 {
                     "#"
                 } else if ratio >= 1.3 {
                     "##"
