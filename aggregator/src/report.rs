@@ -209,6 +209,7 @@ pub fn text(report: &JobReport) -> String {
 /// their page as headings, a blank line where the gap between lines of one
 /// column says a paragraph ends.
 pub fn markdown(report: &JobReport) -> String {
+    let scale = HeadingScale::of(report.pages.iter().filter_map(|p| p.ocr.as_ref()));
     let mut out = String::new();
     for (i, page) in report.pages.iter().enumerate() {
         if i > 0 {
@@ -223,9 +224,71 @@ pub fn markdown(report: &JobReport) -> String {
             ));
             continue;
         };
-        out.push_str(&page_markdown(&ocr.lines));
+        out.push_str(&page_markdown(&ocr.lines, &scale));
     }
     out
+}
+
+/// A heading's size, relative to the lines of its page, that makes it a
+/// title (`#`) when it is also among the document's largest: LaTeX sets a
+/// title at 1.73 times the body size (`\LARGE`) or more and a section at
+/// 1.44 (`\Large`), and a detected box's height varies by a tenth either way
+/// with the letters in it.
+const TITLE_HEIGHT: f32 = 1.6;
+/// A title is within this share of the document's largest heading.
+const TITLE_SPREAD: f32 = 0.9;
+/// A heading at least this much taller than its page's lines is a section
+/// (`##`); shorter ones (numbered titles of body size) are `###`.
+const SECTION_HEIGHT: f32 = 1.3;
+
+/// Heading levels decided over the whole document, so that a level does not
+/// hang on one page's box heights: the largest headings are titles, the
+/// others sections or subsections by their height.
+struct HeadingScale {
+    /// The largest heading's height relative to its page's lines.
+    top: f32,
+}
+
+impl HeadingScale {
+    fn of<'a>(pages: impl IntoIterator<Item = &'a PageOcr>) -> Self {
+        let top = pages
+            .into_iter()
+            .flat_map(|page| {
+                let unit = median_height(&page.lines);
+                Block::of_lines(&page.lines)
+                    .into_iter()
+                    .filter(|b| b.kind == BlockKind::Heading)
+                    .map(move |b| relative_height(&page.lines, &b, unit))
+                    .collect::<Vec<_>>()
+            })
+            .fold(0.0, f32::max);
+        Self { top }
+    }
+
+    /// The markdown marker of a heading this much taller than its page's
+    /// lines.
+    fn marker(&self, ratio: f32) -> &'static str {
+        if ratio >= TITLE_HEIGHT && ratio >= TITLE_SPREAD * self.top {
+            "#"
+        } else if ratio >= SECTION_HEIGHT {
+            "##"
+        } else {
+            "###"
+        }
+    }
+}
+
+/// The median height of `lines`, 0 for none.
+fn median_height(lines: &[OcrLine]) -> f32 {
+    let mut heights: Vec<f32> = lines.iter().map(OcrLine::height).collect();
+    heights.sort_by(f32::total_cmp);
+    heights.get(heights.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The median height of `block`'s lines over `unit`.
+fn relative_height(lines: &[OcrLine], block: &Block, unit: f32) -> f32 {
+    let members = &lines[block.first_line as usize..][..block.line_count as usize];
+    median_height(members) / unit.max(1.0)
 }
 
 /// Blocks within this share of the page height from its top or bottom edge
@@ -314,10 +377,8 @@ fn page_number(key: &str) -> bool {
 /// the page's text, paragraphs with words hyphenated across a line end
 /// joined, list items as a list, tables as tables, captions in italics.
 /// Running headers and footers are left out.
-fn page_markdown(lines: &[OcrLine]) -> String {
-    let mut heights: Vec<f32> = lines.iter().map(OcrLine::height).collect();
-    heights.sort_by(f32::total_cmp);
-    let median = heights.get(heights.len() / 2).copied().unwrap_or(0.0);
+fn page_markdown(lines: &[OcrLine], scale: &HeadingScale) -> String {
+    let unit = median_height(lines);
     let mut out = String::new();
     let mut prev: Option<BlockKind> = None;
     for block in Block::of_lines(lines) {
@@ -325,16 +386,7 @@ fn page_markdown(lines: &[OcrLine]) -> String {
         let text = match block.kind {
             BlockKind::Header | BlockKind::Footer => continue,
             BlockKind::Heading => {
-                let mut h: Vec<f32> = members.iter().map(OcrLine::height).collect();
-                h.sort_by(f32::total_cmp);
-                let ratio = h[h.len() / 2] / median.max(1.0);
-                let level = if ratio >= 2.0 {
-                    "#"
-                } else if ratio >= 1.3 {
-                    "##"
-                } else {
-                    "###"
-                };
+                let level = scale.marker(relative_height(lines, &block, unit));
                 format!("{level} {}", join_words(members, " "))
             }
             BlockKind::List => list_item(&join_words(members, " ")),
@@ -507,12 +559,66 @@ mod tests {
         lines.splice(6..6, cells);
         lines.push(line("Figure 1: a *plot*", 6, Caption, 400.0, 20.0));
         lines.push(line("12", 7, Footer, 980.0, 20.0));
-        let md = page_markdown(&lines);
+        let md = page_markdown(&lines, &HeadingScale::of([&page(lines.clone())]));
         assert_eq!(
             md,
             "# Title\n\nfirst line of an example,\nand more\n\\# not a heading\n\n- one\n\n\
              | name | value |\n| --- | --- |\n| a\\|b | 1 |\n\n2. two\n\n*Figure 1: a \\*plot\\**\n"
         );
+    }
+
+    #[test]
+    fn heading_levels_are_decided_over_the_document() {
+        use BlockKind::*;
+        // Page 1: a title twice the body's height and a section 1.45 times
+        // it; page 2: a section a little shorter and a numbered subsection of
+        // body height. Page 2's largest heading is a section, not a title.
+        let body = |y: f32| line("Body text of the page.", 9, Text, y, 20.0);
+        let first = vec![
+            line("A Title", 0, Heading, 40.0, 40.0),
+            body(100.0),
+            line("1 Introduction", 1, Heading, 140.0, 29.0),
+            line("Body text.", 2, Text, 180.0, 20.0),
+            line("More body text.", 2, Text, 202.0, 20.0),
+        ];
+        let second = vec![
+            line("2 Methods", 0, Heading, 40.0, 27.0),
+            line("Body text.", 1, Text, 80.0, 20.0),
+            line("More body text.", 1, Text, 102.0, 20.0),
+            line("2.1 Data", 2, Heading, 140.0, 20.0),
+            line("Body text.", 3, Text, 180.0, 20.0),
+        ];
+        let pages = [page(first), page(second)];
+        let scale = HeadingScale::of(&pages);
+        let headings = |p: &PageOcr| -> Vec<String> {
+            page_markdown(&p.lines, &scale)
+                .lines()
+                .filter(|l| l.starts_with('#'))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(headings(&pages[0]), ["# A Title", "## 1 Introduction"]);
+        assert_eq!(headings(&pages[1]), ["## 2 Methods", "### 2.1 Data"]);
+        // A title a tenth shorter than the document's largest is a title
+        // still: box heights vary that much with the letters in them.
+        let titles = [page(vec![
+            line("Title", 0, Heading, 40.0, 38.0),
+            line("Author1,2", 1, Heading, 90.0, 40.0),
+            body(140.0),
+            body(162.0),
+            body(184.0),
+        ])];
+        let scale = HeadingScale::of(&titles);
+        assert_eq!(scale.marker(1.9), "#");
+        assert_eq!(scale.marker(1.5), "##");
+        // In a document whose largest heading is a section's size, nothing
+        // is a title.
+        let sections = [page(vec![
+            line("1 Introduction", 0, Heading, 40.0, 29.0),
+            body(80.0),
+            body(102.0),
+        ])];
+        assert_eq!(HeadingScale::of(&sections).marker(1.45), "##");
     }
 
     #[test]
