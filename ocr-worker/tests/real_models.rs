@@ -304,3 +304,82 @@ fn elementwise_operators_on_blocked_tensors_change_no_output() {
         assert!(worst <= 1e-6, "{step}: outputs differ by {worst}");
     }
 }
+
+/// The detector, noting the size of every input it is given.
+struct Sizes(
+    OrtModel,
+    std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>>,
+);
+
+impl Model for Sizes {
+    fn input_shape(&self) -> [Option<usize>; 3] {
+        self.0.input_shape()
+    }
+
+    fn run(&mut self, input: &Array4<f32>) -> Result<ndarray::ArrayD<f32>, EngineError> {
+        self.1.lock().unwrap().push((input.dim().3, input.dim().2));
+        self.0.run(input)
+    }
+}
+
+#[test]
+fn detection_cropped_to_the_ink_finds_the_lines_of_the_whole_page() {
+    // The sample page, and the same page with its left column painted
+    // white (the gutter is at x = 610-635), so that the crop starts far
+    // inside the page.
+    let page = sample_page();
+    let mut right = page.clone();
+    for (x, _, px) in right.enumerate_pixels_mut() {
+        if x < 620 {
+            *px = image::Rgb([255, 255, 255]);
+        }
+    }
+    let env = load_runtime(&library()).unwrap();
+    let dict = std::fs::read_to_string(config(Profile::Fast).models.dict).unwrap();
+    let options = SessionOptions {
+        intra_threads: 1,
+        provider: Provider::Cpu,
+        shapes: None,
+        elementwise_on_blocked: true,
+    };
+    let read = |page: &image::RgbImage, crop_to_ink| {
+        let mut config = config(Profile::Fast);
+        config.models.det_params.crop_to_ink = crop_to_ink;
+        let sizes = std::sync::Arc::default();
+        let det = OrtModel::load(env, &config.models.det, options, "detect").unwrap();
+        let rec = OrtModel::load(env, &config.models.rec, options, "recognize").unwrap();
+        let det = Box::new(Sizes(det, std::sync::Arc::clone(&sizes)));
+        let vocab = Vocabulary::from_dict(&dict, true);
+        let mut engine = Engine::from_models(config, det, Box::new(rec), None, vocab).unwrap();
+        let ocr = engine.recognize(page).unwrap();
+        let sizes = sizes.lock().unwrap().clone();
+        (ocr, sizes)
+    };
+    for (page, cut_size) in [(&page, (928, 1184)), (&right, (512, 1184))] {
+        let (whole, whole_sizes) = read(page, false);
+        let (cut, cut_sizes) = read(page, true);
+        // A letter page at 200 DPI is detected at 992 × 1280.
+        assert_eq!(whole_sizes, [(992, 1280)]);
+        assert_eq!(cut_sizes, [cut_size]);
+        assert!(whole.lines.len() > 20, "{} lines", whole.lines.len());
+        assert_eq!(cut.lines.len(), whole.lines.len());
+        // The network's output over text moves a little with what it sees
+        // of the page (a far pixel still reaches every output through the
+        // deepest layers), which turns a few nearly level boxes by a degree
+        // and changes a character in a few lines. A box in the wrong place
+        // would be off by the crop's offset: hundreds of pixels.
+        let mut same = 0;
+        for (a, b) in whole.lines.iter().zip(&cut.lines) {
+            same += usize::from(a.text == b.text);
+            for (pa, pb) in a.polygon.iter().zip(&b.polygon) {
+                let moved = (pa[0] - pb[0]).abs().max((pa[1] - pb[1]).abs());
+                assert!(moved <= 6.0, "{:?} moved to {:?}", a.polygon, b.polygon);
+            }
+        }
+        assert!(
+            same * 100 >= whole.lines.len() * 95,
+            "{same} of {} lines read the same",
+            whole.lines.len()
+        );
+    }
+}

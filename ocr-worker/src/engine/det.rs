@@ -49,7 +49,29 @@ pub struct DetParams {
     pub max_candidates: usize,
     /// Boxes whose short side is below this (in map pixels) are dropped.
     pub min_size: f32,
+    /// Run the network on the part of the scaled page that holds ink, with
+    /// [`INK_MARGIN`] pixels of background around it, rather than on the
+    /// whole page: the same pixels at the same scale, minus the margins.
+    pub crop_to_ink: bool,
 }
+
+/// A pixel is ink when one of its channels differs from the page's
+/// background by more than this many levels. It is measured on the page as
+/// the network sees it (scaled to the side limit), where specks smaller than
+/// a map pixel are already averaged into their surroundings.
+const INK_CONTRAST: u8 = 16;
+
+/// Background kept around the ink when detection is cropped, in map pixels,
+/// before the crop is widened to the network's 32-pixel grid. The network
+/// pads its input with zeros, not with the page's white, and its deepest
+/// layers see the whole input, so the probabilities over text move a little
+/// with the crop: on the sample page `ltnews34-p2`, 3 of 115 lines read a
+/// character differently and a few nearly level boxes turn by a degree. A
+/// margin of 64 did not make them identical; 128 did, and crops next to
+/// nothing from a page with one-inch margins. Scores over both page sets
+/// were unchanged or a little better (BENCHMARKS.md); `real_models.rs`
+/// bounds the difference.
+const INK_MARGIN: u32 = 32;
 
 /// The input side is always below this after scaling. PaddleOCR caps at 4000 as
 /// well: the network's receptive field gains nothing past it and memory grows
@@ -72,9 +94,43 @@ pub fn input_size(width: u32, height: u32, limit: SideLimit) -> (u32, u32) {
     (round32(w), round32(h))
 }
 
+/// Where a probability map lies in the page as scaled for detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Frame {
+    /// The map's top-left corner in the scaled page, in its pixels.
+    pub(crate) origin: (u32, u32),
+    /// The map's width and height in pixels of the scaled page.
+    pub(crate) size: (u32, u32),
+    /// The whole scaled page, width and height in pixels.
+    pub(crate) scaled: (u32, u32),
+}
+
+impl Frame {
+    /// A map of the whole scaled page.
+    #[cfg(test)]
+    pub(crate) fn whole(width: u32, height: u32) -> Self {
+        Self {
+            origin: (0, 0),
+            size: (width, height),
+            scaled: (width, height),
+        }
+    }
+}
+
+/// The detection network's input for one page and where it lies.
+pub(crate) struct DetInput {
+    /// 1×3×H×W, BGR, normalised.
+    pub(crate) tensor: Array4<f32>,
+    /// The part of the scaled page the tensor holds.
+    pub(crate) frame: Frame,
+}
+
 /// Resizes and normalises a page into a 1×3×H×W tensor in BGR channel order, as
-/// the PP-OCR models were trained.
-pub(crate) fn preprocess(image: &RgbImage, params: &DetParams) -> Array4<f32> {
+/// the PP-OCR models were trained: the whole page, or with
+/// [`DetParams::crop_to_ink`] the part of it that holds ink. `None` when
+/// nothing on the page differs from its background, so there is nothing to
+/// detect.
+pub(crate) fn preprocess(image: &RgbImage, params: &DetParams) -> Option<DetInput> {
     let (w, h) = input_size(image.width(), image.height(), params.side_limit);
     let resized;
     let src = if (w, h) == image.dimensions() {
@@ -82,6 +138,18 @@ pub(crate) fn preprocess(image: &RgbImage, params: &DetParams) -> Array4<f32> {
     } else {
         resized = resize(image, w, h);
         &resized
+    };
+    let (x, y, cw, ch) = if params.crop_to_ink {
+        crop_region(src, ink_bounds(src)?)
+    } else {
+        (0, 0, w, h)
+    };
+    let cut;
+    let src = if (cw, ch) == (w, h) {
+        src
+    } else {
+        cut = image::imageops::crop_imm(src, x, y, cw, ch).to_image();
+        &cut
     };
     // Indexed by RGB channel; written to the BGR plane.
     let (mean, std) = match params.normalization {
@@ -92,12 +160,71 @@ pub(crate) fn preprocess(image: &RgbImage, params: &DetParams) -> Array4<f32> {
     let planes = Planes::new([2, 1, 0], |c, v| {
         (v as f32 / 255.0 - mean[2 - c]) / std[2 - c]
     });
-    let (h, w) = (h as usize, w as usize);
-    let mut tensor = Array4::<f32>::zeros((1, 3, h, w));
+    let (rows, stride) = (ch as usize, cw as usize);
+    let mut tensor = Array4::<f32>::zeros((1, 3, rows, stride));
     if let Some(chw) = tensor.as_slice_mut() {
-        planes.write(src, chw, h, w);
+        planes.write(src, chw, rows, stride);
     }
-    tensor
+    Some(DetInput {
+        tensor,
+        frame: Frame {
+            origin: (x, y),
+            size: (cw, ch),
+            scaled: (w, h),
+        },
+    })
+}
+
+/// The page's background: the most common level of each channel.
+fn background(img: &RgbImage) -> [u8; 3] {
+    let mut counts = [[0u32; 256]; 3];
+    for px in img.as_raw().chunks_exact(3) {
+        for c in 0..3 {
+            counts[c][px[c] as usize] += 1;
+        }
+    }
+    counts.map(|channel| {
+        let most = (0..256).max_by_key(|&level| channel[level]).unwrap_or(255);
+        most as u8
+    })
+}
+
+/// The smallest rectangle `[x0, y0, x1, y1)` holding every ink pixel (see
+/// [`INK_CONTRAST`]); `None` on a page without any.
+fn ink_bounds(img: &RgbImage) -> Option<[u32; 4]> {
+    let bg = background(img);
+    let ink = |px: &[u8]| (0..3).any(|c| px[c].abs_diff(bg[c]) > INK_CONTRAST);
+    let w = img.width() as usize;
+    if w == 0 {
+        return None;
+    }
+    let mut bounds: Option<[u32; 4]> = None;
+    for (y, row) in img.as_raw().chunks_exact(3 * w).enumerate() {
+        let mut pixels = row.chunks_exact(3);
+        let Some(first) = pixels.position(ink) else {
+            continue;
+        };
+        // Only the pixels right of the first ink one can move the right edge.
+        let last = row.chunks_exact(3).rposition(ink).unwrap_or(first);
+        let (x0, x1, y) = (first as u32, last as u32 + 1, y as u32);
+        bounds = Some(match bounds {
+            None => [x0, y, x1, y + 1],
+            Some([bx0, by0, bx1, _]) => [bx0.min(x0), by0, bx1.max(x1), y + 1],
+        });
+    }
+    bounds
+}
+
+/// `bounds` grown by [`INK_MARGIN`] and out to the network's 32-pixel grid,
+/// within `img`, as `(x, y, width, height)`. The grid keeps the network's
+/// strides where they fall on the whole page.
+fn crop_region(img: &RgbImage, bounds: [u32; 4]) -> (u32, u32, u32, u32) {
+    let [x0, y0, x1, y1] = bounds;
+    let down = |v: u32| v.saturating_sub(INK_MARGIN) / 32 * 32;
+    let up = |v: u32, limit: u32| (v + INK_MARGIN).div_ceil(32).saturating_mul(32).min(limit);
+    let (left, top) = (down(x0), down(y0));
+    let (right, bottom) = (up(x1, img.width()), up(y1, img.height()));
+    (left, top, right - left, bottom - top)
 }
 
 /// A detected text region in page coordinates.
@@ -109,10 +236,11 @@ pub(crate) struct Detection {
     pub(crate) score: f32,
 }
 
-/// Extracts text boxes from a probability map of size `map` computed for a page of
-/// `page_w`×`page_h` pixels.
+/// Extracts text boxes from a probability map lying at `frame` in the page
+/// as scaled for detection, for a page of `page_w`×`page_h` pixels.
 pub(crate) fn boxes_from_map(
     prob: ArrayView2<f32>,
+    frame: Frame,
     page_w: u32,
     page_h: u32,
     params: &DetParams,
@@ -130,8 +258,13 @@ pub(crate) fn boxes_from_map(
         image::Luma([if text { 255 } else { 0 }])
     });
     let contours = find_contours::<i32>(&bitmap);
-    let sx = page_w as f32 / map_w as f32;
-    let sy = page_h as f32 / map_h as f32;
+    // Map pixels to pixels of the scaled page (DB's map has its input's
+    // resolution, but nothing here needs it to), then to the page's.
+    let fx = frame.size.0 as f32 / map_w as f32;
+    let fy = frame.size.1 as f32 / map_h as f32;
+    let sx = page_w as f32 / frame.scaled.0 as f32;
+    let sy = page_h as f32 / frame.scaled.1 as f32;
+    let (ox, oy) = (frame.origin.0 as f32 * sx, frame.origin.1 as f32 * sy);
     let mut out = Vec::new();
     for contour in contours
         .iter()
@@ -157,7 +290,8 @@ pub(crate) fn boxes_from_map(
             continue;
         }
         let quad = expanded
-            .scaled(sx, sy)
+            .scaled(fx * sx, fy * sy)
+            .translated(ox, oy)
             .clipped(page_w as f32, page_h as f32);
         out.push(Detection { quad, score });
     }
@@ -196,6 +330,7 @@ mod tests {
             unclip_ratio: 1.5,
             max_candidates: 1000,
             min_size: 3.0,
+            crop_to_ink: false,
         }
     }
 
@@ -213,11 +348,110 @@ mod tests {
     #[test]
     fn preprocess_uses_bgr_order_and_imagenet_stats() {
         let img = RgbImage::from_pixel(32, 32, image::Rgb([255, 0, 0]));
-        let t = preprocess(&img, &params());
+        let t = preprocess(&img, &params()).unwrap().tensor;
         assert_eq!(t.dim(), (1, 3, 32, 32));
         // Red lands in plane 2 (BGR), normalised with red's mean/std.
         assert!((t[[0, 2, 0, 0]] - (1.0 - 0.485) / 0.229).abs() < 1e-5);
         assert!((t[[0, 0, 0, 0]] - (0.0 - 0.406) / 0.225).abs() < 1e-5);
+    }
+
+    fn page(width: u32, height: u32, paper: u8, bars: &[[u32; 4]]) -> RgbImage {
+        let mut page = RgbImage::from_pixel(width, height, image::Rgb([paper; 3]));
+        for &[x0, y0, x1, y1] in bars {
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    page.put_pixel(x, y, image::Rgb([20, 20, 20]));
+                }
+            }
+        }
+        page
+    }
+
+    #[test]
+    fn ink_is_what_differs_from_the_paper_whatever_its_shade() {
+        let bars = [[100, 40, 300, 60], [60, 200, 500, 215]];
+        // White paper, and the grey of a scan with a lighter speck on it.
+        assert_eq!(
+            ink_bounds(&page(640, 480, 255, &bars)),
+            Some([60, 40, 500, 215])
+        );
+        let mut grey = page(640, 480, 190, &bars);
+        grey.put_pixel(5, 5, image::Rgb([190 + INK_CONTRAST, 190, 190]));
+        assert_eq!(ink_bounds(&grey), Some([60, 40, 500, 215]));
+        grey.put_pixel(5, 5, image::Rgb([190 + INK_CONTRAST + 1, 190, 190]));
+        assert_eq!(ink_bounds(&grey), Some([5, 5, 500, 215]));
+        // A coloured stroke counts by any channel.
+        let mut colour = page(640, 480, 255, &[]);
+        colour.put_pixel(600, 470, image::Rgb([255, 255, 0]));
+        assert_eq!(ink_bounds(&colour), Some([600, 470, 601, 471]));
+        assert_eq!(ink_bounds(&page(640, 480, 255, &[])), None);
+    }
+
+    #[test]
+    fn the_crop_keeps_a_margin_on_the_networks_grid_within_the_page() {
+        let img = page(640, 480, 255, &[]);
+        // 32 pixels of margin, then out to multiples of 32.
+        assert_eq!(crop_region(&img, [100, 70, 300, 200]), (64, 32, 288, 224));
+        assert_eq!(crop_region(&img, [96, 64, 288, 192]), (64, 32, 256, 192));
+        // Never past the page.
+        assert_eq!(crop_region(&img, [10, 5, 630, 470]), (0, 0, 640, 480));
+    }
+
+    #[test]
+    fn a_blank_page_has_nothing_to_detect() {
+        let mut p = params();
+        p.crop_to_ink = true;
+        assert!(preprocess(&page(640, 480, 255, &[]), &p).is_none());
+        assert!(preprocess(&page(640, 480, 0, &[]), &p).is_none());
+        // Without the crop the network still sees the whole page.
+        p.crop_to_ink = false;
+        let input = preprocess(&page(640, 480, 255, &[]), &p).unwrap();
+        assert_eq!(input.tensor.dim(), (1, 3, 480, 640));
+    }
+
+    #[test]
+    fn boxes_found_in_the_crop_are_those_of_the_whole_page() {
+        // A page scaled by 0.5 for detection, with text in its middle only.
+        let img = page(
+            1280,
+            960,
+            250,
+            &[[300, 200, 900, 230], [340, 500, 1000, 540]],
+        );
+        let mut p = params();
+        p.side_limit = SideLimit::Max(640);
+        let mut boxes = |crop: bool| {
+            p.crop_to_ink = crop;
+            let input = preprocess(&img, &p).unwrap();
+            // Text wherever the input is darker than mid-grey (the blue plane's
+            // normalised value is below zero).
+            let map = input
+                .tensor
+                .index_axis(ndarray::Axis(0), 0)
+                .index_axis(ndarray::Axis(0), 0)
+                .mapv(|v| if v < 0.0 { 0.9 } else { 0.0 });
+            (
+                input.frame,
+                boxes_from_map(map.view(), input.frame, 1280, 960, &p),
+            )
+        };
+        let (whole_frame, whole) = boxes(false);
+        let (cut_frame, cut) = boxes(true);
+        assert_eq!(whole_frame, Frame::whole(640, 480));
+        // Ink at 150..500 × 100..270 (scaled): 32 pixels more, out to the grid.
+        assert_eq!(cut_frame.origin, (96, 64));
+        assert_eq!(cut_frame.size, (448, 256));
+        assert_eq!(whole.len(), 2);
+        assert_eq!(cut.len(), 2);
+        for (a, b) in whole.iter().zip(&cut) {
+            for (pa, pb) in a.quad.0.iter().zip(&b.quad.0) {
+                assert!(
+                    (pa[0] - pb[0]).abs() < 1e-3 && (pa[1] - pb[1]).abs() < 1e-3,
+                    "{a:?} {b:?}"
+                );
+            }
+            assert_eq!(a.score, b.score);
+        }
     }
 
     #[test]
@@ -234,7 +468,7 @@ mod tests {
                 map[[y, x]] = 0.8;
             }
         }
-        let mut dets = boxes_from_map(map.view(), 200, 100, &params());
+        let mut dets = boxes_from_map(map.view(), Frame::whole(100, 50), 200, 100, &params());
         dets.sort_by(|a, b| a.quad.bounds().1.total_cmp(&b.quad.bounds().1));
         assert_eq!(dets.len(), 2);
         let (x0, y0, x1, y1) = dets[0].quad.bounds();
@@ -269,7 +503,7 @@ mod tests {
                 map[[y, x]] = 0.95;
             }
         }
-        assert!(boxes_from_map(map.view(), 40, 40, &params()).is_empty());
+        assert!(boxes_from_map(map.view(), Frame::whole(40, 40), 40, 40, &params()).is_empty());
     }
 
     #[test]
@@ -280,7 +514,7 @@ mod tests {
                 map[[y, x]] = 0.9;
             }
         }
-        let dets = boxes_from_map(map.view(), 20, 20, &params());
+        let dets = boxes_from_map(map.view(), Frame::whole(20, 20), 20, 20, &params());
         assert_eq!(dets.len(), 1);
         for [x, y] in dets[0].quad.0 {
             assert!(
@@ -300,7 +534,7 @@ mod tests {
                 map[[i, i + t]] = 0.9;
             }
         }
-        let dets = boxes_from_map(map.view(), 100, 100, &params());
+        let dets = boxes_from_map(map.view(), Frame::whole(100, 100), 100, 100, &params());
         assert_eq!(dets.len(), 1);
         let q = &dets[0].quad;
         let long = q.long_side();

@@ -117,6 +117,11 @@ impl Quad {
         Self(out)
     }
 
+    /// Moves every corner by `dx`, `dy`.
+    pub fn translated(&self, dx: f32, dy: f32) -> Self {
+        Self(self.0.map(|[x, y]| [x + dx, y + dy]))
+    }
+
     /// Scales x and y by separate factors.
     pub fn scaled(&self, sx: f32, sy: f32) -> Self {
         Self(self.0.map(|[x, y]| [x * sx, y * sy]))

@@ -464,8 +464,10 @@ impl Engine {
 
     fn detect(&mut self, page: &RgbImage) -> Result<Vec<det::Detection>, EngineError> {
         let params = &self.config.models.det_params;
-        let input = det::preprocess(page, params);
-        let out = self.det.run(&input)?;
+        let Some(input) = det::preprocess(page, params) else {
+            return Ok(Vec::new());
+        };
+        let out = self.det.run(&input.tensor)?;
         // Output is [1, 1, H, W] probabilities.
         let shape = out.shape().to_vec();
         if shape.len() != 4 || shape[0] != 1 {
@@ -485,6 +487,7 @@ impl Engine {
             })?;
         Ok(det::boxes_from_map(
             map,
+            input.frame,
             page.width(),
             page.height(),
             params,

@@ -105,6 +105,7 @@ fn v6_det(box_thresh: f32) -> DetParams {
         unclip_ratio: 1.4,
         max_candidates: 3000,
         min_size: 3.0,
+        crop_to_ink: true,
     }
 }
 
