@@ -412,10 +412,18 @@ fn layout_set_reads_in_reading_order() {
         "{}",
         md("xcolor-manual")
     );
+    // The article's title is a first-level heading and a numbered section
+    // of a larger size a second-level one; levels are decided over the whole
+    // document (`aggregator::report`).
     assert!(
-        md("elsarticle-5p").contains("\n## "),
+        md("elsarticle-5p").contains("\n# This is a specimen"),
         "{}",
         md("elsarticle-5p")
+    );
+    assert!(
+        md("quantum-template").contains("\n## 1 Figures"),
+        "{}",
+        md("quantum-template")
     );
     let clsguide = md("clsguide");
     let last = clsguide.lines().rfind(|l| !l.trim().is_empty()).unwrap();
