@@ -290,6 +290,13 @@ impl Driver {
     /// weighted turns (weights 3 and 1: three pulls of four go to the first),
     /// and an empty consumer gives its turn to the next at once; so a lane
     /// of small jobs is served first without starving the other.
+    ///
+    /// With several consumers no pull waits for messages: a pull waiting on
+    /// one lane would leave a message published to another waiting until
+    /// it expired. While every lane is empty the driver listens on the
+    /// lanes' subjects instead ([`Doorbell`]) and asks them all again as soon
+    /// as anything is published there, or after `expires` divided among the
+    /// lanes (messages delivered again, which nothing publishes).
     pub async fn run_lanes<H: Handler>(
         &self,
         js: &jetstream::Context,
@@ -313,6 +320,11 @@ impl Driver {
         // Since when fetching fails, and how often in a row.
         let mut lost: Option<(Instant, u32)> = None;
         let mut turn = 0u64;
+        let doorbell = lanes.len() > 1;
+        let idle_wait = self.expires / lanes.len().max(1) as u32;
+        // Hung once a round found every lane empty; taken down once one
+        // finds a message.
+        let mut bell: Option<Doorbell> = None;
         'pulling: loop {
             // Finished tasks are reaped as we go.
             while tasks.try_join_next().is_some() {}
@@ -337,17 +349,12 @@ impl Driver {
             let mut permit = Some(permit);
             for (position, &i) in order.iter().enumerate() {
                 let (lane, consumer) = (&lanes[i].spec, &consumers[i]);
-                // Every lane but the last of the round is asked without
-                // waiting; the last waits for messages (shorter with more
-                // lanes, so that none waits long behind an idle one).
-                let last = position + 1 == order.len();
-                let expires = if last {
-                    self.expires / order.len() as u32
-                } else {
-                    Duration::ZERO
-                };
+                // A single consumer's pull waits for messages; of several,
+                // each is asked without waiting (the doorbell waits).
+                let wait = position + 1 == order.len() && !doorbell;
+                let expires = if wait { self.expires } else { Duration::ZERO };
                 let pull_deadline = tokio::time::Instant::now() + expires + PULL_GRACE;
-                let fetched = if last {
+                let fetched = if wait {
                     tokio::select! {
                         _ = shutdown.clone() => break 'pulling,
                         b = consumer.batch().max_messages(want).expires(expires).messages() => b,
@@ -443,13 +450,72 @@ impl Driver {
                 back(&mut lost, self.what, &lane.name);
                 if taken > 0 {
                     // The turn is used: the next pull starts a new round.
+                    bell = None;
                     continue 'pulling;
+                }
+            }
+            // Every lane was empty.
+            if !doorbell {
+                continue;
+            }
+            match bell.as_mut() {
+                // Hung now, and every lane asked once more: a message
+                // published before the server had the subscriptions is
+                // found by that round, any later one rings.
+                None => {
+                    bell = Doorbell::hang(&js.client(), lanes).await;
+                    if bell.is_none() {
+                        // NATS does not answer: wait as a pull would have.
+                        tokio::select! {
+                            _ = shutdown.clone() => break,
+                            () = tokio::time::sleep(idle_wait) => {}
+                        }
+                    }
+                }
+                Some(ringing) => {
+                    tokio::select! {
+                        _ = shutdown.clone() => break,
+                        () = ringing.rung() => {}
+                        () = tokio::time::sleep(idle_wait) => {}
+                    }
+                    bell = None;
                 }
             }
         }
         // The messages in hand are finished (or handed back) before returning.
         while tasks.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// Core NATS subscriptions on the subjects of a driver's lanes, held while
+/// every lane is empty: whatever is published to a lane rings it. They
+/// are dropped (unsubscribed) as soon as the driver takes work again, so a
+/// busy stage is not sent a copy of every message.
+struct Doorbell(futures::stream::SelectAll<async_nats::Subscriber>);
+
+impl Doorbell {
+    /// Subscribes to every lane's subjects and waits until the server has
+    /// the subscriptions; `None` when it does not answer in time.
+    async fn hang(client: &async_nats::Client, lanes: &[Lane]) -> Option<Self> {
+        let mut subscribers = Vec::with_capacity(lanes.len());
+        for lane in lanes {
+            subscribers.push(client.subscribe(lane.spec.filter.clone()).await.ok()?);
+        }
+        tokio::time::timeout(ACK_ANSWER, client.flush())
+            .await
+            .ok()?
+            .ok()?;
+        Some(Self(futures::stream::select_all(subscribers)))
+    }
+
+    /// Completes when something was published to a lane since the bell was
+    /// hung; never, once the subscriptions have ended (the caller's timeout
+    /// takes over).
+    async fn rung(&mut self) {
+        if self.0.next().await.is_none() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
