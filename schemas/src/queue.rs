@@ -463,7 +463,11 @@ impl Driver {
                 // published before the server had the subscriptions is
                 // found by that round, any later one rings.
                 None => {
-                    bell = Doorbell::hang(&js.client(), lanes).await;
+                    let client = js.client();
+                    bell = tokio::select! {
+                        _ = shutdown.clone() => break,
+                        bell = Doorbell::hang(&client, lanes) => bell,
+                    };
                     if bell.is_none() {
                         // NATS does not answer: wait as a pull would have.
                         tokio::select! {
