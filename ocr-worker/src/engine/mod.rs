@@ -40,7 +40,7 @@ pub use model::{Model, OrtModel, Provider, SessionOptions, ShapeRange, load_runt
 pub use profile::{ModelSet, ORIENTATION_MODEL, Profile};
 pub use rec::{Decoded, DecodedWord, Vocabulary};
 pub(crate) use share::LineWork;
-use share::{LineBatch, LineResult};
+use share::{LineBatch, LineResult, ReaderKey};
 
 /// Where an engine offers a page's line batches to the other slots of its
 /// pool.
@@ -143,7 +143,7 @@ pub struct Engine {
     /// Other slots that may take line batches of this engine's pages.
     helpers: Option<Helpers>,
     /// Engines with the same key read a line batch the same way.
-    share_key: String,
+    share_key: ReaderKey,
 }
 
 impl std::fmt::Debug for Engine {
@@ -270,14 +270,14 @@ impl Engine {
                 ),
             });
         }
-        let share_key = format!(
-            "{}|{}|{}|{rec_steps}|{}|{}",
-            config.models.rec.display(),
-            config.models.dict.display(),
-            config.models.script.name(),
-            config.rec_buckets,
-            config.rec_batch,
-        );
+        let share_key = ReaderKey {
+            rec: config.models.rec.clone(),
+            dict: config.models.dict.clone(),
+            script: config.models.script,
+            summary: rec_steps,
+            buckets: config.rec_buckets,
+            batch: config.rec_batch,
+        };
         Ok(Self {
             config,
             det,

@@ -12,13 +12,33 @@
 //! a batch reads the same wherever it runs; [`LineWork::key`] keeps a slot
 //! with other models out all the same.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use image::RgbImage;
 
 use super::EngineError;
+use super::head::Script;
 use super::rec::Decoded;
+
+/// What decides how an engine reads a line batch: engines with equal keys
+/// read any batch the same way, so one may take another's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ReaderKey {
+    /// The recognizer's model file.
+    pub(crate) rec: PathBuf,
+    /// Its dictionary.
+    pub(crate) dict: PathBuf,
+    /// The classes its output layer keeps.
+    pub(crate) script: Script,
+    /// Whether its output is summarised inside the network.
+    pub(crate) summary: bool,
+    /// Whether batches have fixed shapes.
+    pub(crate) buckets: bool,
+    /// Most lines per batch.
+    pub(crate) batch: usize,
+}
 
 /// Lines recognised in one model run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +59,7 @@ pub(crate) struct LineWork {
     pub(crate) batches: Vec<LineBatch>,
     /// Which engines may take batches: those whose
     /// [`Engine::share_key`](super::Engine) is this.
-    pub(crate) key: String,
+    pub(crate) key: ReaderKey,
     /// The page's span, entered around batches run by other slots.
     pub(crate) span: tracing::Span,
     next: AtomicUsize,
@@ -59,7 +79,7 @@ impl LineWork {
     pub(crate) fn new(
         images: Vec<RgbImage>,
         batches: Vec<LineBatch>,
-        key: String,
+        key: ReaderKey,
         span: tracing::Span,
     ) -> Self {
         let lines = images.len();
@@ -189,7 +209,7 @@ mod tests {
             })
             .collect();
         let images = vec![RgbImage::new(1, 1); batches.len()];
-        LineWork::new(images, batches, "k".into(), tracing::Span::none())
+        LineWork::new(images, batches, ReaderKey::default(), tracing::Span::none())
     }
 
     fn line(text: &str) -> LineResult {
