@@ -549,23 +549,15 @@ impl Engine {
     /// helpers, idle slots take batches too.
     fn recognize_lines(&mut self, images: Vec<RgbImage>) -> Result<Vec<LineResult>, EngineError> {
         let batches = self.plan_batches(&images);
-        if self.helpers.is_none() || batches.len() < 2 {
-            let mut results = vec![(Decoded::default(), 0.0); images.len()];
-            for batch in &batches {
-                let lines = self.run_batch(&images, batch)?;
-                for (&i, line) in batch.lines.iter().zip(lines) {
-                    results[i] = line;
-                }
-            }
-            return Ok(results);
-        }
+        // A single batch is not worth waking another slot for.
+        let share = batches.len() >= 2;
         let work = Arc::new(LineWork::new(
             images,
             batches,
             self.share_key.clone(),
             tracing::Span::current(),
         ));
-        if let Some(offer) = &self.helpers {
+        if let Some(offer) = self.helpers.as_ref().filter(|_| share) {
             offer(Arc::clone(&work));
         }
         while let Some(claim) = work.claim() {
