@@ -230,6 +230,11 @@ pub(crate) struct WorkerArgs {
     /// it; past it the run is stopped and the page recorded as failed.
     #[arg(long, env = "PAGEFLEET_PAGE_DEADLINE", default_value_t = pagefleet_ocr_worker::stage::DEFAULT_PAGE_DEADLINE.as_secs_f64())]
     pub(crate) page_deadline: f64,
+    /// Seconds an idle worker waits before asking for pages again. A page
+    /// job published to either lane wakes it at once; this bounds how soon
+    /// a page delivered again (a nak's delay or an ack wait past) is taken.
+    #[arg(long, env = "PAGEFLEET_PULL_WAIT", default_value_t = pagefleet_ocr_worker::stage::DEFAULT_PULL_WAIT.as_secs_f64())]
+    pub(crate) pull_wait: f64,
 }
 
 /// Settings of the aggregator stage.

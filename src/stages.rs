@@ -98,6 +98,7 @@ pub(crate) async fn ocr_worker(home: &Home, args: WorkerArgs) -> anyhow::Result<
         profile: args.model.profile.to_string(),
         name: args.name.unwrap_or(defaults.name.clone()),
         page_deadline: Duration::from_secs_f64(args.page_deadline.max(1.0)),
+        pull_wait: Duration::from_secs_f64(args.pull_wait.clamp(0.1, 3600.0)),
         max_decode_pixels: args.model.max_pixels.saturating_mul(2),
         ..defaults
     };

@@ -285,6 +285,17 @@ async fn a_worker_killed_mid_page_loses_nothing() {
 
 /// Publishes page jobs as the rasterizer would, for pages made by the test.
 async fn publish_pages(js: &jetstream::Context, job_id: &str, keys: &[String]) {
+    let lane = names::Lane::of_job(keys.len() as u32);
+    publish_pages_on(js, job_id, keys, lane).await;
+}
+
+/// [`publish_pages`] on the page stream's `lane`, whatever the job's length.
+async fn publish_pages_on(
+    js: &jetstream::Context,
+    job_id: &str,
+    keys: &[String],
+    lane: names::Lane,
+) {
     for (i, key) in keys.iter().enumerate() {
         let page = i as u32 + 1;
         let job = PageJob {
@@ -298,7 +309,7 @@ async fn publish_pages(js: &jetstream::Context, job_id: &str, keys: &[String]) {
             published_at_ms: now_ms(),
         };
         js.publish(
-            names::page_subject("fast", names::Lane::of_job(keys.len() as u32), job_id, page),
+            names::page_subject("fast", lane, job_id, page),
             job.encode().into(),
         )
         .await
@@ -1344,129 +1355,55 @@ async fn a_fleet_upgraded_over_old_state_sets_it_right_and_keeps_it() {
     stages.stop().await;
 }
 
-/// Records when each message reaches it.
-struct Arrivals(tokio::sync::mpsc::UnboundedSender<(String, Instant)>);
-
-/// [`Arrivals`] never fails; the driver asks for an error type all the same.
-#[derive(Debug)]
-struct NeverFails;
-
-impl std::fmt::Display for NeverFails {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("never fails")
-    }
-}
-
-impl std::error::Error for NeverFails {}
-
-impl pagefleet_schemas::queue::Fault for NeverFails {
-    fn kind(&self) -> pagefleet_schemas::queue::FaultKind {
-        pagefleet_schemas::queue::FaultKind::Bug
-    }
-}
-
-impl pagefleet_schemas::queue::Handler for Arrivals {
-    type Job = ();
-    type Error = NeverFails;
-
-    fn decode(&self, _: &[u8]) -> Result<(), NeverFails> {
-        Ok(())
-    }
-
-    fn span(&self, _: &(), _: &pagefleet_schemas::queue::Delivery) -> tracing::Span {
-        tracing::Span::none()
-    }
-
-    async fn handle(
-        &self,
-        _: &(),
-        delivery: &pagefleet_schemas::queue::Delivery,
-    ) -> Result<pagefleet_schemas::queue::Handled, NeverFails> {
-        let _ = self.0.send((delivery.subject.clone(), Instant::now()));
-        Ok(pagefleet_schemas::queue::Handled::Done)
-    }
-}
-
-/// A worker waiting with both page lanes empty takes a page published to
-/// either lane at once. Its pulls wait 60 s here: a driver whose wait sat
-/// in one lane's pull (as before) left a page of the other lane there for
-/// half of that.
+/// An idle worker, a `pagefleet ocr-worker` process, takes a page published
+/// to either lane at once. Its idle wait is set to 60 s (`--pull-wait`): a
+/// worker whose wait sat in one lane's pull, as before, left a page of the
+/// other lane there for 30 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_takes_a_page_of_either_lane_at_once() {
-    use pagefleet_schemas::queue::{Backoff, ConsumerSpec, Driver, Lane};
-    let setup = Setup::new().await;
-    let topology = pagefleet_schemas::topology::TopologyConfig::default();
-    let lanes: Vec<Lane> = names::Lane::ALL
-        .into_iter()
-        .map(|lane| Lane {
-            spec: ConsumerSpec {
-                stream: names::PAGES_STREAM.to_owned(),
-                name: names::worker_consumer("fast", lane),
-                filter: names::pages_of_lane("fast", lane),
-                settings: topology.pages.clone(),
-            },
-            weight: match lane {
-                names::Lane::Small => 3,
-                names::Lane::Bulk => 1,
-            },
-        })
-        .collect();
-    let driver = Driver {
-        what: "page job",
-        concurrency: 2,
-        batch: 2,
-        expires: Duration::from_secs(60),
-        backoff: Backoff::default(),
-        attempt_limit: None,
-    };
-    let (tx, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let stopped = futures::FutureExt::shared(async move {
-        let _ = stopped.await;
-    });
-    let js = setup.js.clone();
-    let running = tokio::spawn(async move {
-        driver
-            .run_lanes(
-                &js,
-                &topology,
-                &lanes,
-                std::sync::Arc::new(Arrivals(tx)),
-                stopped,
-            )
-            .await
-    });
+    let Setup {
+        _serial,
+        nats,
+        dir,
+        js,
+        store,
+    } = Setup::new().await;
+    store::put(store.as_ref(), "pages/welcome.png", welcome_png())
+        .await
+        .unwrap();
+    let probes = common::pipeline::free_tcp_port();
+    let probe_addr = format!("127.0.0.1:{probes}");
+    let _worker = StageProcess::spawn(
+        &[
+            "ocr-worker",
+            "--pull-wait",
+            "60",
+            "--health-addr",
+            &probe_addr,
+        ],
+        &nats.url,
+        dir.path(),
+    );
+    let _aggregator = StageProcess::spawn(&["aggregator"], &nats.url, dir.path());
+    wait_http_ok(probes, "/readyz", "the worker").await;
     // Both lanes, each twice, in both orders: whichever lane a wait could
     // sit in, the other is published to while it waits.
-    for lane in [
+    for (i, lane) in [
         names::Lane::Small,
         names::Lane::Bulk,
         names::Lane::Bulk,
         names::Lane::Small,
-    ] {
-        // The driver has found both lanes empty and waits.
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // The worker has found both lanes empty and waits.
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let subject = names::page_subject("fast", lane, "idle-job", 1);
-        let published = Instant::now();
-        setup
-            .js
-            .publish(subject.clone(), Bytes::from_static(b"page"))
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        let (got, at) = tokio::time::timeout(Duration::from_secs(20), arrivals.recv())
-            .await
-            .unwrap_or_else(|_| panic!("a page on {subject} waited 20 s for an idle worker"))
-            .unwrap();
-        assert_eq!(got, subject);
-        let waited = at.duration_since(published);
-        assert!(
-            waited < Duration::from_secs(10),
-            "a page on {subject} waited {waited:?} for an idle worker"
-        );
+        let job_id = format!("idle-{i}");
+        publish_pages_on(&js, &job_id, &["pages/welcome.png".into()], lane).await;
+        // A page of the welcome document takes about a second to read.
+        let state = wait_final(&js, &job_id, Duration::from_secs(15)).await;
+        assert_eq!(state.status, JobStatus::Success, "{job_id}");
     }
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
-    assert_queues_drained(&setup.js).await;
+    assert_queues_drained(&js).await;
 }

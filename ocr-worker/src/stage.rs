@@ -59,6 +59,11 @@ pub struct StageConfig {
     pub execution_provider: String,
     /// How often a heartbeat is put in the workers bucket.
     pub heartbeat_interval: Duration,
+    /// Longest an idle worker waits before asking its consumers again. A
+    /// page job published to either lane wakes it at once; this bounds how
+    /// soon it notices a page delivered again (after a nak's delay or an
+    /// ack wait), which nothing publishes.
+    pub pull_wait: Duration,
 }
 
 /// The default page deadline.
@@ -66,6 +71,9 @@ pub const DEFAULT_PAGE_DEADLINE: Duration = Duration::from_secs(120);
 
 /// The default time between heartbeats.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The default [`StageConfig::pull_wait`].
+pub const DEFAULT_PULL_WAIT: Duration = Duration::from_secs(1);
 
 impl Default for StageConfig {
     fn default() -> Self {
@@ -78,6 +86,7 @@ impl Default for StageConfig {
             max_decode_pixels: pagefleet_schemas::DEFAULT_MAX_PIXELS.saturating_mul(2),
             execution_provider: crate::engine::Provider::Cpu.name().to_owned(),
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            pull_wait: DEFAULT_PULL_WAIT,
         }
     }
 }
@@ -263,7 +272,9 @@ pub async fn run(
         what: "page job",
         concurrency: in_flight,
         batch: in_flight,
-        expires: Duration::from_secs(2),
+        // Two lanes: no pull waits, and an idle worker wakes on a publish
+        // or after this.
+        expires: config.pull_wait,
         backoff: queue::Backoff::default(),
         // A page may wait for a slot while another runs to its deadline,
         // then run to its own; an attempt still going after a third

@@ -295,8 +295,8 @@ impl Driver {
     /// one lane would leave a message published to another waiting until
     /// it expired. While every lane is empty the driver listens on the
     /// lanes' subjects instead ([`Doorbell`]) and asks them all again as soon
-    /// as anything is published there, or after `expires` divided among the
-    /// lanes (messages delivered again, which nothing publishes).
+    /// as anything is published there, or after `expires` (for messages
+    /// delivered again, which nothing publishes).
     pub async fn run_lanes<H: Handler>(
         &self,
         js: &jetstream::Context,
@@ -321,7 +321,6 @@ impl Driver {
         let mut lost: Option<(Instant, u32)> = None;
         let mut turn = 0u64;
         let doorbell = lanes.len() > 1;
-        let idle_wait = self.expires / lanes.len().max(1) as u32;
         // Hung once a round found every lane empty; taken down once one
         // finds a message.
         let mut bell: Option<Doorbell> = None;
@@ -472,7 +471,7 @@ impl Driver {
                         // NATS does not answer: wait as a pull would have.
                         tokio::select! {
                             _ = shutdown.clone() => break,
-                            () = tokio::time::sleep(idle_wait) => {}
+                            () = tokio::time::sleep(self.expires) => {}
                         }
                     }
                 }
@@ -480,7 +479,7 @@ impl Driver {
                     tokio::select! {
                         _ = shutdown.clone() => break,
                         () = ringing.rung() => {}
-                        () = tokio::time::sleep(idle_wait) => {}
+                        () = tokio::time::sleep(self.expires) => {}
                     }
                     bell = None;
                 }
