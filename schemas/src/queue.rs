@@ -346,14 +346,17 @@ impl Driver {
             let order = lane_order(&weights, turn);
             turn = turn.wrapping_add(1);
             let mut permit = Some(permit);
-            for (position, &i) in order.iter().enumerate() {
+            for &i in &order {
                 let (lane, consumer) = (&lanes[i].spec, &consumers[i]);
                 // A single consumer's pull waits for messages; of several,
                 // each is asked without waiting (the doorbell waits).
-                let wait = position + 1 == order.len() && !doorbell;
-                let expires = if wait { self.expires } else { Duration::ZERO };
+                let expires = if doorbell {
+                    Duration::ZERO
+                } else {
+                    self.expires
+                };
                 let pull_deadline = tokio::time::Instant::now() + expires + PULL_GRACE;
-                let fetched = if wait {
+                let fetched = if !doorbell {
                     tokio::select! {
                         _ = shutdown.clone() => break 'pulling,
                         b = consumer.batch().max_messages(want).expires(expires).messages() => b,
