@@ -900,6 +900,19 @@ async fn submit_samples(js: &jetstream::Context, store: &store::Store) -> Vec<St
 }
 
 /// Waits until the HTTP endpoint answers 200 on `path`.
+/// An `ocr-worker` process with `flags` and its probes on a free port,
+/// once it answers ready; with that port.
+async fn ready_worker(flags: &[&str], nats: &str, dir: &Path) -> (StageProcess, u16) {
+    let port = common::pipeline::free_tcp_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut args = vec!["ocr-worker"];
+    args.extend_from_slice(flags);
+    args.extend(["--health-addr", &addr]);
+    let worker = StageProcess::spawn(&args, nats, dir);
+    wait_http_ok(port, "/readyz", "the worker").await;
+    (worker, port)
+}
+
 async fn wait_http_ok(port: u16, path: &'static str, what: &str) {
     let start = Instant::now();
     loop {
@@ -958,7 +971,7 @@ fn huge_png() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_past_its_deadline_is_stopped_and_its_slot_reads_the_next() {
-    use common::pipeline::{free_tcp_port, http_get};
+    use common::pipeline::http_get;
     let Setup {
         _serial,
         nats,
@@ -973,13 +986,10 @@ async fn a_page_past_its_deadline_is_stopped_and_its_slot_reads_the_next() {
     store::put(store.as_ref(), "pages/small.png", welcome_png())
         .await
         .unwrap();
-    let port = free_tcp_port();
-    let addr = format!("127.0.0.1:{port}");
     // One slot, detection at full size: the huge page runs long in inference
     // itself, not in storage.
-    let _worker = StageProcess::spawn(
+    let (_worker, port) = ready_worker(
         &[
-            "ocr-worker",
             "--slots",
             "1",
             "--page-deadline",
@@ -988,14 +998,12 @@ async fn a_page_past_its_deadline_is_stopped_and_its_slot_reads_the_next() {
             "8000",
             "--max-pixels",
             "40000000",
-            "--health-addr",
-            &addr,
         ],
         &nats.url,
         dir.path(),
-    );
+    )
+    .await;
     let _aggregator = StageProcess::spawn(&["aggregator"], &nats.url, dir.path());
-    wait_http_ok(port, "/readyz", "the worker").await;
 
     let started = Instant::now();
     publish_pages(
@@ -1371,21 +1379,8 @@ async fn an_idle_worker_takes_a_page_of_either_lane_at_once() {
     store::put(store.as_ref(), "pages/welcome.png", welcome_png())
         .await
         .unwrap();
-    let probes = common::pipeline::free_tcp_port();
-    let probe_addr = format!("127.0.0.1:{probes}");
-    let _worker = StageProcess::spawn(
-        &[
-            "ocr-worker",
-            "--pull-wait",
-            "60",
-            "--health-addr",
-            &probe_addr,
-        ],
-        &nats.url,
-        dir.path(),
-    );
+    let (_worker, _) = ready_worker(&["--pull-wait", "60"], &nats.url, dir.path()).await;
     let _aggregator = StageProcess::spawn(&["aggregator"], &nats.url, dir.path());
-    wait_http_ok(probes, "/readyz", "the worker").await;
     // Both lanes, each twice, in both orders: whichever lane a wait could
     // sit in, the other is published to while it waits.
     for (i, lane) in [
