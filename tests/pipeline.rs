@@ -1149,6 +1149,17 @@ async fn a_nats_restart_keeps_the_worker_list_and_counts_pages_read_twice() {
     wait_http_ok(probes, "/readyz", "the worker").await;
     let jobs = submit_samples(&js, &store).await;
     wait_first_page(&js, &jobs[0]).await;
+    // Every document is rasterized and its ack settled first: an ack the
+    // server took just before it was killed can be lost with its unflushed
+    // consumer state, and that document then waits out its 60 s ack wait,
+    // longer than the queues are given to drain below. This test is about
+    // the worker.
+    let start = Instant::now();
+    while stream_len(&js, names::DOCS_STREAM).await > 0 {
+        assert!(start.elapsed() < TIMEOUT, "documents not rasterized");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     // nats-server restarts with its store and port: the streams, consumers
     // and buckets are back from disk, the stages reconnect. It stays down
