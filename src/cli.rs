@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub(crate) use pagefleet::settings::{DataArgs, NatsArgs, QueueArgs, SharedArgs, StoreArgs};
 use pagefleet_ocr_worker::Profile;
 
 /// Distributed document OCR over NATS JetStream.
@@ -87,121 +88,45 @@ pub(crate) enum NatsCommand {
     },
 }
 
-/// How to reach NATS.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct NatsArgs {
-    /// NATS server URL(s), comma-separated.
-    #[arg(
-        long = "nats",
-        env = "PAGEFLEET_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    pub(crate) url: String,
-    /// Credentials file (JWT and nkey seed).
-    #[arg(long = "nats-creds", env = "PAGEFLEET_NATS_CREDS")]
-    pub(crate) creds: Option<PathBuf>,
-    /// NKey seed.
-    #[arg(long = "nats-nkey", env = "PAGEFLEET_NATS_NKEY")]
-    pub(crate) nkey: Option<String>,
-    /// Token.
-    #[arg(long = "nats-token", env = "PAGEFLEET_NATS_TOKEN")]
-    pub(crate) token: Option<String>,
-    /// User name (with --nats-password).
-    #[arg(long = "nats-user", env = "PAGEFLEET_NATS_USER", requires = "password")]
-    pub(crate) user: Option<String>,
-    /// Password.
-    #[arg(long = "nats-password", env = "PAGEFLEET_NATS_PASSWORD")]
-    pub(crate) password: Option<String>,
-    /// CA certificate (PEM) to trust for TLS; implies TLS.
-    #[arg(long = "nats-ca", env = "PAGEFLEET_NATS_CA")]
-    pub(crate) ca: Option<PathBuf>,
-    /// Require TLS.
-    #[arg(long = "nats-tls", env = "PAGEFLEET_NATS_TLS")]
-    pub(crate) tls: bool,
-}
-
-/// Where documents, page images and results are stored.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct StoreArgs {
-    /// `s3://bucket[/prefix]` for S3-compatible storage (credentials and region
-    /// from the standard AWS_* variables), or a local folder [default: the
-    /// runtime home's data/objects].
-    #[arg(long = "store", env = "PAGEFLEET_STORE")]
-    pub(crate) location: Option<String>,
-    /// S3 endpoint for S3-compatible servers (MinIO, SeaweedFS, ...).
-    #[arg(long = "s3-endpoint", env = "PAGEFLEET_S3_ENDPOINT")]
-    pub(crate) endpoint: Option<String>,
-    /// S3 region (else AWS_REGION / AWS_DEFAULT_REGION, else us-east-1).
-    #[arg(long = "s3-region", env = "PAGEFLEET_S3_REGION")]
-    pub(crate) region: Option<String>,
-    /// Path-style requests (bucket in the path), as most self-hosted servers need.
-    #[arg(long = "s3-path-style", env = "PAGEFLEET_S3_PATH_STYLE")]
-    pub(crate) path_style: bool,
-}
-
 /// `pagefleet doctor`.
 #[derive(Debug, Args)]
 pub(crate) struct DoctorArgs {
     #[command(flatten)]
     pub(crate) nats: NatsArgs,
     #[command(flatten)]
+    pub(crate) data: DataArgs,
+    #[command(flatten)]
     pub(crate) store: StoreArgs,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
-}
-
-/// Liveness and readiness probes.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct ProbeArgs {
-    /// Address to serve /healthz and /readyz on (e.g. 0.0.0.0:8080); none when unset.
-    #[arg(long = "health-addr", env = "PAGEFLEET_HEALTH_ADDR")]
-    pub(crate) addr: Option<std::net::SocketAddr>,
-}
-
-/// The queue settings' defaults, which are the library's.
-fn queue_defaults() -> pagefleet_schemas::topology::TopologyConfig {
-    pagefleet_schemas::topology::TopologyConfig::default()
-}
-
-/// Queue behaviour: ack deadlines, redelivery, flow control.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct QueueArgs {
-    /// Seconds a page may go unacknowledged before redelivery (progress acks
-    /// extend it while a page is worked on).
-    #[arg(long, env = "PAGEFLEET_PAGE_ACK_WAIT", default_value_t = queue_defaults().pages.ack_wait.as_secs_f64())]
-    pub(crate) page_ack_wait: f64,
-    /// Deliveries of a page before it is recorded as failed.
-    #[arg(long, env = "PAGEFLEET_PAGE_MAX_DELIVER", default_value_t = queue_defaults().pages.max_deliver)]
-    pub(crate) page_max_deliver: i64,
-    /// Seconds between redeliveries of a page, comma-separated (empty: ack wait).
-    #[arg(long, env = "PAGEFLEET_PAGE_BACKOFF", value_delimiter = ',')]
-    pub(crate) page_backoff: Vec<f64>,
-    /// Page jobs delivered and unacknowledged at once, over all workers.
-    #[arg(long, env = "PAGEFLEET_PAGE_MAX_ACK_PENDING", default_value_t = queue_defaults().pages.max_ack_pending)]
-    pub(crate) page_max_ack_pending: i64,
-    /// Seconds a document may go unacknowledged while it is rasterized.
-    #[arg(long, env = "PAGEFLEET_DOC_ACK_WAIT", default_value_t = queue_defaults().docs.ack_wait.as_secs_f64())]
-    pub(crate) doc_ack_wait: f64,
-    /// Deliveries of a document job before it is given up.
-    #[arg(long, env = "PAGEFLEET_DOC_MAX_DELIVER", default_value_t = queue_defaults().docs.max_deliver)]
-    pub(crate) doc_max_deliver: i64,
-    /// Replicas of every stream and bucket (1 for a single server, 3 on a
-    /// cluster) [default: as they are; 1 for new ones].
-    #[arg(long, env = "PAGEFLEET_REPLICAS")]
-    pub(crate) replicas: Option<usize>,
 }
 
 /// Settings of the rasterizer stage.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct RasterizerArgs {
     #[command(flatten)]
-    pub(crate) nats: NatsArgs,
+    pub(crate) shared: SharedArgs,
     #[command(flatten)]
-    pub(crate) store: StoreArgs,
+    pub(crate) render: RenderArgs,
+}
+
+/// The stages of the single-machine commands (`serve`, `run`): their data
+/// folder, the worker's models and flags, the rasterizer's limits.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PipelineArgs {
     #[command(flatten)]
-    pub(crate) queue: QueueArgs,
+    pub(crate) data: DataArgs,
     #[command(flatten)]
-    pub(crate) probes: ProbeArgs,
+    pub(crate) model: ModelArgs,
+    #[command(flatten)]
+    pub(crate) worker: WorkerFlags,
+    #[command(flatten)]
+    pub(crate) render: RenderArgs,
+}
+
+/// What the rasterizer takes of a document.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RenderArgs {
     /// Most pixels an image file may declare before it is refused undecoded.
     #[arg(long, env = "PAGEFLEET_MAX_DECODE_PIXELS", default_value_t = pagefleet_rasterizer::DEFAULT_MAX_DECODE_PIXELS)]
     pub(crate) max_decode_pixels: u64,
@@ -214,15 +139,16 @@ pub(crate) struct RasterizerArgs {
 #[derive(Debug, Args)]
 pub(crate) struct WorkerArgs {
     #[command(flatten)]
-    pub(crate) nats: NatsArgs,
-    #[command(flatten)]
-    pub(crate) store: StoreArgs,
-    #[command(flatten)]
-    pub(crate) queue: QueueArgs,
+    pub(crate) shared: SharedArgs,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
     #[command(flatten)]
-    pub(crate) probes: ProbeArgs,
+    pub(crate) worker: WorkerFlags,
+}
+
+/// How an OCR worker takes and holds pages.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WorkerFlags {
     /// This worker's name [default: host name and process id].
     #[arg(long, env = "PAGEFLEET_WORKER_NAME")]
     pub(crate) name: Option<String>,
@@ -241,13 +167,7 @@ pub(crate) struct WorkerArgs {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct AggregatorArgs {
     #[command(flatten)]
-    pub(crate) nats: NatsArgs,
-    #[command(flatten)]
-    pub(crate) store: StoreArgs,
-    #[command(flatten)]
-    pub(crate) queue: QueueArgs,
-    #[command(flatten)]
-    pub(crate) probes: ProbeArgs,
+    pub(crate) shared: SharedArgs,
 }
 
 /// `pagefleet run`.
@@ -259,13 +179,10 @@ pub(crate) struct RunArgs {
     /// Output folder: <out>/<doc>/<page>.txt, result.json, combined.txt, combined.md.
     #[arg(long, env = "PAGEFLEET_OUT")]
     pub(crate) out: PathBuf,
-    /// An existing NATS server instead of starting one.
-    #[arg(long = "nats", env = "PAGEFLEET_NATS_URL")]
-    pub(crate) nats: Option<String>,
-    /// Folder for the started nats-server's store and the local object store
-    /// [default: the runtime home's data folder].
-    #[arg(long, env = "PAGEFLEET_DATA")]
-    pub(crate) data: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) shared: SharedArgs,
+    #[command(flatten)]
+    pub(crate) pipeline: PipelineArgs,
     /// OCR workers (inference slots) in this process.
     #[arg(long, env = "PAGEFLEET_WORKERS")]
     pub(crate) workers: Option<usize>,
@@ -279,12 +196,6 @@ pub(crate) struct RunArgs {
     pub(crate) text_layer: TextLayerArgs,
     #[command(flatten)]
     pub(crate) formats: FormatsArgs,
-    #[command(flatten)]
-    pub(crate) store: StoreArgs,
-    #[command(flatten)]
-    pub(crate) queue: QueueArgs,
-    #[command(flatten)]
-    pub(crate) model: ModelArgs,
 }
 
 /// Where the native runtime (ONNX Runtime, PDFium, nats-server, models) lives.
@@ -422,12 +333,8 @@ pub(crate) struct OcrArgs {
     /// Resolution PDF pages are rendered at.
     #[arg(long, env = "PAGEFLEET_DPI", default_value_t = pagefleet_rasterizer::DEFAULT_DPI)]
     pub(crate) dpi: f32,
-    /// Most pixels an image file may declare before it is refused undecoded.
-    #[arg(long, env = "PAGEFLEET_MAX_DECODE_PIXELS", default_value_t = pagefleet_rasterizer::DEFAULT_MAX_DECODE_PIXELS)]
-    pub(crate) max_decode_pixels: u64,
-    /// Most pages per document.
-    #[arg(long, env = "PAGEFLEET_MAX_PAGES", default_value_t = pagefleet_rasterizer::stage::DEFAULT_MAX_PAGES)]
-    pub(crate) max_pages: usize,
+    #[command(flatten)]
+    pub(crate) render: RenderArgs,
     /// Do not print recognised text on standard output.
     #[arg(long, short)]
     pub(crate) quiet: bool,
@@ -561,15 +468,9 @@ pub(crate) struct IntakeArgs {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct IngestArgs {
     #[command(flatten)]
-    pub(crate) nats: NatsArgs,
-    #[command(flatten)]
-    pub(crate) store: StoreArgs,
-    #[command(flatten)]
-    pub(crate) queue: QueueArgs,
+    pub(crate) shared: SharedArgs,
     #[command(flatten)]
     pub(crate) intake: IntakeArgs,
-    #[command(flatten)]
-    pub(crate) probes: ProbeArgs,
     /// Address of the HTTP API (which also answers /healthz and /readyz).
     #[arg(long, env = "PAGEFLEET_HTTP_ADDR", default_value = "127.0.0.1:8000")]
     pub(crate) http_addr: std::net::SocketAddr,
@@ -584,24 +485,16 @@ pub(crate) struct IngestArgs {
 /// `pagefleet serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// An existing NATS server instead of starting one.
-    #[arg(long = "nats", env = "PAGEFLEET_NATS_URL")]
-    pub(crate) nats: Option<String>,
-    /// Folder for the started nats-server's store and the local object store
-    /// [default: the runtime home's data folder].
-    #[arg(long, env = "PAGEFLEET_DATA")]
-    pub(crate) data: Option<PathBuf>,
-    /// Address of the HTTP API.
+    #[command(flatten)]
+    pub(crate) shared: SharedArgs,
+    #[command(flatten)]
+    pub(crate) pipeline: PipelineArgs,
+    /// Address of the HTTP API (which also answers /healthz, /readyz and
+    /// /metrics).
     #[arg(long, env = "PAGEFLEET_HTTP_ADDR", default_value = "127.0.0.1:8000")]
     pub(crate) http_addr: std::net::SocketAddr,
     #[command(flatten)]
     pub(crate) intake: IntakeArgs,
-    #[command(flatten)]
-    pub(crate) store: StoreArgs,
-    #[command(flatten)]
-    pub(crate) queue: QueueArgs,
-    #[command(flatten)]
-    pub(crate) model: ModelArgs,
 }
 
 /// How to reach a running deployment's HTTP API.
@@ -709,4 +602,6 @@ pub(crate) struct WatchArgs {
     pub(crate) job_id: Option<String>,
     #[command(flatten)]
     pub(crate) nats: NatsArgs,
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
 }

@@ -10,8 +10,13 @@ use pagefleet_schemas::messages::{EventKind, JobEvent, Message};
 use pagefleet_schemas::names;
 use serde_json::Value;
 
+use pagefleet::connect;
+use pagefleet::home::Home;
+
 use crate::cli::{ApiArgs, Format, JobArgs, ResultArgs, SubmitArgs, WatchArgs};
-use crate::connect;
+
+/// How long `watch` waits for NATS to answer before it says what it tried.
+const WATCH_CONNECT_LIMIT: Duration = Duration::from_secs(5);
 
 /// A client of the HTTP API.
 struct Api {
@@ -200,8 +205,21 @@ pub(crate) async fn result(args: ResultArgs) -> anyhow::Result<()> {
 /// `pagefleet watch`: one line per job event. With a job id, its events
 /// from the first (kept in the event stream) until it completes; without,
 /// every job's events from now on.
-pub(crate) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
-    let client = connect::nats(&args.nats, "pagefleet-watch").await?;
+pub(crate) async fn watch(home: &Home, args: WatchArgs) -> anyhow::Result<()> {
+    let (nats, tried) = args.nats.or_running_serve(&args.data.dir_or(home));
+    let client = match tokio::time::timeout(
+        WATCH_CONNECT_LIMIT,
+        connect::nats_once(&nats, "pagefleet-watch"),
+    )
+    .await
+    {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => bail!("no NATS to watch: tried {tried}: {e:#}"),
+        Err(_) => bail!(
+            "no NATS to watch: tried {tried}: no answer within {} s",
+            WATCH_CONNECT_LIMIT.as_secs()
+        ),
+    };
     let mut events: futures::stream::BoxStream<'static, JobEvent> = match &args.job_id {
         Some(id) => {
             let js = async_nats::jetstream::new(client.clone());
@@ -213,7 +231,7 @@ pub(crate) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
             .filter_map(|m| async move { JobEvent::decode(&m.payload).ok() })
             .boxed(),
     };
-    eprintln!("watching job events on {}", args.nats.url);
+    eprintln!("watching job events on {}", nats.url_or_default());
     let mut stop = std::pin::pin!(connect::shutdown_signal());
     loop {
         let event = tokio::select! {

@@ -1,5 +1,6 @@
-//! Connections every stage command makes: NATS, object storage, and the
-//! topology settings from the command line.
+//! The connections every launch makes, from the shared settings: NATS (a
+//! server list, authentication, TLS, its connection events logged), object
+//! storage, and the topology from the queue flags.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -11,11 +12,11 @@ use object_store::aws::AmazonS3Builder;
 use pagefleet_schemas::store::Store;
 use pagefleet_schemas::topology::TopologyConfig;
 
-use crate::cli::{NatsArgs, QueueArgs, StoreArgs};
+use crate::settings::{NatsArgs, QueueArgs, StoreArgs};
 
 /// Connects to NATS with the given authentication, retrying the first
 /// connection until the server answers.
-pub(crate) async fn nats(args: &NatsArgs, name: &str) -> anyhow::Result<async_nats::Client> {
+pub async fn nats(args: &NatsArgs, name: &str) -> anyhow::Result<async_nats::Client> {
     let (options, addrs) = options(args).await?;
     let connection = Arc::new(OnceLock::new());
     let client = log_events(options, Arc::clone(&connection))
@@ -24,7 +25,7 @@ pub(crate) async fn nats(args: &NatsArgs, name: &str) -> anyhow::Result<async_na
         .connection_timeout(Duration::from_secs(5))
         .connect(addrs)
         .await
-        .with_context(|| format!("cannot connect to NATS at {}", args.url))?;
+        .with_context(|| format!("cannot connect to NATS at {}", args.url_or_default()))?;
     let _ = connection.set(client.clone());
     Ok(client)
 }
@@ -140,37 +141,37 @@ async fn options(args: &NatsArgs) -> anyhow::Result<(ConnectOptions, Vec<async_n
     if args.tls {
         options = options.require_tls(true);
     }
-    let addrs: Vec<async_nats::ServerAddr> = args
-        .url
+    let url = args.url_or_default();
+    let addrs: Vec<async_nats::ServerAddr> = url
         .split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .map(|u| u.parse())
         .collect::<Result<_, _>>()
-        .with_context(|| format!("bad NATS URL in {:?}", args.url))?;
+        .with_context(|| format!("bad NATS URL in {url:?}"))?;
     Ok((options, addrs))
 }
 
 /// Connects to NATS once, without retrying: for checks that must report a
 /// server that is down rather than wait for it.
-pub(crate) async fn nats_once(args: &NatsArgs) -> anyhow::Result<async_nats::Client> {
+pub async fn nats_once(args: &NatsArgs, name: &str) -> anyhow::Result<async_nats::Client> {
     let (options, addrs) = options(args).await?;
     options
-        .name("pagefleet-doctor")
+        .name(name)
         .connection_timeout(Duration::from_secs(5))
         .connect(addrs)
         .await
-        .with_context(|| format!("cannot connect to NATS at {}", args.url))
+        .with_context(|| format!("cannot connect to NATS at {}", args.url_or_default()))
 }
 
 /// Bucket and prefix of an `s3://bucket[/prefix]` store location.
-pub(crate) fn s3_location(location: &str) -> Option<(&str, &str)> {
+pub fn s3_location(location: &str) -> Option<(&str, &str)> {
     let rest = location.strip_prefix("s3://")?;
     Some(rest.split_once('/').unwrap_or((rest, "")))
 }
 
 /// Opens the object store: S3 for `s3://` locations, else a local folder.
-pub(crate) fn store(args: &StoreArgs, default_dir: &Path) -> anyhow::Result<Store> {
+pub fn store(args: &StoreArgs, default_dir: &Path) -> anyhow::Result<Store> {
     let location = args
         .location
         .clone()
@@ -207,11 +208,11 @@ pub(crate) fn store(args: &StoreArgs, default_dir: &Path) -> anyhow::Result<Stor
         return Ok(Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)));
     }
     let dir = Path::new(location.strip_prefix("file://").unwrap_or(&location));
-    pagefleet::local::folder_store(dir)
+    crate::launch::folder_store(dir)
 }
 
 /// Topology settings from the queue flags.
-pub(crate) fn topology(args: &QueueArgs) -> TopologyConfig {
+pub fn topology(args: &QueueArgs) -> TopologyConfig {
     let mut t = TopologyConfig {
         replicas: args.replicas.map(|n| n.max(1)),
         ..TopologyConfig::default()
@@ -227,7 +228,7 @@ pub(crate) fn topology(args: &QueueArgs) -> TopologyConfig {
 }
 
 /// A future that completes on SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -19,10 +19,11 @@ use pagefleet_ocr_worker::{Engine, EngineConfig};
 use pagefleet_schemas::{PixelBudget, names, store};
 use sha2::{Digest, Sha256};
 
-use crate::cli::DoctorArgs;
-use crate::connect;
-use crate::ocr::pool_config;
+use pagefleet::connect;
 use pagefleet::home::Home;
+
+use crate::cli::DoctorArgs;
+use crate::ocr::pool_config;
 
 /// One line of the report.
 struct Check {
@@ -181,21 +182,25 @@ fn pdfium(home: &Home) -> Check {
 
 async fn services(home: &Home, args: &DoctorArgs) -> Vec<Check> {
     let mut checks = Vec::new();
-    let client =
-        tokio::time::timeout(Duration::from_secs(10), connect::nats_once(&args.nats)).await;
+    let (nats, tried) = args.nats.or_running_serve(&args.data.dir_or(home));
+    let client = tokio::time::timeout(
+        Duration::from_secs(10),
+        connect::nats_once(&nats, "pagefleet-doctor"),
+    )
+    .await;
     let client = match client {
         Ok(Ok(c)) => {
-            checks.push(check("nats", Ok(format!("connected to {}", args.nats.url))));
+            checks.push(check("nats", Ok(format!("connected to {tried}"))));
             Some(c)
         }
         Ok(Err(e)) => {
-            checks.push(check("nats", Err(format!("{e:#}"))));
+            checks.push(check("nats", Err(format!("tried {tried}: {e:#}"))));
             None
         }
         Err(_) => {
             checks.push(check(
                 "nats",
-                Err(format!("no answer from {} within 10 s", args.nats.url)),
+                Err(format!("tried {tried}: no answer within 10 s")),
             ));
             None
         }
@@ -216,6 +221,7 @@ async fn jetstream_checks(js: &jetstream::Context) -> Vec<Check> {
         names::RESULTS_STREAM,
         names::ADVISORIES_STREAM,
         names::EVENTS_STREAM,
+        names::BUCKET_EVENTS_STREAM,
     ];
     for name in streams {
         let mut stream = match js.get_stream(name).await {
@@ -233,6 +239,8 @@ async fn jetstream_checks(js: &jetstream::Context) -> Vec<Check> {
             }
         };
         let health = replication(info.config.num_replicas, info.cluster.as_ref());
+        // A single server's consumers report no cluster, and no leader.
+        let clustered = info.cluster.as_ref().is_some_and(|c| c.name.is_some());
         let messages = info.state.messages;
         checks.push(check(
             format!("stream {name}"),
@@ -250,10 +258,7 @@ async fn jetstream_checks(js: &jetstream::Context) -> Vec<Check> {
                     let leader = c.cluster.as_ref().and_then(|c| c.leader.clone());
                     checks.push(check(
                         format!("consumer {name}/{}", c.name),
-                        match leader {
-                            Some(leader) => Ok(format!("{lag}; leader {leader}")),
-                            None => Err(format!("{lag}; no leader")),
-                        },
+                        consumer_health(lag, leader, clustered),
                     ))
                 }
                 Err(e) => checks.push(check(format!("consumers of {name}"), Err(e.to_string()))),
@@ -280,6 +285,16 @@ async fn jetstream_checks(js: &jetstream::Context) -> Vec<Check> {
         checks.push(check(format!("bucket {bucket}"), result));
     }
     checks
+}
+
+/// A consumer's line: its lag, and its leader where the stream is
+/// replicated over a cluster (there it fails without one).
+fn consumer_health(lag: String, leader: Option<String>, clustered: bool) -> Result<String, String> {
+    match (leader, clustered) {
+        (Some(leader), _) => Ok(format!("{lag}; leader {leader}")),
+        (None, false) => Ok(format!("{lag}; on a single server")),
+        (None, true) => Err(format!("{lag}; no leader")),
+    }
 }
 
 /// Why a stream could not be looked at, with the fix when it does not exist.
@@ -335,8 +350,8 @@ fn replication(
 /// Writes, reads back and deletes a probe object.
 async fn storage(home: &Home, args: &DoctorArgs) -> Check {
     let result = async {
-        let store = connect::store(&args.store, &home.data().join("objects"))
-            .map_err(|e| format!("{e:#}"))?;
+        let objects = args.data.dir_or(home).join("objects");
+        let store = connect::store(&args.store, &objects).map_err(|e| format!("{e:#}"))?;
         let key = format!("pagefleet/doctor-{}", std::process::id());
         let payload = b"pagefleet doctor".to_vec();
         store::put(store.as_ref(), &key, payload.clone())
@@ -380,6 +395,24 @@ mod tests {
             replicas,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_consumer_without_a_leader_fails_on_a_cluster_only() {
+        let lag = || "lag 0 waiting, 0 in progress".to_owned();
+        assert_eq!(
+            consumer_health(lag(), Some("n2".into()), true).unwrap(),
+            "lag 0 waiting, 0 in progress; leader n2"
+        );
+        assert!(
+            consumer_health(lag(), None, true)
+                .unwrap_err()
+                .ends_with("no leader")
+        );
+        assert_eq!(
+            consumer_health(lag(), None, false).unwrap(),
+            "lag 0 waiting, 0 in progress; on a single server"
+        );
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 mod cli;
 mod client;
-mod connect;
 mod doctor;
 mod ocr;
 mod run;
@@ -32,7 +31,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Submit(args) => serve(client::submit(args)),
         cli::Command::Status(args) => serve(client::status(args)),
         cli::Command::Result(args) => serve(client::result(args)),
-        cli::Command::Watch(args) => serve(client::watch(args)),
+        cli::Command::Watch(args) => serve(client::watch(&home, args)),
         cli::Command::Doctor(args) => doctor::run(&home, args),
         cli::Command::Nats {
             command: cli::NatsCommand::Setup { nats, queue },

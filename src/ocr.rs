@@ -100,8 +100,8 @@ fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
     let options = RenderOptions {
         dpi: args.dpi,
         budget: PixelBudget::new(args.model.max_pixels),
-        max_decode_pixels: args.max_decode_pixels,
-        max_pages: args.max_pages,
+        max_decode_pixels: args.render.max_decode_pixels,
+        max_pages: args.render.max_pages,
         text_layer: args.text_layer.mode,
     };
     std::fs::create_dir_all(&args.out)

@@ -7,8 +7,8 @@
 //! answers, and 503 with the failing checks otherwise.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
 use axum::Router;
@@ -19,6 +19,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use pagefleet_schemas::store::Store;
 
 /// What `/readyz` checks.
+#[derive(Clone)]
 pub struct Readiness {
     /// Models warmed (true from the start for stages without models).
     pub warm: Arc<AtomicBool>,
@@ -41,18 +42,26 @@ impl Readiness {
     }
 }
 
-/// Installs the Prometheus recorder for this process's metrics. Latencies
-/// are histograms with buckets from 5 ms to 10 minutes.
-pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+/// This process's Prometheus recorder: installed by the first launch, shared
+/// by every later one (a process has one recorder; tests launch many times).
+/// Latencies are histograms with buckets from 5 ms to 10 minutes.
+pub fn metrics() -> anyhow::Result<PrometheusHandle> {
     const BUCKETS: &[f64] = &[
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
         600.0,
     ];
-    PrometheusBuilder::new()
+    static RECORDER: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut recorder = RECORDER.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(handle) = recorder.as_ref() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
         .set_buckets(BUCKETS)
         .context("metric buckets")?
         .install_recorder()
-        .context("installing the metrics recorder")
+        .context("installing the metrics recorder")?;
+    *recorder = Some(handle.clone());
+    Ok(handle)
 }
 
 /// The metrics, with `pagefleet_ready{stage}` (1 or 0) checked at the
@@ -93,6 +102,22 @@ struct ProbeState {
     metrics: PrometheusHandle,
 }
 
+/// `/metrics` alone, for a server that answers its own probes (serve's HTTP
+/// API).
+pub fn metrics_router(stage: &str, readiness: Readiness, metrics: PrometheusHandle) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .with_state(probe_state(stage, readiness, metrics))
+}
+
+fn probe_state(stage: &str, readiness: Readiness, metrics: PrometheusHandle) -> Arc<ProbeState> {
+    Arc::new(ProbeState {
+        stage: stage.strip_prefix("pagefleet-").unwrap_or(stage).to_owned(),
+        readiness,
+        metrics,
+    })
+}
+
 /// Serves the probes and `/metrics` of `stage` on `addr` until the process
 /// ends.
 pub async fn serve(
@@ -105,11 +130,7 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(Arc::new(ProbeState {
-            stage: stage.strip_prefix("pagefleet-").unwrap_or(stage).to_owned(),
-            readiness,
-            metrics,
-        }));
+        .with_state(probe_state(stage, readiness, metrics));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for probes on {addr}"))?;

@@ -18,11 +18,10 @@ use pagefleet_schemas::{names, store};
 use tracing::{error, info, warn};
 
 use pagefleet::home::Home;
-use pagefleet::local::{Local, LocalConfig};
 
-use crate::cli::{HomeArgs, ModelArgs, QueueArgs, RunArgs, StoreArgs};
-use crate::connect;
-use crate::ocr::{output_file, pool_config, unique_name};
+use crate::cli::{HomeArgs, RunArgs};
+use crate::ocr::{output_file, unique_name};
+use crate::stages::pipeline_launch;
 
 pub(crate) fn run(home: &HomeArgs, args: RunArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -45,47 +44,16 @@ pub(crate) fn run(home: &HomeArgs, args: RunArgs) -> ExitCode {
     }
 }
 
-async fn run_inner(home: Home, mut args: RunArgs) -> anyhow::Result<bool> {
+async fn run_inner(home: Home, args: RunArgs) -> anyhow::Result<bool> {
+    let mut pipeline = args.pipeline.clone();
     if args.workers.is_some() {
-        args.model.slots = args.workers;
+        pipeline.model.slots = args.workers;
     }
-    let config = local_config(
-        &home,
-        args.nats.clone(),
-        args.data.clone(),
-        &args.store,
-        &args.queue,
-        &args.model,
-    )?;
-    let local = Local::start(&home, config).await?;
-    let outcome = submit_and_follow(&local.js, &local.store, &args).await;
-    local.stop().await;
+    let launch = pipeline_launch(&home, "pagefleet-run", &args.shared, &pipeline)?;
+    let launched = launch.start(&home).await?;
+    let outcome = submit_and_follow(&launched.js, &launched.store, &args).await;
+    launched.stop().await;
     outcome
-}
-
-/// The in-process pipeline's settings from the flags `run` and `serve`
-/// share.
-pub(crate) fn local_config(
-    home: &Home,
-    nats: Option<String>,
-    data: Option<PathBuf>,
-    store: &StoreArgs,
-    queue: &QueueArgs,
-    model: &ModelArgs,
-) -> anyhow::Result<LocalConfig> {
-    let mut config = LocalConfig::new(home);
-    config.nats = nats;
-    if let Some(data) = data {
-        config.data = data;
-    }
-    if store.location.is_some() {
-        config.store = Some(connect::store(store, &config.data.join("objects"))?);
-    }
-    config.topology = connect::topology(queue);
-    config.pool = pool_config(home, model)?;
-    config.worker.profile = model.profile.to_string();
-    config.worker.max_decode_pixels = model.max_pixels.saturating_mul(2);
-    Ok(config)
 }
 
 /// Submits every file, waits for every job, writes the outputs. True when
@@ -97,8 +65,8 @@ async fn submit_and_follow(
 ) -> anyhow::Result<bool> {
     let options = pagefleet_ingest::SubmitOptions {
         dpi: args.dpi,
-        profile: args.model.profile.to_string(),
-        max_pixels: args.model.max_pixels,
+        profile: args.pipeline.model.profile.to_string(),
+        max_pixels: args.pipeline.model.max_pixels,
         formats: args.formats.names(),
         text_layer: args.text_layer.mode,
         ..Default::default()

@@ -1,134 +1,114 @@
-//! The stage commands: each stage alone, pointed at any NATS and store.
+//! The stage commands: each stage alone, pointed at any NATS and store,
+//! started through the one launcher like `serve` and `run`.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use pagefleet::connect;
+use pagefleet::home::Home;
+use pagefleet::launch::{IngestLaunch, Launch, WorkerLaunch};
 use pagefleet_schemas::topology;
 
 use crate::cli::{
-    AggregatorArgs, IngestArgs, IntakeArgs, NatsArgs, ProbeArgs, QueueArgs, RasterizerArgs,
-    StoreArgs, WorkerArgs,
+    AggregatorArgs, IngestArgs, IntakeArgs, NatsArgs, PipelineArgs, QueueArgs, RasterizerArgs,
+    RenderArgs, SharedArgs, StoreArgs, WorkerArgs, WorkerFlags,
 };
-use pagefleet::home::Home;
-use pagefleet::probes;
-use pagefleet_schemas::running::Running;
-
-use crate::connect::{self, shutdown_signal};
 use crate::ocr::pool_config;
 
-/// A stage's NATS connection and store, with its probe server started when
-/// an address is configured (`ready` says when the stage is warmed up).
-async fn connect_stage(
-    home: &Home,
-    nats: &NatsArgs,
-    store: &StoreArgs,
-    probes: &ProbeArgs,
-    name: &str,
-    ready: Arc<AtomicBool>,
-) -> anyhow::Result<(async_nats::Client, pagefleet_schemas::store::Store)> {
-    let client = connect::nats(nats, name).await?;
-    let store = connect::store(store, &home.data().join("objects"))?;
-    if let Some(addr) = probes.addr {
-        let metrics = probes::install_metrics()?;
-        let readiness = probes::Readiness {
-            warm: ready,
-            client: client.clone(),
-            store: store.clone(),
-        };
-        probes::serve(addr, name, readiness, metrics).await?;
-    }
-    Ok((client, store))
+/// A launch of no stage yet, on the shared settings of a stage command: it
+/// joins a deployment's NATS (the default server's without `--nats`) and
+/// never starts one.
+fn launch(home: &Home, name: &str, shared: &SharedArgs) -> anyhow::Result<Launch> {
+    let nats = &shared.nats;
+    let launch = launch_on(home, name, shared, &home.data())?;
+    Ok(Launch {
+        nats: nats.with_url(nats.url_or_default()),
+        ..launch
+    })
 }
 
-/// Runs a started stage until SIGINT or SIGTERM (then it finishes the work
-/// in hand), or until it fails.
-async fn until_signal(mut stage: Running) -> anyhow::Result<()> {
-    let outcome = tokio::select! {
-        () = shutdown_signal() => stage.stop().await,
-        ended = stage.ended() => ended,
-    };
-    outcome.map_err(|e| anyhow::anyhow!("{e}"))
+/// A launch of no stage yet on the shared settings, with `data` as its
+/// data folder: without `--nats` it starts a private nats-server there.
+fn launch_on(home: &Home, name: &str, shared: &SharedArgs, data: &Path) -> anyhow::Result<Launch> {
+    Ok(Launch {
+        nats: shared.nats.clone(),
+        data: data.to_owned(),
+        store: Some(connect::store(&shared.store, &data.join("objects"))?),
+        topology: connect::topology(&shared.queue),
+        probes: shared.probes.addr,
+        ..Launch::new(home, name)
+    })
+}
+
+/// The rasterizer, an OCR worker and the aggregator on the shared settings
+/// and the single-machine commands' own (`serve`, `run`).
+pub(crate) fn pipeline_launch(
+    home: &Home,
+    name: &str,
+    shared: &SharedArgs,
+    pipeline: &PipelineArgs,
+) -> anyhow::Result<Launch> {
+    let launch = launch_on(home, name, shared, &pipeline.data.dir_or(home))?;
+    Ok(Launch {
+        rasterizer: Some(rasterizer_config(&pipeline.render)),
+        worker: Some(worker_launch(home, &pipeline.model, &pipeline.worker)?),
+        aggregator: Some(Default::default()),
+        ..launch
+    })
+}
+
+/// The rasterizer's settings from its flags.
+pub(crate) fn rasterizer_config(render: &RenderArgs) -> pagefleet_rasterizer::stage::StageConfig {
+    pagefleet_rasterizer::stage::StageConfig {
+        max_decode_pixels: render.max_decode_pixels,
+        max_pages: render.max_pages,
+        ..Default::default()
+    }
+}
+
+/// The OCR worker's settings and models from its flags.
+pub(crate) fn worker_launch(
+    home: &Home,
+    model: &crate::cli::ModelArgs,
+    flags: &WorkerFlags,
+) -> anyhow::Result<WorkerLaunch> {
+    let defaults = pagefleet_ocr_worker::stage::StageConfig::default();
+    Ok(WorkerLaunch {
+        config: pagefleet_ocr_worker::stage::StageConfig {
+            profile: model.profile.to_string(),
+            name: flags.name.clone().unwrap_or(defaults.name.clone()),
+            page_deadline: Duration::from_secs_f64(flags.page_deadline.max(1.0)),
+            pull_wait: Duration::from_secs_f64(flags.pull_wait.clamp(0.1, 3600.0)),
+            max_decode_pixels: model.max_pixels.saturating_mul(2),
+            ..defaults
+        },
+        pool: pool_config(home, model)?,
+    })
 }
 
 pub(crate) async fn rasterizer(home: &Home, args: RasterizerArgs) -> anyhow::Result<()> {
-    home.require([home.pdfium().as_path()])?;
-    let (client, store) = connect_stage(
-        home,
-        &args.nats,
-        &args.store,
-        &args.probes,
-        "pagefleet-rasterizer",
-        Arc::new(AtomicBool::new(true)),
-    )
-    .await?;
-    let deps = pagefleet_rasterizer::stage::Deps {
-        js: async_nats::jetstream::new(client),
-        store,
-        pdfium: home.pdfium(),
+    let launch = Launch {
+        rasterizer: Some(rasterizer_config(&args.render)),
+        ..launch(home, "pagefleet-rasterizer", &args.shared)?
     };
-    let config = pagefleet_rasterizer::stage::StageConfig {
-        topology: connect::topology(&args.queue),
-        max_decode_pixels: args.max_decode_pixels,
-        max_pages: args.max_pages,
-        ..Default::default()
-    };
-    until_signal(pagefleet_rasterizer::stage::start(config, deps)).await
+    launch.start(home).await?.until_signal().await
 }
 
 pub(crate) async fn ocr_worker(home: &Home, args: WorkerArgs) -> anyhow::Result<()> {
-    let pool = pool_config(home, &args.model)?;
-    home.require(pool.files())?;
-    // Probes first: liveness answers while the models load, readiness waits
-    // for the warm-up inference.
-    let ready = Arc::new(AtomicBool::new(false));
-    let (client, store) = connect_stage(
-        home,
-        &args.nats,
-        &args.store,
-        &args.probes,
-        "pagefleet-ocr-worker",
-        Arc::clone(&ready),
-    )
-    .await?;
-    let defaults = pagefleet_ocr_worker::stage::StageConfig::default();
-    let config = pagefleet_ocr_worker::stage::StageConfig {
-        topology: connect::topology(&args.queue),
-        profile: args.model.profile.to_string(),
-        name: args.name.unwrap_or(defaults.name.clone()),
-        page_deadline: Duration::from_secs_f64(args.page_deadline.max(1.0)),
-        pull_wait: Duration::from_secs_f64(args.pull_wait.clamp(0.1, 3600.0)),
-        max_decode_pixels: args.model.max_pixels.saturating_mul(2),
-        ..defaults
+    let launch = Launch {
+        worker: Some(worker_launch(home, &args.model, &args.worker)?),
+        ..launch(home, "pagefleet-ocr-worker", &args.shared)?
     };
-    let js = async_nats::jetstream::new(client);
-    let stage = pagefleet_ocr_worker::stage::start(config, &pool, js, store, ready).await?;
-    until_signal(stage).await
+    launch.start(home).await?.until_signal().await
 }
 
 pub(crate) async fn aggregator(home: &Home, args: AggregatorArgs) -> anyhow::Result<()> {
-    let (client, store) = connect_stage(
-        home,
-        &args.nats,
-        &args.store,
-        &args.probes,
-        "pagefleet-aggregator",
-        Arc::new(AtomicBool::new(true)),
-    )
-    .await?;
-    // PDFium is needed for searchable PDFs only; a job that asks for one
-    // without it gets the error in its result.
-    let deps = pagefleet_aggregator::stage::Deps {
-        js: async_nats::jetstream::new(client),
-        store,
-        pdfium: home.pdfium(),
+    let launch = Launch {
+        aggregator: Some(Default::default()),
+        ..launch(home, "pagefleet-aggregator", &args.shared)?
     };
-    let config = pagefleet_aggregator::stage::StageConfig {
-        topology: connect::topology(&args.queue),
-        ..Default::default()
-    };
-    until_signal(pagefleet_aggregator::stage::start(config, deps)).await
+    launch.start(home).await?.until_signal().await
 }
 
 pub(crate) async fn nats_setup(nats: &NatsArgs, queue: &QueueArgs) -> anyhow::Result<()> {
@@ -137,7 +117,10 @@ pub(crate) async fn nats_setup(nats: &NatsArgs, queue: &QueueArgs) -> anyhow::Re
     topology::ensure(&js, &connect::topology(queue))
         .await
         .context("setting up JetStream")?;
-    println!("streams and the jobs bucket are in place on {}", nats.url);
+    println!(
+        "streams and the jobs bucket are in place on {}",
+        nats.url_or_default()
+    );
     Ok(())
 }
 
@@ -211,28 +194,23 @@ pub(crate) fn ingest_config(
 pub(crate) async fn ingest(home: &Home, args: IngestArgs) -> anyhow::Result<()> {
     let config = ingest_config(
         &args.intake,
-        &args.store,
-        &args.queue,
+        &args.shared.store,
+        &args.shared.queue,
         args.http_addr,
         &args.profile,
         args.max_pixels,
     )?;
-    let (client, store) = connect_stage(
-        home,
-        &args.nats,
-        &args.store,
-        &args.probes,
-        "pagefleet-ingest",
-        Arc::new(AtomicBool::new(true)),
-    )
-    .await?;
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.http_addr))?;
-    let deps = pagefleet_ingest::stage::Deps {
-        client,
-        store,
-        listener: Some(listener),
+    let launch = Launch {
+        ingest: Some(IngestLaunch {
+            config,
+            listener: Some(listener),
+            // The probe server, when configured, has the metrics.
+            metrics: false,
+        }),
+        ..launch(home, "pagefleet-ingest", &args.shared)?
     };
-    until_signal(pagefleet_ingest::stage::start(config, deps)).await
+    launch.start(home).await?.until_signal().await
 }

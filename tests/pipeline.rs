@@ -1286,7 +1286,7 @@ async fn a_fleet_upgraded_over_old_state_sets_it_right_and_keeps_it() {
     publish_pages(&js, "ended-job", &["pages/ended.png".into()]).await;
 
     let stages = in_process(&nats.url, store.clone(), |config| {
-        config.worker.heartbeat_interval = Duration::from_millis(500);
+        config.worker.as_mut().unwrap().config.heartbeat_interval = Duration::from_millis(500);
     })
     .await;
     // The bucket survives a restart now; the old consumer takes the bulk

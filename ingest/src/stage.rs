@@ -63,6 +63,9 @@ pub struct Deps {
     /// Where the HTTP API listens (bound by the caller, so tests can use
     /// port 0); `None` for no HTTP API.
     pub listener: Option<tokio::net::TcpListener>,
+    /// More routes on the HTTP API, answered without its token (serve's
+    /// `/metrics`).
+    pub routes: Option<axum::Router>,
 }
 
 /// Errors that stop the stage.
@@ -93,7 +96,10 @@ pub async fn run(
     let shutdown = shutdown.boxed().shared();
     let mut parts = tokio::task::JoinSet::new();
     if let Some(listener) = deps.listener {
-        let router = http::router(intake.clone(), deps.client.clone(), config.api.clone());
+        let mut router = http::router(intake.clone(), deps.client.clone(), config.api.clone());
+        if let Some(routes) = deps.routes {
+            router = router.merge(routes);
+        }
         let stop = shutdown.clone();
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, "HTTP API listening");

@@ -20,20 +20,20 @@ pub fn home() -> PathBuf {
 }
 
 /// The rasterizer, an OCR worker and the aggregator as tasks of this
-/// process, the way `pagefleet run` starts them, on `nats` and `store`, with
-/// the library's defaults as `tune` changes them. Returns once the models
-/// are loaded.
+/// process, launched the way `pagefleet run` launches them, on `nats` and
+/// `store`, with the library's defaults as `tune` changes them. Returns once
+/// the models are loaded.
 pub async fn in_process(
     nats: &str,
     store: Store,
-    tune: impl FnOnce(&mut pagefleet::local::LocalConfig),
-) -> pagefleet::local::Local {
+    tune: impl FnOnce(&mut pagefleet::launch::Launch),
+) -> pagefleet::launch::Launched {
     let home = pagefleet::home::Home::resolve(Some(&home()));
-    let mut config = pagefleet::local::LocalConfig::new(&home);
-    config.nats = Some(nats.to_owned());
-    config.store = Some(store);
-    tune(&mut config);
-    pagefleet::local::Local::start(&home, config).await.unwrap()
+    let mut launch = pagefleet::launch::Launch::pipeline(&home, "pagefleet-test");
+    launch.nats.url = Some(nats.to_owned());
+    launch.store = Some(store);
+    tune(&mut launch);
+    launch.start(&home).await.unwrap()
 }
 
 /// A nats-server with JetStream on a random port, storing in a temporary folder.
@@ -42,11 +42,12 @@ pub struct NatsServer {
     pub url: String,
     port: u16,
     store: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 /// Starts nats-server on `port` (0 for any), storing in `store`; returns it
 /// with the port it listens on.
-fn spawn_nats(store: &Path, port: u16) -> (Child, u16) {
+fn spawn_nats(store: &Path, port: u16, extra: &[String]) -> (Child, u16) {
     let port_arg = if port == 0 {
         "-1".to_owned()
     } else {
@@ -62,6 +63,7 @@ fn spawn_nats(store: &Path, port: u16) -> (Child, u16) {
             "--store_dir",
         ])
         .arg(store)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -80,13 +82,20 @@ fn spawn_nats(store: &Path, port: u16) -> (Child, u16) {
 
 impl NatsServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server with more flags (`--user`, `--pass`, ...).
+    pub fn start_with(extra: &[&str]) -> Self {
         let store = tempfile::tempdir().unwrap();
-        let (child, port) = spawn_nats(store.path(), 0);
+        let extra: Vec<String> = extra.iter().map(|&a| a.to_owned()).collect();
+        let (child, port) = spawn_nats(store.path(), 0, &extra);
         Self {
             child,
             url: format!("nats://127.0.0.1:{port}"),
             port,
             store,
+            extra,
         }
     }
 
@@ -98,7 +107,7 @@ impl NatsServer {
 
     /// Starts it again on the same port with the same store, after [`Self::stop`].
     pub fn start_again(&mut self) {
-        let (child, _) = spawn_nats(self.store.path(), self.port);
+        let (child, _) = spawn_nats(self.store.path(), self.port, &self.extra);
         self.child = child;
     }
 }

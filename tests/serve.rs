@@ -1,0 +1,309 @@
+//! `pagefleet serve` started as operators start the stage commands: against
+//! a NATS that asks for credentials, through a server list, with the stage
+//! flags and a probe address; its `/metrics`; and `doctor` and `watch`
+//! finding and checking it, against its own nats-server too. Real processes
+//! throughout: serve, the client commands and nats-server.
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns fail loudly by design
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::pipeline::{NatsServer, free_tcp_port, http_get};
+use common::root;
+
+/// One test at a time: each starts a model-loading serve.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A running `pagefleet serve`, stopped with SIGTERM on drop (killed
+/// outright it would leave its nats-server behind).
+struct Serve {
+    child: std::process::Child,
+    http_port: u16,
+    nats: String,
+}
+
+impl Serve {
+    /// Starts serve with `args` (its HTTP API on a port of its choosing)
+    /// and waits until it prints its addresses and the API answers.
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+            .args(["serve", "--http-addr", "127.0.0.1:0", "--slots", "1"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut http_port, mut nats) = (None, None);
+        while nats.is_none() {
+            let line = lines.next().expect("serve exited before serving").unwrap();
+            if let Some(rest) = line.trim().strip_prefix("HTTP API: http://127.0.0.1:") {
+                http_port = rest.split_whitespace().next().and_then(|p| p.parse().ok());
+            }
+            if let Some(url) = line.trim().strip_prefix("NATS:") {
+                nats = Some(url.trim().to_owned());
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        let serve = Self {
+            child,
+            http_port: http_port.expect("serve printed no HTTP address"),
+            nats: nats.unwrap(),
+        };
+        wait_for(Duration::from_secs(60), "serve's /healthz", || {
+            std::net::TcpStream::connect(("127.0.0.1", serve.http_port)).is_ok()
+                && http_get(serve.http_port, "/healthz").0 == 200
+        });
+        serve
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "serve did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.stop();
+        }
+    }
+}
+
+fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs a client command of pagefleet to its end.
+fn pagefleet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("PAGEFLEET_NATS_URL")
+        .env_remove("PAGEFLEET_DATA")
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// `pagefleet submit --wait` of the welcome document: the job's text.
+fn submit_welcome(serve: &Serve) -> String {
+    let welcome = root().join("examples/welcome.pdf");
+    let submitted = pagefleet(&[
+        "submit",
+        welcome.to_str().unwrap(),
+        "--wait",
+        "--api",
+        &serve.base(),
+    ]);
+    assert!(submitted.status.success(), "{}", text(&submitted));
+    let out = String::from_utf8_lossy(&submitted.stdout).to_lowercase();
+    assert!(
+        out.contains("pagefleet"),
+        "the welcome page was not read: {out}"
+    );
+    out
+}
+
+/// The value of a sample `name{labels}` (or `name` alone) in Prometheus
+/// text.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
+
+fn doctor(args: &[&str]) -> (bool, String) {
+    let mut all = vec!["doctor"];
+    all.extend_from_slice(args);
+    let output = pagefleet(&all);
+    (output.status.success(), text(&output))
+}
+
+#[test]
+fn serve_joins_a_secured_server_list_with_the_stage_flags_and_serves_metrics() {
+    let _serial = serial();
+    let nats = NatsServer::start_with(&["--user", "fleet", "--pass", "s3cret"]);
+    let data = tempfile::tempdir().unwrap();
+    // The first server of the list refuses connections: serve must take the
+    // list, not one URL, and go on to the next.
+    let dead = free_tcp_port();
+    let list = format!("nats://127.0.0.1:{dead},{}", nats.url);
+    let probes = free_tcp_port();
+    let probes_addr = format!("127.0.0.1:{probes}");
+    let mut serve = Serve::start(&[
+        "--nats",
+        &list,
+        "--nats-user",
+        "fleet",
+        "--nats-password",
+        "s3cret",
+        "--page-deadline",
+        "90",
+        "--pull-wait",
+        "2",
+        "--max-pages",
+        "40",
+        "--max-decode-pixels",
+        "200000000",
+        "--health-addr",
+        &probes_addr,
+        "--data",
+        data.path().to_str().unwrap(),
+    ]);
+    assert_eq!(serve.nats, list, "serve names the servers it was given");
+    submit_welcome(&serve);
+
+    // /metrics on the HTTP API and on the probe address: every stage's
+    // counters, from one process.
+    let (status, metrics) = http_get(serve.http_port, "/metrics");
+    assert_eq!(status, 200, "{metrics}");
+    assert_eq!(
+        sample(
+            &metrics,
+            "pagefleet_pages_processed_total{profile=\"fast\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "pagefleet_pages_rasterized_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "pagefleet_jobs_finished_total{status=\"success\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "pagefleet_ready{stage=\"serve\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    let (status, probed) = http_get(probes, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        probed.contains("pagefleet_pages_processed_total"),
+        "{probed}"
+    );
+    assert_eq!(http_get(probes, "/readyz"), (200, "ready\n".to_owned()));
+
+    // doctor with the same credentials passes, and checks the bucket
+    // events' stream and its consumer; without them it fails.
+    let creds = [
+        "--nats",
+        nats.url.as_str(),
+        "--nats-user",
+        "fleet",
+        "--nats-password",
+        "s3cret",
+        "--data",
+        data.path().to_str().unwrap(),
+    ];
+    let (ok, report) = doctor(&creds);
+    assert!(ok, "{report}");
+    assert!(report.contains("checks passed"), "{report}");
+    assert!(
+        report.contains("ok    consumer PAGEFLEET_BUCKET_EVENTS/ingest-bucket-events"),
+        "{report}"
+    );
+    let (ok, report) = doctor(&["--nats", &nats.url]);
+    assert!(!ok, "doctor passed without the credentials: {report}");
+    assert!(report.contains("FAIL  nats"), "{report}");
+
+    assert!(serve.stop().success());
+}
+
+#[test]
+fn doctor_and_watch_find_a_serve_by_its_data_folder() {
+    let _serial = serial();
+    let data = tempfile::tempdir().unwrap();
+    let folder = data.path().to_str().unwrap();
+    let mut serve = Serve::start(&["--data", folder]);
+    assert!(data.path().join("serve.json").is_file());
+
+    let submitted = pagefleet(&[
+        "submit",
+        root().join("examples/welcome.pdf").to_str().unwrap(),
+        "--api",
+        &serve.base(),
+    ]);
+    assert!(submitted.status.success(), "{}", text(&submitted));
+    let job_id = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    // No --nats: watch finds serve's private nats-server through the data
+    // folder and follows the job to its end.
+    let watched = pagefleet(&["watch", &job_id, "--data", folder]);
+    assert!(watched.status.success(), "{}", text(&watched));
+    assert!(text(&watched).contains("completed"), "{}", text(&watched));
+
+    // A healthy single-server deployment passes every check, its consumers
+    // included (a single server's consumers have no leader to report).
+    let (ok, report) = doctor(&["--data", folder]);
+    assert!(ok, "{report}");
+    assert!(
+        report.contains(&format!("the serve running on {folder}")),
+        "{report}"
+    );
+    assert!(!report.contains("FAIL"), "{report}");
+
+    // Once serve has stopped, watch says what it tried, within seconds.
+    assert!(serve.stop().success());
+    assert!(!data.path().join("serve.json").exists());
+    let started = Instant::now();
+    let watched = pagefleet(&["watch", "--data", folder]);
+    assert!(!watched.status.success());
+    let said = text(&watched);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "watch took {:?}",
+        started.elapsed()
+    );
+    assert!(said.contains("no NATS to watch: tried"), "{said}");
+    assert!(said.contains("no serve found"), "{said}");
+    assert!(Path::new(folder).is_dir());
+}
