@@ -7,35 +7,20 @@ mod common;
 
 use std::io::Cursor;
 use std::path::Path;
-use std::process::{Command, Output};
 
-use common::{Score, root};
-
-fn command(args: &[&std::ffi::OsStr]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pagefleet"));
-    command.args(args);
-    command
-}
-
-fn pagefleet(args: &[&std::ffi::OsStr]) -> Output {
-    command(args).output().expect("run pagefleet")
-}
+use common::{Ran, Score, pagefleet, pagefleet_command, root};
 
 /// The run succeeded and read the quick-start document into `out` within 1%
 /// CER of its truth.
-fn assert_reads_welcome(run: &Output, out: &Path) {
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+fn assert_reads_welcome(run: &Ran, out: &Path) {
+    assert!(run.status.success(), "{}", run.stderr);
     let text = std::fs::read_to_string(out.join("welcome/001.txt")).unwrap();
     let truth = std::fs::read_to_string(root().join("examples/welcome.txt")).unwrap();
     let s = Score::page(&text, &truth);
     assert!(s.cer() <= 0.01, "CER {:.4}:\n{text}", s.cer());
 }
 
-fn ocr(files: &[&Path], out: &Path) -> Output {
+fn ocr(files: &[&Path], out: &Path) -> Ran {
     let mut args: Vec<&std::ffi::OsStr> = vec!["ocr".as_ref(), "--out".as_ref(), out.as_ref()];
     args.extend(files.iter().map(|f| f.as_os_str()));
     pagefleet(&args)
@@ -50,7 +35,7 @@ fn quick_start_document_reads_back_its_text() {
     let out = tempfile::tempdir().unwrap();
     let run = ocr(&[&root().join("examples/welcome.pdf")], out.path());
     assert_reads_welcome(&run, out.path());
-    assert!(String::from_utf8_lossy(&run.stdout).contains("Welcome to pagefleet"));
+    assert!(run.stdout.contains("Welcome to pagefleet"));
     let result = json(&out.path().join("welcome/result.json"));
     assert_eq!(result["metrics"]["total_pages"], 1);
     assert_eq!(result["pages"][0]["status"], "ok");
@@ -91,11 +76,7 @@ fn an_oversized_image_is_scaled_into_the_budget() {
     std::fs::write(&file, bytes).unwrap();
     let out = dir.path().join("out");
     let run = ocr(&[&file], &out);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert!(run.status.success(), "{}", run.stderr);
     let page = &json(&out.join("large/result.json"))["pages"][0];
     let (w, h) = (
         page["width"].as_u64().unwrap(),
@@ -123,7 +104,7 @@ fn a_missing_runtime_names_the_files_and_the_fix() {
         root().join("examples/welcome.pdf").as_os_str(),
     ]);
     assert_eq!(run.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let stderr = &run.stderr;
     assert!(
         stderr.contains("libpdfium.so") && stderr.contains("scripts/bootstrap"),
         "{stderr}"
@@ -156,11 +137,7 @@ fn an_upside_down_page_is_turned_by_either_classifier() {
         args.extend(flags.iter().map(|f| std::ffi::OsStr::new(*f)));
         args.push(file.as_os_str());
         let run = pagefleet(&args);
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        assert!(run.status.success(), "{}", run.stderr);
         let text = std::fs::read_to_string(out.join("turned/001.txt")).unwrap();
         (
             Score::page(&text, &truth),
@@ -210,12 +187,8 @@ fn the_main_command_takes_a_document_through_the_whole_pipeline() {
         "--format".as_ref(),
         "md,hocr,alto".as_ref(),
     ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", run.stderr);
+    let stdout = &run.stdout;
     assert!(
         stdout.contains("==> welcome page 1 <==") && stdout.contains("Welcome to pagefleet"),
         "{stdout}"
@@ -238,11 +211,7 @@ fn the_main_command_takes_a_document_through_the_whole_pipeline() {
     assert_eq!(result["metrics"]["status"], "success");
     assert_eq!(result["metrics"]["total_pages"], 1);
     // Standard error is a pipe here: no colour codes in the logs.
-    assert!(
-        !String::from_utf8_lossy(&run.stderr).contains('\u{1b}'),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert!(!run.stderr.contains('\u{1b}'), "{}", run.stderr);
     let md = std::fs::read_to_string(out.join("welcome/combined.md")).unwrap();
     assert!(md.contains("\n# Welcome to pagefleet\n"), "{md}");
 
@@ -330,7 +299,7 @@ fn gpu_providers_without_the_feature_are_a_clear_error() {
             welcome.as_os_str(),
         ]);
         assert!(!run.status.success(), "{provider}");
-        let stderr = String::from_utf8_lossy(&run.stderr);
+        let stderr = &run.stderr;
         assert!(stderr.contains(&format!("no {name} support")), "{stderr}");
         assert!(stderr.contains("--features cuda"), "{stderr}");
     }
@@ -343,14 +312,16 @@ fn gpu_providers_without_the_feature_are_a_clear_error() {
 fn a_temporary_folder_that_cannot_be_written_costs_no_page() {
     let out = tempfile::tempdir().unwrap();
     let welcome = root().join("examples/welcome.pdf");
-    let run = command(&[
-        "ocr".as_ref(),
-        "--out".as_ref(),
-        out.path().as_os_str(),
-        welcome.as_os_str(),
-    ])
-    .env("TMPDIR", out.path().join("missing"))
-    .output()
-    .unwrap();
+    let run: Ran = pagefleet_command()
+        .args([
+            "ocr".as_ref(),
+            "--out".as_ref(),
+            out.path().as_os_str(),
+            welcome.as_os_str(),
+        ])
+        .env("TMPDIR", out.path().join("missing"))
+        .output()
+        .unwrap()
+        .into();
     assert_reads_welcome(&run, out.path());
 }

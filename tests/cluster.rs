@@ -139,7 +139,7 @@ impl Drop for Cluster {
 fn set_up(urls: &str) {
     let start = Instant::now();
     loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        let out = common::pagefleet_command()
             .args(["nats", "setup", "--replicas", "3", "--nats", urls])
             .env("RUST_LOG", "warn")
             .output()
@@ -475,7 +475,7 @@ fn doctor_until(urls: &str, want_ok: bool) -> String {
     let store = tempfile::tempdir().unwrap();
     let start = Instant::now();
     loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        let out = common::pagefleet_command()
             .arg("--home")
             .arg(home())
             .args(["doctor", "--nats", urls, "--store"])

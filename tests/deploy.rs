@@ -10,7 +10,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::root;
 use pagefleet_schemas::names;
@@ -20,10 +19,7 @@ use serde_norway::Value;
 /// The `PAGEFLEET_*` variables one command reads, from its `--help`.
 fn env_of(command: &str) -> BTreeSet<String> {
     let args: Vec<&str> = command.split(' ').chain(["--help"]).collect();
-    let output = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
-        .args(&args)
-        .output()
-        .unwrap();
+    let output = common::pagefleet_command().args(&args).output().unwrap();
     assert!(output.status.success(), "pagefleet {command} --help failed");
     let help = String::from_utf8_lossy(&output.stdout);
     let env = Regex::new(r"\[env: ([A-Z0-9_]+)").unwrap();
@@ -33,10 +29,7 @@ fn env_of(command: &str) -> BTreeSet<String> {
 /// Flags one command takes, from its `--help`.
 fn flags_of(command: &str) -> BTreeSet<String> {
     let args: Vec<&str> = command.split(' ').chain(["--help"]).collect();
-    let output = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
-        .args(&args)
-        .output()
-        .unwrap();
+    let output = common::pagefleet_command().args(&args).output().unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
     let flag = Regex::new(r"(--[a-z0-9-]+)").unwrap();
     flag.captures_iter(&help).map(|c| c[1].to_owned()).collect()
@@ -454,7 +447,7 @@ fn kubernetes_manifests_match_the_code() {
     // The GPU overlay asks for a provider the worker knows.
     let gpu =
         std::fs::read_to_string(root().join("deploy/overlays/gpu/ocr-worker-gpu.yaml")).unwrap();
-    let help = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+    let help = common::pagefleet_command()
         .args(["ocr-worker", "--help"])
         .output()
         .unwrap();
@@ -625,16 +618,16 @@ fn the_dashboard_and_the_alerts_use_metrics_the_stages_serve() {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
-    let submitted = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
-        .args(["submit", "--wait", "--api", &format!("http://{http_addr}")])
-        .arg(root().join("examples/welcome.pdf"))
-        .output()
-        .unwrap();
-    assert!(
-        submitted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&submitted.stderr)
-    );
+    let api = format!("http://{http_addr}");
+    let welcome = root().join("examples/welcome.pdf");
+    let submitted = common::pagefleet(&[
+        "submit".as_ref(),
+        "--wait".as_ref(),
+        "--api".as_ref(),
+        api.as_ref(),
+        welcome.as_os_str(),
+    ]);
+    assert!(submitted.status.success(), "{}", submitted.stderr);
     let mut served: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
     for (stage, port) in &probes {
         let (code, text) = http_get(*port, "/metrics");

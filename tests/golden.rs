@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{Score, samples};
 
@@ -29,7 +28,7 @@ const LAYOUT_MIN_BOW_F1: f64 = 0.966;
 const TWO_COLUMN_SLACK: f64 = 0.015;
 
 fn ocr(files: &[&Path], out: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+    common::pagefleet_command()
         .arg("ocr")
         .args(files)
         .arg("--out")
@@ -45,12 +44,7 @@ fn read(path: &Path) -> String {
 #[test]
 fn default_profile_matches_the_ground_truth() {
     let samples = samples();
-    let docs = [
-        "gnuplot-manual",
-        "ltnews34",
-        "octave-manual",
-        "texlive-guide-pl",
-    ];
+    let docs = common::SAMPLE_PDFS;
     let files: Vec<_> = docs
         .iter()
         .map(|d| samples.join(format!("{d}.pdf")))

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use common::pipeline::{
-    NatsServer, SeaweedFs, StageProcess, connect, free_tcp_port, home, local_store, stream_len,
+    NatsServer, SeaweedFs, StageProcess, connect, free_tcp_port, local_store, stream_len,
     wait_final,
 };
-use common::root;
+use common::{pagefleet, root};
 use futures::StreamExt;
 use pagefleet_schemas::messages::JobStatus;
 use pagefleet_schemas::{names, store};
@@ -767,20 +767,6 @@ async fn http_api_every_endpoint() {
     drop(stages);
 }
 
-/// Runs a pagefleet command to completion: exit code and standard output.
-fn pagefleet(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 const NATS_CLIENT: &str = r#"
 import asyncio, json, sys
 import nats
@@ -830,19 +816,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 
 /// Runs the independent NATS client (nats-py, from its wheel) against `url`.
 fn nats_py(url: &str, key: &str) -> Value {
-    let wheel = home().join("python/nats_py-2.16.0-py3-none-any.whl");
-    assert!(wheel.is_file(), "nats-py missing: run scripts/bootstrap");
-    let output = Command::new("python3")
-        .args(["-c", NATS_CLIENT, url, key])
-        .env("PYTHONPATH", &wheel)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "nats-py client failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    common::python_json("nats_py-2.16.0-py3-none-any.whl", NATS_CLIENT, &[url, key])
 }
 
 /// `pagefleet serve`, stopped with SIGTERM however the test ends: killed
@@ -875,7 +849,7 @@ async fn serve_with_the_client_cli_and_nats_py() {
     let port = free_tcp_port();
     let addr = format!("127.0.0.1:{port}");
     let mut serve = Serve(
-        Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        common::pagefleet_command()
             .args(["serve", "--http-addr", &addr, "--slots", "1", "--data"])
             .arg(data.path())
             .env("RUST_LOG", "warn")
@@ -900,34 +874,33 @@ async fn serve_with_the_client_cli_and_nats_py() {
 
     // `pagefleet submit --wait` prints the text once the job is done.
     let welcome_path = root().join("examples/welcome.pdf");
-    let (code, stdout, stderr) = pagefleet(&[
+    let waited = pagefleet(&[
         "submit",
         welcome_path.to_str().unwrap(),
         "--wait",
         "--api",
         &base,
     ]);
-    assert_eq!(code, 0, "{stderr}");
-    assert!(reads_welcome(&stdout), "{stdout}");
-    let (code, job_id, stderr) =
-        pagefleet(&["submit", welcome_path.to_str().unwrap(), "--api", &base]);
-    assert_eq!(code, 0, "{stderr}");
-    let job_id = job_id.trim().to_owned();
+    assert_eq!(waited.code(), 0, "{}", waited.stderr);
+    assert!(reads_welcome(&waited.stdout), "{}", waited.stdout);
+    let submitted = pagefleet(&["submit", welcome_path.to_str().unwrap(), "--api", &base]);
+    assert_eq!(submitted.code(), 0, "{}", submitted.stderr);
+    let job_id = submitted.stdout.trim().to_owned();
     assert!(names::valid_job_id(&job_id), "{job_id}");
     // `pagefleet watch JOB` follows it to completion over NATS.
-    let (code, watched, stderr) = pagefleet(&["watch", &job_id, "--nats", &nats_url]);
-    assert_eq!(code, 0, "{stderr}");
-    assert!(watched.contains("completed"), "{watched}");
-    let (code, status, _) = pagefleet(&["status", &job_id, "--api", &base]);
-    assert_eq!(code, 0);
-    let status: Value = serde_json::from_str(&status).unwrap();
+    let watched = pagefleet(&["watch", &job_id, "--nats", &nats_url]);
+    assert_eq!(watched.code(), 0, "{}", watched.stderr);
+    assert!(watched.stdout.contains("completed"), "{}", watched.stdout);
+    let status = pagefleet(&["status", &job_id, "--api", &base]);
+    assert_eq!(status.code(), 0);
+    let status: Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(status["status"], "success", "{status}");
-    let (code, markdown, _) = pagefleet(&["result", &job_id, "--format", "md", "--api", &base]);
-    assert_eq!(code, 0);
-    assert!(reads_welcome(&markdown), "{markdown}");
-    let (code, _, stderr) = pagefleet(&["status", "no-such-job", "--api", &base]);
-    assert_ne!(code, 0);
-    assert!(stderr.contains("404"), "{stderr}");
+    let markdown = pagefleet(&["result", &job_id, "--format", "md", "--api", &base]);
+    assert_eq!(markdown.code(), 0);
+    assert!(reads_welcome(&markdown.stdout), "{}", markdown.stdout);
+    let missing = pagefleet(&["status", "no-such-job", "--api", &base]);
+    assert_ne!(missing.code(), 0);
+    assert!(missing.stderr.contains("404"), "{}", missing.stderr);
 
     // NATS submission of an object in the store, by an independent client.
     let objects = data.path().join("objects/inbox");
@@ -1412,7 +1385,7 @@ async fn the_web_page_in_a_real_browser() {
     let port = free_tcp_port();
     let addr = format!("127.0.0.1:{port}");
     let _serve = Serve(
-        Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        common::pagefleet_command()
             .args([
                 "serve",
                 "--http-addr",

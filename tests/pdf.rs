@@ -11,7 +11,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use common::pipeline::home;
 use common::{Score, root, samples};
@@ -37,37 +36,14 @@ for page in pypdf.PdfReader(sys.argv[1]).pages:
     pages.append({"size": [float(box.width), float(box.height)], "text": text, "words": ops})
 print(json.dumps(pages))
 "#;
-    let wheel = home().join("python/pypdf-5.9.0-py3-none-any.whl");
-    assert!(
-        wheel.is_file(),
-        "{} missing: run scripts/bootstrap",
-        wheel.display()
-    );
-    let out = Command::new("python3")
-        .env("PYTHONPATH", &wheel)
-        .args(["-c", SCRIPT])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+    let pages = common::python_json("pypdf-5.9.0-py3-none-any.whl", SCRIPT, &[file]);
+    serde_json::from_value(pages).unwrap()
 }
 
 /// Runs `pagefleet ARGS...`, which must succeed.
-fn pagefleet(args: &[&std::ffi::OsStr]) {
-    let run = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+fn run_ok(args: &[&std::ffi::OsStr]) {
+    let run = common::pagefleet(args);
+    assert!(run.status.success(), "{}", run.stderr);
 }
 
 /// A document's result.json in an output folder.
@@ -205,7 +181,7 @@ fn a_scan_and_an_image_come_back_as_searchable_pdfs() {
 
     let out = dir.path().join("out");
     let data = dir.path().join("data");
-    pagefleet(&[
+    run_ok(&[
         "run".as_ref(),
         "--format".as_ref(),
         "pdf,txt".as_ref(),
@@ -277,7 +253,7 @@ fn pages_with_text_are_taken_as_they_are_or_skipped() {
     // the second page is read.
     let out = dir.path().join("use");
     let data = dir.path().join("data");
-    pagefleet(&[
+    run_ok(&[
         "run".as_ref(),
         "--text-layer".as_ref(),
         "use".as_ref(),
@@ -343,7 +319,7 @@ fn pages_with_text_are_taken_as_they_are_or_skipped() {
 
     // `skip`, with `pagefleet ocr`: the first page is left out, and says so.
     let out = dir.path().join("skip");
-    pagefleet(&[
+    run_ok(&[
         "ocr".as_ref(),
         "--text-layer".as_ref(),
         "skip".as_ref(),

@@ -10,11 +10,11 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::pipeline::{NatsServer, free_tcp_port, http_get};
-use common::root;
+use common::{pagefleet, pagefleet_command, root, wait_until};
 
 /// One test at a time: each starts a model-loading serve.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -37,7 +37,7 @@ impl Serve {
     /// Starts serve with `args` (its HTTP API on a port of its choosing)
     /// and waits until it prints its addresses and the API answers.
     fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+        let mut child = pagefleet_command()
             .args(["serve", "--http-addr", "127.0.0.1:0", "--slots", "1"])
             .args(args)
             .env("RUST_LOG", "warn")
@@ -61,7 +61,7 @@ impl Serve {
             http_port: http_port.expect("serve printed no HTTP address"),
             nats: nats.unwrap(),
         };
-        wait_for(Duration::from_secs(60), "serve's /healthz", || {
+        wait_until(Duration::from_secs(60), "serve's /healthz", || {
             std::net::TcpStream::connect(("127.0.0.1", serve.http_port)).is_ok()
                 && http_get(serve.http_port, "/healthz").0 == 200
         });
@@ -99,33 +99,6 @@ impl Drop for Serve {
     }
 }
 
-fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Runs a client command of pagefleet to its end.
-fn pagefleet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pagefleet"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("PAGEFLEET_NATS_URL")
-        .env_remove("PAGEFLEET_DATA")
-        .output()
-        .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 /// `pagefleet submit --wait` of the welcome document: the job's text.
 fn submit_welcome(serve: &Serve) -> String {
     let welcome = root().join("examples/welcome.pdf");
@@ -136,8 +109,8 @@ fn submit_welcome(serve: &Serve) -> String {
         "--api",
         &serve.base(),
     ]);
-    assert!(submitted.status.success(), "{}", text(&submitted));
-    let out = String::from_utf8_lossy(&submitted.stdout).to_lowercase();
+    assert!(submitted.status.success(), "{}", submitted.said());
+    let out = submitted.stdout.to_lowercase();
     assert!(
         out.contains("pagefleet"),
         "the welcome page was not read: {out}"
@@ -157,8 +130,8 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 fn doctor(args: &[&str]) -> (bool, String) {
     let mut all = vec!["doctor"];
     all.extend_from_slice(args);
-    let output = pagefleet(&all);
-    (output.status.success(), text(&output))
+    let ran = pagefleet(&all);
+    (ran.status.success(), ran.said())
 }
 
 #[test]
@@ -273,13 +246,13 @@ fn doctor_and_watch_find_a_serve_by_its_data_folder() {
         "--api",
         &serve.base(),
     ]);
-    assert!(submitted.status.success(), "{}", text(&submitted));
-    let job_id = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    assert!(submitted.status.success(), "{}", submitted.said());
+    let job_id = submitted.stdout.trim().to_owned();
     // No --nats: watch finds serve's private nats-server through the data
     // folder and follows the job to its end.
     let watched = pagefleet(&["watch", &job_id, "--data", folder]);
-    assert!(watched.status.success(), "{}", text(&watched));
-    assert!(text(&watched).contains("completed"), "{}", text(&watched));
+    assert!(watched.status.success(), "{}", watched.said());
+    assert!(watched.stdout.contains("completed"), "{}", watched.said());
 
     // A healthy single-server deployment passes every check, its consumers
     // included (a single server's consumers have no leader to report).
@@ -297,7 +270,7 @@ fn doctor_and_watch_find_a_serve_by_its_data_folder() {
     let started = Instant::now();
     let watched = pagefleet(&["watch", "--data", folder]);
     assert!(!watched.status.success());
-    let said = text(&watched);
+    let said = watched.said();
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "watch took {:?}",

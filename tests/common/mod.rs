@@ -4,7 +4,10 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
 
 use regex::Regex;
 use unicode_normalization::UnicodeNormalization;
@@ -12,6 +15,93 @@ use unicode_normalization::UnicodeNormalization;
 /// The checkout's root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// This build's `pagefleet`, to give arguments and run as the test likes.
+pub fn pagefleet_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pagefleet"))
+}
+
+/// What a `pagefleet` command that ran to its end said.
+#[derive(Debug)]
+pub struct Ran {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Its exit code (-1 when a signal ended it).
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+
+    /// Standard output and standard error, for a failing assertion.
+    pub fn said(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+impl From<std::process::Output> for Ran {
+    fn from(output: std::process::Output) -> Self {
+        Self {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs this build's `pagefleet` with `args` to its end.
+pub fn pagefleet<S: AsRef<OsStr>>(args: &[S]) -> Ran {
+    pagefleet_command()
+        .args(args)
+        .output()
+        .expect("run pagefleet")
+        .into()
+}
+
+/// Waits until `done` holds, looking every 100 ms; fails the test, naming
+/// `what`, once `limit` has passed.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The sample PDFs (in [`samples`]) that the end-to-end tests read.
+pub const SAMPLE_PDFS: [&str; 4] = [
+    "gnuplot-manual",
+    "ltnews34",
+    "octave-manual",
+    "texlive-guide-pl",
+];
+
+/// Runs a Python `script` with `args` and one wheel the bootstrap installed
+/// (`.pagefleet/python/<wheel>`) on its path; it must succeed. Its
+/// standard output, read as JSON.
+pub fn python_json<S: AsRef<OsStr>>(wheel: &str, script: &str, args: &[S]) -> serde_json::Value {
+    let wheel = pipeline::home().join("python").join(wheel);
+    assert!(
+        wheel.is_file(),
+        "{} missing: run scripts/bootstrap",
+        wheel.display()
+    );
+    let output = Command::new("python3")
+        .env("PYTHONPATH", &wheel)
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .expect("run python3");
+    assert!(
+        output.status.success(),
+        "python3 with {} failed: {}",
+        wheel.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the script's output is JSON")
 }
 
 /// The sample documents with ground truth: `PAGEFLEET_SAMPLES`, else the
