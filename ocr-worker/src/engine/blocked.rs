@@ -16,7 +16,7 @@
 //! recognizer's time and 1.5-7% off the detector's, with outputs identical
 //! to the bit.
 
-use super::head::{
+use super::wire::{
     ATTRIBUTE_I, ATTRIBUTE_NAME, Edit, GRAPH_NODE, GRAPH_OUTPUT, MODEL_GRAPH, NODE_ATTRIBUTE,
     NODE_INPUT, NODE_NAME, NODE_OP_TYPE, NODE_OUTPUT, VALUE_INFO_NAME, fields, put_bytes, rewrite,
     varint,

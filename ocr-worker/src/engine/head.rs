@@ -1,7 +1,7 @@
 //! Edits of a recognizer's output: its output layer cut to the characters of
 //! one script, and a summary of each timestep as its only output
-//! ([`summarize_steps`]); and the ONNX wire-format reading and writing the
-//! engine's model edits share.
+//! ([`summarize_steps`]). The wire format they edit is [`super::wire`]'s;
+//! the scripts are [`super::script`]'s.
 //!
 //! PP-OCR's recognizers end in one linear layer and a softmax over every
 //! symbol of their dictionary: 6,906 classes for PP-OCRv6 tiny, 18,710 for
@@ -17,68 +17,10 @@
 //! layer (the only `[features, classes]` weight and `[classes]` bias), drops
 //! the graph's recorded intermediate shapes (ONNX Runtime infers them again)
 //! and the output's shape.
-
-use std::str::FromStr;
-
 use prost::bytes::Buf;
-use prost::encoding::{WireType, decode_key, decode_varint, encode_key, encode_varint};
+use prost::encoding::{WireType, decode_varint, encode_key, encode_varint};
 
-/// Which characters a recognizer's output layer keeps.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Script {
-    /// Every class of the model's dictionary.
-    #[default]
-    All,
-    /// Latin letters (with Vietnamese and the IPA), Greek for formulas,
-    /// digits, punctuation and the common symbols: what European-language
-    /// documents are written in.
-    Latin,
-}
-
-impl Script {
-    /// The name used in profile names and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::All => "all",
-            Self::Latin => "latin",
-        }
-    }
-
-    /// Whether `symbol` (one dictionary entry) is written in this script.
-    pub fn keeps(self, symbol: &str) -> bool {
-        match self {
-            Self::All => true,
-            Self::Latin => symbol.chars().all(latin),
-        }
-    }
-}
-
-impl FromStr for Script {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "all" => Ok(Self::All),
-            "latin" => Ok(Self::Latin),
-            other => Err(format!("unknown script {other:?}; expected all or latin")),
-        }
-    }
-}
-
-/// Characters of Latin-script text. Full-width forms (U+FF00 block) and CJK
-/// punctuation are left out on purpose: they are how a CJK dictionary spells
-/// Latin letters, and the look-alikes they are in Latin text.
-fn latin(c: char) -> bool {
-    matches!(c as u32,
-        0x20..=0x7E           // ASCII
-        | 0xA0..=0x24F        // Latin-1, Latin Extended-A and -B
-        | 0x250..=0x2FF       // IPA, spacing modifier letters
-        | 0x370..=0x3FF       // Greek, for formulas and units
-        | 0x1E00..=0x1EFF     // Latin Extended Additional (Vietnamese)
-        | 0x2000..=0x2BFF     // punctuation, super- and subscripts, currency,
-                              // letterlike, number forms, arrows, mathematics,
-                              // technical, enclosed, box, geometric, symbols
-        | 0xFB00..=0xFB06) // Latin ligatures
-}
+use super::wire::*;
 
 /// Cuts the output layer of the ONNX model `model` (a `[features, classes]`
 /// weight and a `[classes]` bias feeding the output) to the classes `keep`,
@@ -293,79 +235,6 @@ fn summarize_graph(graph: &[u8], space: usize) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// A `[1]` int64 `TensorProto`.
-fn int64_vector(name: &str, value: i64) -> Vec<u8> {
-    let mut t = Vec::new();
-    encode_key(TENSOR_DIMS, WireType::Varint, &mut t);
-    encode_varint(1, &mut t);
-    encode_key(TENSOR_DATA_TYPE, WireType::Varint, &mut t);
-    encode_varint(INT64, &mut t);
-    put_bytes(TENSOR_NAME, name.as_bytes(), &mut t);
-    put_bytes(TENSOR_RAW_DATA, &value.to_le_bytes(), &mut t);
-    t
-}
-
-/// A `NodeProto` of the default domain.
-fn node(op: &str, inputs: &[&str], output: &str, attributes: &[Vec<u8>]) -> Vec<u8> {
-    let mut n = Vec::new();
-    for input in inputs {
-        put_bytes(NODE_INPUT, input.as_bytes(), &mut n);
-    }
-    put_bytes(NODE_OUTPUT, output.as_bytes(), &mut n);
-    put_bytes(NODE_NAME, format!("{output}.{op}").as_bytes(), &mut n);
-    put_bytes(NODE_OP_TYPE, op.as_bytes(), &mut n);
-    for a in attributes {
-        put_bytes(NODE_ATTRIBUTE, a, &mut n);
-    }
-    n
-}
-
-/// An `AttributeProto` holding one integer.
-fn int_attribute(name: &str, value: i64) -> Vec<u8> {
-    let mut a = Vec::new();
-    put_bytes(ATTRIBUTE_NAME, name.as_bytes(), &mut a);
-    encode_key(ATTRIBUTE_I, WireType::Varint, &mut a);
-    encode_varint(value as u64, &mut a);
-    encode_key(ATTRIBUTE_TYPE, WireType::Varint, &mut a);
-    encode_varint(ATTRIBUTE_INT, &mut a);
-    a
-}
-
-// Field numbers of onnx.proto.
-pub(super) const MODEL_GRAPH: u32 = 7;
-const MODEL_OPSET_IMPORT: u32 = 8;
-const OPSET_DOMAIN: u32 = 1;
-const OPSET_VERSION: u32 = 2;
-pub(super) const GRAPH_NODE: u32 = 1;
-pub(super) const NODE_INPUT: u32 = 1;
-pub(super) const NODE_OUTPUT: u32 = 2;
-pub(super) const NODE_NAME: u32 = 3;
-pub(super) const NODE_OP_TYPE: u32 = 4;
-pub(super) const NODE_ATTRIBUTE: u32 = 5;
-pub(super) const ATTRIBUTE_NAME: u32 = 1;
-pub(super) const ATTRIBUTE_I: u32 = 3;
-const ATTRIBUTE_TYPE: u32 = 20;
-const ATTRIBUTE_INT: u64 = 2;
-pub(super) const VALUE_INFO_NAME: u32 = 1;
-const TYPE_TENSOR_ELEM_TYPE: u32 = 1;
-const TENSOR_NAME: u32 = 8;
-const INT64: u64 = 7;
-const GRAPH_INITIALIZER: u32 = 5;
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-const GRAPH_INPUT: u32 = 11;
-pub(super) const GRAPH_OUTPUT: u32 = 12;
-const GRAPH_VALUE_INFO: u32 = 13;
-const VALUE_INFO_TYPE: u32 = 2;
-const TYPE_TENSOR: u32 = 1;
-const TENSOR_TYPE_SHAPE: u32 = 2;
-const TENSOR_DIMS: u32 = 1;
-const TENSOR_DATA_TYPE: u32 = 2;
-const TENSOR_FLOAT_DATA: u32 = 4;
-const TENSOR_RAW_DATA: u32 = 9;
-const TENSOR_EXTERNAL_DATA: u32 = 13;
-const TENSOR_DATA_LOCATION: u32 = 14;
-const FLOAT: u64 = 1;
-
 #[derive(Default)]
 struct Found {
     weights: usize,
@@ -410,20 +279,6 @@ fn without_shape(value_info: &[u8]) -> Result<Vec<u8>, String> {
             )
         }),
     )
-}
-
-type Inner<'a> = &'a dyn Fn(&[u8]) -> Result<Vec<u8>, String>;
-
-/// `msg` with the content of field `number` rewritten by `inner`, or the
-/// field dropped without one.
-fn edit_field(msg: &[u8], number: u32, inner: Option<Inner<'_>>) -> Result<Vec<u8>, String> {
-    rewrite(msg, &mut |f| {
-        Ok(match (f.number == number, inner) {
-            (false, _) => Edit::Keep,
-            (true, None) => Edit::Drop,
-            (true, Some(inner)) => Edit::Replace(inner(f.payload)?),
-        })
-    })
 }
 
 /// The tensor cut to `keep` along its last axis when it is a `[rows,
@@ -501,97 +356,6 @@ fn cut_tensor(
     }
     put_bytes(TENSOR_RAW_DATA, &raw, &mut out);
     Ok(Some((out, rows)))
-}
-
-/// One field of a protobuf message.
-pub(super) struct Field<'a> {
-    pub(super) number: u32,
-    wire: WireType,
-    /// The whole field, key included.
-    pub(super) raw: &'a [u8],
-    /// A length-delimited field's content, or a scalar's bytes.
-    pub(super) payload: &'a [u8],
-}
-
-pub(super) enum Edit {
-    Keep,
-    Drop,
-    /// New content for a length-delimited field.
-    Replace(Vec<u8>),
-    /// Whole fields, keys included, in the field's place.
-    Raw(Vec<u8>),
-}
-
-/// The message's fields in order.
-pub(super) fn fields(msg: &[u8]) -> Result<Vec<Field<'_>>, String> {
-    let bad = |e: prost::DecodeError| format!("not an ONNX model: {e}");
-    let mut out = Vec::new();
-    let mut rest = msg;
-    while rest.has_remaining() {
-        let start = msg.len() - rest.len();
-        let (number, wire) = decode_key(&mut rest).map_err(bad)?;
-        let head = msg.len() - rest.len();
-        let (from, to) = match wire {
-            WireType::Varint => {
-                decode_varint(&mut rest).map_err(bad)?;
-                (head, msg.len() - rest.len())
-            }
-            WireType::SixtyFourBit | WireType::ThirtyTwoBit => {
-                let n = if wire == WireType::SixtyFourBit { 8 } else { 4 };
-                if rest.len() < n {
-                    return Err("not an ONNX model: truncated field".into());
-                }
-                rest.advance(n);
-                (head, head + n)
-            }
-            WireType::LengthDelimited => {
-                let len = decode_varint(&mut rest).map_err(bad)? as usize;
-                if rest.len() < len {
-                    return Err("not an ONNX model: truncated field".into());
-                }
-                let from = msg.len() - rest.len();
-                rest.advance(len);
-                (from, from + len)
-            }
-            WireType::StartGroup | WireType::EndGroup => {
-                return Err("not an ONNX model: protobuf groups".into());
-            }
-        };
-        out.push(Field {
-            number,
-            wire,
-            raw: &msg[start..to],
-            payload: &msg[from..to],
-        });
-    }
-    Ok(out)
-}
-
-/// The message with each field kept, dropped or given new content by `edit`.
-pub(super) fn rewrite(
-    msg: &[u8],
-    edit: &mut dyn FnMut(&Field<'_>) -> Result<Edit, String>,
-) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(msg.len());
-    for field in fields(msg)? {
-        match edit(&field)? {
-            Edit::Keep => out.extend_from_slice(field.raw),
-            Edit::Drop => {}
-            Edit::Replace(content) => put_bytes(field.number, &content, &mut out),
-            Edit::Raw(fields) => out.extend_from_slice(&fields),
-        }
-    }
-    Ok(out)
-}
-
-pub(super) fn put_bytes(number: u32, content: &[u8], out: &mut Vec<u8>) {
-    encode_key(number, WireType::LengthDelimited, out);
-    encode_varint(content.len() as u64, out);
-    out.extend_from_slice(content);
-}
-
-pub(super) fn varint(mut bytes: &[u8]) -> Result<u64, String> {
-    decode_varint(&mut bytes).map_err(|e| format!("not an ONNX model: {e}"))
 }
 
 #[cfg(test)]
@@ -884,20 +648,5 @@ mod tests {
         let model = message(&[(MODEL_GRAPH, graph)]);
         assert_eq!(graph_inputs(&model).unwrap(), ["x", "y"]);
         assert!(graph_inputs(&message(&[(1, b"no graph".to_vec())])).is_err());
-    }
-
-    #[test]
-    fn latin_keeps_european_text_and_drops_cjk_and_full_width_forms() {
-        for s in [
-            "a", "Z", "ą", "ł", "ß", "é", "ư", "α", "Ω", "–", "„", "€", "±", "→", "ﬁ", "½",
-        ] {
-            assert!(Script::Latin.keeps(s), "{s}");
-        }
-        for s in ["中", "の", "한", "Ａ", "，", "。", "ж"] {
-            assert!(!Script::Latin.keeps(s), "{s}");
-            assert!(Script::All.keeps(s));
-        }
-        assert_eq!("latin".parse::<Script>(), Ok(Script::Latin));
-        assert!("cyrillic".parse::<Script>().is_err());
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::det::{DetParams, Normalization, SideLimit};
-use super::head::Script;
+use super::script::Script;
 
 /// A named set of models shipped by the bootstrap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -4,8 +4,8 @@
 use image::RgbImage;
 use ndarray::{Array4, ArrayView2};
 
-use super::head::Script;
 use super::pixels::{Planes, resize};
+use super::script::Script;
 
 /// Resizes each line to `height` keeping its aspect ratio, normalises it with
 /// `(x/255 - 0.5) / 0.5` in BGR order, and pads it with zeros on the right to the

@@ -19,8 +19,8 @@ use std::sync::{Condvar, Mutex};
 use image::RgbImage;
 
 use super::EngineError;
-use super::head::Script;
 use super::rec::Decoded;
+use super::script::Script;
 
 /// What decides how an engine reads a line batch: engines with equal keys
 /// read any batch the same way, so one may take another's.
