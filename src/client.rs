@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use pagefleet_schemas::messages::{EventKind, JobEvent, Message};
 use pagefleet_schemas::names;
+use pagefleet_schemas::submit::SubmitRequest;
 use serde_json::Value;
 
 use pagefleet::connect;
@@ -90,19 +91,16 @@ pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     if !formats.iter().any(|f| f == args.output.name()) {
         formats.push(args.output.name().to_owned());
     }
+    let mut submission = SubmitRequest {
+        dpi: args.dpi,
+        profile: args.profile.clone(),
+        formats: Some(formats),
+        text_layer: args.text_layer.map(|mode| mode.as_str().to_owned()),
+        ..Default::default()
+    };
     let request = if args.document.starts_with("s3://") {
-        let mut body = serde_json::json!({ "source": args.document });
-        if let Some(dpi) = args.dpi {
-            body["dpi"] = dpi.into();
-        }
-        if let Some(profile) = &args.profile {
-            body["profile"] = profile.clone().into();
-        }
-        body["formats"] = formats.clone().into();
-        if let Some(mode) = args.text_layer {
-            body["text_layer"] = mode.as_str().into();
-        }
-        request.json(&body)
+        submission.source = Some(args.document.clone());
+        request.json(&submission)
     } else {
         let path = std::path::Path::new(&args.document);
         let bytes = tokio::fs::read(path)
@@ -111,20 +109,14 @@ pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         let filename = path
             .file_name()
             .map_or_else(|| "document".into(), |f| f.to_string_lossy().into_owned());
-        let mut form = reqwest::multipart::Form::new().part(
+        let form = reqwest::multipart::Form::new().part(
             "file",
             reqwest::multipart::Part::bytes(bytes).file_name(filename),
         );
-        if let Some(dpi) = args.dpi {
-            form = form.text("dpi", dpi.to_string());
-        }
-        if let Some(profile) = &args.profile {
-            form = form.text("profile", profile.clone());
-        }
-        form = form.text("formats", formats.join(","));
-        if let Some(mode) = args.text_layer {
-            form = form.text("text_layer", mode.as_str());
-        }
+        let form = submission
+            .form_fields()
+            .into_iter()
+            .fold(form, |form, (name, value)| form.text(name, value));
         request.multipart(form)
     };
     let accepted: Value = api.send(request).await?.json().await?;

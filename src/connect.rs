@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use async_nats::{ConnectOptions, Event};
 use object_store::aws::AmazonS3Builder;
-use pagefleet_schemas::store::Store;
-use pagefleet_schemas::topology::TopologyConfig;
+use pagefleet_stagekit::store::Store;
+use pagefleet_stagekit::topology::TopologyConfig;
 
 use crate::settings::{NatsArgs, QueueArgs, StoreArgs};
 

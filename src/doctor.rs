@@ -16,7 +16,8 @@ use std::time::Duration;
 use async_nats::jetstream;
 use futures::StreamExt;
 use pagefleet_ocr_worker::{Engine, EngineConfig};
-use pagefleet_schemas::{PixelBudget, names, store};
+use pagefleet_schemas::{PixelBudget, names};
+use pagefleet_stagekit::store;
 use sha2::{Digest, Sha256};
 
 use pagefleet::connect;
@@ -299,7 +300,7 @@ fn consumer_health(lag: String, leader: Option<String>, clustered: bool) -> Resu
 
 /// Why a stream could not be looked at, with the fix when it does not exist.
 fn missing(e: &jetstream::context::GetStreamError) -> String {
-    if pagefleet_schemas::topology::stream_missing(e) {
+    if pagefleet_stagekit::topology::stream_missing(e) {
         format!("{e}; run pagefleet nats setup")
     } else {
         e.to_string()

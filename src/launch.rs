@@ -14,9 +14,9 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use object_store::local::LocalFileSystem;
 use pagefleet_ocr_worker::{ModelSet, PoolConfig, Profile};
-use pagefleet_schemas::running::Running;
-use pagefleet_schemas::store::Store;
-use pagefleet_schemas::topology::TopologyConfig;
+use pagefleet_stagekit::running::Running;
+use pagefleet_stagekit::store::Store;
+use pagefleet_stagekit::topology::TopologyConfig;
 use tracing::{info, warn};
 
 use crate::connect;
@@ -155,7 +155,7 @@ impl Launch {
         let url = nats.url_or_default().to_owned();
         let client = connect::nats(&nats, &self.name).await?;
         let js = async_nats::jetstream::new(client.clone());
-        pagefleet_schemas::topology::ensure(&js, &self.topology)
+        pagefleet_stagekit::topology::ensure(&js, &self.topology)
             .await
             .context("setting up JetStream")?;
         let store = match self.store {

@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use pagefleet_schemas::store::Store;
+use pagefleet_stagekit::store::Store;
 
 /// What `/readyz` checks.
 #[derive(Clone)]
@@ -36,7 +36,8 @@ impl Readiness {
             failures.push("models: not warmed up yet".to_owned());
         }
         failures.extend(
-            pagefleet_schemas::health::connection_failures(&self.client, self.store.as_ref()).await,
+            pagefleet_stagekit::health::connection_failures(&self.client, self.store.as_ref())
+                .await,
         );
         failures
     }

@@ -14,7 +14,8 @@ use std::time::Duration;
 use anyhow::Context;
 use pagefleet_aggregator::report::JobReport;
 use pagefleet_schemas::messages::{JobState, JobStatus, Message};
-use pagefleet_schemas::{names, store};
+use pagefleet_schemas::names;
+use pagefleet_stagekit::store;
 use tracing::{error, info, warn};
 
 use pagefleet::home::Home;
@@ -60,7 +61,7 @@ async fn run_inner(home: Home, args: RunArgs) -> anyhow::Result<bool> {
 /// every job succeeded.
 async fn submit_and_follow(
     js: &async_nats::jetstream::Context,
-    store: &pagefleet_schemas::store::Store,
+    store: &pagefleet_stagekit::store::Store,
     args: &RunArgs,
 ) -> anyhow::Result<bool> {
     let options = pagefleet_ingest::SubmitOptions {
@@ -191,7 +192,7 @@ impl ProgressBar {
 
 /// Writes a finished job in the layout of `pagefleet ocr`.
 async fn write_outputs(
-    store: &pagefleet_schemas::store::Store,
+    store: &pagefleet_stagekit::store::Store,
     job_id: &str,
     name: &str,
     dir: &std::path::Path,

@@ -122,8 +122,8 @@ pub struct ProbeArgs {
 }
 
 /// The queue settings' defaults, which are the library's.
-fn queue_defaults() -> pagefleet_schemas::topology::TopologyConfig {
-    pagefleet_schemas::topology::TopologyConfig::default()
+fn queue_defaults() -> pagefleet_stagekit::topology::TopologyConfig {
+    pagefleet_stagekit::topology::TopologyConfig::default()
 }
 
 /// Queue behaviour: ack deadlines, redelivery, flow control.

@@ -8,7 +8,7 @@ use anyhow::Context;
 use pagefleet::connect;
 use pagefleet::home::Home;
 use pagefleet::launch::{IngestLaunch, Launch, WorkerLaunch};
-use pagefleet_schemas::topology;
+use pagefleet_stagekit::topology;
 
 use crate::cli::{
     AggregatorArgs, IngestArgs, IntakeArgs, NatsArgs, PipelineArgs, QueueArgs, RasterizerArgs,

@@ -8,7 +8,7 @@
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, with the standard
 //! `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` or `http/protobuf`, the default),
 //! `OTEL_SERVICE_NAME` and `OTEL_BSP_*` variables; off otherwise. W3C trace
-//! context crosses NATS in message headers (`pagefleet_schemas::trace`), so a
+//! context crosses NATS in message headers (`pagefleet_stagekit::trace`), so a
 //! job is one trace over every process.
 
 use std::io::IsTerminal as _;
@@ -119,7 +119,7 @@ pub(crate) fn init(args: &LogArgs, quiet_default: bool, service: &str) -> Teleme
     let otel = provider.as_ref().map(|p| {
         opentelemetry::global::set_tracer_provider(p.clone());
         tracing_opentelemetry::layer()
-            .with_tracer(p.tracer(pagefleet_schemas::trace::TRACER))
+            .with_tracer(p.tracer(pagefleet_stagekit::trace::TRACER))
             .with_filter(traced)
     });
     let fmt = match args.format {

@@ -20,7 +20,8 @@ use common::pipeline::{StageProcess, free_tcp_port, home, http_get, local_store}
 use common::{root, samples};
 use pagefleet_aggregator::report::JobReport;
 use pagefleet_schemas::messages::{JobState, JobStatus, Message};
-use pagefleet_schemas::{names, store};
+use pagefleet_schemas::names;
+use pagefleet_stagekit::store;
 
 /// One nats-server of the cluster, its store kept across restarts.
 struct Node {
@@ -572,7 +573,7 @@ async fn a_nak_sent_while_the_consumer_has_no_leader_still_lands() {
         .unwrap();
     cluster.kill(leader);
     let sent = Instant::now();
-    pagefleet_schemas::queue::confirm(
+    pagefleet_stagekit::queue::confirm(
         &msg,
         AckKind::Nak(Some(Duration::from_secs(1))),
         Duration::from_secs(30),

@@ -23,7 +23,8 @@ use common::pipeline::{
 use common::{pagefleet, root};
 use futures::StreamExt;
 use pagefleet_schemas::messages::JobStatus;
-use pagefleet_schemas::{names, store};
+use pagefleet_schemas::names;
+use pagefleet_stagekit::store;
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(240);

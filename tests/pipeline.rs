@@ -25,8 +25,9 @@ use pagefleet_aggregator::report::JobReport;
 use pagefleet_schemas::messages::{
     JobManifest, JobState, JobStatus, Message, PageJob, ResultMessage, SCHEMA_VERSION, now_ms,
 };
-use pagefleet_schemas::topology::TopologyConfig;
-use pagefleet_schemas::{names, store};
+use pagefleet_schemas::names;
+use pagefleet_stagekit::store;
+use pagefleet_stagekit::topology::TopologyConfig;
 
 const TIMEOUT: Duration = Duration::from_secs(240);
 

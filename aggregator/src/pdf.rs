@@ -13,9 +13,9 @@ use std::path::Path;
 
 use image::ImageReader;
 use image::codecs::jpeg::JpegEncoder;
-use pagefleet_rasterizer::{Pdf, PixelMap};
-use pagefleet_schemas::store::StoreError;
 use pagefleet_schemas::{OcrWord, PageOcr, TextSource};
+use pagefleet_stagekit::pdfium::{Pdf, PixelMap};
+use pagefleet_stagekit::store::StoreError;
 use pdfium_render::prelude::*;
 
 use crate::report::JobReport;
@@ -158,7 +158,7 @@ pub fn write(
             let dpi = if dpi > 0.0 {
                 dpi
             } else {
-                pagefleet_rasterizer::DEFAULT_DPI
+                pagefleet_schemas::DEFAULT_DPI
             };
             for number in 1..=pages {
                 let Some(img) = image(number)? else {

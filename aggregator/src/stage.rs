@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use futures::FutureExt;
-use pagefleet_schemas::bus::{PublishFailed, publish_acked};
 use pagefleet_schemas::messages::{
     DecodeError, EventKind, JobEvent, JobState, JobStatus, Message, PageFailure, PageRecord,
     PageResult, ResultMessage, SCHEMA_VERSION, now_ms,
 };
 use pagefleet_schemas::names;
-use pagefleet_schemas::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
-use pagefleet_schemas::running::Running;
-use pagefleet_schemas::state::{StateError, update};
-use pagefleet_schemas::store::{self, Store, StoreError};
-use pagefleet_schemas::topology::{self, TopologyConfig};
+use pagefleet_stagekit::bus::{PublishFailed, publish_acked};
+use pagefleet_stagekit::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
+use pagefleet_stagekit::running::Running;
+use pagefleet_stagekit::state::{StateError, update};
+use pagefleet_stagekit::store::{self, Store, StoreError};
+use pagefleet_stagekit::topology::{self, TopologyConfig};
 use serde::Deserialize;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -45,7 +45,7 @@ impl Default for StageConfig {
 /// Describes the aggregator's metrics and shows its counters at zero.
 fn register_metrics() {
     use metrics::{describe_counter, describe_histogram};
-    pagefleet_schemas::metrics::describe_shared();
+    pagefleet_stagekit::metrics::describe_shared();
     describe_counter!("pagefleet_jobs_finished_total", "Jobs finished, by status");
     describe_histogram!(
         "pagefleet_job_duration_seconds",
@@ -300,7 +300,7 @@ impl Handler for Aggregator {
             worker = %self.config.name,
             trace_id = tracing::field::Empty,
         );
-        pagefleet_schemas::trace::follow(&span, delivery.headers.as_ref());
+        pagefleet_stagekit::trace::follow(&span, delivery.headers.as_ref());
         span
     }
 
@@ -439,8 +439,7 @@ async fn searchable_pdf(
         head.truncate(n);
         head
     };
-    let is_pdf =
-        pagefleet_rasterizer::sniff(&head) == Some(pagefleet_rasterizer::DocumentKind::Pdf);
+    let is_pdf = pagefleet_schemas::sniff(&head) == Some(pagefleet_schemas::DocumentKind::Pdf);
     let manifest = state.manifest.clone();
     let pages = manifest.as_ref().map_or(0, |m| m.total_pages);
     let dpi = manifest.as_ref().map_or(0.0, |m| m.dpi);
@@ -448,7 +447,7 @@ async fn searchable_pdf(
     let runtime = tokio::runtime::Handle::current();
     let out_path = out.path().to_owned();
     tokio::task::spawn_blocking(move || {
-        let pdf = pagefleet_rasterizer::Pdf::bind(&pdfium)
+        let pdf = pagefleet_stagekit::pdfium::Pdf::bind(&pdfium)
             .map_err(|e| PdfError::Pdfium(e.to_string()))?;
         if is_pdf {
             let source = Source::Pdf(source.path());

@@ -12,11 +12,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use object_store::ObjectStore;
 use pagefleet_schemas::names;
-use pagefleet_schemas::queue::{
+use pagefleet_stagekit::queue::{
     ConsumerSpec, Delivery, Driver, DriverError, Fault, FaultKind, Handled, Handler,
 };
-use pagefleet_schemas::store::Store;
-use pagefleet_schemas::topology::TopologyConfig;
+use pagefleet_stagekit::store::Store;
+use pagefleet_stagekit::topology::TopologyConfig;
 use serde::Deserialize;
 use tracing::{info, warn};
 

@@ -18,7 +18,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use pagefleet_schemas::messages::{EventKind, JobStatus, WorkerHeartbeat, now_ms};
 use pagefleet_schemas::names;
-use pagefleet_schemas::store::{self, StoreError};
+use pagefleet_schemas::submit::SubmitRequest;
+use pagefleet_stagekit::store::{self, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -216,18 +217,6 @@ fn links(job_id: &str) -> Value {
     })
 }
 
-/// Options of a submission, from form fields or JSON.
-#[derive(Debug, Default, Deserialize)]
-struct JobRequest {
-    source: Option<String>,
-    key: Option<String>,
-    dpi: Option<f32>,
-    profile: Option<String>,
-    formats: Option<Vec<String>>,
-    text_layer: Option<String>,
-    idempotency_key: Option<String>,
-}
-
 /// What a request asks for besides its document.
 #[derive(Debug, Default)]
 pub(crate) struct Asked<'a> {
@@ -235,6 +224,17 @@ pub(crate) struct Asked<'a> {
     pub(crate) profile: Option<&'a str>,
     pub(crate) formats: Option<&'a [String]>,
     pub(crate) text_layer: Option<&'a str>,
+}
+
+impl<'a> From<&'a SubmitRequest> for Asked<'a> {
+    fn from(request: &'a SubmitRequest) -> Self {
+        Self {
+            dpi: request.dpi,
+            profile: request.profile.as_deref(),
+            formats: request.formats.as_deref(),
+            text_layer: request.text_layer.as_deref(),
+        }
+    }
 }
 
 /// Checks the output formats a request names; each once, in the order
@@ -429,22 +429,9 @@ async fn create_job(
                 .map(String::as_str)
                 .filter(|v| !v.is_empty())
         };
-        let dpi = field("dpi")
-            .map(|d| {
-                d.parse::<f32>()
-                    .map_err(|_| bad_request(format!("dpi {d:?} is not a number")))
-            })
-            .transpose()?;
-        let formats: Option<Vec<String>> =
-            field("formats").map(|f| f.split(',').map(|s| s.trim().to_owned()).collect());
-        let key = header_key.or_else(|| field("idempotency_key").map(str::to_owned));
-        let asked = Asked {
-            dpi,
-            profile: field("profile"),
-            formats: formats.as_deref(),
-            text_layer: field("text_layer"),
-        };
-        let options = options_for(&api.intake, asked, key)?;
+        let req = SubmitRequest::from_form(field).map_err(bad_request)?;
+        let key = header_key.or(req.idempotency_key.clone());
+        let options = options_for(&api.intake, Asked::from(&req), key)?;
         match form.file {
             Some((filename, bytes)) => {
                 api.intake
@@ -452,7 +439,7 @@ async fn create_job(
                     .await?
                     .0
             }
-            None => match field("source") {
+            None => match req.source.as_deref() {
                 Some(source) => submit_named(&api, Some(source), None, &options).await?,
                 None => return Err(bad_request("the form has no `file` field")),
             },
@@ -461,16 +448,10 @@ async fn create_job(
         let body = axum::body::to_bytes(request.into_body(), body_limit(limit))
             .await
             .map_err(|e| bad_request(format!("cannot read the body: {e}")))?;
-        let req: JobRequest = serde_json::from_slice(&body)
+        let req: SubmitRequest = serde_json::from_slice(&body)
             .map_err(|e| bad_request(format!("body is not a job request: {e}")))?;
         let key = header_key.or(req.idempotency_key.clone());
-        let asked = Asked {
-            dpi: req.dpi,
-            profile: req.profile.as_deref(),
-            formats: req.formats.as_deref(),
-            text_layer: req.text_layer.as_deref(),
-        };
-        let options = options_for(&api.intake, asked, key)?;
+        let options = options_for(&api.intake, Asked::from(&req), key)?;
         submit_named(&api, req.source.as_deref(), req.key.as_deref(), &options).await?
     };
     let status = if submitted.created {
@@ -844,7 +825,7 @@ async fn workers_status(State(api): Shared) -> Result<Response, ApiError> {
 
 /// What is not ready: NATS and the store.
 async fn failures(api: &Api) -> Vec<String> {
-    pagefleet_schemas::health::connection_failures(&api.client, api.intake.store.as_ref()).await
+    pagefleet_stagekit::health::connection_failures(&api.client, api.intake.store.as_ref()).await
 }
 
 /// `GET /readyz`.

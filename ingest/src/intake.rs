@@ -7,8 +7,8 @@ use std::fmt;
 use async_nats::jetstream;
 use bytes::Bytes;
 use object_store::{GetOptions, GetRange, ObjectStore};
-use pagefleet_rasterizer::{DocumentKind, sniff};
-use pagefleet_schemas::store::Store;
+use pagefleet_schemas::{DocumentKind, sniff};
+use pagefleet_stagekit::store::Store;
 
 use crate::submit::{self, Document, SubmitError, SubmitOptions, Submitted};
 
@@ -153,14 +153,14 @@ pub enum IntakeError {
     Submit(#[from] SubmitError),
 }
 
-impl pagefleet_schemas::queue::Fault for IntakeError {
-    fn kind(&self) -> pagefleet_schemas::queue::FaultKind {
+impl pagefleet_stagekit::queue::Fault for IntakeError {
+    fn kind(&self) -> pagefleet_stagekit::queue::FaultKind {
         if self.is_transient() {
-            pagefleet_schemas::queue::FaultKind::Transient {
-                retry_after: pagefleet_schemas::queue::RETRY_AFTER,
+            pagefleet_stagekit::queue::FaultKind::Transient {
+                retry_after: pagefleet_stagekit::queue::RETRY_AFTER,
             }
         } else {
-            pagefleet_schemas::queue::FaultKind::Permanent
+            pagefleet_stagekit::queue::FaultKind::Permanent
         }
     }
 }
@@ -194,7 +194,7 @@ pub struct JobDefaults {
 impl Default for JobDefaults {
     fn default() -> Self {
         Self {
-            dpi: pagefleet_rasterizer::DEFAULT_DPI,
+            dpi: pagefleet_schemas::DEFAULT_DPI,
             profile: PROFILES[0].to_owned(),
             max_pixels: pagefleet_schemas::DEFAULT_MAX_PIXELS,
             formats: Vec::new(),
@@ -318,25 +318,24 @@ impl Intake {
             range: Some(GetRange::Bounded(0..1024)),
             ..Default::default()
         };
-        let object =
-            match self.store.get_opts(&path, head).await {
-                Ok(o) => o,
-                Err(object_store::Error::NotFound { .. }) => {
-                    return Err(IntakeError::NotFound(format!("object {key} not found")));
-                }
-                // An empty object has no first bytes to give.
-                Err(e) if e.to_string().contains("Range") => {
-                    return Err(IntakeError::WrongType(format!(
-                        "object {key} is empty; allowed types: pdf, png, jpeg, tiff"
-                    )));
-                }
-                Err(e) => {
-                    return Err(SubmitError::Store(
-                        pagefleet_schemas::store::StoreError::Unavailable(format!("{key}: {e}")),
-                    )
-                    .into());
-                }
-            };
+        let object = match self.store.get_opts(&path, head).await {
+            Ok(o) => o,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(IntakeError::NotFound(format!("object {key} not found")));
+            }
+            // An empty object has no first bytes to give.
+            Err(e) if e.to_string().contains("Range") => {
+                return Err(IntakeError::WrongType(format!(
+                    "object {key} is empty; allowed types: pdf, png, jpeg, tiff"
+                )));
+            }
+            Err(e) => {
+                return Err(SubmitError::Store(
+                    pagefleet_stagekit::store::StoreError::Unavailable(format!("{key}: {e}")),
+                )
+                .into());
+            }
+        };
         let size = object.meta.size;
         let first = object
             .bytes()

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
-use pagefleet_schemas::bus::publish_acked;
 use pagefleet_schemas::messages::{EventKind, JobEvent, JobState, JobStatus, Message, now_ms};
 use pagefleet_schemas::names;
-use pagefleet_schemas::state;
-use pagefleet_schemas::store::{self, Store, StoreError};
+use pagefleet_stagekit::bus::publish_acked;
+use pagefleet_stagekit::state;
+use pagefleet_stagekit::store::{self, Store, StoreError};
 use serde::Serialize;
 
 use crate::intake::Intake;

@@ -32,7 +32,7 @@ pub mod openapi;
 pub mod service;
 pub mod stage;
 pub mod submit;
-mod waiting;
+pub mod waiting;
 mod web;
 
 pub use intake::{DocType, Intake, IntakeError, JobDefaults, Limits};

@@ -13,6 +13,7 @@ use async_nats::service::{self, ServiceExt};
 use bytes::Bytes;
 use futures::StreamExt;
 use pagefleet_schemas::names;
+use pagefleet_schemas::submit::SubmitRequest;
 use serde::Deserialize;
 use serde_json::json;
 use tracing::warn;
@@ -23,19 +24,17 @@ use crate::intake::{Intake, IntakeError};
 use crate::jobs::{self, JobError};
 
 #[derive(Debug, Deserialize)]
-struct SubmitRequest {
-    source: Option<String>,
-    key: Option<String>,
-    dpi: Option<f32>,
-    profile: Option<String>,
-    formats: Option<Vec<String>>,
-    text_layer: Option<String>,
-    idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
 struct StatusRequest {
     job_id: String,
+}
+
+/// The NATS service could not be registered, or an endpoint of it added.
+#[derive(Debug, thiserror::Error)]
+#[error("NATS service: {what}: {source}")]
+pub struct ServiceError {
+    what: &'static str,
+    #[source]
+    source: async_nats::Error,
 }
 
 /// Serves the endpoints until `shutdown`.
@@ -44,22 +43,23 @@ pub async fn serve(
     intake: Intake,
     bucket: Option<BucketConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), String> {
+) -> Result<(), ServiceError> {
+    let failed = |what| move |source| ServiceError { what, source };
     let service = client
         .service_builder()
         .description("pagefleet document OCR: submit documents, ask for their jobs")
         .start(names::SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await
-        .map_err(|e| format!("registering the NATS service: {e}"))?;
+        .map_err(failed("registering it"))?;
     let group = service.group(names::SERVICE_GROUP);
     let mut submit = group
         .endpoint(names::SUBMIT_ENDPOINT)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(failed("adding its submit endpoint"))?;
     let mut status = group
         .endpoint(names::STATUS_ENDPOINT)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(failed("adding its status endpoint"))?;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -123,13 +123,8 @@ async fn handle_submit(
             format!("request is not JSON like {{\"source\": \"s3://bucket/key\"}}: {e}"),
         )
     })?;
-    let asked = Asked {
-        dpi: req.dpi,
-        profile: req.profile.as_deref(),
-        formats: req.formats.as_deref(),
-        text_layer: req.text_layer.as_deref(),
-    };
-    let options = options_for(intake, asked, req.idempotency_key).map_err(refusal_of)?;
+    let options =
+        options_for(intake, Asked::from(&req), req.idempotency_key.clone()).map_err(refusal_of)?;
     let (key, source) =
         stored_key(bucket, req.source.as_deref(), req.key.as_deref()).map_err(refusal_of)?;
     let submitted = intake

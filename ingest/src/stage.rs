@@ -5,9 +5,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::FutureExt;
-use pagefleet_schemas::running::Running;
-use pagefleet_schemas::store::Store;
-use pagefleet_schemas::topology::{self, TopologyConfig};
+use pagefleet_stagekit::running::Running;
+use pagefleet_stagekit::store::Store;
+use pagefleet_stagekit::topology::{self, TopologyConfig};
 use tracing::{info, warn};
 
 use crate::bucket;
@@ -74,9 +74,21 @@ pub enum StageError {
     /// The topology could not be set up.
     #[error(transparent)]
     Topology(#[from] topology::TopologyError),
-    /// A part of the stage failed.
+    /// The HTTP API stopped serving.
+    #[error("ingest: HTTP API: {0}")]
+    Http(#[source] std::io::Error),
+    /// The NATS service failed.
     #[error("ingest: {0}")]
-    Failed(String),
+    Service(#[from] crate::service::ServiceError),
+    /// Jobs waiting for a worker can no longer be followed.
+    #[error("ingest: {0}")]
+    Waiting(#[from] crate::waiting::WaitingError),
+    /// The bucket event consumer could not be set up.
+    #[error("ingest: bucket events: {0}")]
+    BucketEvents(#[from] pagefleet_stagekit::queue::DriverError),
+    /// A part of the stage panicked.
+    #[error("ingest: a part of the stage panicked: {0}")]
+    Panicked(#[from] tokio::task::JoinError),
 }
 
 /// Runs the stage until `shutdown` completes.
@@ -113,7 +125,7 @@ pub async fn run(
                 tokio::time::sleep(HTTP_DRAIN).await;
             };
             tokio::select! {
-                served = serve => served.map_err(|e| format!("HTTP API: {e}")),
+                served = serve => served.map_err(StageError::Http),
                 () = drained => {
                     info!("HTTP connections still open after {HTTP_DRAIN:?} are closed");
                     Ok(())
@@ -126,22 +138,20 @@ pub async fn run(
         let intake = intake.clone();
         let bucket = config.api.bucket.clone();
         let stop = shutdown.clone();
-        parts.spawn(async move { service::serve(client, intake, bucket, stop).await });
+        parts.spawn(async move { Ok(service::serve(client, intake, bucket, stop).await?) });
     }
     {
         let intake = intake.clone();
         let client = deps.client.clone();
         let stop = shutdown.clone();
-        parts.spawn(async move { crate::waiting::watch(intake, client, stop).await });
+        parts.spawn(async move { Ok(crate::waiting::watch(intake, client, stop).await?) });
     }
     if let (true, Some(bucket_config)) = (config.bucket_events, config.api.bucket.clone()) {
         let intake = intake.clone();
         let topology = config.topology.clone();
         let stop = shutdown.clone();
         parts.spawn(async move {
-            bucket::consume_events(intake, bucket_config, topology, stop)
-                .await
-                .map_err(|e| format!("bucket events: {e}"))
+            Ok(bucket::consume_events(intake, bucket_config, topology, stop).await?)
         });
     }
     if let (Some(interval), Some(bucket_config)) =
@@ -158,7 +168,7 @@ pub async fn run(
     info!("ingest ready");
     let mut failure = None;
     while let Some(joined) = parts.join_next().await {
-        let outcome = joined.map_err(|e| e.to_string()).and_then(|r| r);
+        let outcome = joined.map_err(StageError::from).and_then(|r| r);
         if let Err(e) = outcome {
             warn!("{e}");
             failure.get_or_insert(e);
@@ -169,7 +179,7 @@ pub async fn run(
     }
     info!("ingest stopped");
     match failure {
-        Some(e) => Err(StageError::Failed(e)),
+        Some(e) => Err(e),
         None => Ok(()),
     }
 }

@@ -4,14 +4,14 @@
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use pagefleet_schemas::TextLayer;
-use pagefleet_schemas::bus::publish_acked;
 use pagefleet_schemas::messages::{
     DocumentJob, EventKind, JobEvent, JobState, JobStatus, Message, SCHEMA_VERSION, Submission,
     now_ms,
 };
 use pagefleet_schemas::names;
-use pagefleet_schemas::state;
-use pagefleet_schemas::store::{self, Store, StoreError};
+use pagefleet_stagekit::bus::publish_acked;
+use pagefleet_stagekit::state;
+use pagefleet_stagekit::store::{self, Store, StoreError};
 use sha2::{Digest, Sha256};
 use tracing::{Instrument, info_span};
 
@@ -145,7 +145,7 @@ pub async fn submit_document(
         profile = %options.profile,
         trace_id = tracing::field::Empty,
     );
-    pagefleet_schemas::trace::record_trace_id(&span);
+    pagefleet_stagekit::trace::record_trace_id(&span);
     submit_in_span(js, store, document, options)
         .instrument(span)
         .await

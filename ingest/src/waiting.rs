@@ -15,9 +15,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
-use pagefleet_schemas::bus::publish_acked;
 use pagefleet_schemas::messages::{EventKind, JobEvent, JobStatus, Message, now_ms};
 use pagefleet_schemas::names;
+use pagefleet_stagekit::bus::publish_acked;
 use tracing::{info, warn};
 
 use crate::intake::Intake;
@@ -31,16 +31,26 @@ const MAX_FOLLOWED: usize = 100_000;
 /// the last wait, at most this long: a deep queue costs few reads.
 const MAX_LOOK_AGAIN: Duration = Duration::from_secs(600);
 
+/// Why jobs that wait for a worker can no longer be followed.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitingError {
+    /// The subscription to rasterized events could not be made.
+    #[error("waiting jobs: cannot follow rasterized events: {0}")]
+    Subscribe(#[from] async_nats::SubscribeError),
+    /// The subscription ended (the connection closed).
+    #[error("waiting jobs: the rasterized event subscription ended")]
+    Ended,
+}
+
 /// Follows rasterized jobs until `stop` completes.
 pub(crate) async fn watch(
     intake: Intake,
     client: async_nats::Client,
     stop: impl Future<Output = ()>,
-) -> Result<(), String> {
+) -> Result<(), WaitingError> {
     let mut rasterized = client
         .subscribe(names::events_of_kind(EventKind::Rasterized.token()))
-        .await
-        .map_err(|e| format!("waiting jobs: cannot follow rasterized events: {e}"))?;
+        .await?;
     let period = intake.limits.waiting_after.max(Duration::from_millis(100));
     // (when, job, how long the wait before it was).
     let mut due: BinaryHeap<Reverse<(u64, String, u64)>> = BinaryHeap::new();
@@ -55,7 +65,7 @@ pub(crate) async fn watch(
             () = &mut stop => return Ok(()),
             message = rasterized.next() => {
                 let Some(message) = message else {
-                    return Err("waiting jobs: the rasterized event subscription ended".into());
+                    return Err(WaitingError::Ended);
                 };
                 let Ok(event) = JobEvent::decode(&message.payload) else {
                     continue;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, kv};
 use pagefleet_schemas::messages::{SCHEMA_VERSION, WorkerHeartbeat, now_ms};
 use pagefleet_schemas::names;
-use pagefleet_schemas::topology::{self, TopologyConfig};
+use pagefleet_stagekit::topology::{self, TopologyConfig};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 use tracing::{info, warn};
 

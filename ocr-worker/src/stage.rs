@@ -4,7 +4,7 @@
 //! Reads: [`PageJob`] from `pagefleet.pages.<profile>.>`, page images.
 //! Writes: [`PageResult`] or [`PageFailure`] on `pagefleet.results.<job_id>.<page>`.
 //!
-//! The queue driver of `pagefleet_schemas::queue` decides what happens to a
+//! The queue driver of `pagefleet_stagekit::queue` decides what happens to a
 //! page that could not be finished: an outage of the store or of NATS is
 //! waited out with the page in hand; a page that can never be read (a bad
 //! image, past its deadline) is recorded as failed; a crash or a fault of the
@@ -21,16 +21,16 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, kv};
 use futures::FutureExt;
 use image::{ImageReader, Limits};
-use pagefleet_schemas::bus::{PublishFailed, publish_acked};
 use pagefleet_schemas::messages::{
     DecodeError, Message, PageFailure, PageJob, PageResult, ResultMessage, SCHEMA_VERSION, now_ms,
 };
-use pagefleet_schemas::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
-use pagefleet_schemas::running::Running;
-use pagefleet_schemas::state;
-use pagefleet_schemas::store::{self, Store, StoreError};
-use pagefleet_schemas::topology::{self, TopologyConfig};
 use pagefleet_schemas::{PageOcr, names};
+use pagefleet_stagekit::bus::{PublishFailed, publish_acked};
+use pagefleet_stagekit::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
+use pagefleet_stagekit::running::Running;
+use pagefleet_stagekit::state;
+use pagefleet_stagekit::store::{self, Store, StoreError};
+use pagefleet_stagekit::topology::{self, TopologyConfig};
 use tokio::sync::oneshot;
 use tracing::{Instrument, error, info, info_span};
 
@@ -106,7 +106,7 @@ pub enum StartError {
 /// start, so that rates and ratios over them exist before the first event.
 fn register_metrics(profile: &str) {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    pagefleet_schemas::metrics::describe_shared();
+    pagefleet_stagekit::metrics::describe_shared();
     describe_counter!("pagefleet_pages_processed_total", "Pages read, by profile");
     describe_counter!(
         "pagefleet_page_redeliveries_total",
@@ -200,7 +200,7 @@ pub enum PageError {
     Store(#[from] StoreError),
     /// The page image is not an image this worker reads.
     #[error("page image: {0}")]
-    Image(String),
+    Image(#[from] ImageError),
     /// The engine refused or failed the page.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -392,12 +392,12 @@ impl Handler for Pages {
             deliveries = delivery.deliveries,
             trace_id = tracing::field::Empty,
         );
-        pagefleet_schemas::trace::follow(&span, delivery.headers.as_ref());
+        pagefleet_stagekit::trace::follow(&span, delivery.headers.as_ref());
         // The page's wait in the queue, beside its reading in the job's trace.
-        pagefleet_schemas::trace::record(
+        pagefleet_stagekit::trace::record(
             "queue_wait",
-            &pagefleet_schemas::trace::extract(delivery.headers.as_ref()),
-            pagefleet_schemas::trace::from_ms(job.published_at_ms),
+            &pagefleet_stagekit::trace::extract(delivery.headers.as_ref()),
+            pagefleet_stagekit::trace::from_ms(job.published_at_ms),
             std::time::SystemTime::now(),
             vec![
                 opentelemetry::KeyValue::new("job_id", job.job_id.clone()),
@@ -425,9 +425,7 @@ impl Handler for Pages {
         let queue_wait_ms = now_ms().saturating_sub(job.published_at_ms);
         let bytes = store::get(self.deps.store.as_ref(), &job.image_key).await?;
         let max_pixels = self.config.max_decode_pixels;
-        let image = tokio::task::spawn_blocking(move || decode(&bytes, max_pixels))
-            .await?
-            .map_err(PageError::Image)?;
+        let image = tokio::task::spawn_blocking(move || decode(&bytes, max_pixels)).await??;
         let ocr = infer(&self.deps.pool, image, self.config.page_deadline).await?;
         let t = &ocr.timings;
         for (step, ms) in [
@@ -537,29 +535,46 @@ impl Drop for InHand<'_> {
     }
 }
 
+/// Why a page image could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// Its format could not be told or read.
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    /// The decoder refused it (an unknown or damaged image, or over the
+    /// decoder's limits).
+    #[error(transparent)]
+    Decode(#[from] image::ImageError),
+    /// It declares more pixels than the worker decodes.
+    #[error("{width}x{height} is over the decode limit of {limit} pixels")]
+    TooLarge {
+        /// Its declared width.
+        width: u32,
+        /// Its declared height.
+        height: u32,
+        /// The decode limit.
+        limit: u64,
+    },
+}
+
 /// Decodes a page image with the same limits as any upload.
-fn decode(bytes: &[u8], max_pixels: u64) -> Result<image::RgbImage, String> {
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?;
+fn decode(bytes: &[u8], max_pixels: u64) -> Result<image::RgbImage, ImageError> {
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
     let mut limits = Limits::default();
     let side = u32::try_from(max_pixels).unwrap_or(u32::MAX);
     limits.max_image_width = Some(side);
     limits.max_image_height = Some(side);
     limits.max_alloc = Some(max_pixels.saturating_mul(8));
     reader.limits(limits.clone());
-    let (w, h) = reader.into_dimensions().map_err(|e| e.to_string())?;
-    if w as u64 * h as u64 > max_pixels {
-        return Err(format!(
-            "{w}x{h} is over the decode limit of {max_pixels} pixels"
-        ));
+    let (width, height) = reader.into_dimensions()?;
+    if width as u64 * height as u64 > max_pixels {
+        return Err(ImageError::TooLarge {
+            width,
+            height,
+            limit: max_pixels,
+        });
     }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?;
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
     reader.limits(limits);
-    reader
-        .decode()
-        .map(|i| i.into_rgb8())
-        .map_err(|e| e.to_string())
+    Ok(reader.decode()?.into_rgb8())
 }

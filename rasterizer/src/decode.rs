@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use image::imageops::{FilterType, resize};
 use image::{DynamicImage, ImageFormat, ImageReader, Limits, RgbImage};
-use pagefleet_schemas::PixelBudget;
+use pagefleet_schemas::{DocumentKind, PixelBudget};
 use tiff::ColorType;
 use tiff::decoder::{Decoder as TiffDecoder, DecodingResult};
 use tiff::tags::{PhotometricInterpretation, Tag};
@@ -15,34 +15,6 @@ use crate::{Page, RasterError, RenderOptions};
 /// Most pixels an image file may declare: a 600 DPI A3 scan is 70 MP. Anything
 /// beyond is refused before a pixel is decoded.
 pub const DEFAULT_MAX_DECODE_PIXELS: u64 = 100_000_000;
-
-/// Document types pagefleet reads, as recognised from their first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DocumentKind {
-    /// Portable Document Format.
-    Pdf,
-    /// PNG image.
-    Png,
-    /// JPEG image.
-    Jpeg,
-    /// TIFF image, possibly with several pages.
-    Tiff,
-}
-
-/// Recognises a document by its magic bytes, never by its name.
-pub fn sniff(bytes: &[u8]) -> Option<DocumentKind> {
-    // PDF readers accept the header anywhere in the first 1024 bytes.
-    let head = &bytes[..bytes.len().min(1024)];
-    if head.windows(5).any(|w| w == b"%PDF-") {
-        return Some(DocumentKind::Pdf);
-    }
-    match bytes {
-        [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, ..] => Some(DocumentKind::Png),
-        [0xff, 0xd8, 0xff, ..] => Some(DocumentKind::Jpeg),
-        [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => Some(DocumentKind::Tiff),
-        _ => None,
-    }
-}
 
 /// Checks a declared size against the decode limit and the budget's aspect
 /// ratio, before anything is decoded.
@@ -314,6 +286,7 @@ fn tiff_rgb(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pagefleet_schemas::sniff;
 
     fn png(w: u32, h: u32) -> Vec<u8> {
         let mut out = Vec::new();

@@ -1,12 +1,13 @@
 //! The rasterizer of pagefleet: documents in, page images out.
 //!
-//! Today this crate is the synchronous core: it recognises a document by its
-//! content (PDF, PNG, JPEG, TIFF with any number of pages), renders PDF pages with
-//! PDFium at a requested DPI and decodes images under explicit limits, and hands
-//! every page over as an RGB image that already fits the pixel budget. The stage
-//! that pulls document jobs from JetStream and publishes page jobs wraps it.
-//!
-//! Reads: document bytes. Writes: [`Page`]s, one at a time, to a callback.
+//! Its synchronous core ([`Rasterizer`]) takes a document of a kind
+//! `pagefleet-schemas` recognises by content (PDF, PNG, JPEG, TIFF with any
+//! number of pages), renders PDF pages with PDFium at a requested DPI (or
+//! takes their own text, as the job's text-layer mode says), decodes images
+//! under explicit limits, and hands every page over as an RGB image that
+//! already fits the pixel budget: document bytes in, [`Page`]s out, one at a
+//! time, to a callback. The [`stage`] wraps it: document jobs from
+//! JetStream in, page images, page jobs and the job's manifest out.
 
 #![deny(unreachable_pub)]
 
@@ -20,11 +21,9 @@ use std::path::Path;
 use image::RgbImage;
 use pagefleet_schemas::{PageOcr, PixelBudget, TextLayer};
 
-pub use decode::{DEFAULT_MAX_DECODE_PIXELS, DocumentKind, sniff};
-pub use pdf::{Pdf, PixelMap};
-
-/// Default rendering resolution for PDF pages.
-pub const DEFAULT_DPI: f32 = 200.0;
+pub use decode::DEFAULT_MAX_DECODE_PIXELS;
+pub use pagefleet_schemas::{DEFAULT_DPI, DocumentKind, sniff};
+pub use pagefleet_stagekit::pdfium::{Pdf, PixelMap};
 
 /// What can go wrong turning a document into pages.
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +148,7 @@ impl Rasterizer {
     /// A rasterizer that renders PDFs with the PDFium library at `pdfium`.
     pub fn new(pdfium: &Path) -> Result<Self, RasterError> {
         Ok(Self {
-            pdf: Some(Pdf::bind(pdfium)?),
+            pdf: Some(Pdf::bind(pdfium).map_err(|e| RasterError::Library(e.to_string()))?),
         })
     }
 
@@ -175,7 +174,7 @@ impl Rasterizer {
     ) -> Result<usize, RasterError> {
         match sniff(bytes) {
             Some(DocumentKind::Pdf) => match &self.pdf {
-                Some(pdf) => pdf.pages(bytes, options, &mut on_page),
+                Some(pdf) => pdf::pages(pdf, bytes, options, &mut on_page),
                 None => Err(RasterError::Unsupported(
                     "PDF rendering is not available: no PDFium library".into(),
                 )),

@@ -14,16 +14,16 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream::{self, kv};
 use futures::FutureExt;
 use opentelemetry::KeyValue;
-use pagefleet_schemas::bus::{PublishFailed, publish_acked};
 use pagefleet_schemas::messages::{
     DecodeError, DocumentJob, EventKind, JobEvent, JobManifest, JobStatus, Message, PageFailure,
     PageJob, PageResult, ResultMessage, SCHEMA_VERSION, now_ms,
 };
-use pagefleet_schemas::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
-use pagefleet_schemas::running::Running;
-use pagefleet_schemas::store::{self, Store, StoreError};
-use pagefleet_schemas::topology::{self, TopologyConfig};
 use pagefleet_schemas::{PageOcr, PixelBudget, names};
+use pagefleet_stagekit::bus::{PublishFailed, publish_acked};
+use pagefleet_stagekit::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
+use pagefleet_stagekit::running::Running;
+use pagefleet_stagekit::store::{self, Store, StoreError};
+use pagefleet_stagekit::topology::{self, TopologyConfig};
 use tokio::sync::mpsc;
 use tracing::{info, info_span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -60,7 +60,7 @@ impl Default for StageConfig {
 /// Describes the rasterizer's metrics and shows its counters at zero.
 fn register_metrics() {
     use metrics::describe_counter;
-    pagefleet_schemas::metrics::describe_shared();
+    pagefleet_stagekit::metrics::describe_shared();
     describe_counter!(
         "pagefleet_pages_rasterized_total",
         "Pages rendered for reading"
@@ -295,7 +295,7 @@ impl Handler for Documents {
             worker = %self.config.name,
             trace_id = tracing::field::Empty,
         );
-        pagefleet_schemas::trace::follow(&span, delivery.headers.as_ref());
+        pagefleet_stagekit::trace::follow(&span, delivery.headers.as_ref());
         span
     }
 
@@ -353,13 +353,13 @@ impl Documents {
             match page {
                 Ok((number, count, scale, content, (began, ended))) => {
                     if let Some(kv) = &self.jobs
-                        && pagefleet_schemas::state::has_ended(kv, &job.job_id).await
+                        && pagefleet_stagekit::state::has_ended(kv, &job.job_id).await
                     {
                         // Dropping the receiver stops the render thread.
                         info!(page = number, "job ended, rendering stopped");
                         return Ok(());
                     }
-                    pagefleet_schemas::trace::record(
+                    pagefleet_stagekit::trace::record(
                         "render_page",
                         &tracing::Span::current().context(),
                         began,

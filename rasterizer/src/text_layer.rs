@@ -9,7 +9,7 @@ use pagefleet_schemas::{
 };
 use pdfium_render::prelude::*;
 
-use crate::pdf::PixelMap;
+use pagefleet_stagekit::pdfium::PixelMap;
 
 /// A gap between lines of more than this share of the upper line's height
 /// starts a new block.

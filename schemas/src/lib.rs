@@ -3,32 +3,28 @@
 //! Every stage agrees on what is written here: the pixel budget that bounds every
 //! page image before a per-pixel buffer exists; the OCR result of one page; every
 //! message that crosses NATS (document job, page job, page result, page failure,
-//! job manifest, job event, job state), encoded with MessagePack; every subject,
-//! stream, consumer, bucket and object key ([`names`]); and the JetStream
-//! topology that holds them ([`topology`]). No other crate spells a subject.
+//! job manifest, job event, job state), encoded with MessagePack; the one
+//! submission request of every way in ([`submit`]); the document types read;
+//! and every subject, stream, consumer, bucket and object key ([`names`]). No
+//! other crate spells a subject.
 //!
-//! Reads and writes nothing by itself: [`topology::ensure`] creates the streams,
-//! consumers and bucket when a stage starts.
+//! Types, encodings and names only: this crate reads and writes nothing. What
+//! acts on them (the queue driver, the store, the topology set up at start-up)
+//! is `pagefleet-stagekit`'s.
 
 #![deny(unreachable_pub)]
 
 mod budget;
-pub mod bus;
-pub mod health;
+mod document;
 pub mod messages;
-pub mod metrics;
 pub mod names;
 mod page;
-pub mod queue;
-pub mod running;
-pub mod state;
-pub mod store;
-pub mod topology;
-pub mod trace;
+pub mod submit;
 
 pub use budget::{
     BudgetError, DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, PixelBudget, ScaledSize,
 };
+pub use document::{DEFAULT_DPI, DocumentKind, sniff};
 pub use page::{
     Block, BlockKind, OcrLine, OcrWord, PageOcr, StepTimings, TableCell, TableShape, TextCounts,
     TextLayer, TextSource, polygon_bounds, polygon_height,

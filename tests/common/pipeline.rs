@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use pagefleet_schemas::messages::{JobState, JobStatus, Message};
 use pagefleet_schemas::names;
-use pagefleet_schemas::store::Store;
+use pagefleet_stagekit::store::Store;
 
 use super::root;
 
@@ -222,7 +222,7 @@ impl Drop for StageProcess {
 pub async fn connect(url: &str) -> jetstream::Context {
     let client = async_nats::connect(url).await.unwrap();
     let js = jetstream::new(client);
-    pagefleet_schemas::topology::ensure(&js, &Default::default())
+    pagefleet_stagekit::topology::ensure(&js, &Default::default())
         .await
         .unwrap();
     js

@@ -17,9 +17,9 @@
 //! to the bit.
 
 use super::wire::{
-    ATTRIBUTE_I, ATTRIBUTE_NAME, Edit, GRAPH_NODE, GRAPH_OUTPUT, MODEL_GRAPH, NODE_ATTRIBUTE,
-    NODE_INPUT, NODE_NAME, NODE_OP_TYPE, NODE_OUTPUT, VALUE_INFO_NAME, fields, put_bytes, rewrite,
-    varint,
+    ATTRIBUTE_I, ATTRIBUTE_NAME, Edit, EditError, GRAPH_NODE, GRAPH_OUTPUT, MODEL_GRAPH,
+    NODE_ATTRIBUTE, NODE_INPUT, NODE_NAME, NODE_OP_TYPE, NODE_OUTPUT, VALUE_INFO_NAME, fields,
+    put_bytes, rewrite, varint,
 };
 
 /// Unary elementwise operators with `f(0) = 0`.
@@ -30,7 +30,7 @@ const NODE_DOMAIN: u32 = 7;
 /// ONNX Runtime's optimised `model` with every zero-keeping elementwise
 /// operator moved onto the blocked tensor it was reordered from, and the
 /// reorders this frees removed. Returns the model and how many reorders went.
-pub(crate) fn sink_reorders(model: &[u8]) -> Result<(Vec<u8>, usize), String> {
+pub(crate) fn sink_reorders(model: &[u8]) -> Result<(Vec<u8>, usize), EditError> {
     let mut removed = 0;
     let out = rewrite(model, &mut |field| {
         Ok(match field.number {
@@ -61,7 +61,7 @@ struct Node {
 }
 
 impl Node {
-    fn parse(raw: &[u8]) -> Result<Self, String> {
+    fn parse(raw: &[u8]) -> Result<Self, EditError> {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let mut node = Node {
             raw: raw.to_vec(),
@@ -97,7 +97,7 @@ impl Node {
         Ok(node)
     }
 
-    fn encode(&self) -> Result<Vec<u8>, String> {
+    fn encode(&self) -> Result<Vec<u8>, EditError> {
         if !self.edited {
             return Ok(self.raw.clone());
         }
@@ -134,7 +134,7 @@ impl Node {
     }
 }
 
-fn sink_graph(graph: &[u8]) -> Result<(Vec<u8>, usize), String> {
+fn sink_graph(graph: &[u8]) -> Result<(Vec<u8>, usize), EditError> {
     let mut nodes = Vec::new();
     let mut outputs = Vec::new();
     for f in fields(graph)? {

@@ -25,9 +25,15 @@ use super::wire::*;
 /// Cuts the output layer of the ONNX model `model` (a `[features, classes]`
 /// weight and a `[classes]` bias feeding the output) to the classes `keep`,
 /// in that order. Returns the new model, or why the layer cannot be cut.
-pub fn cut_output_layer(model: &[u8], classes: usize, keep: &[usize]) -> Result<Vec<u8>, String> {
+pub fn cut_output_layer(
+    model: &[u8],
+    classes: usize,
+    keep: &[usize],
+) -> Result<Vec<u8>, EditError> {
     if let Some(&bad) = keep.iter().find(|&&k| k >= classes) {
-        return Err(format!("class {bad} is past the model's {classes} classes"));
+        return Err(EditError::from(format!(
+            "class {bad} is past the model's {classes} classes"
+        )));
     }
     let mut found = Found::default();
     let out = rewrite(model, &mut |field| {
@@ -38,12 +44,12 @@ pub fn cut_output_layer(model: &[u8], classes: usize, keep: &[usize]) -> Result<
     })?;
     match (found.weights, found.biases) {
         (1, 0 | 1) => Ok(out),
-        (0, _) => Err(format!(
+        (0, _) => Err(EditError::from(format!(
             "no [features, {classes}] weight in the graph: not a recognizer with a linear output layer"
-        )),
-        (w, b) => Err(format!(
+        ))),
+        (w, b) => Err(EditError::from(format!(
             "{w} weights and {b} biases end in {classes} classes: cannot tell which is the output layer"
-        )),
+        ))),
     }
 }
 
@@ -58,12 +64,12 @@ pub fn cut_output_layer(model: &[u8], classes: usize, keep: &[usize]) -> Result<
 /// probabilities, so on an accelerator only three numbers a step leave the
 /// device instead of every class (6,906 for PP-OCRv6 tiny). Needs a model of
 /// ONNX opset 11 or later (GatherElements) with one output.
-pub fn summarize_steps(model: &[u8], space: Option<usize>) -> Result<Vec<u8>, String> {
+pub fn summarize_steps(model: &[u8], space: Option<usize>) -> Result<Vec<u8>, EditError> {
     let opset = default_opset(model)?;
     if opset < 11 {
-        return Err(format!(
+        return Err(EditError::from(format!(
             "opset {opset} is older than 11, which the step summary needs"
-        ));
+        )));
     }
     let mut done = false;
     let out = rewrite(model, &mut |field| {
@@ -85,7 +91,7 @@ pub fn summarize_steps(model: &[u8], space: Option<usize>) -> Result<Vec<u8>, St
 const STEPS_OUTPUT: &str = "pagefleet.steps";
 
 /// The version of the default ONNX operator set a model imports.
-fn default_opset(model: &[u8]) -> Result<u64, String> {
+fn default_opset(model: &[u8]) -> Result<u64, EditError> {
     let mut version = None;
     for field in fields(model)? {
         if field.number != MODEL_OPSET_IMPORT {
@@ -109,12 +115,12 @@ fn default_opset(model: &[u8]) -> Result<u64, String> {
 /// The names of the inputs a model is fed: its graph's inputs that are not
 /// initializers (older exports list weights among the inputs).
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-pub(super) fn graph_inputs(model: &[u8]) -> Result<Vec<String>, String> {
+pub(super) fn graph_inputs(model: &[u8]) -> Result<Vec<String>, EditError> {
     let graph = fields(model)?
         .into_iter()
         .find(|f| f.number == MODEL_GRAPH)
         .ok_or("not an ONNX model: no graph")?;
-    let name_of = |msg: &[u8], number: u32| -> Result<Option<String>, String> {
+    let name_of = |msg: &[u8], number: u32| -> Result<Option<String>, EditError> {
         Ok(fields(msg)?
             .into_iter()
             .find(|f| f.number == number)
@@ -133,16 +139,16 @@ pub(super) fn graph_inputs(model: &[u8]) -> Result<Vec<String>, String> {
     Ok(inputs)
 }
 
-fn summarize_graph(graph: &[u8], space: usize) -> Result<Vec<u8>, String> {
+fn summarize_graph(graph: &[u8], space: usize) -> Result<Vec<u8>, EditError> {
     let outputs: Vec<Field<'_>> = fields(graph)?
         .into_iter()
         .filter(|f| f.number == GRAPH_OUTPUT)
         .collect();
     let [output] = outputs.as_slice() else {
-        return Err(format!(
+        return Err(EditError::from(format!(
             "the recognizer has {} outputs; the step summary needs one",
             outputs.len()
-        ));
+        )));
     };
     let probs = fields(output.payload)?
         .into_iter()
@@ -246,7 +252,7 @@ fn cut_graph(
     classes: usize,
     keep: &[usize],
     found: &mut Found,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, EditError> {
     rewrite(graph, &mut |field| {
         Ok(match field.number {
             GRAPH_INITIALIZER => match cut_tensor(field.payload, classes, keep)? {
@@ -267,7 +273,7 @@ fn cut_graph(
 }
 
 /// A graph output (`ValueInfoProto`) without its tensor shape.
-fn without_shape(value_info: &[u8]) -> Result<Vec<u8>, String> {
+fn without_shape(value_info: &[u8]) -> Result<Vec<u8>, EditError> {
     edit_field(
         value_info,
         VALUE_INFO_TYPE,
@@ -289,7 +295,7 @@ fn cut_tensor(
     tensor: &[u8],
     classes: usize,
     keep: &[usize],
-) -> Result<Option<(Vec<u8>, Option<usize>)>, String> {
+) -> Result<Option<(Vec<u8>, Option<usize>)>, EditError> {
     let mut dims = Vec::new();
     let mut data_type = 0;
     let mut data: Option<Vec<f32>> = None;
@@ -329,10 +335,10 @@ fn cut_tensor(
     let data = data.ok_or("the output layer has no data")?;
     let n_rows = rows.unwrap_or(1);
     if data.len() != n_rows * classes {
-        return Err(format!(
+        return Err(EditError::from(format!(
             "the output layer holds {} values for {n_rows} × {classes}",
             data.len()
-        ));
+        )));
     }
     let mut raw = Vec::with_capacity(n_rows * keep.len() * 4);
     for row in data.chunks_exact(classes) {
@@ -488,27 +494,30 @@ mod tests {
         };
         let none = graph(vec![tensor("x", &[2, 3], &[0.0; 6])]);
         let err = cut_output_layer(&none, 4, &[0]).unwrap_err();
-        assert!(err.contains("no [features, 4] weight"), "{err}");
+        assert!(err.message().contains("no [features, 4] weight"), "{err}");
         let two = graph(vec![
             tensor("a", &[2, 4], &[0.0; 8]),
             tensor("b", &[3, 4], &[0.0; 12]),
         ]);
         let err = cut_output_layer(&two, 4, &[0]).unwrap_err();
-        assert!(err.contains("cannot tell"), "{err}");
+        assert!(err.message().contains("cannot tell"), "{err}");
         let short = graph(vec![tensor("a", &[2, 4], &[0.0; 5])]);
         assert!(
             cut_output_layer(&short, 4, &[0])
                 .unwrap_err()
+                .message()
                 .contains("5 values")
         );
         assert!(
             cut_output_layer(&short, 4, &[4])
                 .unwrap_err()
+                .message()
                 .contains("past")
         );
         assert!(
             cut_output_layer(b"\xff\xff\xff", 4, &[0])
                 .unwrap_err()
+                .message()
                 .contains("not an ONNX model")
         );
     }
@@ -628,11 +637,14 @@ mod tests {
             message(&fields)
         };
         let err = summarize_steps(&model(vec![out(b"p")], Some(10)), None).unwrap_err();
-        assert!(err.contains("opset 10"), "{err}");
+        assert!(err.message().contains("opset 10"), "{err}");
         let err = summarize_steps(&model(vec![out(b"p")], None), None).unwrap_err();
-        assert!(err.contains("no default ONNX operator set"), "{err}");
+        assert!(
+            err.message().contains("no default ONNX operator set"),
+            "{err}"
+        );
         let err = summarize_steps(&model(vec![out(b"p"), out(b"q")], Some(13)), None).unwrap_err();
-        assert!(err.contains("2 outputs"), "{err}");
+        assert!(err.message().contains("2 outputs"), "{err}");
         assert!(summarize_steps(&model(vec![out(b"p")], Some(13)), None).is_ok());
     }
 

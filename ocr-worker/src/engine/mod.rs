@@ -43,6 +43,7 @@ pub use rec::{Decoded, DecodedWord, Vocabulary};
 pub use script::Script;
 pub(crate) use share::LineWork;
 use share::ReaderKey;
+pub use wire::EditError;
 
 /// Where an engine offers a page's line batches to the other slots of its
 /// pool.

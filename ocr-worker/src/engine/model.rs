@@ -11,7 +11,7 @@ use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{RunOptions, Session};
 use ort::value::TensorRef;
 
-use super::EngineError;
+use super::{EditError, EngineError};
 
 /// A network with one float NCHW input and one float output.
 pub trait Model: Send {
@@ -328,10 +328,10 @@ fn blocked_session(
             return Ok((ordinary()?, 0));
         }
     };
-    let optimised = std::fs::read(&saved).map_err(|e| e.to_string());
+    let optimised = std::fs::read(&saved).map_err(|e| EditError::from(e.to_string()));
     let _ = std::fs::remove_file(&saved);
     let sunk = optimised.and_then(|model| super::blocked::sink_reorders(&model));
-    let plain = |message: String| {
+    let plain = |message: EditError| {
         tracing::debug!(path = %path.display(), %message, "elementwise operators left in plain layout");
         (session, 0)
     };
@@ -348,10 +348,10 @@ fn blocked_session(
             .and_then(|b| commit(b, path, Some(&model)));
             match rebuilt {
                 Ok(blocked) => Ok((blocked, removed)),
-                Err(e) => Ok(plain(e.to_string())),
+                Err(e) => Ok(plain(EditError::from(e.to_string()))),
             }
         }
-        Ok(_) => Ok(plain("nothing to move".into())),
+        Ok(_) => Ok(plain(EditError::from("nothing to move"))),
         Err(message) => Ok(plain(message)),
     }
 }

@@ -79,7 +79,7 @@ pub(super) fn int_attribute(name: &str, value: i64) -> Vec<u8> {
     a
 }
 
-pub(super) type Inner<'a> = &'a dyn Fn(&[u8]) -> Result<Vec<u8>, String>;
+pub(super) type Inner<'a> = &'a dyn Fn(&[u8]) -> Result<Vec<u8>, EditError>;
 
 /// `msg` with the content of field `number` rewritten by `inner`, or the
 /// field dropped without one.
@@ -87,7 +87,7 @@ pub(super) fn edit_field(
     msg: &[u8],
     number: u32,
     inner: Option<Inner<'_>>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, EditError> {
     rewrite(msg, &mut |f| {
         Ok(match (f.number == number, inner) {
             (false, _) => Edit::Keep,
@@ -117,7 +117,7 @@ pub(super) enum Edit {
 }
 
 /// The message's fields in order.
-pub(super) fn fields(msg: &[u8]) -> Result<Vec<Field<'_>>, String> {
+pub(super) fn fields(msg: &[u8]) -> Result<Vec<Field<'_>>, EditError> {
     let bad = |e: prost::DecodeError| format!("not an ONNX model: {e}");
     let mut out = Vec::new();
     let mut rest = msg;
@@ -164,8 +164,8 @@ pub(super) fn fields(msg: &[u8]) -> Result<Vec<Field<'_>>, String> {
 /// The message with each field kept, dropped or given new content by `edit`.
 pub(super) fn rewrite(
     msg: &[u8],
-    edit: &mut dyn FnMut(&Field<'_>) -> Result<Edit, String>,
-) -> Result<Vec<u8>, String> {
+    edit: &mut dyn FnMut(&Field<'_>) -> Result<Edit, EditError>,
+) -> Result<Vec<u8>, EditError> {
     let mut out = Vec::with_capacity(msg.len());
     for field in fields(msg)? {
         match edit(&field)? {
@@ -184,6 +184,31 @@ pub(super) fn put_bytes(number: u32, content: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(content);
 }
 
-pub(super) fn varint(mut bytes: &[u8]) -> Result<u64, String> {
-    decode_varint(&mut bytes).map_err(|e| format!("not an ONNX model: {e}"))
+pub(super) fn varint(mut bytes: &[u8]) -> Result<u64, EditError> {
+    decode_varint(&mut bytes).map_err(|e| EditError::from(format!("not an ONNX model: {e}")))
+}
+
+/// A model edit that cannot be made: the bytes are not an ONNX model as the
+/// edit reads it, or the model is not of the shape the edit expects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EditError(String);
+
+impl EditError {
+    /// What went wrong, in words.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for EditError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for EditError {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
 }

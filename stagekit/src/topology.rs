@@ -7,7 +7,7 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, kv};
 
-use crate::names::*;
+use pagefleet_schemas::names::*;
 
 /// Settings of the streams, the bucket and the consumers.
 #[derive(Debug, Clone, PartialEq)]

@@ -313,184 +313,264 @@ impl Driver {
             consumers.push(create(js, &lane.spec).await?);
         }
         consumers.reverse();
-        let weights: Vec<u32> = lanes.iter().map(|l| l.weight.max(1)).collect();
-        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        let outages = Arc::new(Outages::default());
-        let mut tasks = tokio::task::JoinSet::new();
-        // Since when fetching fails, and how often in a row.
-        let mut lost: Option<(Instant, u32)> = None;
-        let mut turn = 0u64;
-        let doorbell = lanes.len() > 1;
-        // Hung once a round found every lane empty; taken down once one
-        // finds a message.
-        let mut bell: Option<Doorbell> = None;
-        'pulling: loop {
+        let mut puller = Puller {
+            driver: self,
+            js,
+            topology,
+            lanes,
+            consumers,
+            weights: lanes.iter().map(|l| l.weight.max(1)).collect(),
+            permits: Arc::new(Semaphore::new(self.concurrency.max(1))),
+            outages: Arc::new(Outages::default()),
+            tasks: tokio::task::JoinSet::new(),
+            handler,
+            lost: None,
+            turn: 0,
+            bell: None,
+        };
+        puller.pull_until(shutdown).await;
+        // The messages in hand are finished (or handed back) before returning.
+        while puller.tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// What one pull of a lane came to.
+enum Pulled {
+    /// Messages were taken: the turn is used, the next pull starts a new
+    /// round.
+    Took,
+    /// The lane had none.
+    Empty,
+    /// Fetching failed: what is missing is set up again.
+    Failed,
+    /// The server did not end the pull in time: asked again.
+    Unanswered,
+    /// Shutdown came.
+    Stopping,
+}
+
+/// A driver at work on its lanes: what its loop keeps between pulls.
+struct Puller<'a, H> {
+    driver: &'a Driver,
+    js: &'a jetstream::Context,
+    topology: &'a TopologyConfig,
+    lanes: &'a [Lane],
+    consumers: Vec<jetstream::consumer::PullConsumer>,
+    weights: Vec<u32>,
+    /// One per message in hand.
+    permits: Arc<Semaphore>,
+    outages: Arc<Outages>,
+    tasks: tokio::task::JoinSet<()>,
+    handler: Arc<H>,
+    /// Since when fetching fails, and how often in a row.
+    lost: Option<(Instant, u32)>,
+    turn: u64,
+    /// Hung once a round found every lane empty; taken down once one finds
+    /// a message.
+    bell: Option<Doorbell>,
+}
+
+impl<H: Handler> Puller<'_, H> {
+    /// Whether pulls go through the doorbell: with several lanes no pull
+    /// waits for messages.
+    fn doorbell(&self) -> bool {
+        self.lanes.len() > 1
+    }
+
+    /// Pulls rounds of the lanes until `shutdown` completes.
+    async fn pull_until(&mut self, shutdown: impl Future<Output = ()> + Send + Clone + 'static) {
+        loop {
             // Finished tasks are reaped as we go.
-            while tasks.try_join_next().is_some() {}
-            // While a message in hand waits out an outage, new ones would only
-            // wait with it.
-            if outages.0.load(Ordering::SeqCst) > 0 {
+            while self.tasks.try_join_next().is_some() {}
+            // While a message in hand waits out an outage, new ones would
+            // only wait with it.
+            if self.outages.0.load(Ordering::SeqCst) > 0 {
                 tokio::select! {
-                    _ = shutdown.clone() => break,
+                    _ = shutdown.clone() => return,
                     _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
                 }
             }
             let permit = tokio::select! {
+                _ = shutdown.clone() => return,
+                p = Arc::clone(&self.permits).acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            let want = (self.permits.available_permits() + 1).min(self.driver.batch.max(1));
+            let order = lane_order(&self.weights, self.turn);
+            self.turn = self.turn.wrapping_add(1);
+            let mut permit = Some(permit);
+            let mut pulled = Pulled::Empty;
+            for i in order {
+                pulled = self.pull(i, want, &mut permit, &shutdown).await;
+                if !matches!(pulled, Pulled::Empty) {
+                    break;
+                }
+            }
+            match pulled {
+                Pulled::Stopping => return,
+                Pulled::Failed => {
+                    set_up_again(self.js, self.topology, self.lanes, &mut self.consumers).await;
+                }
+                Pulled::Unanswered => {}
+                Pulled::Took => self.bell = None,
+                // Every lane was empty.
+                Pulled::Empty => {
+                    if self.doorbell() && !self.idle(&shutdown).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pulls up to `want` messages of lane `i` and hands each to a task;
+    /// the first takes `permit`, the others wait for one of their own.
+    async fn pull(
+        &mut self,
+        i: usize,
+        want: usize,
+        permit: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+        shutdown: &(impl Future<Output = ()> + Send + Clone + 'static),
+    ) -> Pulled {
+        let (lanes, driver) = (self.lanes, self.driver);
+        let lane = &lanes[i].spec;
+        let consumer = &self.consumers[i];
+        // A single consumer's pull waits for messages; of several, each is
+        // asked without waiting (the doorbell waits).
+        let expires = if self.doorbell() {
+            Duration::ZERO
+        } else {
+            driver.expires
+        };
+        let pull_deadline = tokio::time::Instant::now() + expires + PULL_GRACE;
+        let fetched = if self.doorbell() {
+            tokio::select! {
+                _ = shutdown.clone() => return Pulled::Stopping,
+                b = consumer.fetch().max_messages(want).messages() => b,
+            }
+        } else {
+            tokio::select! {
+                _ = shutdown.clone() => return Pulled::Stopping,
+                b = consumer.batch().max_messages(want).expires(expires).messages() => b,
+            }
+        };
+        let mut batch = match fetched {
+            Ok(b) => b,
+            Err(e) => {
+                return self
+                    .lost_consumer(&lane.name, e.to_string(), shutdown)
+                    .await;
+            }
+        };
+        // Waiting for the batch to fill is cut short by shutdown; a message
+        // already received is still handled.
+        let mut taken = 0usize;
+        loop {
+            let msg = tokio::select! {
                 _ = shutdown.clone() => break,
-                p = Arc::clone(&permits).acquire_owned() => match p {
+                m = batch.next() => match m {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => return self.lost_consumer(&lane.name, e.to_string(), shutdown).await,
+                    None => break,
+                },
+                () = tokio::time::sleep_until(pull_deadline) => {
+                    // Messages of the pull that come later are delivered
+                    // again after their ack wait.
+                    info!(consumer = %lane.name, "a {} pull got no end from the server in {:.0?}: asking again", driver.what, expires + PULL_GRACE);
+                    return Pulled::Unanswered;
+                }
+            };
+            back(&mut self.lost, driver.what, &lane.name);
+            let permit = match permit.take() {
+                Some(p) => p,
+                None => match Arc::clone(&self.permits).acquire_owned().await {
                     Ok(p) => p,
                     Err(_) => break,
                 },
             };
-            let want = (permits.available_permits() + 1).min(self.batch.max(1));
-            let order = lane_order(&weights, turn);
-            turn = turn.wrapping_add(1);
-            let mut permit = Some(permit);
-            for &i in &order {
-                let (lane, consumer) = (&lanes[i].spec, &consumers[i]);
-                // A single consumer's pull waits for messages; of several,
-                // each is asked without waiting (the doorbell waits).
-                let expires = if doorbell {
-                    Duration::ZERO
-                } else {
-                    self.expires
+            taken += 1;
+            let work = Work {
+                what: driver.what,
+                backoff: driver.backoff,
+                attempt_limit: driver.attempt_limit,
+                ack_wait: lanes[i].spec.settings.ack_wait,
+                handler: Arc::clone(&self.handler),
+                outages: Arc::clone(&self.outages),
+            };
+            let shutdown = shutdown.clone();
+            self.tasks.spawn(async move {
+                work.one(msg, shutdown).await;
+                drop(permit);
+            });
+        }
+        // A pull that ran out without an error proves the consumer is back.
+        back(&mut self.lost, driver.what, &lane.name);
+        if taken > 0 {
+            Pulled::Took
+        } else {
+            Pulled::Empty
+        }
+    }
+
+    /// A pull of `consumer` failed: logged when the outage starts (its end
+    /// is logged by [`back`]), counted, and waited out with backoff.
+    async fn lost_consumer(
+        &mut self,
+        consumer: &str,
+        e: String,
+        shutdown: &(impl Future<Output = ()> + Send + Clone + 'static),
+    ) -> Pulled {
+        let failures = self.lost.map_or(1, |(_, n)| n + 1);
+        if self.lost.is_none() {
+            warn!(consumer, "lost the {} consumer: {e}", self.driver.what);
+        }
+        metrics::counter!("pagefleet_fetch_errors_total", "consumer" => consumer.to_owned())
+            .increment(1);
+        self.lost = Some((self.lost.map_or_else(Instant::now, |(t, _)| t), failures));
+        tokio::select! {
+            _ = shutdown.clone() => Pulled::Stopping,
+            _ = tokio::time::sleep(self.driver.backoff.wait(failures, Duration::ZERO)) => Pulled::Failed,
+        }
+    }
+
+    /// Every lane was empty: waits for a message to be published to one
+    /// (or for `expires`, for messages delivered again). False when
+    /// shutdown came.
+    async fn idle(
+        &mut self,
+        shutdown: &(impl Future<Output = ()> + Send + Clone + 'static),
+    ) -> bool {
+        match self.bell.as_mut() {
+            // Hung now, and every lane asked once more: a message published
+            // before the server had the subscriptions is found by that
+            // round, any later one rings.
+            None => {
+                let client = self.js.client();
+                self.bell = tokio::select! {
+                    _ = shutdown.clone() => return false,
+                    bell = Doorbell::hang(&client, self.lanes) => bell,
                 };
-                let pull_deadline = tokio::time::Instant::now() + expires + PULL_GRACE;
-                let fetched = if !doorbell {
+                if self.bell.is_none() {
+                    // NATS does not answer: wait as a pull would have.
                     tokio::select! {
-                        _ = shutdown.clone() => break 'pulling,
-                        b = consumer.batch().max_messages(want).expires(expires).messages() => b,
+                        _ = shutdown.clone() => return false,
+                        () = tokio::time::sleep(self.driver.expires) => {}
                     }
-                } else {
-                    tokio::select! {
-                        _ = shutdown.clone() => break 'pulling,
-                        b = consumer.fetch().max_messages(want).messages() => b,
-                    }
-                };
-                let mut batch = match fetched {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let failures = lost.map_or(1, |(_, n)| n + 1);
-                        if lost.is_none() {
-                            warn!(consumer = %lane.name, "lost the {} consumer: {e}", self.what);
-                        }
-                        metrics::counter!("pagefleet_fetch_errors_total", "consumer" => lane.name.clone())
-                            .increment(1);
-                        lost = Some((lost.map_or_else(Instant::now, |(t, _)| t), failures));
-                        tokio::select! {
-                            _ = shutdown.clone() => break 'pulling,
-                            _ = tokio::time::sleep(self.backoff.wait(failures, Duration::ZERO)) => {}
-                        }
-                        set_up_again(js, topology, lanes, &mut consumers).await;
-                        continue 'pulling;
-                    }
-                };
-                // Waiting for the batch to fill is cut short by shutdown; a
-                // message already received is still handled.
-                let mut taken = 0usize;
-                let mut pull_failed = false;
-                let mut unanswered = false;
-                while let Some(msg) = tokio::select! {
-                    _ = shutdown.clone() => None,
-                    m = batch.next() => m,
-                    () = tokio::time::sleep_until(pull_deadline) => {
-                        unanswered = true;
-                        None
-                    }
-                } {
-                    let msg = match msg {
-                        Ok(m) => m,
-                        Err(e) => {
-                            let failures = lost.map_or(1, |(_, n)| n + 1);
-                            if lost.is_none() {
-                                warn!(consumer = %lane.name, "lost the {} consumer: {e}", self.what);
-                            }
-                            lost = Some((lost.map_or_else(Instant::now, |(t, _)| t), failures));
-                            pull_failed = true;
-                            tokio::select! {
-                                _ = shutdown.clone() => {}
-                                _ = tokio::time::sleep(self.backoff.wait(failures, Duration::ZERO)) => {}
-                            }
-                            break;
-                        }
-                    };
-                    back(&mut lost, self.what, &lane.name);
-                    let permit = match permit.take() {
-                        Some(p) => p,
-                        None => match Arc::clone(&permits).acquire_owned().await {
-                            Ok(p) => p,
-                            Err(_) => break,
-                        },
-                    };
-                    taken += 1;
-                    let work = Work {
-                        what: self.what,
-                        backoff: self.backoff,
-                        attempt_limit: self.attempt_limit,
-                        ack_wait: lane.settings.ack_wait,
-                        handler: Arc::clone(&handler),
-                        outages: Arc::clone(&outages),
-                    };
-                    let shutdown = shutdown.clone();
-                    tasks.spawn(async move {
-                        work.one(msg, shutdown).await;
-                        drop(permit);
-                    });
-                }
-                if pull_failed {
-                    set_up_again(js, topology, lanes, &mut consumers).await;
-                    continue 'pulling;
-                }
-                if unanswered {
-                    // Messages of the pull that come later are delivered
-                    // again after their ack wait.
-                    info!(consumer = %lane.name, "a {} pull got no end from the server in {:.0?}: asking again", self.what, expires + PULL_GRACE);
-                    continue 'pulling;
-                }
-                // A pull that ran out without an error proves the consumer
-                // is back.
-                back(&mut lost, self.what, &lane.name);
-                if taken > 0 {
-                    // The turn is used: the next pull starts a new round.
-                    bell = None;
-                    continue 'pulling;
                 }
             }
-            // Every lane was empty.
-            if !doorbell {
-                continue;
-            }
-            match bell.as_mut() {
-                // Hung now, and every lane asked once more: a message
-                // published before the server had the subscriptions is
-                // found by that round, any later one rings.
-                None => {
-                    let client = js.client();
-                    bell = tokio::select! {
-                        _ = shutdown.clone() => break,
-                        bell = Doorbell::hang(&client, lanes) => bell,
-                    };
-                    if bell.is_none() {
-                        // NATS does not answer: wait as a pull would have.
-                        tokio::select! {
-                            _ = shutdown.clone() => break,
-                            () = tokio::time::sleep(self.expires) => {}
-                        }
-                    }
+            Some(ringing) => {
+                tokio::select! {
+                    _ = shutdown.clone() => return false,
+                    () = ringing.rung() => {}
+                    () = tokio::time::sleep(self.driver.expires) => {}
                 }
-                Some(ringing) => {
-                    tokio::select! {
-                        _ = shutdown.clone() => break,
-                        () = ringing.rung() => {}
-                        () = tokio::time::sleep(self.expires) => {}
-                    }
-                    bell = None;
-                }
+                self.bell = None;
             }
         }
-        // The messages in hand are finished (or handed back) before returning.
-        while tasks.join_next().await.is_some() {}
-        Ok(())
+        true
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 
-use crate::messages::{DecodeError, JobState, Message, now_ms};
 use crate::queue::{Fault, FaultKind};
+use pagefleet_schemas::messages::{DecodeError, JobState, Message, now_ms};
 
 /// Why a job's state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -95,9 +95,8 @@ pub async fn update(
 /// and the aggregator drops late results of an ended job anyway.
 pub async fn has_ended(kv: &kv::Store, job_id: &str) -> bool {
     match kv.get(job_id).await {
-        Ok(Some(bytes)) => {
-            JobState::decode(&bytes).is_ok_and(|s| s.status != crate::messages::JobStatus::Running)
-        }
+        Ok(Some(bytes)) => JobState::decode(&bytes)
+            .is_ok_and(|s| s.status != pagefleet_schemas::messages::JobStatus::Running),
         _ => false,
     }
 }
