@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 pub(crate) use pagefleet::settings::{DataArgs, NatsArgs, QueueArgs, SharedArgs, StoreArgs};
 use pagefleet_ocr_worker::Profile;
+use pagefleet_schemas::Format;
 
 /// Distributed document OCR over NATS JetStream.
 #[derive(Debug, Parser)]
@@ -371,17 +372,9 @@ pub(crate) struct FormatsArgs {
         long = "format",
         env = "PAGEFLEET_FORMATS",
         value_delimiter = ',',
-        value_enum,
-        default_values_t = [Format::Txt, Format::Md, Format::Json]
+        default_values_t = Format::DEFAULT
     )]
     pub(crate) formats: Vec<Format>,
-}
-
-impl FormatsArgs {
-    /// The format names.
-    pub(crate) fn names(&self) -> Vec<String> {
-        self.formats.iter().map(|f| f.name().to_owned()).collect()
-    }
 }
 
 /// How submissions come in and what is accepted.
@@ -441,8 +434,7 @@ pub(crate) struct IntakeArgs {
         long = "formats",
         env = "PAGEFLEET_DEFAULT_FORMATS",
         value_delimiter = ',',
-        value_enum,
-        default_values_t = [Format::Txt, Format::Md, Format::Json]
+        default_values_t = Format::DEFAULT
     )]
     pub(crate) formats: Vec<Format>,
     /// Text-layer mode of jobs that name none: ocr, skip or use.
@@ -516,36 +508,6 @@ pub(crate) struct ApiArgs {
     pub(crate) token: Option<String>,
 }
 
-/// Output format of a finished job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Format {
-    /// Plain text, a form feed after each page.
-    Txt,
-    /// Markdown.
-    Md,
-    /// JSON with metrics, lines, boxes and confidence.
-    Json,
-    /// Searchable PDF: the pages as they were, with the text invisible on them.
-    Pdf,
-    /// hOCR 1.2 (XHTML): pages, blocks, lines and words with boxes.
-    Hocr,
-    /// ALTO 4 XML: the same structure.
-    Alto,
-}
-
-impl Format {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::Txt => "txt",
-            Self::Md => "md",
-            Self::Json => "json",
-            Self::Pdf => "pdf",
-            Self::Hocr => "hocr",
-            Self::Alto => "alto",
-        }
-    }
-}
-
 /// `pagefleet submit`.
 #[derive(Debug, Args)]
 pub(crate) struct SubmitArgs {
@@ -554,8 +516,8 @@ pub(crate) struct SubmitArgs {
     /// Wait for the job, showing progress, then print its result.
     #[arg(long)]
     pub(crate) wait: bool,
-    /// Format printed with --wait.
-    #[arg(long = "format", value_enum, default_value_t = Format::Txt)]
+    /// Format printed with --wait: txt, md, json, pdf, hocr or alto.
+    #[arg(long = "format", default_value_t = Format::Txt)]
     pub(crate) output: Format,
     /// Resolution PDF pages are rendered at [default: the deployment's].
     #[arg(long)]
@@ -588,8 +550,8 @@ pub(crate) struct JobArgs {
 pub(crate) struct ResultArgs {
     /// The job's id.
     pub(crate) job_id: String,
-    /// Format.
-    #[arg(long = "format", value_enum, default_value_t = Format::Txt)]
+    /// Format: txt, md, json, pdf, hocr or alto.
+    #[arg(long = "format", default_value_t = Format::Txt)]
     pub(crate) output: Format,
     #[command(flatten)]
     pub(crate) api: ApiArgs,

@@ -14,7 +14,8 @@ use serde_json::Value;
 use pagefleet::connect;
 use pagefleet::home::Home;
 
-use crate::cli::{ApiArgs, Format, JobArgs, ResultArgs, SubmitArgs, WatchArgs};
+use crate::cli::{ApiArgs, JobArgs, ResultArgs, SubmitArgs, WatchArgs};
+use pagefleet_schemas::Format;
 
 /// How long `watch` waits for NATS to answer before it says what it tried.
 const WATCH_CONNECT_LIMIT: Duration = Duration::from_secs(5);
@@ -85,16 +86,14 @@ pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         request = request.header("Idempotency-Key", key);
     }
     // The standard outputs, and the one printed.
-    let mut formats: Vec<String> = pagefleet_schemas::names::DEFAULT_FORMATS
-        .map(str::to_owned)
-        .to_vec();
-    if !formats.iter().any(|f| f == args.output.name()) {
-        formats.push(args.output.name().to_owned());
+    let mut formats = Format::DEFAULT.to_vec();
+    if !formats.contains(&args.output) {
+        formats.push(args.output);
     }
     let mut submission = SubmitRequest {
         dpi: args.dpi,
         profile: args.profile.clone(),
-        formats: Some(formats),
+        formats: Some(formats.iter().map(|f| f.name().to_owned()).collect()),
         text_layer: args.text_layer.map(|mode| mode.as_str().to_owned()),
         ..Default::default()
     };

@@ -20,10 +20,8 @@ use pagefleet_aggregator::report::{self, JobReport};
 use pagefleet_ocr_worker::engine::SideLimit;
 use pagefleet_ocr_worker::{EngineError, ModelSet, Pool, PoolConfig};
 use pagefleet_rasterizer::{DocumentKind, Page, RasterError, Rasterizer, RenderOptions, sniff};
-use pagefleet_schemas::messages::{
-    JobManifest, JobState, JobStatus, PageRecord, PageResult, SCHEMA_VERSION, now_ms,
-};
-use pagefleet_schemas::{PageOcr, PixelBudget, names};
+use pagefleet_schemas::messages::{JobManifest, JobStatus, PageRecord, SCHEMA_VERSION, now_ms};
+use pagefleet_schemas::{Format, PageOcr, PixelBudget};
 use tracing::{error, info, warn};
 
 use crate::cli::{HomeArgs, ModelArgs, OcrArgs};
@@ -106,7 +104,7 @@ fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let formats = args.formats.names();
+    let formats = args.formats.formats.clone();
     let mut used = HashSet::new();
     let documents: Vec<(&Path, String)> = args
         .files
@@ -161,10 +159,10 @@ fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
 
 /// The file an output format is written to in a document's folder:
 /// `result.json`, else `combined.<extension>`.
-pub(crate) fn output_file(format: &str) -> String {
+pub(crate) fn output_file(format: Format) -> String {
     match format {
-        "json" => "result.json".to_owned(),
-        other => format!("combined.{}", names::output_extension(other)),
+        Format::Json => "result.json".to_owned(),
+        other => format!("combined.{}", other.extension()),
     }
 }
 
@@ -198,7 +196,7 @@ struct Document<'a> {
     name: &'a str,
     dir: &'a Path,
     options: &'a RenderOptions,
-    formats: &'a [String],
+    formats: &'a [Format],
     quiet: bool,
 }
 
@@ -257,23 +255,17 @@ impl Document<'_> {
         // The same report, text and markdown as the pipeline's aggregator writes.
         let report = self.report(&pages, pages_total, error, bytes.len() as u64, start_ms);
         let mut report = report;
-        if names::formats_asked(self.formats).contains(&"pdf") {
-            let out = self.dir.join(output_file("pdf"));
+        if Format::asked(self.formats).contains(&Format::Pdf) {
+            let out = self.dir.join(output_file(Format::Pdf));
             if let Err(e) = self.write_pdf(rasterizer, &bytes, &report, &out) {
                 warn!(document = %self.name, "{e}");
                 report.metrics.errors.push(e.to_string());
             }
         }
-        for format in names::formats_written(self.formats) {
-            let bytes = match format {
-                "json" => serde_json::to_vec_pretty(&report)?,
-                "txt" => report::text(&report).into_bytes(),
-                "md" => report::markdown(&report).into_bytes(),
-                "hocr" => pagefleet_aggregator::xml::hocr(&report).into_bytes(),
-                "alto" => pagefleet_aggregator::xml::alto(&report).into_bytes(),
-                _ => continue,
-            };
-            write_file(&self.dir.join(output_file(format)), &bytes)?;
+        for format in Format::written(self.formats) {
+            if let Some(bytes) = report::render(&report, format)? {
+                write_file(&self.dir.join(output_file(format)), &bytes)?;
+            }
         }
         Ok(report)
     }
@@ -320,7 +312,7 @@ impl Document<'_> {
         pdf::write(pdf, report, source, out)
     }
 
-    /// The document as a job the aggregator would have finished.
+    /// The document's report, built as the aggregator builds a job's.
     fn report(
         &self,
         pages: &[PageReport],
@@ -330,8 +322,7 @@ impl Document<'_> {
         start_ms: u64,
     ) -> JobReport {
         const WORKER: &str = "local";
-        let mut state = JobState::new(self.name, start_ms);
-        state.manifest = Some(JobManifest {
+        let manifest = JobManifest {
             v: SCHEMA_VERSION,
             job_id: self.name.to_owned(),
             filename: self
@@ -343,33 +334,25 @@ impl Document<'_> {
             total_pages: pages_total as u32,
             error,
             dpi: self.options.dpi,
-        });
-        let mut results = BTreeMap::new();
-        for p in pages {
-            let page = p.page as u32;
-            let record = PageRecord {
+        };
+        let head = report::JobHead {
+            job_id: self.name,
+            manifest: Some(&manifest),
+            first_seen_ms: start_ms,
+            cancelled: false,
+        };
+        let outcomes = pages.iter().map(|p| report::PageOutcome {
+            page: p.page as u32,
+            record: PageRecord {
                 ok: p.ocr.is_some(),
                 worker: WORKER.into(),
                 deliveries: 1,
                 processing_ms: p.ocr.as_ref().map_or(0.0, |o| o.timings.total_ms),
                 error: p.error.clone(),
-            };
-            state.pages.insert(page, record);
-            if let Some(ocr) = &p.ocr {
-                let result = PageResult {
-                    v: SCHEMA_VERSION,
-                    job_id: self.name.to_owned(),
-                    page,
-                    worker: WORKER.into(),
-                    queue_wait_ms: 0,
-                    deliveries: 1,
-                    scale: p.scale.unwrap_or(1.0),
-                    ocr: ocr.clone(),
-                };
-                results.insert(page, result);
-            }
-        }
-        report::build(&state, &results, now_ms())
+            },
+            read: p.ocr.clone().map(|ocr| (ocr, p.scale.unwrap_or(1.0))),
+        });
+        report::build_pages(head, outcomes, now_ms())
     }
 
     /// Writes each page's text as it arrives and prints pages in order.

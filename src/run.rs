@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use pagefleet_aggregator::report::JobReport;
 use pagefleet_schemas::messages::{JobState, JobStatus, Message};
-use pagefleet_schemas::names;
+use pagefleet_schemas::{Format, names};
 use pagefleet_stagekit::store;
 use tracing::{error, info, warn};
 
@@ -68,7 +68,7 @@ async fn submit_and_follow(
         dpi: args.dpi,
         profile: args.pipeline.model.profile.to_string(),
         max_pixels: args.pipeline.model.max_pixels,
-        formats: args.formats.names(),
+        formats: args.formats.formats.clone(),
         text_layer: args.text_layer.mode,
         ..Default::default()
     };
@@ -196,18 +196,18 @@ async fn write_outputs(
     job_id: &str,
     name: &str,
     dir: &std::path::Path,
-    formats: &[String],
+    formats: &[Format],
     quiet: bool,
 ) -> anyhow::Result<bool> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let get = |format: &'static str| async move {
+    let get = |format: Format| async move {
         store::get(store.as_ref(), &names::keys::output(job_id, format)).await
     };
-    let json = get("json").await?;
+    let json = get(Format::Json).await?;
     let report: JobReport =
         serde_json::from_slice(&json).context("reading the job's result.json")?;
-    for format in names::formats_written(formats) {
-        let bytes = if format == "json" {
+    for format in Format::written(formats) {
+        let bytes = if format == Format::Json {
             json.clone()
         } else {
             get(format).await?

@@ -169,7 +169,7 @@ pub(crate) fn ingest_config(
             waiting_after: Duration::from_secs_f64(intake.waiting_after.max(0.0)),
         },
         defaults: pagefleet_ingest::JobDefaults {
-            formats: intake.formats.iter().map(|f| f.name().to_owned()).collect(),
+            formats: intake.formats.clone(),
             text_layer: intake.text_layer,
             dpi: intake.dpi,
             profile: profile.to_owned(),

@@ -366,9 +366,12 @@ async fn a_leader_killed_and_a_lost_quorum_lose_and_double_nothing() {
             manifest.filename,
             finished.saturating_sub(back_ms)
         );
-        let json = store::get(store.as_ref(), &names::keys::output(&state.job_id, "json"))
-            .await
-            .unwrap();
+        let json = store::get(
+            store.as_ref(),
+            &names::keys::output(&state.job_id, pagefleet_schemas::Format::Json),
+        )
+        .await
+        .unwrap();
         let report: JobReport = serde_json::from_slice(&json).unwrap();
         let numbers: Vec<u32> = report.pages.iter().map(|p| p.page).collect();
         let distinct: BTreeSet<u32> = numbers.iter().copied().collect();

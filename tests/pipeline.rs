@@ -36,9 +36,12 @@ const TIMEOUT: Duration = Duration::from_secs(240);
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn report(store: &store::Store, job_id: &str) -> JobReport {
-    let json = store::get(store.as_ref(), &names::keys::output(job_id, "json"))
-        .await
-        .unwrap();
+    let json = store::get(
+        store.as_ref(),
+        &names::keys::output(job_id, pagefleet_schemas::Format::Json),
+    )
+    .await
+    .unwrap();
     serde_json::from_slice(&json).unwrap()
 }
 
@@ -175,10 +178,13 @@ async fn samples_through_separate_stage_processes() {
         assert_eq!(m.ocr_rounds_per_worker.get("w1"), Some(&m.total_pages));
         assert!(m.avg_confidence > 0.8 && m.total_duration_ms > 0 && m.file_size_bytes > 0);
         let text = String::from_utf8(
-            store::get(store.as_ref(), &names::keys::output(job_id, "txt"))
-                .await
-                .unwrap()
-                .to_vec(),
+            store::get(
+                store.as_ref(),
+                &names::keys::output(job_id, pagefleet_schemas::Format::Txt),
+            )
+            .await
+            .unwrap()
+            .to_vec(),
         )
         .unwrap();
         assert_eq!(text.matches('\u{c}').count(), pages.len());
@@ -188,9 +194,12 @@ async fn samples_through_separate_stage_processes() {
                     .unwrap();
             total.add(Score::page(&o.text(), &truth));
         }
-        let md = store::get(store.as_ref(), &names::keys::output(job_id, "md"))
-            .await
-            .unwrap();
+        let md = store::get(
+            store.as_ref(),
+            &names::keys::output(job_id, pagefleet_schemas::Format::Md),
+        )
+        .await
+        .unwrap();
         assert!(
             std::str::from_utf8(&md)
                 .unwrap()
@@ -655,7 +664,7 @@ async fn documents_through_a_real_s3_server() {
     // Page images and outputs are objects of the bucket; nothing went to a local folder.
     for key in [
         names::keys::page_image(&job_id, 2),
-        names::keys::output(&job_id, "md"),
+        names::keys::output(&job_id, pagefleet_schemas::Format::Md),
     ] {
         assert!(
             store::get(store.as_ref(), &key).await.is_ok(),

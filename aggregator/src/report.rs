@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use pagefleet_schemas::messages::{JobState, JobStatus, PageResult};
+use pagefleet_schemas::Format;
+use pagefleet_schemas::messages::{JobManifest, JobState, JobStatus, PageRecord, PageResult};
 use pagefleet_schemas::{Block, BlockKind, OcrLine, PageOcr, TableShape};
 use serde::{Deserialize, Serialize};
 
@@ -98,13 +99,76 @@ pub struct JobReport {
     pub pages: Vec<PageEntry>,
 }
 
+/// The bytes of `format` for a finished job: the same for the aggregator
+/// and `pagefleet ocr`. The searchable PDF is written from the source
+/// document ([`crate::pdf::write`]), not from the report: `None` for it.
+pub fn render(report: &JobReport, format: Format) -> Result<Option<Vec<u8>>, serde_json::Error> {
+    Ok(Some(match format {
+        Format::Json => serde_json::to_vec_pretty(report)?,
+        Format::Txt => text(report).into_bytes(),
+        Format::Md => markdown(report).into_bytes(),
+        Format::Hocr => crate::xml::hocr(report).into_bytes(),
+        Format::Alto => crate::xml::alto(report).into_bytes(),
+        Format::Pdf => return Ok(None),
+    }))
+}
+
+/// One page as a report is built from it: how it went, and what was read
+/// of it with the factor its image was scaled by.
+#[derive(Debug, Clone)]
+pub struct PageOutcome {
+    /// Page number, counted from 1.
+    pub page: u32,
+    /// Read or failed, by whom, in how many deliveries, and why it failed.
+    pub record: PageRecord,
+    /// What was read, and the page image's scale.
+    pub read: Option<(PageOcr, f64)>,
+}
+
+/// What a report says of a job besides its pages.
+#[derive(Debug, Clone, Copy)]
+pub struct JobHead<'a> {
+    /// The job.
+    pub job_id: &'a str,
+    /// The document: its name, size and page count (none when it could not
+    /// be read).
+    pub manifest: Option<&'a JobManifest>,
+    /// When the job was first seen, where the manifest says no submission
+    /// time.
+    pub first_seen_ms: u64,
+    /// The job was cancelled.
+    pub cancelled: bool,
+}
+
 /// Builds the report from the final state and the results of the read pages.
 pub fn build(state: &JobState, results: &BTreeMap<u32, PageResult>, end_ms: u64) -> JobReport {
-    let manifest = state.manifest.clone();
+    let head = JobHead {
+        job_id: &state.job_id,
+        manifest: state.manifest.as_ref(),
+        first_seen_ms: state.first_seen_ms,
+        cancelled: state.status == JobStatus::Cancelled,
+    };
+    let pages = state.pages.iter().map(|(&page, record)| PageOutcome {
+        page,
+        record: record.clone(),
+        read: results.get(&page).map(|r| (r.ocr.clone(), r.scale)),
+    });
+    build_pages(head, pages, end_ms)
+}
+
+/// Builds the report of a job from its pages' outcomes, in page order: what
+/// the aggregator builds from a job's state and `pagefleet ocr` from the
+/// pages it read itself.
+pub fn build_pages(
+    head: JobHead<'_>,
+    outcomes: impl IntoIterator<Item = PageOutcome>,
+    end_ms: u64,
+) -> JobReport {
+    let manifest = head.manifest.cloned();
     let total_pages = manifest.as_ref().map_or(0, |m| m.total_pages);
     let start_ms = manifest
         .as_ref()
-        .map_or(state.first_seen_ms, |m| m.submitted_at_ms);
+        .map_or(head.first_seen_ms, |m| m.submitted_at_ms);
     let mut errors: Vec<String> = manifest
         .as_ref()
         .and_then(|m| m.error.clone())
@@ -115,10 +179,19 @@ pub fn build(state: &JobState, results: &BTreeMap<u32, PageResult>, end_ms: u64)
     let (mut words, mut chars, mut lines, mut conf_sum, mut conf_n) = (0, 0, 0, 0.0f64, 0u64);
     let mut page_ms = Vec::new();
     let mut redeliveries = 0;
-    for (&page, record) in &state.pages {
+    let (mut ok, mut failed) = (0, 0);
+    for PageOutcome { page, record, read } in outcomes {
+        if record.ok {
+            ok += 1;
+        } else {
+            failed += 1;
+        }
         redeliveries += record.deliveries.saturating_sub(1);
         let stats = workers.entry(record.worker.clone()).or_default();
-        let ocr = results.get(&page).map(|r| r.ocr.clone());
+        let (ocr, scale) = match read {
+            Some((ocr, scale)) => (Some(ocr), Some(scale)),
+            None => (None, None),
+        };
         match (&ocr, record.ok) {
             (Some(ocr), true) => {
                 stats.pages += 1;
@@ -141,17 +214,16 @@ pub fn build(state: &JobState, results: &BTreeMap<u32, PageResult>, end_ms: u64)
         pages.push(PageEntry {
             page,
             status: if record.ok { "ok" } else { "failed" }.into(),
-            error: record.error.clone(),
-            worker: record.worker.clone(),
-            scale: results.get(&page).map(|r| r.scale),
+            error: record.error,
+            worker: record.worker,
+            scale,
             ocr: if record.ok { ocr } else { None },
         });
     }
     mark_running_lines(pages.iter_mut().filter_map(|p| p.ocr.as_mut()).collect());
-    let (ok, failed) = state.counts();
     let size = manifest.as_ref().map_or(0, |m| m.file_size_bytes);
     let metrics = JobMetrics {
-        job_id: state.job_id.clone(),
+        job_id: head.job_id.to_owned(),
         filename: manifest
             .as_ref()
             .map_or_else(String::new, |m| m.filename.clone()),
@@ -182,7 +254,7 @@ pub fn build(state: &JobState, results: &BTreeMap<u32, PageResult>, end_ms: u64)
             .map(|(worker, stats)| WorkerMetrics { worker, ..stats })
             .collect(),
         redeliveries,
-        status: state.final_status(),
+        status: JobStatus::ended(head.cancelled, ok, failed),
         errors,
     };
     JobReport { metrics, pages }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use futures::FutureExt;
+use pagefleet_schemas::Format;
 use pagefleet_schemas::messages::{
     DecodeError, EventKind, JobEvent, JobState, JobStatus, Message, PageFailure, PageRecord,
     PageResult, ResultMessage, SCHEMA_VERSION, now_ms,
@@ -500,29 +501,29 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Reco
             .as_ref()
             .map(|s| s.formats.clone())
             .unwrap_or_default();
-        let asked = names::formats_asked(&requested);
+        let asked = Format::asked(&requested);
         // A bucket-triggered job also gets its outputs beside its input.
         let output_base = state
             .submission
             .as_ref()
             .and_then(|s| s.output_base.clone());
-        let keys_of = |format: &str| {
+        let keys_of = |format: Format| {
             let mut keys = vec![names::keys::output(&job_id, format)];
             keys.extend(
                 output_base
                     .as_ref()
                     .filter(|_| asked.contains(&format))
-                    .map(|base| format!("{base}.{}", names::output_extension(format))),
+                    .map(|base| format!("{base}.{}", format.extension())),
             );
             keys
         };
         async {
             // The PDF first: a document it cannot be made of is an error the
             // other outputs report.
-            if asked.contains(&"pdf") {
+            if asked.contains(&Format::Pdf) {
                 match searchable_pdf(deps, &state, &job_report).await {
                     Ok(file) => {
-                        for key in keys_of("pdf") {
+                        for key in keys_of(Format::Pdf) {
                             store::upload(&deps.store, &key, file.path()).await?;
                         }
                     }
@@ -538,15 +539,11 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Reco
                     }
                 }
             }
-            for format in names::formats_written(&requested) {
-                let bytes: bytes::Bytes = match format {
-                    "json" => serde_json::to_vec_pretty(&job_report)?.into(),
-                    "txt" => report::text(&job_report).into(),
-                    "md" => report::markdown(&job_report).into(),
-                    "hocr" => crate::xml::hocr(&job_report).into(),
-                    "alto" => crate::xml::alto(&job_report).into(),
-                    _ => continue,
+            for format in Format::written(&requested) {
+                let Some(bytes) = report::render(&job_report, format)? else {
+                    continue;
                 };
+                let bytes = bytes::Bytes::from(bytes);
                 for key in keys_of(format) {
                     store::put(deps.store.as_ref(), &key, bytes.clone()).await?;
                 }

@@ -19,6 +19,7 @@ use futures::StreamExt;
 use pagefleet_schemas::messages::{EventKind, JobStatus, WorkerHeartbeat, now_ms};
 use pagefleet_schemas::names;
 use pagefleet_schemas::submit::SubmitRequest;
+use pagefleet_schemas::{Format, UnknownFormat};
 use pagefleet_stagekit::store::{self, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -239,17 +240,14 @@ impl<'a> From<&'a SubmitRequest> for Asked<'a> {
 
 /// Checks the output formats a request names; each once, in the order
 /// named.
-pub fn requested_formats(formats: &[String]) -> Result<Vec<String>, IntakeError> {
-    let mut requested: Vec<String> = Vec::new();
-    for format in formats.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
-        if !names::OUTPUT_FORMATS.contains(&format) {
-            return Err(IntakeError::BadRequest(format!(
-                "format {format:?} is unknown: {}",
-                names::OUTPUT_FORMATS.join(", ")
-            )));
-        }
-        if !requested.iter().any(|r| r == format) {
-            requested.push(format.to_owned());
+pub fn requested_formats(formats: &[String]) -> Result<Vec<Format>, IntakeError> {
+    let mut requested = Vec::new();
+    for name in formats.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
+        let format: Format = name
+            .parse()
+            .map_err(|e: UnknownFormat| IntakeError::BadRequest(e.to_string()))?;
+        if !requested.contains(&format) {
+            requested.push(format);
         }
     }
     Ok(requested)
@@ -491,7 +489,7 @@ async fn get_options(State(api): Shared) -> Response {
         "served_profiles": served,
         "default_profile": defaults.profile,
         "dpi": {"default": defaults.dpi, "min": DPI_RANGE.start(), "max": DPI_RANGE.end()},
-        "formats": names::OUTPUT_FORMATS,
+        "formats": Format::ALL,
         "default_formats": defaults.formats,
         "max_upload_bytes": intake.limits.max_upload_bytes,
         "max_pages": intake.limits.max_pages,
@@ -582,32 +580,20 @@ struct ResultQuery {
     format: Option<String>,
 }
 
-fn content_type(format: &str) -> &'static str {
-    match format {
-        "json" => "application/json",
-        "md" => "text/markdown; charset=utf-8",
-        "pdf" => "application/pdf",
-        "hocr" => "text/html; charset=utf-8",
-        "alto" => "application/xml; charset=utf-8",
-        _ => "text/plain; charset=utf-8",
-    }
-}
-
 /// `GET /v1/jobs/{id}/result?format=txt|md|json|pdf|hocr|alto`.
 async fn get_result(
     State(api): Shared,
     Path(id): Path<String>,
     Query(q): Query<ResultQuery>,
 ) -> Result<Response, ApiError> {
-    let format = q.format.unwrap_or_else(|| "txt".into());
-    if !names::OUTPUT_FORMATS.contains(&format.as_str()) {
-        return Err(bad_request(format!(
-            "format {format:?} is unknown: {}",
-            names::OUTPUT_FORMATS.join(", ")
-        )));
-    }
-    let bytes = jobs::result(&api.intake.js, &api.intake.store, &id, &format).await?;
-    Ok(([(header::CONTENT_TYPE, content_type(&format))], bytes).into_response())
+    let format = match q.format.as_deref() {
+        None => Format::Txt,
+        Some(name) => name
+            .parse()
+            .map_err(|e: UnknownFormat| bad_request(e.to_string()))?,
+    };
+    let bytes = jobs::result(&api.intake.js, &api.intake.store, &id, format).await?;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
 }
 
 /// `DELETE /v1/jobs/{id}`: cancels the job.
@@ -747,15 +733,15 @@ async fn ocr_sync(api: Arc<Api>, multipart: Multipart, image: bool) -> Result<Re
             ),
         ));
     }
-    let read = |format: &'static str| {
+    let read = |format: Format| {
         let api = Arc::clone(&api);
         let job_id = job_id.clone();
         async move { jobs::output(&api.intake.store, &job_id, format).await }
     };
-    let report: Value = serde_json::from_slice(&read("json").await?)
+    let report: Value = serde_json::from_slice(&read(Format::Json).await?)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let text = String::from_utf8_lossy(&read("txt").await?).into_owned();
-    let markdown = String::from_utf8_lossy(&read("md").await?).into_owned();
+    let text = String::from_utf8_lossy(&read(Format::Txt).await?).into_owned();
+    let markdown = String::from_utf8_lossy(&read(Format::Md).await?).into_owned();
     let status = match state.status {
         JobStatus::Failed => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::OK,

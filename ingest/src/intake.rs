@@ -186,7 +186,7 @@ pub struct JobDefaults {
     pub max_pixels: u64,
     /// Output formats of jobs that name none (bucket-triggered jobs among
     /// them); empty: the default ones.
-    pub formats: Vec<String>,
+    pub formats: Vec<pagefleet_schemas::Format>,
     /// What jobs that name no mode do with PDF pages that carry text.
     pub text_layer: pagefleet_schemas::TextLayer,
 }

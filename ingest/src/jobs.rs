@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use pagefleet_schemas::messages::{EventKind, JobEvent, JobState, JobStatus, Message, now_ms};
-use pagefleet_schemas::names;
+use pagefleet_schemas::{Format, names};
 use pagefleet_stagekit::bus::publish_acked;
 use pagefleet_stagekit::state;
 use pagefleet_stagekit::store::{self, Store, StoreError};
@@ -32,7 +32,7 @@ pub struct JobView {
     /// Model profile.
     pub profile: String,
     /// The outputs the job writes, each fetched with `result?format=`.
-    pub formats: Vec<&'static str>,
+    pub formats: Vec<Format>,
     /// Pages done, failed and in all.
     pub progress: Progress,
     /// Submission time, milliseconds since the Unix epoch.
@@ -87,7 +87,7 @@ pub enum JobError {
         /// The job.
         job_id: String,
         /// The format.
-        format: String,
+        format: Format,
         /// What it has.
         asked: String,
     },
@@ -137,7 +137,7 @@ pub async fn view(intake: &Intake, job_id: &str) -> Result<JobView, JobError> {
     let metrics = if matches!(state.status, JobStatus::Running | JobStatus::Cancelled) {
         None
     } else {
-        output(store, job_id, "json")
+        output(store, job_id, Format::Json)
             .await
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -186,7 +186,7 @@ pub fn view_of(state: &JobState, metrics: Option<serde_json::Value>) -> JobView 
         filename: manifest.map_or(submission.filename, |m| m.filename.clone()),
         source: submission.source,
         profile: submission.profile,
-        formats: names::formats_written(&submission.formats),
+        formats: Format::written(&submission.formats),
         progress: Progress {
             pages_done,
             pages_failed,
@@ -270,7 +270,7 @@ pub async fn recent(js: &jetstream::Context, limit: usize) -> Result<Vec<JobView
 }
 
 /// One output of a finished job.
-pub async fn output(store: &Store, job_id: &str, format: &str) -> Result<bytes::Bytes, JobError> {
+pub async fn output(store: &Store, job_id: &str, format: Format) -> Result<bytes::Bytes, JobError> {
     match store::get(store.as_ref(), &names::keys::output(job_id, format)).await {
         Ok(b) => Ok(b),
         Err(StoreError::NotFound(_)) => Err(JobError::NotFinished(job_id.to_owned())),
@@ -283,7 +283,7 @@ pub async fn result(
     js: &jetstream::Context,
     store: &Store,
     job_id: &str,
-    format: &str,
+    format: Format,
 ) -> Result<bytes::Bytes, JobError> {
     let state = load(js, job_id).await?;
     match state.status {
@@ -294,12 +294,16 @@ pub async fn result(
         }),
         _ => {
             let requested = state.submission.map(|s| s.formats).unwrap_or_default();
-            let written = names::formats_written(&requested);
+            let written = Format::written(&requested);
             if !written.contains(&format) {
                 return Err(JobError::NotAsked {
                     job_id: job_id.to_owned(),
-                    format: format.to_owned(),
-                    asked: written.join(", "),
+                    format,
+                    asked: written
+                        .iter()
+                        .map(|f| f.name())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
             output(store, job_id, format).await

@@ -2,6 +2,7 @@
 //! Written out by hand: the API is small, and a test checks that every route
 //! the router serves is described here.
 
+use pagefleet_schemas::Format;
 use serde_json::{Value, json};
 
 /// Every path and method the API serves, as the router declares them.
@@ -97,7 +98,7 @@ pub fn document() -> Value {
                     "key": {"type": "string", "description": "an object key in the store"},
                     "dpi": {"type": "number", "minimum": 36, "maximum": 1200},
                     "profile": {"type": "string", "description": "model profile, e.g. fast or accurate"},
-                    "formats": {"type": "array", "items": {"enum": ["txt", "md", "json", "pdf", "hocr", "alto"]}},
+                    "formats": {"type": "array", "items": {"enum": Format::ALL}},
                     "text_layer": {"enum": ["ocr", "skip", "use"], "description": "PDF pages that already carry text: read from their pixels (ocr), left out (skip), or taken as they are (use)"},
                     "idempotency_key": {"type": "string", "description": "same key, same job: repeats run nothing"}
                 }},
@@ -177,7 +178,7 @@ pub fn document() -> Value {
             },
             "/v1/jobs/{id}/result": {"get": {
                 "summary": "A finished job's text, markdown or JSON",
-                "parameters": [job_id_param(), {"name": "format", "in": "query", "schema": {"enum": ["txt", "md", "json", "pdf", "hocr", "alto"], "default": "txt"}}],
+                "parameters": [job_id_param(), {"name": "format", "in": "query", "schema": {"enum": Format::ALL, "default": Format::Txt}}],
                 "responses": with(json!({"200": {"description": "the output", "content": {
                     "text/plain": {"schema": {"type": "string"}}, "text/markdown": {"schema": {"type": "string"}},
                     "application/json": {"schema": {"type": "object"}}}}}), error_responses(&["400", "401", "403", "404", "409", "503"]))

@@ -36,7 +36,7 @@ pub struct SubmitOptions {
     pub output_base: Option<String>,
     /// Output formats to write (empty: the default ones); `json` is always
     /// written.
-    pub formats: Vec<String>,
+    pub formats: Vec<pagefleet_schemas::Format>,
     /// What PDF pages that already carry text become.
     pub text_layer: TextLayer,
 }

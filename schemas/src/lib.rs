@@ -16,6 +16,7 @@
 
 mod budget;
 mod document;
+mod format;
 pub mod messages;
 pub mod names;
 mod page;
@@ -25,6 +26,7 @@ pub use budget::{
     BudgetError, DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, PixelBudget, ScaledSize,
 };
 pub use document::{DEFAULT_DPI, DocumentKind, sniff};
+pub use format::{Format, UnknownFormat};
 pub use page::{
     Block, BlockKind, OcrLine, OcrWord, PageOcr, StepTimings, TableCell, TableShape, TextCounts,
     TextLayer, TextSource, polygon_bounds, polygon_height,

@@ -302,6 +302,17 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// The status a job ends with: cancelled if it was; else failed with no
+    /// page read, success with none failed, partial success otherwise.
+    pub fn ended(cancelled: bool, ok: u32, failed: u32) -> Self {
+        match (cancelled, ok, failed) {
+            (true, _, _) => Self::Cancelled,
+            (false, 0, _) => Self::Failed,
+            (false, _, 0) => Self::Success,
+            _ => Self::PartialSuccess,
+        }
+    }
+
     /// The status as it is spelled in JSON and events.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -451,7 +462,7 @@ pub struct Submission {
     pub output_base: Option<String>,
     /// Output formats asked for (none: the default ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub formats: Vec<String>,
+    pub formats: Vec<crate::Format>,
 }
 
 impl JobState {
@@ -485,15 +496,8 @@ impl JobState {
 
     /// The final status once complete.
     pub fn final_status(&self) -> JobStatus {
-        if self.status == JobStatus::Cancelled {
-            return JobStatus::Cancelled;
-        }
         let (ok, failed) = self.counts();
-        match (ok, failed) {
-            (0, _) => JobStatus::Failed,
-            (_, 0) => JobStatus::Success,
-            _ => JobStatus::PartialSuccess,
-        }
+        JobStatus::ended(self.status == JobStatus::Cancelled, ok, failed)
     }
 }
 

@@ -210,46 +210,6 @@ pub fn events_of_kind(kind: &str) -> String {
     format!("pagefleet.events.*.{kind}")
 }
 
-/// Every output format a job may ask for.
-pub const OUTPUT_FORMATS: [&str; 6] = ["txt", "md", "json", "pdf", "hocr", "alto"];
-
-/// The formats a job that names none gets.
-pub const DEFAULT_FORMATS: [&str; 3] = ["txt", "md", "json"];
-
-/// The formats a job asked for (`requested`; none: the default ones), in
-/// [`OUTPUT_FORMATS`]' order.
-pub fn formats_asked(requested: &[String]) -> Vec<&'static str> {
-    OUTPUT_FORMATS
-        .into_iter()
-        .filter(|f| {
-            if requested.is_empty() {
-                DEFAULT_FORMATS.contains(f)
-            } else {
-                requested.iter().any(|r| r == f)
-            }
-        })
-        .collect()
-}
-
-/// The formats written for a job: those it asked for, and `json` always,
-/// since the job's metrics are read from it.
-pub fn formats_written(requested: &[String]) -> Vec<&'static str> {
-    let asked = formats_asked(requested);
-    OUTPUT_FORMATS
-        .into_iter()
-        .filter(|f| *f == "json" || asked.contains(f))
-        .collect()
-}
-
-/// The file extension of an output format: the format, but `alto.xml` for
-/// ALTO, which is XML that tools look for by that name.
-pub fn output_extension(format: &str) -> &str {
-    match format {
-        "alto" => "alto.xml",
-        other => other,
-    }
-}
-
 /// Object-store keys of a job.
 pub mod keys {
     /// The submitted document.
@@ -264,9 +224,9 @@ pub mod keys {
     pub fn page_result(job_id: &str, page: u32) -> String {
         format!("jobs/{job_id}/results/{page:05}.mpk")
     }
-    /// One output of a finished job: `txt`, `md`, `json`, `hocr` or `alto`.
-    pub fn output(job_id: &str, format: &str) -> String {
-        format!("jobs/{job_id}/result.{}", super::output_extension(format))
+    /// One output of a finished job.
+    pub fn output(job_id: &str, format: crate::Format) -> String {
+        format!("jobs/{job_id}/result.{}", format.extension())
     }
 }
 
@@ -299,16 +259,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_job_gets_the_formats_it_asked_for_and_json() {
-        let asked = |f: &[&str]| f.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        assert_eq!(formats_written(&[]), ["txt", "md", "json"]);
-        assert_eq!(formats_asked(&asked(&["alto", "txt"])), ["txt", "alto"]);
+    fn an_output_key_has_its_format_s_extension() {
         assert_eq!(
-            formats_written(&asked(&["alto", "txt"])),
-            ["txt", "json", "alto"]
+            keys::output("j", crate::Format::Alto),
+            "jobs/j/result.alto.xml"
         );
-        assert_eq!(output_extension("alto"), "alto.xml");
-        assert_eq!(keys::output("j", "alto"), "jobs/j/result.alto.xml");
     }
 
     #[test]
