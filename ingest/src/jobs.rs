@@ -14,63 +14,7 @@ use serde::Serialize;
 
 use crate::intake::Intake;
 
-/// A job as clients see it.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobView {
-    /// The job's id.
-    pub job_id: String,
-    /// `queued`, `running`, `waiting` (see `waiting`), `success`,
-    /// `partial_success`, `failed` or `cancelled`.
-    pub status: &'static str,
-    /// Why a running job's pages are not being read, when that is known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub waiting: Option<String>,
-    /// The document's file name.
-    pub filename: String,
-    /// Where the document came from.
-    pub source: String,
-    /// Model profile.
-    pub profile: String,
-    /// The outputs the job writes, each fetched with `result?format=`.
-    pub formats: Vec<Format>,
-    /// Pages done, failed and in all.
-    pub progress: Progress,
-    /// Submission time, milliseconds since the Unix epoch.
-    pub submitted_at_ms: u64,
-    /// Completion time.
-    pub finished_at_ms: Option<u64>,
-    /// Why the document could not be read, if it could not.
-    pub error: Option<String>,
-    /// The job's metrics, once it is finished.
-    pub metrics: Option<serde_json::Value>,
-    /// The pages read or failed so far, in order (in a single job's view;
-    /// left out of listings).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub pages: Vec<PageView>,
-}
-
-/// A page of a job that has been read or has failed.
-#[derive(Debug, Clone, Serialize)]
-pub struct PageView {
-    /// Page number, counted from 1.
-    pub page: u32,
-    /// `ok` or `failed`.
-    pub status: &'static str,
-    /// Why it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// A job's progress.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Progress {
-    /// Pages read.
-    pub pages_done: u32,
-    /// Pages failed.
-    pub pages_failed: u32,
-    /// Pages in the document, once known.
-    pub total_pages: Option<u32>,
-}
+pub use pagefleet_schemas::view::{JobView, PageView, Progress};
 
 /// Why a job could not be looked at or changed.
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +93,7 @@ pub async fn view(intake: &Intake, job_id: &str) -> Result<JobView, JobError> {
         .iter()
         .map(|(&page, record)| PageView {
             page,
-            status: page_status(record.ok),
+            status: page_status(record.ok).to_owned(),
             error: record.error.clone(),
         })
         .collect();
@@ -164,7 +108,7 @@ pub async fn view(intake: &Intake, job_id: &str) -> Result<JobView, JobError> {
         && now.saturating_sub(since) >= intake.limits.waiting_after.as_millis() as u64
         && crate::fleet::serves(js, &view.profile, now).await == Some(false)
     {
-        view.status = "waiting";
+        view.status = "waiting".to_owned();
         view.waiting = Some(format!("no worker serves profile {}", view.profile));
     }
     Ok(view)
@@ -181,7 +125,7 @@ pub fn view_of(state: &JobState, metrics: Option<serde_json::Value>) -> JobView 
     };
     JobView {
         job_id: state.job_id.clone(),
-        status,
+        status: status.to_owned(),
         waiting: None,
         filename: manifest.map_or(submission.filename, |m| m.filename.clone()),
         source: submission.source,
@@ -406,7 +350,7 @@ pub struct EventView {
     /// Pages in the document, once known.
     pub total_pages: Option<u32>,
     /// The job's status (final on `completed`).
-    pub status: &'static str,
+    pub status: String,
     /// When, milliseconds since the Unix epoch.
     pub at_ms: u64,
     /// On `waiting`: why no page is being read.
@@ -428,7 +372,7 @@ impl From<&JobEvent> for EventView {
             pages_done: e.pages_done,
             pages_failed: e.pages_failed,
             total_pages: e.total_pages,
-            status: e.status.as_str(),
+            status: e.status.as_str().to_owned(),
             at_ms: e.at_ms,
             waiting: e.waiting.clone(),
             page: e.page,

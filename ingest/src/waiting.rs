@@ -111,7 +111,7 @@ async fn look_again(intake: &Intake, job_id: &str) -> bool {
         }
     };
     let untaken = view.progress.pages_done + view.progress.pages_failed == 0;
-    match (view.status, view.waiting) {
+    match (view.status.as_str(), view.waiting) {
         ("waiting", Some(reason)) => {
             let event = JobEvent {
                 v: pagefleet_schemas::messages::SCHEMA_VERSION,

@@ -4,7 +4,8 @@
 //! page image before a per-pixel buffer exists; the OCR result of one page; every
 //! message that crosses NATS (document job, page job, page result, page failure,
 //! job manifest, job event, job state), encoded with MessagePack; the one
-//! submission request of every way in ([`submit`]); the document types read;
+//! submission request of every way in ([`submit`]) and the job view every
+//! way out answers with ([`view`]); the document types read;
 //! and every subject, stream, consumer, bucket and object key ([`names`]). No
 //! other crate spells a subject.
 //!
@@ -21,6 +22,7 @@ pub mod messages;
 pub mod names;
 mod page;
 pub mod submit;
+pub mod view;
 
 pub use budget::{
     BudgetError, DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, PixelBudget, ScaledSize,
