@@ -156,27 +156,54 @@ async fn job_count(js: &jetstream::Context) -> usize {
     keys.len()
 }
 
+/// A nats-server and an ingest process whose API asks for [`TOKEN`] and
+/// takes uploads of at most 200,000 bytes, storing in a temporary folder:
+/// where the HTTP API tests start.
+struct Api {
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+    nats: NatsServer,
+    dir: tempfile::TempDir,
+    js: jetstream::Context,
+    _ingest: StageProcess,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn start() -> Self {
+        let _serial = SERIAL.lock().await;
+        let nats = NatsServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let env = [("PAGEFLEET_STORE", dir.path().to_str().unwrap())];
+        let js = connect(&nats.url).await;
+        let (_ingest, base) = ingest(
+            &nats.url,
+            &[
+                "--api-token",
+                TOKEN,
+                "--max-upload-bytes",
+                "200000",
+                "--no-bucket-events",
+            ],
+            &env,
+        )
+        .await;
+        Self {
+            _serial,
+            nats,
+            dir,
+            js,
+            _ingest,
+            base,
+            http: client(),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_api_every_endpoint() {
-    let _serial = SERIAL.lock().await;
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let store_dir = dir.path().to_str().unwrap();
-    let env = [("PAGEFLEET_STORE", store_dir)];
-    let js = connect(&nats.url).await;
-    let (_ingest, base) = ingest(
-        &nats.url,
-        &[
-            "--api-token",
-            TOKEN,
-            "--max-upload-bytes",
-            "200000",
-            "--no-bucket-events",
-        ],
-        &env,
-    )
-    .await;
-    let http = client();
+async fn the_api_answers_probes_without_a_token_and_refuses_what_it_cannot_take() {
+    let api = Api::start().await;
+    let (js, base, http) = (&api.js, &api.base, &api.http);
 
     // Probes and the OpenAPI document need no token.
     let r = http.get(format!("{base}/healthz")).send().await.unwrap();
@@ -234,8 +261,8 @@ async fn http_api_every_endpoint() {
     .await;
     assert_eq!(code, 401, "{body}");
     let (code, body) = post_job(
-        &http,
-        &base,
+        http,
+        base,
         upload("report.pdf", b"just some text, not a PDF at all\n".to_vec()),
     )
     .await;
@@ -269,14 +296,22 @@ async fn http_api_every_endpoint() {
     .await;
     assert_eq!(code, 404, "{body}");
     let (code, body) = post_job(
-        &http,
-        &base,
+        http,
+        base,
         upload("welcome.pdf", welcome()).text("dpi", "9000"),
     )
     .await;
     assert_eq!(code, 400, "{body}");
-    assert_eq!(stream_len(&js, names::DOCS_STREAM).await, 0);
-    assert_eq!(job_count(&js).await, 0);
+    assert_eq!(stream_len(js, names::DOCS_STREAM).await, 0);
+    assert_eq!(job_count(js).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_api_jobs_from_submission_to_results() {
+    let api = Api::start().await;
+    let (nats, js, base, http) = (&api.nats, &api.js, &api.base, &api.http);
+    let store_dir = api.dir.path().to_str().unwrap();
+    let env = [("PAGEFLEET_STORE", store_dir)];
 
     // Cancellation, with no worker running: the pages wait in the stream,
     // DELETE drops them, and a worker started afterwards reads none.
@@ -284,7 +319,7 @@ async fn http_api_every_endpoint() {
         StageProcess::spawn_with(&["rasterizer"], &nats.url, &[], &env),
         StageProcess::spawn_with(&["aggregator"], &nats.url, &[], &env),
     ];
-    let (code, accepted) = post_job(&http, &base, upload("welcome.pdf", welcome())).await;
+    let (code, accepted) = post_job(http, base, upload("welcome.pdf", welcome())).await;
     assert_eq!(code, 202, "{accepted}");
     let to_cancel = accepted["job_id"].as_str().unwrap().to_owned();
     let page_subject = names::page_subject("fast", names::Lane::Small, &to_cancel, 1);
@@ -394,7 +429,7 @@ async fn http_api_every_endpoint() {
     assert!(sse.contains("event: completed"), "{sse}");
     // The progress event of the page's result names the page and how it went.
     assert!(sse.contains(r#""page":1,"page_status":"ok""#), "{sse}");
-    let job = wait_job(&http, &base, &job_id).await;
+    let job = wait_job(http, base, &job_id).await;
     assert_eq!(job["status"], "success", "{job}");
     assert_eq!(
         job["pages"],
@@ -406,11 +441,8 @@ async fn http_api_every_endpoint() {
         serde_json::json!(["txt", "json", "pdf", "hocr", "alto"])
     );
     // The page image the result's polygons refer to, behind the token.
-    let (_, report) = get_authed(
-        &http,
-        &format!("{base}/v1/jobs/{job_id}/result?format=json"),
-    )
-    .await;
+    let (_, report) =
+        get_authed(http, &format!("{base}/v1/jobs/{job_id}/result?format=json")).await;
     let r = http
         .get(format!("{base}/v1/jobs/{job_id}/pages/1/image"))
         .bearer_auth(TOKEN)
@@ -439,7 +471,7 @@ async fn http_api_every_endpoint() {
         ),
         ("/v1/jobs/no-such-job/pages/1/image".to_owned(), "not found"),
     ] {
-        let (code, body) = get_authed(&http, &format!("{base}{path}")).await;
+        let (code, body) = get_authed(http, &format!("{base}{path}")).await;
         assert_eq!(code, 404, "{path}: {body}");
         assert!(
             body["error"].as_str().unwrap().contains(why),
@@ -501,8 +533,7 @@ async fn http_api_every_endpoint() {
         .unwrap();
     assert_eq!(r.status(), 400);
     // Markdown was not asked for: not written, and said so.
-    let (code, body) =
-        get_authed(&http, &format!("{base}/v1/jobs/{job_id}/result?format=md")).await;
+    let (code, body) = get_authed(http, &format!("{base}/v1/jobs/{job_id}/result?format=md")).await;
     assert_eq!(code, 404, "{body}");
     assert!(
         body["error"]
@@ -511,8 +542,8 @@ async fn http_api_every_endpoint() {
         "{body}"
     );
     let (code, body) = post_job(
-        &http,
-        &base,
+        http,
+        base,
         upload("welcome.pdf", welcome()).text("formats", "txt,docx"),
     )
     .await;
@@ -526,17 +557,17 @@ async fn http_api_every_endpoint() {
     );
     // A job may take the text of pages that have some from the PDF itself.
     let (code, body) = post_job(
-        &http,
-        &base,
+        http,
+        base,
         upload("welcome.pdf", welcome()).text("text_layer", "use"),
     )
     .await;
     assert_eq!(code, 202, "{body}");
     let used = body["job_id"].as_str().unwrap().to_owned();
-    let job = wait_job(&http, &base, &used).await;
+    let job = wait_job(http, base, &used).await;
     assert_eq!(job["status"], "success", "{job}");
     let (code, result) =
-        get_authed(&http, &format!("{base}/v1/jobs/{used}/result?format=json")).await;
+        get_authed(http, &format!("{base}/v1/jobs/{used}/result?format=json")).await;
     assert_eq!(code, 200, "{result}");
     assert_eq!(result["pages"][0]["text_source"], "text_layer", "{result}");
     assert_eq!(
@@ -544,8 +575,8 @@ async fn http_api_every_endpoint() {
         "Welcome to pagefleet"
     );
     let (code, body) = post_job(
-        &http,
-        &base,
+        http,
+        base,
         upload("welcome.pdf", welcome()).text("text_layer", "maybe"),
     )
     .await;
@@ -565,7 +596,7 @@ async fn http_api_every_endpoint() {
     assert_eq!(r.status(), 404);
 
     // The cancelled job read nothing, and its pages are gone from the queue.
-    let state = wait_final(&js, &to_cancel, TIMEOUT).await;
+    let state = wait_final(js, &to_cancel, TIMEOUT).await;
     assert_eq!(state.status, JobStatus::Cancelled);
     assert!(
         state.pages.values().all(|p| !p.ok),
@@ -724,7 +755,7 @@ async fn http_api_every_endpoint() {
     assert_eq!(health["status"], "healthy");
 
     // What a submission may ask for here, as the web page offers it.
-    let (code, options) = get_authed(&http, &format!("{base}/v1/options")).await;
+    let (code, options) = get_authed(http, &format!("{base}/v1/options")).await;
     assert_eq!(code, 200, "{options}");
     assert_eq!(
         options["profiles"],
@@ -735,10 +766,10 @@ async fn http_api_every_endpoint() {
     assert_eq!(options["dpi"]["min"], 36.0);
     assert_eq!(options["formats"].as_array().unwrap().len(), 6);
     // The recent jobs, newest submission first, each as its own view says.
-    let (code, listed) = get_authed(&http, &format!("{base}/v1/jobs?limit=100")).await;
+    let (code, listed) = get_authed(http, &format!("{base}/v1/jobs?limit=100")).await;
     assert_eq!(code, 200, "{listed}");
     let listed = listed["jobs"].as_array().unwrap().clone();
-    assert_eq!(listed.len(), job_count(&js).await, "{listed:?}");
+    assert_eq!(listed.len(), job_count(js).await, "{listed:?}");
     let submitted: Vec<u64> = listed
         .iter()
         .map(|j| j["submitted_at_ms"].as_u64().unwrap())
@@ -746,10 +777,10 @@ async fn http_api_every_endpoint() {
     assert!(submitted.is_sorted_by(|a, b| a >= b), "{submitted:?}");
     let cancelled = listed.iter().find(|j| j["job_id"] == to_cancel.as_str());
     assert_eq!(cancelled.unwrap()["status"], "cancelled", "{listed:?}");
-    let (_, newest) = get_authed(&http, &format!("{base}/v1/jobs?limit=1")).await;
+    let (_, newest) = get_authed(http, &format!("{base}/v1/jobs?limit=1")).await;
     assert_eq!(newest["jobs"].as_array().unwrap().len(), 1);
     assert_eq!(newest["jobs"][0]["job_id"], listed[0]["job_id"]);
-    let (code, body) = get_authed(&http, &format!("{base}/v1/jobs?limit=0")).await;
+    let (code, body) = get_authed(http, &format!("{base}/v1/jobs?limit=0")).await;
     assert_eq!(code, 400, "{body}");
     // The web page: no token needed to load it, and only its own scripts.
     let page = http.get(format!("{base}/")).send().await.unwrap();
