@@ -1,7 +1,7 @@
 //! The one way stages are started. A [`Launch`] names the stages to run,
 //! each with its own settings, and what they share: NATS (a server list with
 //! its authentication, or a private nats-server), the store, the topology
-//! and the probe address. [`Launch::start`] connects, sets up the topology,
+//! and the probe address. [`Launch::start`] connects, sets up the topology (once, for several stages),
 //! serves probes and metrics, and starts the stages on tasks of this
 //! process. The stage commands start one stage this way; `serve` all four;
 //! `run` and the tests all but ingest.
@@ -79,16 +79,7 @@ impl Launch {
     pub fn new(home: &Home, name: &str) -> Self {
         Self {
             name: name.to_owned(),
-            nats: NatsArgs {
-                url: None,
-                creds: None,
-                nkey: None,
-                token: None,
-                user: None,
-                password: None,
-                ca: None,
-                tls: false,
-            },
+            nats: NatsArgs::default(),
             data: home.data(),
             store: None,
             topology: TopologyConfig::default(),
@@ -115,6 +106,14 @@ impl Launch {
             aggregator: Some(Default::default()),
             ..Self::new(home, name)
         }
+    }
+
+    /// How many stages the launch starts.
+    fn stage_count(&self) -> usize {
+        usize::from(self.rasterizer.is_some())
+            + usize::from(self.worker.is_some())
+            + usize::from(self.aggregator.is_some())
+            + usize::from(self.ingest.is_some())
     }
 
     /// The files the launch needs from the runtime home.
@@ -155,9 +154,14 @@ impl Launch {
         let url = nats.url_or_default().to_owned();
         let client = connect::nats(&nats, &self.name).await?;
         let js = async_nats::jetstream::new(client.clone());
-        pagefleet_stagekit::topology::ensure(&js, &self.topology)
-            .await
-            .context("setting up JetStream")?;
+        // Each stage sets up the topology as it starts. Several started at
+        // once would race to create it on a new server, and `run` submits
+        // as soon as they are started: then it is set up once, first.
+        if self.stage_count() > 1 {
+            pagefleet_stagekit::topology::ensure(&js, &self.topology)
+                .await
+                .context("setting up JetStream")?;
+        }
         let store = match self.store {
             Some(store) => store,
             None => folder_store(&self.data.join("objects"))?,

@@ -27,7 +27,7 @@ pub struct SharedArgs {
 }
 
 /// How to reach NATS.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated: a server list of a cluster
     /// [default: nats://127.0.0.1:4222; `serve` and `run` start a private

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ use common::pipeline::{
     NatsServer, SeaweedFs, StageProcess, connect, free_tcp_port, local_store, stream_len,
     wait_final,
 };
+use common::serve::Serve;
 use common::{pagefleet, root};
 use futures::StreamExt;
 use pagefleet_schemas::messages::JobStatus;
@@ -851,58 +851,13 @@ fn nats_py(url: &str, key: &str) -> Value {
     common::python_json("nats_py-2.16.0-py3-none-any.whl", NATS_CLIENT, &[url, key])
 }
 
-/// `pagefleet serve`, stopped with SIGTERM however the test ends: killed
-/// outright it could not stop the nats-server it started.
-struct Serve(std::process::Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.0.id().to_string()])
-                .status();
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(20) {
-                if let Ok(Some(_)) = self.0.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_the_client_cli_and_nats_py() {
     let _serial = SERIAL.lock().await;
     let data = tempfile::tempdir().unwrap();
-    let port = free_tcp_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut serve = Serve(
-        common::pagefleet_command()
-            .args(["serve", "--http-addr", &addr, "--slots", "1", "--data"])
-            .arg(data.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    // It prints the HTTP address and the NATS URL.
-    let mut lines = BufReader::new(serve.0.stdout.take().unwrap()).lines();
-    let mut printed = String::new();
-    let nats_url = loop {
-        let line = lines.next().expect("serve exited").unwrap();
-        printed.push_str(&line);
-        printed.push('\n');
-        if let Some(url) = line.trim().strip_prefix("NATS:") {
-            break url.trim().to_owned();
-        }
-    };
-    assert!(printed.contains(&format!("http://{addr}")), "{printed}");
-    let base = format!("http://{addr}");
-    wait_up(&base).await;
+    // It prints the HTTP address and the NATS URL, which Serve reads back.
+    let mut serve = Serve::start(&["--data", data.path().to_str().unwrap()]);
+    let (base, nats_url) = (serve.base(), serve.nats.clone());
 
     // `pagefleet submit --wait` prints the text once the job is done.
     let welcome_path = root().join("examples/welcome.pdf");
@@ -997,7 +952,7 @@ async fn serve_with_the_client_cli_and_nats_py() {
     assert!(requests >= 3, "{stats:?}");
 
     // SIGTERM stops it cleanly.
-    let (status, _) = sigterm_and_wait(&mut serve.0).await;
+    let status = serve.stop();
     assert!(status.success(), "serve exited with {status}");
 }
 
@@ -1414,30 +1369,15 @@ async fn the_web_page_in_a_real_browser() {
         .unwrap();
     let downloads = scratch.path().join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
-    let port = free_tcp_port();
-    let addr = format!("127.0.0.1:{port}");
-    let _serve = Serve(
-        common::pagefleet_command()
-            .args([
-                "serve",
-                "--http-addr",
-                &addr,
-                "--slots",
-                "1",
-                "--api-token",
-                TOKEN,
-                "--max-upload-bytes",
-                "200000",
-            ])
-            .arg("--data")
-            .arg(data.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://{addr}");
-    wait_up(&base).await;
+    let serve = Serve::start(&[
+        "--api-token",
+        TOKEN,
+        "--max-upload-bytes",
+        "200000",
+        "--data",
+        data.path().to_str().unwrap(),
+    ]);
+    let base = serve.base();
     // A person opens the page of a server whose worker is up.
     let http = client();
     let start = Instant::now();

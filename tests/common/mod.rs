@@ -224,3 +224,4 @@ fn scorer_normalises_like_the_reference() {
     assert_eq!(same.bow_f1(), 1.0);
 }
 pub mod pipeline;
+pub mod serve;
