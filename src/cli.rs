@@ -492,13 +492,10 @@ pub(crate) struct ServeArgs {
 /// How to reach a running deployment's HTTP API.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ApiArgs {
-    /// Base URL of the HTTP API.
-    #[arg(
-        long = "api",
-        env = "PAGEFLEET_API_URL",
-        default_value = "http://127.0.0.1:8000"
-    )]
-    pub(crate) url: String,
+    /// Base URL of the HTTP API [default: the `pagefleet serve` running on
+    /// the data folder, else http://127.0.0.1:8000].
+    #[arg(long = "api", env = "PAGEFLEET_API_URL")]
+    pub(crate) url: Option<String>,
     /// Bearer token.
     #[arg(
         long = "api-token",
@@ -506,6 +503,8 @@ pub(crate) struct ApiArgs {
         hide_env_values = true
     )]
     pub(crate) token: Option<String>,
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
 }
 
 /// `pagefleet submit`.

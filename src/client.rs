@@ -13,9 +13,13 @@ use serde_json::Value;
 
 use pagefleet::connect;
 use pagefleet::home::Home;
+use pagefleet::settings::ServeAddresses;
 
 use crate::cli::{ApiArgs, JobArgs, ResultArgs, SubmitArgs, WatchArgs};
 use pagefleet_schemas::Format;
+
+/// The HTTP API client commands speak to when nothing says which.
+const DEFAULT_API_URL: &str = "http://127.0.0.1:8000";
 
 /// How long `watch` waits for NATS to answer before it says what it tried.
 const WATCH_CONNECT_LIMIT: Duration = Duration::from_secs(5);
@@ -24,16 +28,32 @@ const WATCH_CONNECT_LIMIT: Duration = Duration::from_secs(5);
 struct Api {
     http: reqwest::Client,
     base: String,
+    /// Why the default address was taken, if it was: said when it does not
+    /// answer.
+    guessed: String,
     token: Option<String>,
 }
 
 impl Api {
-    fn new(args: &ApiArgs) -> anyhow::Result<Self> {
+    /// The API `--api` names; else the one of the serve running on the
+    /// data folder; else the default address.
+    fn new(home: &Home, args: &ApiArgs) -> anyhow::Result<Self> {
+        let (base, guessed) = match &args.url {
+            Some(url) => (url.clone(), String::new()),
+            None => match ServeAddresses::find(&args.data.dir_or(home)) {
+                Ok(serve) => (serve.http, String::new()),
+                Err(why) => (
+                    DEFAULT_API_URL.to_owned(),
+                    format!(" (no serve found: {why})"),
+                ),
+            },
+        };
         Ok(Self {
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .build()?,
-            base: args.url.trim_end_matches('/').to_owned(),
+            base: base.trim_end_matches('/').to_owned(),
+            guessed,
             token: args.token.clone(),
         })
     }
@@ -48,10 +68,12 @@ impl Api {
 
     /// Sends a request; an error answer becomes an error naming the server's message.
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the pagefleet API at {}", self.base))?;
+        let response = request.send().await.with_context(|| {
+            format!(
+                "cannot reach the pagefleet API at {}{}",
+                self.base, self.guessed
+            )
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -79,8 +101,8 @@ impl Api {
 }
 
 /// `pagefleet submit`.
-pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
-    let api = Api::new(&args.api)?;
+pub(crate) async fn submit(home: &Home, args: SubmitArgs) -> anyhow::Result<()> {
+    let api = Api::new(home, &args.api)?;
     let mut request = api.request(reqwest::Method::POST, "/v1/jobs");
     if let Some(key) = &args.idempotency_key {
         request = request.header("Idempotency-Key", key);
@@ -178,16 +200,16 @@ async fn follow(api: &Api, job_id: &str) -> anyhow::Result<Value> {
 }
 
 /// `pagefleet status`.
-pub(crate) async fn status(args: JobArgs) -> anyhow::Result<()> {
-    let api = Api::new(&args.api)?;
+pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<()> {
+    let api = Api::new(home, &args.api)?;
     let job = api.job(&args.job_id).await?;
     println!("{}", serde_json::to_string_pretty(&job)?);
     Ok(())
 }
 
 /// `pagefleet result`.
-pub(crate) async fn result(args: ResultArgs) -> anyhow::Result<()> {
-    let api = Api::new(&args.api)?;
+pub(crate) async fn result(home: &Home, args: ResultArgs) -> anyhow::Result<()> {
+    let api = Api::new(home, &args.api)?;
     let output = api.result(&args.job_id, args.output).await?;
     std::io::stdout().write_all(&output)?;
     Ok(())

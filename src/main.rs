@@ -28,9 +28,9 @@ fn main() -> std::process::ExitCode {
         cli::Command::Aggregator(args) => serve(stages::aggregator(&home, args)),
         cli::Command::Ingest(args) => serve(stages::ingest(&home, args)),
         cli::Command::Serve(args) => serve::run(&cli.home, args),
-        cli::Command::Submit(args) => serve(client::submit(args)),
-        cli::Command::Status(args) => serve(client::status(args)),
-        cli::Command::Result(args) => serve(client::result(args)),
+        cli::Command::Submit(args) => serve(client::submit(&home, args)),
+        cli::Command::Status(args) => serve(client::status(&home, args)),
+        cli::Command::Result(args) => serve(client::result(&home, args)),
         cli::Command::Watch(args) => serve(client::watch(&home, args)),
         cli::Command::Doctor(args) => doctor::run(&home, args),
         cli::Command::Nats {

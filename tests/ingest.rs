@@ -1233,7 +1233,7 @@ impl Browser {
             assert!(
                 Path::new(program).is_file(),
                 "{program} is missing: the browser test needs Debian's chromium and \
-                 chromium-driver (scripts/bootstrap --browser installs them)"
+                 chromium-driver (scripts/bootstrap --test-tools installs them)"
             );
         }
         let port = free_tcp_port();
