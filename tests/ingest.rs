@@ -306,24 +306,68 @@ async fn the_api_answers_probes_without_a_token_and_refuses_what_it_cannot_take(
     assert_eq!(job_count(js).await, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_api_jobs_from_submission_to_results() {
-    let api = Api::start().await;
-    let (nats, js, base, http) = (&api.nats, &api.js, &api.base, &api.http);
-    let store_dir = api.dir.path().to_str().unwrap();
-    let env = [("PAGEFLEET_STORE", store_dir)];
+impl Api {
+    /// A stage as a process on this API's NATS and store.
+    fn stage(&self, args: &[&str]) -> StageProcess {
+        let store = self.dir.path().to_str().unwrap();
+        StageProcess::spawn_with(args, &self.nats.url, &[], &[("PAGEFLEET_STORE", store)])
+    }
 
-    // Cancellation, with no worker running: the pages wait in the stream,
-    // DELETE drops them, and a worker started afterwards reads none.
-    let mut stages = vec![
-        StageProcess::spawn_with(&["rasterizer"], &nats.url, &[], &env),
-        StageProcess::spawn_with(&["aggregator"], &nats.url, &[], &env),
-    ];
-    let (code, accepted) = post_job(http, base, upload("welcome.pdf", welcome())).await;
-    assert_eq!(code, 202, "{accepted}");
-    let to_cancel = accepted["job_id"].as_str().unwrap().to_owned();
+    /// The whole pipeline behind the API, one OCR slot.
+    fn pipeline(&self) -> Vec<StageProcess> {
+        vec![
+            self.stage(&["rasterizer"]),
+            self.stage(&["ocr-worker", "--slots", "1"]),
+            self.stage(&["aggregator"]),
+        ]
+    }
+
+    /// Submits a form: the job's id.
+    async fn submit(&self, form: reqwest::multipart::Form) -> String {
+        let (code, accepted) = post_job(&self.http, &self.base, form).await;
+        assert_eq!(code, 202, "{accepted}");
+        accepted["job_id"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET` of a path with the token: status code and JSON body.
+    async fn get(&self, path: &str) -> (u16, Value) {
+        get_authed(&self.http, &format!("{}{path}", self.base)).await
+    }
+
+    /// `GET` of a path with the token, the answer as it comes.
+    async fn get_raw(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `DELETE` of a job with the token.
+    async fn delete(&self, job_id: &str) -> (u16, Value) {
+        json(
+            self.http
+                .delete(format!("{}/v1/jobs/{job_id}", self.base))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+/// Cancelling a job with no worker running: its queued pages are dropped,
+/// a second cancel and its result answer 409, and a worker started
+/// afterwards reads none of them while it reads other jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_job_drops_its_queued_pages_and_is_never_read() {
+    let api = Api::start().await;
+    let mut stages = vec![api.stage(&["rasterizer"]), api.stage(&["aggregator"])];
+    let to_cancel = api.submit(upload("welcome.pdf", welcome())).await;
     let page_subject = names::page_subject("fast", names::Lane::Small, &to_cancel, 1);
-    let pages = js.get_stream(names::PAGES_STREAM).await.unwrap();
+    let pages = api.js.get_stream(names::PAGES_STREAM).await.unwrap();
     let start = Instant::now();
     while pages
         .get_last_raw_message_by_subject(&page_subject)
@@ -336,84 +380,89 @@ async fn http_api_jobs_from_submission_to_results() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (code, cancelled) = json(
-        http.delete(format!("{base}/v1/jobs/{to_cancel}"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (code, cancelled) = api.delete(&to_cancel).await;
     assert_eq!(code, 200, "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled");
-    let (code, _) = json(
-        http.delete(format!("{base}/v1/jobs/{to_cancel}"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (code, _) = api.delete(&to_cancel).await;
     assert_eq!(code, 409, "a second cancel finds the job ended");
-    let r = http
-        .get(format!("{base}/v1/jobs/{to_cancel}/result"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
+    let (code, body) = api.get(&format!("/v1/jobs/{to_cancel}/result")).await;
+    assert_eq!(code, 409, "{body}");
 
-    // Now a worker: every other job finishes; the cancelled one stays so,
-    // with no page read.
-    stages.push(StageProcess::spawn_with(
-        &["ocr-worker", "--slots", "1"],
-        &nats.url,
-        &[],
-        &env,
-    ));
-    let (key_code, first) = json(
-        http.post(format!("{base}/v1/jobs"))
-            .bearer_auth(TOKEN)
-            .header("Idempotency-Key", "order-17")
-            .multipart(
-                upload("welcome.pdf", welcome())
-                    .text("dpi", "150")
-                    .text("formats", "txt,json,pdf,hocr,alto"),
-            )
-            .send()
+    // Now a worker: another job finishes; the cancelled one stays so, with
+    // no page read.
+    stages.push(api.stage(&["ocr-worker", "--slots", "1"]));
+    let other = api.submit(upload("welcome.pdf", welcome())).await;
+    let job = wait_job(&api.http, &api.base, &other).await;
+    assert_eq!(job["status"], "success", "{job}");
+    let state = wait_final(&api.js, &to_cancel, TIMEOUT).await;
+    assert_eq!(state.status, JobStatus::Cancelled);
+    assert!(
+        state.pages.values().all(|p| !p.ok),
+        "a cancelled job's page was read: {:?}",
+        state.pages
+    );
+    assert!(
+        pages
+            .get_last_raw_message_by_subject(&page_subject)
             .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(key_code, 202, "{first}");
+            .is_err(),
+        "the cancelled job's page is still queued"
+    );
+    drop(stages);
+}
+
+/// The same `Idempotency-Key` names the same job: a repeat answers 200 with
+/// it and queues nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_names_one_job() {
+    let api = Api::start().await;
+    let keyed = || async {
+        json(
+            api.http
+                .post(format!("{}/v1/jobs", api.base))
+                .bearer_auth(TOKEN)
+                .header("Idempotency-Key", "order-17")
+                .multipart(upload("welcome.pdf", welcome()))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    };
+    let (code, first) = keyed().await;
+    assert_eq!(code, 202, "{first}");
     assert_eq!(first["status"], "queued");
-    let job_id = first["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(first["created"], true);
+    let job_id = first["job_id"].as_str().unwrap();
     assert_eq!(
         first["links"]["result"],
         format!("/v1/jobs/{job_id}/result")
     );
-    // The same key again: the same job, nothing new queued.
-    let (code, again) = json(
-        http.post(format!("{base}/v1/jobs"))
-            .bearer_auth(TOKEN)
-            .header("Idempotency-Key", "order-17")
-            .multipart(upload("welcome.pdf", welcome()))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (code, again) = keyed().await;
     assert_eq!(code, 200, "{again}");
-    assert_eq!(again["job_id"], job_id.as_str());
+    assert_eq!(again["job_id"], job_id);
     assert_eq!(again["created"], false);
+    assert_eq!(again["status"], "existing");
+    assert_eq!(stream_len(&api.js, names::DOCS_STREAM).await, 1);
+    assert_eq!(job_count(&api.js).await, 1);
+}
 
-    // Server-sent events: from the first to the completion, then the end.
-    let events = http
-        .get(format!("{base}/v1/jobs/{job_id}/events"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+/// A job's events stream from its first to its completion and then end;
+/// its view names its pages and formats; every format it asked for is
+/// served with its content type, one it did not ask for is a 404 that says
+/// which it has, and an unknown one is a 400 at submission and at reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_streams_its_events_and_serves_the_formats_it_asked_for() {
+    let api = Api::start().await;
+    let _stages = api.pipeline();
+    let job_id = api
+        .submit(
+            upload("welcome.pdf", welcome())
+                .text("dpi", "150")
+                .text("formats", "txt,json,pdf,hocr,alto"),
+        )
+        .await;
+    let events = api.get_raw(&format!("/v1/jobs/{job_id}/events")).await;
     assert_eq!(events.status(), 200);
     assert!(
         events.headers()["content-type"]
@@ -429,7 +478,7 @@ async fn http_api_jobs_from_submission_to_results() {
     assert!(sse.contains("event: completed"), "{sse}");
     // The progress event of the page's result names the page and how it went.
     assert!(sse.contains(r#""page":1,"page_status":"ok""#), "{sse}");
-    let job = wait_job(http, base, &job_id).await;
+    let job = wait_job(&api.http, &api.base, &job_id).await;
     assert_eq!(job["status"], "success", "{job}");
     assert_eq!(
         job["pages"],
@@ -440,15 +489,88 @@ async fn http_api_jobs_from_submission_to_results() {
         job["formats"],
         serde_json::json!(["txt", "json", "pdf", "hocr", "alto"])
     );
-    // The page image the result's polygons refer to, behind the token.
-    let (_, report) =
-        get_authed(http, &format!("{base}/v1/jobs/{job_id}/result?format=json")).await;
-    let r = http
-        .get(format!("{base}/v1/jobs/{job_id}/pages/1/image"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(job["progress"]["pages_done"], 1);
+    assert_eq!(job["progress"]["total_pages"], 1);
+    assert_eq!(job["metrics"]["total_pages"], 1);
+    assert_eq!(job["filename"], "welcome.pdf");
+    for (format, kind) in [
+        ("txt", "text/plain"),
+        ("json", "application/json"),
+        ("hocr", "text/html"),
+        ("alto", "application/xml"),
+    ] {
+        let r = api
+            .get_raw(&format!("/v1/jobs/{job_id}/result?format={format}"))
+            .await;
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+        let body = r.text().await.unwrap();
+        assert!(reads_welcome(&body), "{format}: {body}");
+    }
+    let r = api
+        .get_raw(&format!("/v1/jobs/{job_id}/result?format=pdf"))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/pdf");
+    let pdf = r.bytes().await.unwrap();
+    assert!(
+        pdf.starts_with(b"%PDF-") && pdf.len() > welcome().len(),
+        "{} bytes",
+        pdf.len()
+    );
+    let (code, body) = api
+        .get(&format!("/v1/jobs/{job_id}/result?format=docx"))
+        .await;
+    assert_eq!(code, 400, "{body}");
+    // Markdown was not asked for: not written, and said so.
+    let (code, body) = api
+        .get(&format!("/v1/jobs/{job_id}/result?format=md"))
+        .await;
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no md output") && e.contains("txt, json, pdf, hocr, alto")),
+        "{body}"
+    );
+    let (code, body) = post_job(
+        &api.http,
+        &api.base,
+        upload("welcome.pdf", welcome()).text("formats", "txt,docx"),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"docx\" is unknown"),
+        "{body}"
+    );
+    let (code, _) = api.get("/v1/jobs/no-such-job").await;
+    assert_eq!(code, 404);
+}
+
+/// The page image the result's polygons refer to: behind the token, the
+/// size the result says, and 404 naming why for pages the job lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_image_is_served_at_the_size_its_result_measures() {
+    let api = Api::start().await;
+    let _stages = api.pipeline();
+    let job_id = api.submit(upload("welcome.pdf", welcome())).await;
+    let job = wait_job(&api.http, &api.base, &job_id).await;
+    assert_eq!(job["status"], "success", "{job}");
+    let (_, report) = api
+        .get(&format!("/v1/jobs/{job_id}/result?format=json"))
+        .await;
+    let r = api
+        .get_raw(&format!("/v1/jobs/{job_id}/pages/1/image"))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "image/png");
     let png = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
@@ -471,103 +593,36 @@ async fn http_api_jobs_from_submission_to_results() {
         ),
         ("/v1/jobs/no-such-job/pages/1/image".to_owned(), "not found"),
     ] {
-        let (code, body) = get_authed(http, &format!("{base}{path}")).await;
+        let (code, body) = api.get(&path).await;
         assert_eq!(code, 404, "{path}: {body}");
         assert!(
             body["error"].as_str().unwrap().contains(why),
             "{path}: {body}"
         );
     }
-    let r = http
-        .get(format!("{base}/v1/jobs/{job_id}/pages/1/image"))
+    let r = api
+        .http
+        .get(format!("{}/v1/jobs/{job_id}/pages/1/image", api.base))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(job["progress"]["pages_done"], 1);
-    assert_eq!(job["progress"]["total_pages"], 1);
-    assert_eq!(job["metrics"]["total_pages"], 1);
-    assert_eq!(job["filename"], "welcome.pdf");
-    for (format, kind) in [
-        ("txt", "text/plain"),
-        ("json", "application/json"),
-        ("hocr", "text/html"),
-        ("alto", "application/xml"),
-    ] {
-        let r = http
-            .get(format!("{base}/v1/jobs/{job_id}/result?format={format}"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        assert!(
-            r.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with(kind)
-        );
-        let body = r.text().await.unwrap();
-        assert!(reads_welcome(&body), "{format}: {body}");
-    }
-    // The searchable PDF, written to the S3 store and served from it.
-    let r = http
-        .get(format!("{base}/v1/jobs/{job_id}/result?format=pdf"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-type"], "application/pdf");
-    let pdf = r.bytes().await.unwrap();
-    assert!(
-        pdf.starts_with(b"%PDF-") && pdf.len() > welcome().len(),
-        "{} bytes",
-        pdf.len()
-    );
-    let r = http
-        .get(format!("{base}/v1/jobs/{job_id}/result?format=docx"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    // Markdown was not asked for: not written, and said so.
-    let (code, body) = get_authed(http, &format!("{base}/v1/jobs/{job_id}/result?format=md")).await;
-    assert_eq!(code, 404, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("no md output") && e.contains("txt, json, pdf, hocr, alto")),
-        "{body}"
-    );
-    let (code, body) = post_job(
-        http,
-        base,
-        upload("welcome.pdf", welcome()).text("formats", "txt,docx"),
-    )
-    .await;
-    assert_eq!(code, 400, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("\"docx\" is unknown"),
-        "{body}"
-    );
-    // A job may take the text of pages that have some from the PDF itself.
-    let (code, body) = post_job(
-        http,
-        base,
-        upload("welcome.pdf", welcome()).text("text_layer", "use"),
-    )
-    .await;
-    assert_eq!(code, 202, "{body}");
-    let used = body["job_id"].as_str().unwrap().to_owned();
-    let job = wait_job(http, base, &used).await;
+}
+
+/// `text_layer=use` takes the text of pages that carry some from the PDF
+/// itself; an unknown mode is a 400 naming the known ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_may_take_the_text_a_pdf_carries() {
+    let api = Api::start().await;
+    let _stages = api.pipeline();
+    let used = api
+        .submit(upload("welcome.pdf", welcome()).text("text_layer", "use"))
+        .await;
+    let job = wait_job(&api.http, &api.base, &used).await;
     assert_eq!(job["status"], "success", "{job}");
-    let (code, result) =
-        get_authed(http, &format!("{base}/v1/jobs/{used}/result?format=json")).await;
+    let (code, result) = api
+        .get(&format!("/v1/jobs/{used}/result?format=json"))
+        .await;
     assert_eq!(code, 200, "{result}");
     assert_eq!(result["pages"][0]["text_source"], "text_layer", "{result}");
     assert_eq!(
@@ -575,8 +630,8 @@ async fn http_api_jobs_from_submission_to_results() {
         "Welcome to pagefleet"
     );
     let (code, body) = post_job(
-        http,
-        base,
+        &api.http,
+        &api.base,
         upload("welcome.pdf", welcome()).text("text_layer", "maybe"),
     )
     .await;
@@ -587,31 +642,16 @@ async fn http_api_jobs_from_submission_to_results() {
             .is_some_and(|e| e.contains("\"maybe\" is unknown: ocr, skip, use")),
         "{body}"
     );
-    let r = http
-        .get(format!("{base}/v1/jobs/no-such-job"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+}
 
-    // The cancelled job read nothing, and its pages are gone from the queue.
-    let state = wait_final(js, &to_cancel, TIMEOUT).await;
-    assert_eq!(state.status, JobStatus::Cancelled);
-    assert!(
-        state.pages.values().all(|p| !p.ok),
-        "a cancelled job's page was read: {:?}",
-        state.pages
-    );
-    assert!(
-        pages
-            .get_last_raw_message_by_subject(&page_subject)
-            .await
-            .is_err(),
-        "the cancelled job's page is still queued"
-    );
-
-    // The replaced cluster's endpoints, with its field names.
+/// The replaced cluster's synchronous endpoints, with its field names:
+/// `/ocr/pdf` with `language` and `dpi`, every job metric and the two
+/// per-worker metrics in its shapes; `/ocr/image` takes images, not PDFs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replaced_clusters_endpoints_answer_in_its_shapes() {
+    let api = Api::start().await;
+    let _stages = api.pipeline();
+    let (base, http) = (&api.base, &api.http);
     let (code, sync) = json(
         http.post(format!("{base}/ocr/pdf"))
             .bearer_auth(TOKEN)
@@ -712,18 +752,19 @@ async fn http_api_jobs_from_submission_to_results() {
     .await;
     assert_eq!(code, 200, "{sync}");
     assert_eq!(sync["metrics"]["total_pages"], 1, "{sync}");
+}
 
-    // Worker status from the workers' heartbeats.
+/// `/workers/status` from the workers' heartbeats (name, health figures,
+/// pages counted) and `/health` with the fleet's totals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_status_comes_from_heartbeats() {
+    let api = Api::start().await;
+    let _stages = api.pipeline();
+    let job_id = api.submit(upload("welcome.pdf", welcome())).await;
+    wait_job(&api.http, &api.base, &job_id).await;
     let start = Instant::now();
     let status = loop {
-        let (code, status) = json(
-            http.get(format!("{base}/workers/status"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (code, status) = api.get("/workers/status").await;
         assert_eq!(code, 200, "{status}");
         if status["healthy_workers"].as_u64() >= Some(1)
             && status["workers"][0]["health"]["total_requests"].as_u64() >= Some(1)
@@ -750,40 +791,75 @@ async fn http_api_jobs_from_submission_to_results() {
         worker["health"]["memory_mb"].as_f64().unwrap() > 10.0,
         "{worker}"
     );
-    let (code, health) = json(http.get(format!("{base}/health")).send().await.unwrap()).await;
+    let (code, health) = json(
+        api.http
+            .get(format!("{}/health", api.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(code, 200, "{health}");
     assert_eq!(health["status"], "healthy");
+    assert_eq!(health["healthy_workers"], 1, "{health}");
+}
 
-    // What a submission may ask for here, as the web page offers it.
-    let (code, options) = get_authed(http, &format!("{base}/v1/options")).await;
-    assert_eq!(code, 200, "{options}");
+/// What a submission may ask for (`/v1/options`, as the web page offers
+/// it), the recent jobs newest first, and the web page itself: no token to
+/// load it, and only its own scripts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_options_the_job_list_and_the_web_page() {
+    let api = Api::start().await;
+    let _worker = api.stage(&["ocr-worker", "--slots", "1"]);
+    let start = Instant::now();
+    let options = loop {
+        let (code, options) = api.get("/v1/options").await;
+        assert_eq!(code, 200, "{options}");
+        if options["served_profiles"] == serde_json::json!(["fast"]) {
+            break options;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{options}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
     assert_eq!(
         options["profiles"],
         serde_json::json!(["accurate", "accurate-latin", "fast", "fast-latin"])
     );
-    assert_eq!(options["served_profiles"], serde_json::json!(["fast"]));
     assert_eq!(options["max_upload_bytes"], 200000);
     assert_eq!(options["dpi"]["min"], 36.0);
     assert_eq!(options["formats"].as_array().unwrap().len(), 6);
-    // The recent jobs, newest submission first, each as its own view says.
-    let (code, listed) = get_authed(http, &format!("{base}/v1/jobs?limit=100")).await;
+
+    // Three jobs (queued: no rasterizer runs), one cancelled.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(api.submit(upload("welcome.pdf", welcome())).await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (code, _) = api.delete(&ids[1]).await;
+    assert_eq!(code, 200);
+    let (code, listed) = api.get("/v1/jobs?limit=100").await;
     assert_eq!(code, 200, "{listed}");
     let listed = listed["jobs"].as_array().unwrap().clone();
-    assert_eq!(listed.len(), job_count(js).await, "{listed:?}");
+    let listed_ids: Vec<&str> = listed
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed_ids, [&ids[2], &ids[1], &ids[0]], "{listed:?}");
     let submitted: Vec<u64> = listed
         .iter()
         .map(|j| j["submitted_at_ms"].as_u64().unwrap())
         .collect();
     assert!(submitted.is_sorted_by(|a, b| a >= b), "{submitted:?}");
-    let cancelled = listed.iter().find(|j| j["job_id"] == to_cancel.as_str());
-    assert_eq!(cancelled.unwrap()["status"], "cancelled", "{listed:?}");
-    let (_, newest) = get_authed(http, &format!("{base}/v1/jobs?limit=1")).await;
+    assert_eq!(listed[1]["status"], "cancelled", "{listed:?}");
+    assert_eq!(listed[0]["status"], "queued", "{listed:?}");
+    let (_, newest) = api.get("/v1/jobs?limit=1").await;
     assert_eq!(newest["jobs"].as_array().unwrap().len(), 1);
-    assert_eq!(newest["jobs"][0]["job_id"], listed[0]["job_id"]);
-    let (code, body) = get_authed(http, &format!("{base}/v1/jobs?limit=0")).await;
+    // The most recently changed: the cancel came after the last submission.
+    assert_eq!(newest["jobs"][0]["job_id"], ids[1].as_str());
+    let (code, body) = api.get("/v1/jobs?limit=0").await;
     assert_eq!(code, 400, "{body}");
-    // The web page: no token needed to load it, and only its own scripts.
-    let page = http.get(format!("{base}/")).send().await.unwrap();
+
+    let page = api.http.get(format!("{}/", api.base)).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(
         page.headers()["content-security-policy"]
@@ -793,10 +869,14 @@ async fn http_api_jobs_from_submission_to_results() {
     );
     assert!(page.text().await.unwrap().contains("/ui/app.js"));
     for path in ["/ui/app.js", "/ui/style.css"] {
-        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        let r = api
+            .http
+            .get(format!("{}{path}", api.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
-    drop(stages);
 }
 
 const NATS_CLIENT: &str = r#"
