@@ -203,3 +203,55 @@ fn doctor_and_watch_find_a_serve_by_its_data_folder() {
     assert!(said.contains("no NATS to watch: tried"), "{said}");
     assert!(said.contains("no serve found"), "{said}");
 }
+
+/// The pids of processes whose command line mentions `text`.
+fn processes_naming(text: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(text)
+                .then_some(pid)
+        })
+        .collect()
+}
+
+/// `kill -9` of serve takes its nats-server with it; a second serve on a
+/// folder whose nats-server is alive stops with an error naming it; and
+/// the folder serves again once the first is gone.
+#[test]
+fn a_killed_serve_leaves_no_process_behind() {
+    let _serial = serial();
+    let data = tempfile::tempdir().unwrap();
+    let folder = data.path().to_str().unwrap();
+    let store = data.path().join("nats");
+    let store = store.to_str().unwrap();
+    let mut serve = Serve::start(&["--data", folder]);
+    let servers = processes_naming(store);
+    assert_eq!(servers.len(), 1, "one nats-server on {store}: {servers:?}");
+
+    // Bounded: a second serve that does start would serve forever.
+    let second = std::process::Command::new("timeout")
+        .args(["30", env!("CARGO_BIN_EXE_pagefleet")])
+        .args(["serve", "--data", folder, "--http-addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{said}");
+    assert!(said.contains("is in use by another nats-server"), "{said}");
+    assert_eq!(processes_naming(store), servers, "a second nats-server ran");
+
+    serve.kill();
+    common::wait_until(
+        Duration::from_secs(15),
+        "the killed serve's nats-server to end",
+        || processes_naming(store).is_empty(),
+    );
+
+    let mut again = Serve::start(&["--data", folder]);
+    submit_welcome(&again);
+    assert!(again.stop().success());
+    assert!(processes_naming(store).is_empty());
+}

@@ -76,6 +76,14 @@ impl Serve {
     }
 }
 
+impl Serve {
+    /// SIGKILL, as a crash or the OOM killer would end it; waits for it.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
 impl Drop for Serve {
     /// SIGTERM however the test ends; killed after 20 s (a panic here
     /// would abort the test binary).
