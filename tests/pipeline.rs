@@ -548,6 +548,15 @@ async fn a_bad_document_fails_its_job_alone() {
     let bad = pagefleet_ingest::submit(&js, &store, "notes.pdf", notes, &submit_options())
         .await
         .unwrap();
+    // A PDF whose page tree's only kid is the tree itself.
+    let looped = Bytes::from_static(
+        b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n\
+          2 0 obj\n<< /Type /Pages /Kids [2 0 R] /Count 2 >>\nendobj\n\
+          trailer\n<< /Root 1 0 R >>\n%%EOF\n",
+    );
+    let damaged = pagefleet_ingest::submit(&js, &store, "loop.pdf", looped, &submit_options())
+        .await
+        .unwrap();
     let good = submit_file(&js, &store, &root().join("examples/welcome.pdf")).await;
 
     let state = wait_final(&js, &bad, TIMEOUT).await;
@@ -555,6 +564,20 @@ async fn a_bad_document_fails_its_job_alone() {
     let error = report(&store, &bad).await.metrics.errors.join("; ");
     assert!(
         error.contains("unsupported document type") && error.contains("text"),
+        "{error}"
+    );
+    // The damaged PDF: one line in words, and no page counted.
+    let state = wait_final(&js, &damaged, TIMEOUT).await;
+    assert_eq!(state.status, JobStatus::Failed);
+    let manifest = state.manifest.as_ref().unwrap();
+    assert!(
+        manifest.total_pages == 0 && state.pages.is_empty(),
+        "{state:?}"
+    );
+    let error = report(&store, &damaged).await.metrics.errors.join("; ");
+    assert!(error.contains("page tree"), "{error}");
+    assert!(
+        !error.contains('\n') && !error.contains("Pdfium"),
         "{error}"
     );
     assert_eq!(

@@ -55,7 +55,7 @@ pub enum PdfError {
 
 impl From<PdfiumError> for PdfError {
     fn from(e: PdfiumError) -> Self {
-        Self::Pdfium(e.to_string())
+        Self::Pdfium(pagefleet_stagekit::pdfium::describe(&e))
     }
 }
 

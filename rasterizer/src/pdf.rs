@@ -1,6 +1,6 @@
 //! PDF pages rendered by PDFium (bound by [`pagefleet_stagekit::pdfium`]).
 
-use pagefleet_stagekit::pdfium::Pdf;
+use pagefleet_stagekit::pdfium::{Pdf, describe};
 use pdfium_render::prelude::*;
 
 use crate::{Page, RasterError, RenderOptions};
@@ -17,19 +17,40 @@ pub(crate) fn pages(
         .load_pdf_from_byte_slice(bytes, None)
         .map_err(load_error)?;
     let pages = document.pages();
-    let count = pages.len() as usize;
-    if count == 0 {
+    let listed = pages.len() as usize;
+    if listed == 0 {
         return Err(RasterError::NoPages);
     }
-    if count > options.max_pages {
+    if listed > options.max_pages {
         return Err(RasterError::TooManyPages {
-            count: count.to_string(),
+            count: listed.to_string(),
             limit: options.max_pages,
         });
     }
+    // PDFium believes the page tree's /Count; the pages are those the tree
+    // really leads to (a page's size comes from its dictionary alone, so
+    // this costs no page load).
+    let present: Vec<usize> = (0..listed)
+        .filter(|&index| pages.page_size(index as PdfPageIndex).is_ok())
+        .collect();
+    if present.is_empty() {
+        return Err(RasterError::Corrupt(format!(
+            "the PDF's page tree is damaged: it claims {listed} page{} and leads to none \
+             (it refers to itself or to objects that are not pages)",
+            if listed == 1 { "" } else { "s" }
+        )));
+    }
+    if present.len() < listed {
+        tracing::warn!(
+            listed,
+            present = present.len(),
+            "the PDF's page tree claims more pages than it leads to; reading those it leads to"
+        );
+    }
+    let count = present.len();
     let dpi = options.dpi.clamp(10.0, 1200.0) as f64;
-    for index in 0..count {
-        let number = index + 1;
+    for (i, &index) in present.iter().enumerate() {
+        let number = i + 1;
         let page = render_page(pages, index, number, count, dpi, options);
         on_page(page).map_err(RasterError::Stopped)?;
     }
@@ -51,7 +72,7 @@ fn render_page(
     };
     let page = pages
         .get(index as _)
-        .map_err(|e| refused(format!("cannot load page: {e}")))?;
+        .map_err(|e| refused(format!("cannot load the page: {}", describe(&e))))?;
     // PDFium quietly substitutes US Letter for a MediaBox without area; such a
     // page is broken, not blank, and is reported as such.
     if let Ok(media) = page.boundaries().media() {
@@ -72,7 +93,7 @@ fn render_page(
         .map_err(|e| refused(e.to_string()))?;
     // A page with text of its own may be taken as it is, unrendered.
     let text = crate::text_layer::read(&page, fit.width, fit.height, options.text_layer)
-        .map_err(|e| refused(format!("cannot read the page's text: {e}")))?;
+        .map_err(|e| refused(format!("cannot read the page's text: {}", describe(&e))))?;
     if text.is_some() {
         return Ok(Page {
             number,
@@ -91,10 +112,10 @@ fn render_page(
         .set_clear_color(PdfColor::WHITE);
     let bitmap = page
         .render_with_config(&config)
-        .map_err(|e| refused(format!("render failed: {e}")))?;
+        .map_err(|e| refused(format!("render failed: {}", describe(&e))))?;
     let image = bitmap
         .as_image()
-        .map_err(|e| refused(format!("bitmap conversion failed: {e}")))?
+        .map_err(|e| refused(format!("bitmap conversion failed: {}", describe(&e))))?
         .into_rgb8();
     drop(bitmap);
     if image.width() as u64 * image.height() as u64 > options.budget.max_pixels {
@@ -122,6 +143,6 @@ fn load_error(err: PdfiumError) -> RasterError {
         PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::FormatError) => {
             RasterError::Corrupt("not a readable PDF (damaged or truncated beyond repair)".into())
         }
-        other => RasterError::Corrupt(other.to_string()),
+        other => RasterError::Corrupt(describe(&other)),
     }
 }

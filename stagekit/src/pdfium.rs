@@ -47,6 +47,27 @@ impl Pdf {
     }
 }
 
+/// A PDFium error in words, on one line (its own `Display` is a debug dump
+/// over several lines).
+pub fn describe(error: &PdfiumError) -> String {
+    use PdfiumInternalError::*;
+    match error {
+        PdfiumError::PdfiumLibraryInternalError(internal) => match internal {
+            FileError => "the file cannot be read",
+            FormatError => "the PDF is damaged or truncated beyond repair",
+            PasswordError => "the PDF is password-protected",
+            SecurityError => "the PDF's security settings forbid reading it",
+            PageError => "the page cannot be loaded",
+            Unknown => "PDFium gave no reason",
+        }
+        .to_owned(),
+        other => format!("{other:?}")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
 /// The affine map between the pixels of a page's image and PDF page space
 /// (points, y up): `origin + px * x + py * y`.
 #[derive(Debug, Clone, Copy, PartialEq)]
