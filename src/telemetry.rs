@@ -98,6 +98,18 @@ pub(crate) fn init(args: &LogArgs, quiet_default: bool, service: &str) -> Teleme
         "info,ort=warn,async_nats=warn"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // The object store's client logs every retry of every request at info
+    // (ten lines a request through an outage); the stages log an outage
+    // once as it starts and once as it ends, and count the retries.
+    let filter = if std::env::var("RUST_LOG").is_ok_and(|v| v.contains("object_store")) {
+        filter
+    } else {
+        filter.add_directive(
+            "object_store::client::retry=warn"
+                .parse()
+                .expect("a valid directive"),
+        )
+    };
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let (provider, runtime, failure) = if tracing_enabled() {
         match provider(service) {

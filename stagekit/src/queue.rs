@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
-use tracing::{Instrument, error, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use crate::topology::{self, ConsumerSettings, TopologyConfig};
 
@@ -261,9 +261,62 @@ pub struct Driver {
 #[error(transparent)]
 pub struct DriverError(#[from] topology::TopologyError);
 
-/// Counts the messages in hand that wait out a transient fault.
+/// The messages in hand that wait out a transient fault (an outage of the
+/// store or of NATS). The driver logs an outage once as it starts (the
+/// first message to wait) and once as it ends (the last one through), with
+/// its length and retries, however many messages wait through it.
 #[derive(Debug, Default)]
-struct Outages(AtomicUsize);
+struct Outages {
+    waiting: AtomicUsize,
+    /// When the outage began, and the retries since.
+    current: std::sync::Mutex<Option<(Instant, u64)>>,
+}
+
+impl Outages {
+    /// Whether any message waits.
+    fn any(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// A message starts waiting out `fault`.
+    fn begin(&self, what: &str, fault: &dyn std::fmt::Display) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if self.waiting.fetch_add(1, Ordering::SeqCst) == 0 {
+            *current = Some((Instant::now(), 0));
+            warn!("{what}s wait for a transient fault to clear: {fault}");
+        } else {
+            debug!("a {what} waits for a transient fault to clear: {fault}");
+        }
+    }
+
+    /// A waiting message is tried again.
+    fn retry(&self, what: &'static str) {
+        if let Some((_, retries)) = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            *retries += 1;
+        }
+        metrics::counter!("pagefleet_transient_retries_total", "what" => what).increment(1);
+    }
+
+    /// A message waits no more (it went through, failed for good, or was
+    /// let go).
+    fn end(&self, what: &str) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if self.waiting.fetch_sub(1, Ordering::SeqCst) == 1
+            && let Some((since, retries)) = current.take()
+        {
+            info!(
+                retries,
+                "{what}s go through again: the transient fault cleared after {:.1} s",
+                since.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
 
 impl Driver {
     /// Pulls and handles messages of one consumer until `shutdown`
@@ -385,7 +438,7 @@ impl<H: Handler> Puller<'_, H> {
             while self.tasks.try_join_next().is_some() {}
             // While a message in hand waits out an outage, new ones would
             // only wait with it.
-            if self.outages.0.load(Ordering::SeqCst) > 0 {
+            if self.outages.any() {
                 tokio::select! {
                     _ = shutdown.clone() => return,
                     _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
@@ -825,7 +878,7 @@ impl<H: Handler> Work<H> {
                         _ = progress.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
                         _ = &mut limit => {
                             if waiting_since.is_some() {
-                                self.outages.0.fetch_sub(1, Ordering::SeqCst);
+                                self.outages.end(self.what);
                             }
                             warn!(
                                 deliveries = delivery.deliveries,
@@ -841,8 +894,8 @@ impl<H: Handler> Work<H> {
             let e = match outcome {
                 Ok(handled) => {
                     if let Some(since) = waiting_since.take() {
-                        self.outages.0.fetch_sub(1, Ordering::SeqCst);
-                        info!(
+                        self.outages.end(self.what);
+                        debug!(
                             attempts = failures + 1,
                             "{} went through after {:.1} s",
                             self.what,
@@ -863,11 +916,9 @@ impl<H: Handler> Work<H> {
                     failures += 1;
                     if waiting_since.is_none() {
                         waiting_since = Some(Instant::now());
-                        self.outages.0.fetch_add(1, Ordering::SeqCst);
-                        warn!("{} waits for a transient fault to clear: {e}", self.what);
+                        self.outages.begin(self.what, &e);
                     }
-                    metrics::counter!("pagefleet_transient_retries_total", "what" => self.what)
-                        .increment(1);
+                    self.outages.retry(self.what);
                     let wait = tokio::time::sleep(self.backoff.wait(failures, retry_after));
                     tokio::pin!(wait);
                     let stopped = loop {
@@ -880,7 +931,7 @@ impl<H: Handler> Work<H> {
                     if stopped {
                         // Stopping: another process takes it over, without
                         // the wait counting as a delivery's failure.
-                        self.outages.0.fetch_sub(1, Ordering::SeqCst);
+                        self.outages.end(self.what);
                         info!("{} handed back at shutdown while waiting: {e}", self.what);
                         self.settle_as(msg, AckKind::Nak(Some(retry_after)), shutdown.clone())
                             .await;
@@ -890,7 +941,7 @@ impl<H: Handler> Work<H> {
                 }
                 FaultKind::Permanent => {
                     if waiting_since.take().is_some() {
-                        self.outages.0.fetch_sub(1, Ordering::SeqCst);
+                        self.outages.end(self.what);
                     }
                     if matches!(step, Step::GiveUp) {
                         // Recording the failure failed for good: nothing is
@@ -906,7 +957,7 @@ impl<H: Handler> Work<H> {
                 }
                 FaultKind::Bug => {
                     if waiting_since.take().is_some() {
-                        self.outages.0.fetch_sub(1, Ordering::SeqCst);
+                        self.outages.end(self.what);
                     }
                     error!(
                         deliveries = delivery.deliveries,

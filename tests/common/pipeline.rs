@@ -183,11 +183,21 @@ impl StageProcess {
         nats: &str,
         store: &Path,
     ) -> (Self, Arc<std::sync::Mutex<String>>) {
+        Self::spawn_logged_with(args, nats, &[("PAGEFLEET_STORE", store.to_str().unwrap())])
+    }
+
+    /// A stage with its environment (an S3 store, say), its info-level log
+    /// collected (and echoed on standard error).
+    pub fn spawn_logged_with(
+        args: &[&str],
+        nats: &str,
+        env: &[(&str, &str)],
+    ) -> (Self, Arc<std::sync::Mutex<String>>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pagefleet"))
             .args(args)
             .arg("--nats")
             .arg(nats)
-            .env("PAGEFLEET_STORE", store)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,async_nats=warn,ort=warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
