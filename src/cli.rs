@@ -45,6 +45,9 @@ pub(crate) enum Command {
     Status(JobArgs),
     /// A finished job's text, markdown or JSON.
     Result(ResultArgs),
+    /// Removes an ended job (its state, objects and events); cancels a
+    /// running one, and with --purge removes it too.
+    Delete(DeleteArgs),
     /// Live job events from NATS, one line each.
     Watch(WatchArgs),
     /// Check NATS, JetStream, object storage, the runtime files, ONNX Runtime
@@ -71,6 +74,7 @@ impl Command {
             Self::Submit(_) => "submit",
             Self::Status(_) => "status",
             Self::Result(_) => "result",
+            Self::Delete(_) => "delete",
             Self::Watch(_) => "watch",
             Self::Doctor(_) => "doctor",
             Self::Nats { .. } => "nats",
@@ -552,6 +556,18 @@ pub(crate) struct ResultArgs {
     /// Format: txt, md, json, pdf, hocr or alto.
     #[arg(long = "format", default_value_t = Format::Txt)]
     pub(crate) output: Format,
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+}
+
+/// `pagefleet delete`.
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// The job's id.
+    pub(crate) job_id: String,
+    /// A running job: cancel it and remove it too.
+    #[arg(long)]
+    pub(crate) purge: bool,
     #[command(flatten)]
     pub(crate) api: ApiArgs,
 }

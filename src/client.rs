@@ -15,7 +15,7 @@ use pagefleet::connect;
 use pagefleet::home::Home;
 use pagefleet::settings::ServeAddresses;
 
-use crate::cli::{ApiArgs, JobArgs, ResultArgs, SubmitArgs, WatchArgs};
+use crate::cli::{ApiArgs, DeleteArgs, JobArgs, ResultArgs, SubmitArgs, WatchArgs};
 use pagefleet_schemas::Format;
 
 /// The HTTP API client commands speak to when nothing says which.
@@ -212,6 +212,28 @@ pub(crate) async fn result(home: &Home, args: ResultArgs) -> anyhow::Result<()> 
     let api = Api::new(home, &args.api)?;
     let output = api.result(&args.job_id, args.output).await?;
     std::io::stdout().write_all(&output)?;
+    Ok(())
+}
+
+/// `pagefleet delete`: prints what became of the job (`deleted`, or
+/// `cancelled` for a running job without `--purge`).
+pub(crate) async fn delete(home: &Home, args: DeleteArgs) -> anyhow::Result<()> {
+    let api = Api::new(home, &args.api)?;
+    let path = format!(
+        "/v1/jobs/{}{}",
+        args.job_id,
+        if args.purge { "?purge=true" } else { "" }
+    );
+    let answer: Value = api
+        .send(api.request(reqwest::Method::DELETE, &path))
+        .await?
+        .json()
+        .await?;
+    println!(
+        "{} {}",
+        args.job_id,
+        answer["status"].as_str().unwrap_or("unknown")
+    );
     Ok(())
 }
 

@@ -31,6 +31,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Submit(args) => serve(client::submit(&home, args)),
         cli::Command::Status(args) => serve(client::status(&home, args)),
         cli::Command::Result(args) => serve(client::result(&home, args)),
+        cli::Command::Delete(args) => serve(client::delete(&home, args)),
         cli::Command::Watch(args) => serve(client::watch(&home, args)),
         cli::Command::Doctor(args) => doctor::run(&home, args),
         cli::Command::Nats {

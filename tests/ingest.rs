@@ -22,7 +22,7 @@ use common::pipeline::{
 use common::serve::Serve;
 use common::{pagefleet, root};
 use futures::StreamExt;
-use pagefleet_schemas::messages::JobStatus;
+use pagefleet_schemas::messages::{EventKind, JobStatus};
 use pagefleet_schemas::names;
 use pagefleet_stagekit::store;
 use serde_json::Value;
@@ -383,8 +383,6 @@ async fn a_cancelled_job_drops_its_queued_pages_and_is_never_read() {
     let (code, cancelled) = api.delete(&to_cancel).await;
     assert_eq!(code, 200, "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled");
-    let (code, _) = api.delete(&to_cancel).await;
-    assert_eq!(code, 409, "a second cancel finds the job ended");
     let (code, body) = api.get(&format!("/v1/jobs/{to_cancel}/result")).await;
     assert_eq!(code, 409, "{body}");
 
@@ -409,6 +407,128 @@ async fn a_cancelled_job_drops_its_queued_pages_and_is_never_read() {
         "the cancelled job's page is still queued"
     );
     drop(stages);
+}
+
+/// `DELETE` of a finished job removes its state, every object it stored
+/// and its events at once; its routes then answer 410 naming the deletion,
+/// and it leaves the job list. A running job is cancelled, and with
+/// `?purge=true` removed too. `pagefleet delete` does the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_job_leaves_nothing_behind() {
+    let api = Api::start().await;
+    let objects = |job_id: &str| {
+        let dir = api.dir.path().join("jobs").join(job_id);
+        walk(&dir)
+    };
+    // Running, no worker: cancelled and removed with ?purge=true.
+    let mut stages = vec![api.stage(&["rasterizer"]), api.stage(&["aggregator"])];
+    let running = api.submit(upload("welcome.pdf", welcome())).await;
+    common::wait_until(TIMEOUT, "the running job's page image", || {
+        !objects(&running).is_empty()
+    });
+    let (code, answer) = json(
+        api.http
+            .delete(format!("{}/v1/jobs/{running}?purge=true", api.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["status"], "deleted");
+    assert!(objects(&running).is_empty(), "{:?}", objects(&running));
+
+    // Finished: deleted at once.
+    stages.push(api.stage(&["ocr-worker", "--slots", "1"]));
+    let finished = api
+        .submit(upload("welcome.pdf", welcome()).text("formats", "txt,json,pdf"))
+        .await;
+    let job = wait_job(&api.http, &api.base, &finished).await;
+    assert_eq!(job["status"], "success", "{job}");
+    let stored = objects(&finished);
+    assert!(
+        stored.iter().any(|k| k.ends_with("source"))
+            && stored.iter().any(|k| k.ends_with(".png"))
+            && stored.iter().any(|k| k.ends_with("result.pdf")),
+        "{stored:?}"
+    );
+    let events = api.js.get_stream(names::EVENTS_STREAM).await.unwrap();
+    let completed = names::event_subject(&finished, EventKind::Completed.token());
+    assert!(
+        events
+            .get_last_raw_message_by_subject(&completed)
+            .await
+            .is_ok()
+    );
+    let (code, answer) = api.delete(&finished).await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["status"], "deleted");
+    assert!(objects(&finished).is_empty(), "{:?}", objects(&finished));
+    assert!(
+        events
+            .get_last_raw_message_by_subject(&completed)
+            .await
+            .is_err(),
+        "the deleted job's events are still kept"
+    );
+    for path in [
+        format!("/v1/jobs/{finished}"),
+        format!("/v1/jobs/{finished}/result?format=txt"),
+        format!("/v1/jobs/{finished}/pages/1/image"),
+        format!("/v1/jobs/{finished}/events"),
+    ] {
+        let (code, body) = api.get(&path).await;
+        assert_eq!(code, 410, "{path}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&format!("job {finished} was deleted at 20"))),
+            "{path}: {body}"
+        );
+    }
+    let (code, _) = api.delete(&finished).await;
+    assert_eq!(code, 410, "deleting twice");
+    let (_, listed) = api.get("/v1/jobs?limit=100").await;
+    let listed: Vec<&str> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        !listed.contains(&finished.as_str()) && !listed.contains(&running.as_str()),
+        "{listed:?}"
+    );
+
+    // The client command.
+    let other = api.submit(upload("welcome.pdf", welcome())).await;
+    wait_job(&api.http, &api.base, &other).await;
+    let ran = pagefleet(&["delete", &other, "--api", &api.base, "--api-token", TOKEN]);
+    assert_eq!(ran.code(), 0, "{}", ran.said());
+    assert_eq!(ran.stdout.trim(), format!("{other} deleted"));
+    assert!(objects(&other).is_empty());
+    drop(stages);
+}
+
+/// Every file under `dir`, as paths relative to it.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(next) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found
 }
 
 /// The same `Idempotency-Key` names the same job: a repeat answers 200 with

@@ -1121,7 +1121,12 @@ async fn a_120_s_store_outage_mid_job_fails_no_page_and_is_a_few_lines() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let stages: Vec<_> = ["rasterizer", "ocr-worker", "aggregator"]
         .into_iter()
-        .map(|stage| (stage, StageProcess::spawn_logged_with(&[stage], &nats.url, &env)))
+        .map(|stage| {
+            (
+                stage,
+                StageProcess::spawn_logged_with(&[stage], &nats.url, &env),
+            )
+        })
         .collect();
     // A document for the rasterizer to read while the store is down.
     let later = std::fs::read(samples().join("ltnews34.pdf")).unwrap();
@@ -1172,7 +1177,9 @@ async fn a_120_s_store_outage_mid_job_fails_no_page_and_is_a_few_lines() {
             .collect();
         eprintln!("{stage} during the outage:\n{}", during.join("\n"));
         assert!(
-            during.iter().any(|l| l.contains("wait for a transient fault")),
+            during
+                .iter()
+                .any(|l| l.contains("wait for a transient fault")),
             "{stage} did not log the outage"
         );
         assert!(

@@ -321,6 +321,18 @@ impl Handler for Aggregator {
 /// Records one result in the job's state; finishes the job when it is complete.
 async fn record(deps: &Deps, kv: &kv::Store, result: &ResultMessage) -> Result<(), RecordError> {
     let job_id = result.job_id();
+    // A late result of a job that has ended (cancelled, or removed) is
+    // dropped before it writes anything: a removed job's objects stay gone.
+    let entry = kv
+        .get(job_id)
+        .await
+        .map_err(|e| StateError::Unavailable(e.to_string()))?;
+    if let Some(entry) = entry
+        && let Ok(state) = JobState::decode(&entry)
+        && (state.removed.is_some() || state.status == JobStatus::Cancelled)
+    {
+        return Ok(());
+    }
     // The page's full result goes to storage first: the state only says it is there.
     if let ResultMessage::Page(page) = result {
         store::put(
@@ -358,7 +370,7 @@ async fn record(deps: &Deps, kv: &kv::Store, result: &ResultMessage) -> Result<(
 /// Applies a result to a state; false when it changes nothing (a duplicate,
 /// or a late result of a cancelled job).
 fn apply(state: &mut JobState, result: &ResultMessage) -> bool {
-    if state.status == JobStatus::Cancelled {
+    if state.status == JobStatus::Cancelled || state.removed.is_some() {
         return false;
     }
     match result {

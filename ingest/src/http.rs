@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use futures::StreamExt;
-use pagefleet_schemas::messages::{EventKind, JobStatus, WorkerHeartbeat, now_ms};
+use pagefleet_schemas::messages::{EventKind, JobStatus, Removal, WorkerHeartbeat, now_ms};
 use pagefleet_schemas::names;
 use pagefleet_schemas::submit::SubmitRequest;
 use pagefleet_schemas::{Format, UnknownFormat};
@@ -80,7 +80,7 @@ pub fn router(intake: Intake, client: async_nats::Client, config: ApiConfig) -> 
     let protected = Router::new()
         .route("/v1/options", get(get_options))
         .route("/v1/jobs", post(create_job).get(list_jobs))
-        .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
+        .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
         .route("/v1/jobs/{id}/result", get(get_result))
         .route("/v1/jobs/{id}/events", get(job_events))
         .route("/v1/jobs/{id}/pages/{page}/image", get(page_image))
@@ -151,7 +151,10 @@ impl From<JobError> for ApiError {
     fn from(e: JobError) -> Self {
         let status = match &e {
             JobError::NotFound(_) | JobError::NotAsked { .. } => StatusCode::NOT_FOUND,
-            JobError::NotFinished(_) | JobError::Ended { .. } => StatusCode::CONFLICT,
+            JobError::NotFinished(_) | JobError::Ended { .. } | JobError::Running(_) => {
+                StatusCode::CONFLICT
+            }
+            JobError::Gone { .. } => StatusCode::GONE,
             JobError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self(status, e.to_string())
@@ -596,11 +599,34 @@ async fn get_result(
     Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
 }
 
-/// `DELETE /v1/jobs/{id}`: cancels the job.
-async fn cancel_job(State(api): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let state = jobs::cancel(&api.intake.js, &id).await?;
-    let view = jobs::view_of(&state, None);
-    Ok(axum::Json(view).into_response())
+#[derive(Debug, Deserialize)]
+struct DeleteQuery {
+    #[serde(default)]
+    purge: bool,
+}
+
+/// `DELETE /v1/jobs/{id}`: removes an ended job (its state, objects and
+/// events); cancels a running one, and with `?purge=true` removes it too.
+async fn delete_job(
+    State(api): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> Result<Response, ApiError> {
+    let (js, store) = (&api.intake.js, &api.intake.store);
+    let state = jobs::load(js, &id).await?;
+    if state.status == JobStatus::Running {
+        let cancelled = jobs::cancel(js, &id).await?;
+        if !q.purge {
+            return Ok(axum::Json(jobs::view_of(&cancelled, None)).into_response());
+        }
+    }
+    let removed = jobs::remove(js, store, &id, Removal::Deleted).await?;
+    Ok(axum::Json(serde_json::json!({
+        "job_id": id,
+        "status": "deleted",
+        "deleted_at_ms": removed.removed.map(|r| r.at_ms),
+    }))
+    .into_response())
 }
 
 /// `GET /v1/jobs/{id}/events`: server-sent events, from the job's first to

@@ -1,11 +1,13 @@
 //! What clients ask of a job once it is submitted: its status and progress,
-//! its results, its events, and its cancellation. The HTTP API and the NATS
-//! service both answer from here.
+//! its results, its events, its cancellation and its deletion. The HTTP API
+//! and the NATS service both answer from here.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
-use pagefleet_schemas::messages::{EventKind, JobEvent, JobState, JobStatus, Message, now_ms};
+use pagefleet_schemas::messages::{
+    EventKind, JobEvent, JobState, JobStatus, Message, Removal, now_ms,
+};
 use pagefleet_schemas::{Format, names};
 use pagefleet_stagekit::bus::publish_acked;
 use pagefleet_stagekit::state;
@@ -43,9 +45,27 @@ pub enum JobError {
         /// How.
         status: &'static str,
     },
+    /// The job was removed: deleted, or expired.
+    #[error("job {job_id} was {} at {}", how.as_str(), rfc3339(*at_ms))]
+    Gone {
+        /// The job.
+        job_id: String,
+        /// How.
+        how: Removal,
+        /// When, milliseconds since the Unix epoch.
+        at_ms: u64,
+    },
+    /// The job is still running: it cannot be removed.
+    #[error("job {0} is running: cancel it first (DELETE with ?purge=true does both)")]
+    Running(String),
     /// NATS or the store failed.
     #[error("{0}")]
     Unavailable(String),
+}
+
+/// A time as RFC 3339, to the second.
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 fn unavailable(e: impl std::fmt::Display) -> JobError {
@@ -70,7 +90,80 @@ pub async fn load(js: &jetstream::Context, job_id: &str) -> Result<JobState, Job
         .await
         .map_err(unavailable)?
         .ok_or_else(|| JobError::NotFound(job_id.to_owned()))?;
-    JobState::decode(&bytes).map_err(unavailable)
+    let state = JobState::decode(&bytes).map_err(unavailable)?;
+    match state.removed {
+        Some(removed) => Err(JobError::Gone {
+            job_id: job_id.to_owned(),
+            how: removed.how,
+            at_ms: removed.at_ms,
+        }),
+        None => Ok(state),
+    }
+}
+
+/// Removes an ended job: its state becomes a tombstone first (so that a
+/// late result of it changes nothing and its routes answer 410), then every
+/// object under `jobs/<id>/` and its events go. A running job is refused.
+pub async fn remove(
+    js: &jetstream::Context,
+    store: &Store,
+    job_id: &str,
+    how: Removal,
+) -> Result<JobState, JobError> {
+    let before = load(js, job_id).await?;
+    if before.status == JobStatus::Running {
+        return Err(JobError::Running(job_id.to_owned()));
+    }
+    let kv = jobs_bucket(js).await?;
+    let at_ms = now_ms();
+    let tombstone = state::update(&kv, job_id, |s| {
+        if s.status == JobStatus::Running || s.removed.is_some() {
+            return false;
+        }
+        *s = s.tombstone(how, at_ms);
+        true
+    })
+    .await
+    .map_err(|e| JobError::Unavailable(e.to_string()))?;
+    match tombstone.removed {
+        Some(removed) if removed.at_ms != at_ms => {
+            return Err(JobError::Gone {
+                job_id: job_id.to_owned(),
+                how: removed.how,
+                at_ms: removed.at_ms,
+            });
+        }
+        None => return Err(JobError::Running(job_id.to_owned())),
+        Some(_) => {}
+    }
+    purge(js, store, job_id).await?;
+    Ok(tombstone)
+}
+
+/// Deletes what a removed job left: its objects and its events. Deleting
+/// again is harmless.
+pub async fn purge(js: &jetstream::Context, store: &Store, job_id: &str) -> Result<(), JobError> {
+    use futures::{StreamExt, TryStreamExt};
+    let prefix = object_store::path::Path::from(format!("jobs/{job_id}"));
+    let locations = store
+        .list(Some(&prefix))
+        .map_ok(|meta| meta.location)
+        .boxed();
+    store
+        .delete_stream(locations)
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(unavailable)?;
+    let events = js
+        .get_stream(names::EVENTS_STREAM)
+        .await
+        .map_err(unavailable)?;
+    events
+        .purge()
+        .filter(names::events_of_job(job_id))
+        .await
+        .map_err(unavailable)?;
+    Ok(())
 }
 
 /// The job as clients see it, with its metrics once finished; a job whose
@@ -206,7 +299,10 @@ pub async fn recent(js: &jetstream::Context, limit: usize) -> Result<Vec<JobView
     for key in keys {
         if let Some(bytes) = kv.get(&key).await.map_err(unavailable)? {
             let state = JobState::decode(&bytes).map_err(unavailable)?;
-            views.push(view_of(&state, None));
+            // A removed job leaves the list.
+            if state.removed.is_none() {
+                views.push(view_of(&state, None));
+            }
         }
     }
     views.sort_by_key(|v| std::cmp::Reverse(v.submitted_at_ms));

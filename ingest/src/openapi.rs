@@ -37,6 +37,7 @@ fn error_responses(codes: &[&str]) -> Value {
             "403" => "wrong bearer token",
             "404" => "no such job or object",
             "409" => "the job is not in a state that allows this",
+            "410" => "the job was removed (deleted, or expired); the message says when",
             "413" => "over the upload size limit (the message names it)",
             "415" => "not an accepted document type (decided by content)",
             "422" => "the document could not be read",
@@ -172,26 +173,27 @@ pub fn document() -> Value {
             }},
             "/v1/jobs/{id}": {
                 "get": {"summary": "A job's status, progress and (once finished) metrics", "parameters": [job_id_param()],
-                    "responses": with(json!({"200": {"description": "the job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}}), error_responses(&["401", "403", "404", "503"]))},
-                "delete": {"summary": "Cancel a job: its waiting pages are dropped, not read", "parameters": [job_id_param()],
-                    "responses": with(json!({"200": {"description": "cancelled", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}}), error_responses(&["401", "403", "404", "409", "503"]))}
+                    "responses": with(json!({"200": {"description": "the job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}}), error_responses(&["401", "403", "404", "410", "503"]))},
+                "delete": {"summary": "Remove an ended job (its state, objects and events); cancel a running one (its waiting pages are dropped, not read), and remove it too with purge=true", "parameters": [job_id_param(),
+                        {"name": "purge", "in": "query", "schema": {"type": "boolean", "default": false}, "description": "a running job: cancel it and remove it"}],
+                    "responses": with(json!({"200": {"description": "deleted ({\"job_id\",\"status\":\"deleted\",\"deleted_at_ms\"}), or cancelled (the job's view)", "content": {"application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Job"}, {"type": "object", "required": ["job_id", "status"], "properties": {"job_id": {"type": "string"}, "status": {"const": "deleted"}, "deleted_at_ms": {"type": "integer"}}}]}}}}}), error_responses(&["401", "403", "404", "409", "410", "503"]))}
             },
             "/v1/jobs/{id}/result": {"get": {
                 "summary": "A finished job's text, markdown or JSON",
                 "parameters": [job_id_param(), {"name": "format", "in": "query", "schema": {"enum": Format::ALL, "default": Format::Txt}}],
                 "responses": with(json!({"200": {"description": "the output", "content": {
                     "text/plain": {"schema": {"type": "string"}}, "text/markdown": {"schema": {"type": "string"}},
-                    "application/json": {"schema": {"type": "object"}}}}}), error_responses(&["400", "401", "403", "404", "409", "503"]))
+                    "application/json": {"schema": {"type": "object"}}}}}), error_responses(&["400", "401", "403", "404", "410", "409", "503"]))
             }},
             "/v1/jobs/{id}/events": {"get": {
                 "summary": "Server-sent events of a job: submitted, rasterized, progress (and waiting while no worker serves its profile), then completed (the stream ends)",
                 "parameters": [job_id_param()],
-                "responses": with(json!({"200": {"description": "event stream; each data line is an Event", "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/Event"}}}}}), error_responses(&["401", "403", "404", "503"]))
+                "responses": with(json!({"200": {"description": "event stream; each data line is an Event", "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/Event"}}}}}), error_responses(&["401", "403", "404", "410", "503"]))
             }},
             "/v1/jobs/{id}/pages/{page}/image": {"get": {
                 "summary": "A page as it was rendered for reading (PNG): the image its result's polygons refer to",
                 "parameters": [job_id_param(), {"name": "page", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}}],
-                "responses": with(json!({"200": {"description": "the page image", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}}), error_responses(&["401", "403", "404", "503"]))
+                "responses": with(json!({"200": {"description": "the page image", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}}), error_responses(&["401", "403", "404", "410", "503"]))
             }},
             "/v1/bucket-events": {"post": {
                 "summary": "Webhook for S3 event notifications in MinIO's format: each new object under the input prefix becomes one job",

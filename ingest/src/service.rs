@@ -148,6 +148,7 @@ async fn handle_status(intake: &Intake, payload: &[u8]) -> Result<serde_json::Va
     match jobs::view(intake, &req.job_id).await {
         Ok(view) => Ok(serde_json::to_value(view).unwrap_or_default()),
         Err(e @ JobError::NotFound(_)) => Err((404, e.to_string())),
+        Err(e @ JobError::Gone { .. }) => Err((410, e.to_string())),
         Err(e) => Err((503, e.to_string())),
     }
 }

@@ -104,7 +104,7 @@ pub(crate) async fn watch(
 async fn look_again(intake: &Intake, job_id: &str) -> bool {
     let view = match jobs::view(intake, job_id).await {
         Ok(view) => view,
-        Err(JobError::NotFound(_)) => return false,
+        Err(JobError::NotFound(_) | JobError::Gone { .. }) => return false,
         Err(e) => {
             warn!(%job_id, "cannot look at a job for its waiting event: {e}");
             return true;

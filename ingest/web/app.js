@@ -252,6 +252,7 @@ function showProgress(view) {
     }
   }
   $("cancel").hidden = FINISHED.includes(view.status);
+  $("delete").hidden = !FINISHED.includes(view.status);
 }
 
 function markPage(page, status, error) {
@@ -510,6 +511,19 @@ function wire() {
     }
     await loadJobs();
     await openJob(state.job.job_id);
+  });
+  $("delete").addEventListener("click", async () => {
+    if (!state.job) return;
+    const id = state.job.job_id;
+    if (!window.confirm(`Delete job ${id}, its results and its page images? This cannot be undone.`)) return;
+    try {
+      await api(`/v1/jobs/${encodeURIComponent(id)}`, { method: "DELETE" });
+      state.job = null;
+      $("job").hidden = true;
+    } catch (error) {
+      report(error);
+    }
+    await loadJobs();
   });
   $("prev").addEventListener("click", () => showPage(state.page - 1));
   $("next").addEventListener("click", () => showPage(state.page + 1));

@@ -442,6 +442,40 @@ pub struct JobState {
     /// whose document job was published by other means).
     #[serde(default)]
     pub submission: Option<Submission>,
+    /// Set when the job was removed (deleted, or expired): what is left of
+    /// the state is a tombstone, which keeps a late result from bringing the
+    /// job back and lets its routes say where it went.
+    #[serde(default)]
+    pub removed: Option<Removed>,
+}
+
+/// How and when a job was removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    /// Deleted on request, or expired.
+    pub how: Removal,
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// Why a job's state, objects and events were removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Removal {
+    /// `DELETE /v1/jobs/{id}`, `pagefleet delete`.
+    Deleted,
+    /// Its retention passed.
+    Expired,
+}
+
+impl Removal {
+    /// The word for it: `deleted`, `expired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deleted => "deleted",
+            Self::Expired => "expired",
+        }
+    }
 }
 
 /// A job as ingest accepted it.
@@ -477,6 +511,18 @@ impl JobState {
             first_seen_ms: now_ms,
             finished_at_ms: None,
             submission: None,
+            removed: None,
+        }
+    }
+
+    /// The tombstone of this job once removed: its id, status and times,
+    /// nothing of its pages or its document.
+    pub fn tombstone(&self, how: Removal, at_ms: u64) -> Self {
+        Self {
+            removed: Some(Removed { how, at_ms }),
+            status: self.status,
+            finished_at_ms: self.finished_at_ms,
+            ..Self::new(&self.job_id, self.first_seen_ms)
         }
     }
 
