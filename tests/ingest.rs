@@ -1778,6 +1778,29 @@ async fn the_web_page_in_a_real_browser() {
     assert_eq!(job["status"], "cancelled", "{job}");
     assert_eq!(job["profile"], "accurate", "{job}");
 
+    // The ended job's Delete button, confirmed: the job is gone from the
+    // page and from the API.
+    browser
+        .until(
+            "the delete button",
+            "return !document.getElementById('delete').hidden",
+        )
+        .await;
+    browser.css("#delete").await.click().await.unwrap();
+    browser.client().accept_alert().await.unwrap();
+    browser
+        .until(
+            "the deleted job to leave the page",
+            &format!(
+                "return document.getElementById('job').hidden
+                    && document.querySelector('#jobs tr[data-job=\"{waiting}\"]') === null
+                    && document.querySelectorAll('#jobs tr[data-job]').length > 0"
+            ),
+        )
+        .await;
+    let (code, gone) = get_authed(&http, &format!("{base}/v1/jobs/{waiting}")).await;
+    assert_eq!(code, 410, "{gone}");
+
     // The token never went into a URL.
     let urls = browser
         .client()
