@@ -647,6 +647,16 @@ async fn a_job_streams_its_events_and_serves_the_formats_it_asked_for() {
         .get(&format!("/v1/jobs/{job_id}/result?format=docx"))
         .await;
     assert_eq!(code, 400, "{body}");
+    // result.json is compact, and the job's view never reads it: its
+    // metrics come from the job's state, whatever the job's length.
+    let result_json = api.dir.path().join(format!("jobs/{job_id}/result.json"));
+    let written = std::fs::read_to_string(&result_json).unwrap();
+    assert!(!written.contains("\n "), "result.json is pretty-printed");
+    std::fs::remove_file(&result_json).unwrap();
+    let (code, view) = api.get(&format!("/v1/jobs/{job_id}")).await;
+    assert_eq!(code, 200, "{view}");
+    assert_eq!(view["metrics"]["total_pages"], 1, "{view}");
+    assert_eq!(view["metrics"], job["metrics"], "{view}");
     // Markdown was not asked for: not written, and said so.
     let (code, body) = api
         .get(&format!("/v1/jobs/{job_id}/result?format=md"))

@@ -104,7 +104,7 @@ pub struct JobReport {
 /// document ([`crate::pdf::write`]), not from the report: `None` for it.
 pub fn render(report: &JobReport, format: Format) -> Result<Option<Vec<u8>>, serde_json::Error> {
     Ok(Some(match format {
-        Format::Json => serde_json::to_vec_pretty(report)?,
+        Format::Json => serde_json::to_vec(report)?,
         Format::Txt => text(report).into_bytes(),
         Format::Md => markdown(report).into_bytes(),
         Format::Hocr => crate::xml::hocr(report).into_bytes(),

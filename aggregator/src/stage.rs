@@ -564,12 +564,14 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Reco
         }
         .instrument(info_span!("result_write", pages = state.pages.len()))
         .await?;
+        let metrics = serde_json::to_value(&job_report.metrics).ok();
         let final_state = update(kv, &job_id, |s| {
             if s.status != JobStatus::Running {
                 return false;
             }
             s.status = s.final_status();
             s.finished_at_ms = Some(end_ms);
+            s.metrics = metrics.clone();
             true
         })
         .await?;

@@ -103,7 +103,7 @@ pub const PROFILES: [&str; 4] = ["fast", "accurate", "fast-latin", "accurate-lat
 pub const MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
 
 /// The default of [`Limits::max_pages`].
-pub const MAX_JOB_PAGES: u32 = 2000;
+pub const MAX_JOB_PAGES: u32 = 10_000;
 
 /// The default of [`Limits::waiting_after`].
 pub const WAITING_AFTER: std::time::Duration = std::time::Duration::from_secs(30);

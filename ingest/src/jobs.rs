@@ -169,18 +169,10 @@ pub async fn purge(js: &jetstream::Context, store: &Store, job_id: &str) -> Resu
 /// The job as clients see it, with its metrics once finished; a job whose
 /// pages no worker has taken for `intake.limits.waiting_after` says why.
 pub async fn view(intake: &Intake, job_id: &str) -> Result<JobView, JobError> {
-    let (js, store) = (&intake.js, &intake.store);
-    let state = load(js, job_id).await?;
-    let metrics = if matches!(state.status, JobStatus::Running | JobStatus::Cancelled) {
-        None
-    } else {
-        output(store, job_id, Format::Json)
-            .await
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v.get("metrics").cloned())
-    };
-    let mut view = view_of(&state, metrics);
+    let state = load(&intake.js, job_id).await?;
+    // From the state alone: the view costs the same whatever the job's
+    // length (result.json is never read for it).
+    let mut view = view_of(&state, state.metrics.clone());
     view.pages = state
         .pages
         .iter()
@@ -199,7 +191,7 @@ pub async fn view(intake: &Intake, job_id: &str) -> Result<JobView, JobError> {
     if let (JobStatus::Running, true, Some(since)) =
         (state.status, state.pages.is_empty(), rasterized_at)
         && now.saturating_sub(since) >= intake.limits.waiting_after.as_millis() as u64
-        && crate::fleet::serves(js, &view.profile, now).await == Some(false)
+        && crate::fleet::serves(&intake.js, &view.profile, now).await == Some(false)
     {
         view.status = "waiting".to_owned();
         view.waiting = Some(format!("no worker serves profile {}", view.profile));

@@ -447,6 +447,10 @@ pub struct JobState {
     /// job back and lets its routes say where it went.
     #[serde(default)]
     pub removed: Option<Removed>,
+    /// The job's metrics as `result.json` holds them, set when it finishes,
+    /// so that its view never reads `result.json`.
+    #[serde(default)]
+    pub metrics: Option<serde_json::Value>,
 }
 
 /// How and when a job was removed.
@@ -512,6 +516,7 @@ impl JobState {
             finished_at_ms: None,
             submission: None,
             removed: None,
+            metrics: None,
         }
     }
 
