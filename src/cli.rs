@@ -455,6 +455,11 @@ pub(crate) struct IntakeArgs {
     /// no notifications (0: no watcher).
     #[arg(long, env = "PAGEFLEET_WATCH_INTERVAL", default_value_t = 0.0)]
     pub(crate) watch_interval: f64,
+    /// How long an ended job is kept (its state, source, page images,
+    /// outputs and events), e.g. `7d`, `12h`, `30m`; past it the job is
+    /// removed and its routes answer 410. 0 keeps everything.
+    #[arg(long, env = "PAGEFLEET_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub(crate) retention: std::time::Duration,
     /// Resolution PDF pages are rendered at, unless a submission says.
     #[arg(long, env = "PAGEFLEET_DPI", default_value_t = pagefleet_rasterizer::DEFAULT_DPI)]
     pub(crate) dpi: f32,

@@ -328,7 +328,10 @@ impl Launched {
 pub fn folder_store(dir: &Path) -> anyhow::Result<Store> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create store folder {}", dir.display()))?;
+    // Folders left empty by a deletion go with it: a removed job leaves
+    // no trace in the folder.
     let fs = LocalFileSystem::new_with_prefix(dir)
-        .with_context(|| format!("cannot open store folder {}", dir.display()))?;
+        .with_context(|| format!("cannot open store folder {}", dir.display()))?
+        .with_automatic_cleanup(true);
     Ok(Arc::new(fs))
 }

@@ -188,6 +188,7 @@ pub(crate) fn ingest_config(
         bucket_events: !intake.no_bucket_events,
         watch_interval: (intake.watch_interval > 0.0)
             .then(|| Duration::from_secs_f64(intake.watch_interval.max(0.5))),
+        retention: intake.retention,
     })
 }
 

@@ -1256,6 +1256,70 @@ async fn bucket_events_in_minio_format_make_one_job_each() {
     assert_eq!(job_count(&js).await, 1);
 }
 
+/// Past `--retention`, a finished job is removed from an S3 store (its
+/// source, page images and outputs under `jobs/<id>/`), its routes answer
+/// 410 naming the expiry, and the outputs a bucket trigger wrote beside the
+/// user's input stay: they are the user's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_expires_from_s3_and_its_bucket_outputs_stay() {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start();
+    let s3 = tokio::task::spawn_blocking(SeaweedFs::start).await.unwrap();
+    let env_owned = s3.env();
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let js = connect(&nats.url).await;
+    let _stages = pipeline(&nats.url, &env);
+    let (_ingest, base) = ingest(
+        &nats.url,
+        &["--api-token", TOKEN, "--retention", "4s"],
+        &env,
+    )
+    .await;
+    let store = s3.store("pagefleet");
+    store::put(store.as_ref(), "inbox/quarterly report 2025.pdf", welcome())
+        .await
+        .unwrap();
+    let fixture =
+        std::fs::read_to_string(root().join("ingest/tests/fixtures/minio-put-event.json")).unwrap();
+    publish_event(&js, &fixture).await;
+    wait_object(&store, "outbox/quarterly report 2025.pdf.txt").await;
+    let kv = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
+    let job_id = kv.keys().await.unwrap().next().await.unwrap().unwrap();
+    let listed = |prefix: String| {
+        let store = store.clone();
+        async move {
+            use futures::TryStreamExt;
+            let prefix = object_store::path::Path::from(prefix);
+            store
+                .list(Some(&prefix))
+                .map_ok(|m| m.location.to_string())
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap()
+        }
+    };
+    assert!(!listed(format!("jobs/{job_id}")).await.is_empty());
+
+    let http = client();
+    let start = Instant::now();
+    let gone = loop {
+        let (code, body) = get_authed(&http, &format!("{base}/v1/jobs/{job_id}")).await;
+        if code == 410 {
+            break body;
+        }
+        assert_eq!(code, 200, "{body}");
+        assert!(start.elapsed() < TIMEOUT, "the job never expired: {body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        gone["error"].as_str().unwrap().contains("expired at"),
+        "{gone}"
+    );
+    assert_eq!(listed(format!("jobs/{job_id}")).await, Vec::<String>::new());
+    let kept = listed("outbox".to_owned()).await;
+    assert_eq!(kept.len(), 3, "{kept:?}");
+}
+
 async fn json_post(base: &str, path: &str, body: String) -> (u16, Value) {
     json(
         client()

@@ -255,3 +255,38 @@ fn a_killed_serve_leaves_no_process_behind() {
     assert!(again.stop().success());
     assert!(processes_naming(store).is_empty());
 }
+
+/// A finished job expires once `--retention` has passed, with a restart of
+/// serve in between: no timer is forgotten, and nothing of the job is left
+/// in the local store.
+#[test]
+fn an_ended_job_expires_across_a_restart() {
+    let _serial = serial();
+    let data = tempfile::tempdir().unwrap();
+    let folder = data.path().to_str().unwrap();
+    let mut serve = Serve::start(&["--data", folder, "--retention", "1h"]);
+    let welcome = root().join("examples/welcome.pdf");
+    let submitted = pagefleet(&["submit", welcome.to_str().unwrap(), "--api", &serve.base()]);
+    assert!(submitted.status.success(), "{}", submitted.said());
+    let job_id = submitted.stdout.trim().to_owned();
+    let status = |base: &str| pagefleet(&["status", &job_id, "--api", base]);
+    common::wait_until(Duration::from_secs(120), "the job to finish", || {
+        status(&serve.base()).stdout.contains("\"success\"")
+    });
+    let objects = data.path().join("objects/jobs").join(&job_id);
+    assert!(objects.is_dir(), "{}", objects.display());
+    assert!(serve.stop().success());
+
+    // Restarted with a retention the job has passed.
+    let mut serve = Serve::start(&["--data", folder, "--retention", "3s"]);
+    common::wait_until(Duration::from_secs(60), "the job to expire", || {
+        !status(&serve.base()).status.success()
+    });
+    let said = status(&serve.base()).said();
+    assert!(
+        said.contains("410") && said.contains("expired at"),
+        "{said}"
+    );
+    assert!(!objects.exists(), "{} is still there", objects.display());
+    assert!(serve.stop().success());
+}

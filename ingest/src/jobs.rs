@@ -46,7 +46,7 @@ pub enum JobError {
         status: &'static str,
     },
     /// The job was removed: deleted, or expired.
-    #[error("job {job_id} was {} at {}", how.as_str(), rfc3339(*at_ms))]
+    #[error("job {job_id} {}", gone(*how, *at_ms))]
     Gone {
         /// The job.
         job_id: String,
@@ -61,6 +61,17 @@ pub enum JobError {
     /// NATS or the store failed.
     #[error("{0}")]
     Unavailable(String),
+}
+
+/// Where a removed job went, in words.
+fn gone(how: Removal, at_ms: u64) -> String {
+    match how {
+        Removal::Deleted => format!("was deleted at {}", rfc3339(at_ms)),
+        Removal::Expired => format!(
+            "expired at {}: its retention had passed, and its results were removed",
+            rfc3339(at_ms)
+        ),
+    }
 }
 
 /// A time as RFC 3339, to the second.

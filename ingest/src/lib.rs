@@ -10,6 +10,7 @@
 //!   NATS, registered with the NATS services API.
 //! - [`bucket`]: S3 event notifications in MinIO's format from the bucket
 //!   event stream, and a watcher polling a prefix.
+//! - [`retention`]: ended jobs removed once their retention has passed.
 //!
 //! Every way in ends in [`submit::submit_document`], after [`intake`]'s
 //! checks (size, type by content, page limit).
@@ -20,6 +21,9 @@
 //! Writes: the source object, the job's submission record, claims in
 //! `pagefleet-submissions`, [`DocumentJob`](pagefleet_schemas::messages::DocumentJob)
 //! on `pagefleet.docs.<job_id>`, events on `pagefleet.events.<job_id>.*`.
+//! Removes (on `DELETE`, and past the retention): a job's objects under
+//! `jobs/<job_id>/`, its events, and its state (a tombstone stays); the
+//! retention sweep's lease in `pagefleet-leases`.
 
 #![deny(unreachable_pub)]
 
@@ -29,6 +33,7 @@ pub mod http;
 pub mod intake;
 pub mod jobs;
 pub mod openapi;
+pub mod retention;
 pub mod service;
 pub mod stage;
 pub mod submit;

@@ -34,6 +34,8 @@ pub struct StageConfig {
     /// Poll the input prefix this often (a watcher for stores without
     /// notifications); `None` for no watcher.
     pub watch_interval: Option<Duration>,
+    /// How long an ended job is kept; zero keeps everything.
+    pub retention: Duration,
 }
 
 impl Default for StageConfig {
@@ -45,6 +47,7 @@ impl Default for StageConfig {
             api: ApiConfig::default(),
             bucket_events: true,
             watch_interval: None,
+            retention: crate::retention::DEFAULT_RETENTION,
         }
     }
 }
@@ -162,6 +165,15 @@ pub async fn run(
         let stop = shutdown.clone();
         parts.spawn(async move {
             bucket::watch(intake, bucket_config, store, interval, stop).await;
+            Ok(())
+        });
+    }
+    {
+        let (js, store) = (js.clone(), deps.store.clone());
+        let holder = format!("ingest-{}", std::process::id());
+        let (keep, stop) = (config.retention, shutdown.clone());
+        parts.spawn(async move {
+            crate::retention::sweep_forever(js, store, keep, holder, stop).await;
             Ok(())
         });
     }

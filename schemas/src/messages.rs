@@ -557,6 +557,33 @@ mod tests {
     use super::*;
     use crate::{StepTimings, TextCounts};
 
+    #[test]
+    fn a_tombstone_keeps_the_id_status_and_times_in_under_200_bytes() {
+        let mut state = JobState::new("0123456789abcdef0123456789abcdef", 1_795_400_404_751);
+        state.status = JobStatus::Success;
+        state.finished_at_ms = Some(1_795_400_405_347);
+        state.metrics = Some(serde_json::json!({"total_pages": 1000, "errors": []}));
+        state.submission = Some(Submission {
+            filename: "long report.pdf".into(),
+            ..Default::default()
+        });
+        let tombstone = state.tombstone(Removal::Expired, 1_796_000_000_000);
+        let bytes = tombstone.encode();
+        assert!(bytes.len() < 200, "{} bytes", bytes.len());
+        let back = JobState::decode(&bytes).unwrap();
+        assert_eq!(back.job_id, state.job_id);
+        assert_eq!(back.status, JobStatus::Success);
+        assert_eq!(back.finished_at_ms, state.finished_at_ms);
+        assert_eq!(
+            back.removed,
+            Some(Removed {
+                how: Removal::Expired,
+                at_ms: 1_796_000_000_000
+            })
+        );
+        assert!(back.metrics.is_none() && back.submission.is_none());
+    }
+
     fn page_result() -> PageResult {
         PageResult {
             v: SCHEMA_VERSION,

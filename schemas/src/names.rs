@@ -25,6 +25,9 @@ pub const WORKERS_BUCKET: &str = "pagefleet-workers";
 /// S3 event notifications (MinIO's format) published into NATS by the object
 /// store; ingest turns each new object under its input prefix into a job.
 pub const BUCKET_EVENTS_STREAM: &str = "PAGEFLEET_BUCKET_EVENTS";
+/// Key-value bucket of leases: which process runs a periodic task (the
+/// retention sweep) until when.
+pub const LEASES_BUCKET: &str = "pagefleet-leases";
 /// The subject the object store publishes its notifications on.
 pub const BUCKET_EVENTS_SUBJECT: &str = "pagefleet.bucket.events";
 /// Durable consumer of ingest on the bucket event stream.
