@@ -704,6 +704,8 @@ async fn a_page_image_is_served_at_the_size_its_result_measures() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "image/png");
     let png = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
+    // A black-and-white page is stored with one grey channel.
+    assert_eq!(png.color(), image::ColorType::L8);
     assert_eq!(
         (u64::from(png.width()), u64::from(png.height())),
         (

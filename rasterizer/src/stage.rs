@@ -6,7 +6,6 @@
 //! pages that cannot be rendered) on the result stream, a `rasterized` event.
 
 use std::future::Future;
-use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -223,7 +222,7 @@ fn spawn_renderer(
                     let rendered = page.and_then(|p| {
                         let content = match p.text {
                             Some(text) => Content::Text(text),
-                            None => Content::Png(encode_png(&p.image).map_err(|e| {
+                            None => Content::Png(crate::encode_png(&p.image).map_err(|e| {
                                 RasterError::PageRefused {
                                     page: p.number,
                                     message: format!("png: {e}"),
@@ -249,26 +248,6 @@ fn spawn_renderer(
             )))
         })?;
     Ok(tx)
-}
-
-/// PNG with the fastest compression: page images live for minutes, and the
-/// default compression costs more CPU than the network it saves.
-fn encode_png(image: &image::RgbImage) -> Result<Vec<u8>, image::ImageError> {
-    use image::ImageEncoder;
-    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-    let mut png = Vec::new();
-    PngEncoder::new_with_quality(
-        Cursor::new(&mut png),
-        CompressionType::Fast,
-        FilterType::Sub,
-    )
-    .write_image(
-        image.as_raw(),
-        image.width(),
-        image.height(),
-        image::ExtendedColorType::Rgb8,
-    )?;
-    Ok(png)
 }
 
 /// The rasterizer's handling of document jobs.
