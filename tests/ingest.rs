@@ -1209,53 +1209,95 @@ async fn wait_object(store: &store::Store, key: &str) -> bytes::Bytes {
     }
 }
 
+/// A nats-server, SeaweedFS, the pipeline and an ingest process (with
+/// `ingest_args` and [`TOKEN`]) storing in the bucket, and the MinIO event
+/// of [`BUCKET_KEY`] put in its input prefix.
+struct S3Setup {
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+    _nats: NatsServer,
+    _s3: SeaweedFs,
+    js: jetstream::Context,
+    _stages: Vec<StageProcess>,
+    _ingest: StageProcess,
+    base: String,
+    /// The bucket, under the store's `pagefleet/` prefix.
+    store: store::Store,
+    /// A MinIO notification of [`BUCKET_KEY`] put.
+    fixture: String,
+}
+
+/// The object the MinIO event fixture names.
+const BUCKET_KEY: &str = "inbox/quarterly report 2025.pdf";
+
+impl S3Setup {
+    /// Everything up, the welcome document at [`BUCKET_KEY`].
+    async fn start(ingest_args: &[&str]) -> Self {
+        let _serial = SERIAL.lock().await;
+        let nats = NatsServer::start();
+        let s3 = tokio::task::spawn_blocking(SeaweedFs::start).await.unwrap();
+        let env_owned = s3.env();
+        let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let js = connect(&nats.url).await;
+        let _stages = pipeline(&nats.url, &env);
+        let mut args = vec!["--api-token", TOKEN];
+        args.extend_from_slice(ingest_args);
+        let (_ingest, base) = ingest(&nats.url, &args, &env).await;
+        let store = s3.store("pagefleet");
+        store::put(store.as_ref(), BUCKET_KEY, welcome())
+            .await
+            .unwrap();
+        let fixture =
+            std::fs::read_to_string(root().join("ingest/tests/fixtures/minio-put-event.json"))
+                .unwrap();
+        Self {
+            _serial,
+            _nats: nats,
+            _s3: s3,
+            js,
+            _stages,
+            _ingest,
+            base,
+            store,
+            fixture,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bucket_events_in_minio_format_make_one_job_each() {
-    let _serial = SERIAL.lock().await;
-    let nats = NatsServer::start();
-    let s3 = tokio::task::spawn_blocking(SeaweedFs::start).await.unwrap();
-    let env_owned = s3.env();
-    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let js = connect(&nats.url).await;
-    let _stages = pipeline(&nats.url, &env);
-    let (_ingest, base) = ingest(&nats.url, &["--api-token", TOKEN], &env).await;
-    // The store lives under the bucket's `pagefleet/` prefix.
-    let store = s3.store("pagefleet");
-    let key = "inbox/quarterly report 2025.pdf";
-    store::put(store.as_ref(), key, welcome()).await.unwrap();
-
-    let fixture =
-        std::fs::read_to_string(root().join("ingest/tests/fixtures/minio-put-event.json")).unwrap();
+    let setup = S3Setup::start(&[]).await;
+    let (js, base, store, fixture) = (&setup.js, &setup.base, &setup.store, setup.fixture.clone());
+    let key = BUCKET_KEY;
     // MinIO may replay an event from its queue: the same event twice.
-    publish_event(&js, &fixture).await;
-    publish_event(&js, &fixture).await;
+    publish_event(js, &fixture).await;
+    publish_event(js, &fixture).await;
     // Events for objects outside the input prefix, and other kinds, start nothing.
     let elsewhere = fixture.replace("pagefleet%2Finbox%2F", "pagefleet%2Foutbox%2F");
-    publish_event(&js, &elsewhere).await;
+    publish_event(js, &elsewhere).await;
     let removed = fixture.replace("s3:ObjectCreated:Put", "s3:ObjectRemoved:Delete");
-    publish_event(&js, &removed).await;
-    publish_event(&js, "{not json").await;
+    publish_event(js, &removed).await;
+    publish_event(js, "{not json").await;
 
-    let text = wait_object(&store, "outbox/quarterly report 2025.pdf.txt").await;
+    let text = wait_object(store, "outbox/quarterly report 2025.pdf.txt").await;
     assert!(reads_welcome(&String::from_utf8_lossy(&text)));
-    let json = wait_object(&store, "outbox/quarterly report 2025.pdf.json").await;
+    let json = wait_object(store, "outbox/quarterly report 2025.pdf.json").await;
     let report: Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(report["metrics"]["filename"], "quarterly report 2025.pdf");
-    wait_object(&store, "outbox/quarterly report 2025.pdf.md").await;
+    wait_object(store, "outbox/quarterly report 2025.pdf.md").await;
     // Every event handled (the unreadable one dropped), one job.
     let start = Instant::now();
-    while stream_len(&js, names::BUCKET_EVENTS_STREAM).await > 0 {
+    while stream_len(js, names::BUCKET_EVENTS_STREAM).await > 0 {
         assert!(start.elapsed() < TIMEOUT, "bucket events not consumed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(job_count(&js).await, 1);
+    assert_eq!(job_count(js).await, 1);
 
     // The same body posted to the webhook names the same job.
-    let (code, answer) = json_post(&base, "/v1/bucket-events", fixture).await;
+    let (code, answer) = json_post(base, "/v1/bucket-events", fixture).await;
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer["jobs"][0]["created"], false, "{answer}");
     assert_eq!(answer["jobs"][0]["key"], key, "{answer}");
-    assert_eq!(job_count(&js).await, 1);
+    assert_eq!(job_count(js).await, 1);
 }
 
 /// Past `--retention`, a finished job is removed from an S3 store (its
@@ -1264,27 +1306,10 @@ async fn bucket_events_in_minio_format_make_one_job_each() {
 /// user's input stay: they are the user's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_expires_from_s3_and_its_bucket_outputs_stay() {
-    let _serial = SERIAL.lock().await;
-    let nats = NatsServer::start();
-    let s3 = tokio::task::spawn_blocking(SeaweedFs::start).await.unwrap();
-    let env_owned = s3.env();
-    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let js = connect(&nats.url).await;
-    let _stages = pipeline(&nats.url, &env);
-    let (_ingest, base) = ingest(
-        &nats.url,
-        &["--api-token", TOKEN, "--retention", "4s"],
-        &env,
-    )
-    .await;
-    let store = s3.store("pagefleet");
-    store::put(store.as_ref(), "inbox/quarterly report 2025.pdf", welcome())
-        .await
-        .unwrap();
-    let fixture =
-        std::fs::read_to_string(root().join("ingest/tests/fixtures/minio-put-event.json")).unwrap();
-    publish_event(&js, &fixture).await;
-    wait_object(&store, "outbox/quarterly report 2025.pdf.txt").await;
+    let setup = S3Setup::start(&["--retention", "4s"]).await;
+    let (js, base, store) = (&setup.js, &setup.base, &setup.store);
+    publish_event(js, &setup.fixture).await;
+    wait_object(store, "outbox/quarterly report 2025.pdf.txt").await;
     let kv = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
     let job_id = kv.keys().await.unwrap().next().await.unwrap().unwrap();
     let listed = |prefix: String| {
