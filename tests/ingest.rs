@@ -565,6 +565,25 @@ async fn an_idempotency_key_names_one_job() {
     assert_eq!(again["status"], "existing");
     assert_eq!(stream_len(&api.js, names::DOCS_STREAM).await, 1);
     assert_eq!(job_count(&api.js).await, 1);
+
+    // Once its job is removed, the key names a new job.
+    let (code, removed) = json(
+        api.http
+            .delete(format!("{}/v1/jobs/{job_id}?purge=true", api.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 200, "{removed}");
+    let (code, after) = keyed().await;
+    assert_eq!(code, 202, "{after}");
+    assert_eq!(after["created"], true, "{after}");
+    assert_ne!(after["job_id"], job_id, "{after}");
+    let (code, again) = keyed().await;
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["job_id"], after["job_id"], "{again}");
 }
 
 /// A job's events stream from its first to its completion and then end;

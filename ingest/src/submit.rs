@@ -170,7 +170,11 @@ async fn submit_in_span(
     let job_id = match &options.idempotency_key {
         None => candidate,
         Some(key) => {
-            let (job_id, fresh) = claim(js, key, &candidate).await?;
+            let (mut job_id, mut fresh) = claim(js, key, &candidate).await?;
+            // A key whose job was deleted or expired names a new job.
+            if !fresh && removed(&jobs, &job_id).await? {
+                (job_id, fresh) = reclaim(js, key, &job_id, &candidate).await?;
+            }
             // A repeat runs nothing, unless the first attempt stopped between
             // its claim and its document job.
             if !fresh && !interrupted(js, &jobs, &job_id).await? {
@@ -292,6 +296,57 @@ async fn claim(
                 .map_err(|e| publish(&e))?
                 .ok_or_else(|| SubmitError::Publish(format!("claim {digest} vanished")))?;
             Ok((String::from_utf8_lossy(&existing).into_owned(), false))
+        }
+        Err(e) => Err(publish(&e)),
+    }
+}
+
+/// Whether a claimed job was removed (deleted, or expired).
+async fn removed(jobs: &kv::Store, job_id: &str) -> Result<bool, SubmitError> {
+    let publish = |e: &dyn std::fmt::Display| SubmitError::Publish(e.to_string());
+    let Some(bytes) = jobs.get(job_id).await.map_err(|e| publish(&e))? else {
+        return Ok(false);
+    };
+    let state = JobState::decode(&bytes).map_err(|e| publish(&e))?;
+    Ok(state.removed.is_some())
+}
+
+/// Moves `key`'s claim from the removed job `old` to `candidate`, by
+/// compare-and-set: the job the key names now, and whether it is new (a
+/// concurrent repeat may have moved it first).
+async fn reclaim(
+    js: &jetstream::Context,
+    key: &str,
+    old: &str,
+    candidate: &str,
+) -> Result<(String, bool), SubmitError> {
+    let publish = |e: &dyn std::fmt::Display| SubmitError::Publish(e.to_string());
+    let bucket = js
+        .get_key_value(names::SUBMISSIONS_BUCKET)
+        .await
+        .map_err(|e| publish(&e))?;
+    let digest = hex(&Sha256::digest(key.as_bytes()));
+    let entry = bucket
+        .entry(&digest)
+        .await
+        .map_err(|e| publish(&e))?
+        .ok_or_else(|| SubmitError::Publish(format!("claim {digest} vanished")))?;
+    let named = String::from_utf8_lossy(&entry.value).into_owned();
+    if named != old {
+        return Ok((named, false));
+    }
+    match bucket
+        .update(&digest, Bytes::from(candidate.to_owned()), entry.revision)
+        .await
+    {
+        Ok(_) => Ok((candidate.to_owned(), true)),
+        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+            let now = bucket
+                .get(&digest)
+                .await
+                .map_err(|e| publish(&e))?
+                .ok_or_else(|| SubmitError::Publish(format!("claim {digest} vanished")))?;
+            Ok((String::from_utf8_lossy(&now).into_owned(), false))
         }
         Err(e) => Err(publish(&e)),
     }
