@@ -170,14 +170,24 @@ async fn submit_in_span(
     let job_id = match &options.idempotency_key {
         None => candidate,
         Some(key) => {
-            let (mut job_id, mut fresh) = claim(js, key, &candidate).await?;
-            // A key whose job was deleted or expired names a new job.
-            if !fresh && removed(&jobs, &job_id).await? {
-                (job_id, fresh) = reclaim(js, key, &job_id, &candidate).await?;
+            let claim = Claim::of(js, key).await?;
+            let (mut job_id, mut fresh) = claim.take(&candidate).await?;
+            let mut state = None;
+            if !fresh {
+                state = state_of(&jobs, &job_id).await?;
+                // A key whose job was deleted or expired names a new job.
+                if state.as_ref().is_some_and(|s| s.removed.is_some()) {
+                    (job_id, fresh) = claim.take_from(&job_id, &candidate).await?;
+                    state = if fresh {
+                        None
+                    } else {
+                        state_of(&jobs, &job_id).await?
+                    };
+                }
             }
             // A repeat runs nothing, unless the first attempt stopped between
             // its claim and its document job.
-            if !fresh && !interrupted(js, &jobs, &job_id).await? {
+            if !fresh && !interrupted(js, state.as_ref(), &job_id).await? {
                 return Ok(Submitted {
                     job_id,
                     created: false,
@@ -270,85 +280,84 @@ async fn submit_in_span(
     })
 }
 
-/// Claims `key` for `candidate`: the job id the key belongs to, and whether
-/// this call made the claim.
-async fn claim(
-    js: &jetstream::Context,
-    key: &str,
-    candidate: &str,
-) -> Result<(String, bool), SubmitError> {
-    let publish = |e: &dyn std::fmt::Display| SubmitError::Publish(e.to_string());
-    let bucket = js
-        .get_key_value(names::SUBMISSIONS_BUCKET)
-        .await
-        .map_err(|e| publish(&e))?;
-    // KV keys allow few characters; a digest fits any key.
-    let digest = hex(&Sha256::digest(key.as_bytes()));
-    match bucket
-        .create(&digest, Bytes::from(candidate.to_owned()))
-        .await
-    {
-        Ok(_) => Ok((candidate.to_owned(), true)),
-        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-            let existing = bucket
-                .get(&digest)
-                .await
-                .map_err(|e| publish(&e))?
-                .ok_or_else(|| SubmitError::Publish(format!("claim {digest} vanished")))?;
-            Ok((String::from_utf8_lossy(&existing).into_owned(), false))
+/// An idempotency key's claim in the submissions bucket: which job the key
+/// names.
+struct Claim {
+    bucket: kv::Store,
+    /// The key's digest (KV keys allow few characters; a digest fits any key).
+    digest: String,
+}
+
+impl Claim {
+    async fn of(js: &jetstream::Context, key: &str) -> Result<Self, SubmitError> {
+        let bucket = js
+            .get_key_value(names::SUBMISSIONS_BUCKET)
+            .await
+            .map_err(|e| SubmitError::Publish(e.to_string()))?;
+        Ok(Self {
+            bucket,
+            digest: hex(&Sha256::digest(key.as_bytes())),
+        })
+    }
+
+    /// The claim as it stands: the job it names, and its revision.
+    async fn current(&self) -> Result<(String, u64), SubmitError> {
+        let entry = self
+            .bucket
+            .entry(&self.digest)
+            .await
+            .map_err(|e| SubmitError::Publish(e.to_string()))?
+            .ok_or_else(|| SubmitError::Publish(format!("claim {} vanished", self.digest)))?;
+        Ok((
+            String::from_utf8_lossy(&entry.value).into_owned(),
+            entry.revision,
+        ))
+    }
+
+    /// Claims the key for `candidate`: the job it names, and whether this
+    /// call made the claim.
+    async fn take(&self, candidate: &str) -> Result<(String, bool), SubmitError> {
+        match self
+            .bucket
+            .create(&self.digest, Bytes::from(candidate.to_owned()))
+            .await
+        {
+            Ok(_) => Ok((candidate.to_owned(), true)),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Ok((self.current().await?.0, false))
+            }
+            Err(e) => Err(SubmitError::Publish(e.to_string())),
         }
-        Err(e) => Err(publish(&e)),
+    }
+
+    /// Moves the claim from the removed job `old` to `candidate`, by
+    /// compare-and-set: the job it names now, and whether this call moved it
+    /// (a concurrent repeat may have moved it first).
+    async fn take_from(&self, old: &str, candidate: &str) -> Result<(String, bool), SubmitError> {
+        let (named, revision) = self.current().await?;
+        if named != old {
+            return Ok((named, false));
+        }
+        match self
+            .bucket
+            .update(&self.digest, Bytes::from(candidate.to_owned()), revision)
+            .await
+        {
+            Ok(_) => Ok((candidate.to_owned(), true)),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                Ok((self.current().await?.0, false))
+            }
+            Err(e) => Err(SubmitError::Publish(e.to_string())),
+        }
     }
 }
 
-/// Whether a claimed job was removed (deleted, or expired).
-async fn removed(jobs: &kv::Store, job_id: &str) -> Result<bool, SubmitError> {
+/// A job's state, if it has one.
+async fn state_of(jobs: &kv::Store, job_id: &str) -> Result<Option<JobState>, SubmitError> {
     let publish = |e: &dyn std::fmt::Display| SubmitError::Publish(e.to_string());
-    let Some(bytes) = jobs.get(job_id).await.map_err(|e| publish(&e))? else {
-        return Ok(false);
-    };
-    let state = JobState::decode(&bytes).map_err(|e| publish(&e))?;
-    Ok(state.removed.is_some())
-}
-
-/// Moves `key`'s claim from the removed job `old` to `candidate`, by
-/// compare-and-set: the job the key names now, and whether it is new (a
-/// concurrent repeat may have moved it first).
-async fn reclaim(
-    js: &jetstream::Context,
-    key: &str,
-    old: &str,
-    candidate: &str,
-) -> Result<(String, bool), SubmitError> {
-    let publish = |e: &dyn std::fmt::Display| SubmitError::Publish(e.to_string());
-    let bucket = js
-        .get_key_value(names::SUBMISSIONS_BUCKET)
-        .await
-        .map_err(|e| publish(&e))?;
-    let digest = hex(&Sha256::digest(key.as_bytes()));
-    let entry = bucket
-        .entry(&digest)
-        .await
-        .map_err(|e| publish(&e))?
-        .ok_or_else(|| SubmitError::Publish(format!("claim {digest} vanished")))?;
-    let named = String::from_utf8_lossy(&entry.value).into_owned();
-    if named != old {
-        return Ok((named, false));
-    }
-    match bucket
-        .update(&digest, Bytes::from(candidate.to_owned()), entry.revision)
-        .await
-    {
-        Ok(_) => Ok((candidate.to_owned(), true)),
-        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-            let now = bucket
-                .get(&digest)
-                .await
-                .map_err(|e| publish(&e))?
-                .ok_or_else(|| SubmitError::Publish(format!("claim {digest} vanished")))?;
-            Ok((String::from_utf8_lossy(&now).into_owned(), false))
-        }
-        Err(e) => Err(publish(&e)),
+    match jobs.get(job_id).await.map_err(|e| publish(&e))? {
+        Some(bytes) => Ok(Some(JobState::decode(&bytes).map_err(|e| publish(&e))?)),
+        None => Ok(None),
     }
 }
 
@@ -356,14 +365,13 @@ async fn reclaim(
 /// a state that nobody has worked on and no document job waiting.
 async fn interrupted(
     js: &jetstream::Context,
-    jobs: &kv::Store,
+    state: Option<&JobState>,
     job_id: &str,
 ) -> Result<bool, SubmitError> {
     let publish = |e: &dyn std::fmt::Display| SubmitError::Publish(e.to_string());
-    let Some(bytes) = jobs.get(job_id).await.map_err(|e| publish(&e))? else {
+    let Some(state) = state else {
         return Ok(true);
     };
-    let state = JobState::decode(&bytes).map_err(|e| publish(&e))?;
     if state.status != JobStatus::Running || state.manifest.is_some() || !state.pages.is_empty() {
         return Ok(false);
     }
