@@ -290,3 +290,111 @@ fn an_ended_job_expires_across_a_restart() {
     assert!(!objects.exists(), "{} is still there", objects.display());
     assert!(serve.stop().success());
 }
+
+/// A born-digital PDF of `pages` text pages, one content stream shared by
+/// all.
+fn long_pdf(pages: usize) -> Vec<u8> {
+    use std::io::Write;
+    let lines = [
+        "Long job test page",
+        "pagefleet reads every page of this document from its text layer.",
+    ];
+    let mut ops = String::from("BT /F1 11 Tf 14 TL 72 700 Td\n");
+    for _ in 0..12 {
+        for line in lines {
+            ops.push_str(&format!("({line}) Tj T*\n"));
+        }
+    }
+    ops.push_str("ET");
+    let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 5 + i)).collect();
+    let mut objects = vec![
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+            kids.join(" ")
+        ),
+        format!("<< /Length {} >>\nstream\n{ops}\nendstream", ops.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Times-Roman >>".to_owned(),
+    ];
+    objects.extend(std::iter::repeat_n(
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R \
+         /Resources << /Font << /F1 4 0 R >> >> >>"
+            .to_owned(),
+        pages,
+    ));
+    let mut out = b"%PDF-1.7\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        write!(out, "{} 0 obj\n{body}\nendobj\n", i + 1).unwrap();
+    }
+    let xref = out.len();
+    write!(out, "xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).unwrap();
+    for offset in offsets {
+        writeln!(out, "{offset:010} 00000 n ").unwrap();
+    }
+    write!(
+        out,
+        "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+        objects.len() + 1
+    )
+    .unwrap();
+    out
+}
+
+/// A 1,000-page born-digital PDF through serve (its text layer taken): the
+/// job's status comes from its state alone (it answers with the metrics
+/// once `result.json` is gone), and serve's peak memory stays under 400 MB
+/// (223 MB in BENCHMARKS.md's run).
+#[test]
+fn a_thousand_page_job_is_followed_without_its_result_json() {
+    let _serial = serial();
+    let data = tempfile::tempdir().unwrap();
+    let folder = data.path().to_str().unwrap();
+    let mut serve = Serve::start(&["--data", folder]);
+    let pdf = data.path().join("long.pdf");
+    std::fs::write(&pdf, long_pdf(1000)).unwrap();
+    let submitted = pagefleet(&[
+        "submit",
+        pdf.to_str().unwrap(),
+        "--text-layer",
+        "use",
+        "--format",
+        "json",
+        "--wait",
+        "--api",
+        &serve.base(),
+    ]);
+    assert!(submitted.status.success(), "{}", submitted.stderr);
+    let job_id = submitted
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("job "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let result_json = data
+        .path()
+        .join(format!("objects/jobs/{job_id}/result.json"));
+    let written = std::fs::metadata(&result_json).unwrap().len();
+    assert!(written > 10_000_000, "result.json is {written} bytes");
+    std::fs::remove_file(&result_json).unwrap();
+    let status = pagefleet(&["status", &job_id, "--api", &serve.base()]);
+    assert!(status.status.success(), "{}", status.said());
+    let view: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(view["status"], "success", "{}", status.stdout);
+    assert_eq!(view["metrics"]["total_pages"], 1000);
+    assert_eq!(view["pages"].as_array().unwrap().len(), 1000);
+    let peak_kb: u64 = std::fs::read_to_string(format!("/proc/{}/status", serve.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(
+        peak_kb < 400 * 1024,
+        "serve's peak was {} MB",
+        peak_kb / 1024
+    );
+    assert!(serve.stop().success());
+}

@@ -77,6 +77,11 @@ impl Serve {
 }
 
 impl Serve {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, as a crash or the OOM killer would end it; waits for it.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
