@@ -1119,12 +1119,16 @@ async fn a_120_s_store_outage_mid_job_fails_no_page_and_is_a_few_lines() {
     let store = s3.store("pagefleet");
     let env = s3.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Each with its probes, for the retry counter.
+    let probes: Vec<u16> = (0..3).map(|_| common::pipeline::free_tcp_port()).collect();
     let stages: Vec<_> = ["rasterizer", "ocr-worker", "aggregator"]
         .into_iter()
-        .map(|stage| {
+        .zip(&probes)
+        .map(|(stage, port)| {
+            let addr = format!("127.0.0.1:{port}");
             (
                 stage,
-                StageProcess::spawn_logged_with(&[stage], &nats.url, &env),
+                StageProcess::spawn_logged_with(&[stage, "--health-addr", &addr], &nats.url, &env),
             )
         })
         .collect();
@@ -1168,6 +1172,18 @@ async fn a_120_s_store_outage_mid_job_fails_no_page_and_is_a_few_lines() {
     }
     assert!(pages >= 10, "{pages} pages");
     assert_queues_drained(&js).await;
+    for ((stage, _), port) in stages.iter().zip(&probes) {
+        let port = *port;
+        let metrics =
+            tokio::task::spawn_blocking(move || common::pipeline::http_get(port, "/metrics"))
+                .await
+                .unwrap()
+                .1;
+        assert!(
+            counter_sum(&metrics, "pagefleet_transient_retries_total") > 0.0,
+            "{stage} counted no retries:\n{metrics}"
+        );
+    }
     for ((stage, (_, log)), before) in stages.iter().zip(before) {
         let log = log.lock().unwrap();
         let during: Vec<&str> = log
