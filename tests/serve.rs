@@ -294,7 +294,6 @@ fn an_ended_job_expires_across_a_restart() {
 /// A born-digital PDF of `pages` text pages, one content stream shared by
 /// all.
 fn long_pdf(pages: usize) -> Vec<u8> {
-    use std::io::Write;
     let lines = [
         "Long job test page",
         "pagefleet reads every page of this document from its text layer.",
@@ -322,24 +321,7 @@ fn long_pdf(pages: usize) -> Vec<u8> {
             .to_owned(),
         pages,
     ));
-    let mut out = b"%PDF-1.7\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, body) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        write!(out, "{} 0 obj\n{body}\nendobj\n", i + 1).unwrap();
-    }
-    let xref = out.len();
-    write!(out, "xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).unwrap();
-    for offset in offsets {
-        writeln!(out, "{offset:010} 00000 n ").unwrap();
-    }
-    write!(
-        out,
-        "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-        objects.len() + 1
-    )
-    .unwrap();
-    out
+    common::pdf::pdf(&objects)
 }
 
 /// A 1,000-page born-digital PDF through serve (its text layer taken): the

@@ -4,11 +4,15 @@
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns fail loudly by design
 
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::PathBuf;
 
 use pagefleet_rasterizer::{Page, RasterError, Rasterizer, RenderOptions};
 use pagefleet_schemas::PixelBudget;
+
+#[path = "../../tests/common/pdf.rs"]
+mod hand_made;
+use hand_made::pdf;
 
 fn pdfium() -> PathBuf {
     let home = std::env::var_os("PAGEFLEET_HOME")
@@ -25,29 +29,6 @@ fn pdfium() -> PathBuf {
 
 fn rasterizer() -> Rasterizer {
     Rasterizer::new(&pdfium()).expect("bind pdfium")
-}
-
-/// A PDF with the given objects (numbered from 1, object 1 the catalog) and a
-/// correct cross-reference table.
-fn pdf(objects: &[String]) -> Vec<u8> {
-    let mut out = b"%PDF-1.7\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, body) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        write!(out, "{} 0 obj\n{body}\nendobj\n", i + 1).unwrap();
-    }
-    let xref = out.len();
-    write!(out, "xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).unwrap();
-    for off in offsets {
-        writeln!(out, "{off:010} 00000 n ").unwrap();
-    }
-    write!(
-        out,
-        "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-        objects.len() + 1
-    )
-    .unwrap();
-    out
 }
 
 /// A PDF whose trailer names a standard security handler (RC4, revision 2)

@@ -223,5 +223,6 @@ fn scorer_normalises_like_the_reference() {
     let same = Score::page("a, b", "a b");
     assert_eq!(same.bow_f1(), 1.0);
 }
+pub mod pdf;
 pub mod pipeline;
 pub mod serve;
