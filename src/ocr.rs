@@ -297,17 +297,15 @@ impl Document<'_> {
                 Ok(())
             });
         }
-        let pages = images.len() as u32;
         let mut images = images.into_iter();
-        let mut image = |page: u32| match images.next() {
+        let image = move |page: u32| match images.next() {
             Some(Ok(image)) => Ok(Some(image)),
             Some(Err(message)) => Err(PdfError::Image { page, message }),
             None => Ok(None),
         };
         let source = pdf::Source::Images {
-            pages,
             dpi: self.options.dpi,
-            image: &mut image,
+            image: Box::new(image),
         };
         pdf::write(pdf, report, source, out)
     }

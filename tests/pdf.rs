@@ -9,14 +9,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::pipeline::home;
 use common::{Score, root, samples};
 use pagefleet_aggregator::pdf::{self, PageImage, Source};
 use pagefleet_aggregator::report;
-use pagefleet_schemas::messages::JobState;
 use serde_json::Value;
 
 /// What pypdf reads of a PDF: per page its size, its text, and each text
@@ -55,16 +53,29 @@ fn result_of(out: &Path, doc: &str) -> Value {
 /// A scan: the pages of `images` as a PDF of pictures only, at 150 DPI.
 fn scanned_pdf(images: &[&Path], out: &Path) {
     let pdf = pagefleet_rasterizer::Pdf::bind(&home().join("lib/libpdfium.so")).unwrap();
-    let empty = report::build(&JobState::new("scan", 0), &BTreeMap::new(), 0);
-    let mut pages = images.iter();
-    let mut image = |_page: u32| {
+    let mut empty = report::build_pages(
+        report::JobHead {
+            job_id: "scan",
+            manifest: None,
+            first_seen_ms: 0,
+            cancelled: false,
+        },
+        [],
+        0,
+    );
+    empty.metrics.total_pages = images.len() as u32;
+    let mut pages = images
+        .iter()
+        .map(|p| p.to_path_buf())
+        .collect::<Vec<_>>()
+        .into_iter();
+    let image = move |_page: u32| {
         let bytes = std::fs::read(pages.next().unwrap()).unwrap();
         Ok(Some(PageImage::from_file_bytes(&bytes).unwrap()))
     };
     let source = Source::Images {
-        pages: images.len() as u32,
         dpi: 150.0,
-        image: &mut image,
+        image: Box::new(image),
     };
     pdf::write(&pdf, &empty, source, out).unwrap();
 }

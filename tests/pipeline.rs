@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use bytes::Bytes;
 use common::pipeline::{
-    NatsServer, StageProcess, connect, in_process, local_store, stream_len, submit_options,
-    wait_final,
+    NatsServer, StageProcess, connect, in_process, local_store, page_records, stream_len,
+    submit_options, wait_final,
 };
 use common::{Score, root, samples};
 use futures::StreamExt;
@@ -90,7 +90,7 @@ async fn wait_first_page(
     loop {
         if let Some(bytes) = kv.get(job_id).await.unwrap() {
             let state = pagefleet_schemas::messages::JobState::decode(&bytes).unwrap();
-            if !state.pages.is_empty() {
+            if state.pages_recorded() > 0 {
                 return state;
             }
         }
@@ -415,6 +415,12 @@ async fn a_failing_page_and_a_hanging_page_end_the_job_as_partial_success() {
     assert!(hung.contains("delivered 2 times"), "{hung}");
     assert_eq!(report.metrics.errors.len(), 2);
     assert!(report.pages[0].ocr.as_ref().unwrap().counts.words > 100);
+    // The state counts the pages and names the failed ones with why, as
+    // the job's view shows them.
+    assert_eq!(state.counts(), (1, 2));
+    let failed: Vec<u32> = state.failures.iter().map(|f| f.page).collect();
+    assert_eq!(failed, [2, 3]);
+    assert_eq!(state.failures[1].error, hung);
     assert_queues_drained(&js).await;
 }
 
@@ -571,7 +577,7 @@ async fn a_bad_document_fails_its_job_alone() {
     assert_eq!(state.status, JobStatus::Failed);
     let manifest = state.manifest.as_ref().unwrap();
     assert!(
-        manifest.total_pages == 0 && state.pages.is_empty(),
+        manifest.total_pages == 0 && state.pages_recorded() == 0,
         "{state:?}"
     );
     let error = report(&store, &damaged).await.metrics.errors.join("; ");
@@ -1062,7 +1068,7 @@ async fn a_page_past_its_deadline_is_stopped_and_its_slot_reads_the_next() {
         "{error}"
     );
     // Recorded on the first delivery, not after the deliveries ran out.
-    assert_eq!(state.pages[&1].deliveries, 1);
+    assert_eq!(page_records(&js, &state).await[0].deliveries, 1);
     let small = report.pages[1].ocr.as_ref().unwrap();
     assert!(small.counts.words > 20, "{:?}", small.counts);
     // The small page waited behind the huge one in the only slot. Had the
@@ -1161,14 +1167,9 @@ async fn a_120_s_store_outage_mid_job_fails_no_page_and_is_a_few_lines() {
     let mut pages = 0;
     for job_id in &jobs {
         let state = wait_final(&js, job_id, TIMEOUT).await;
-        let failed: Vec<_> = state
-            .pages
-            .values()
-            .filter_map(|p| p.error.clone())
-            .collect();
-        assert!(failed.is_empty(), "{job_id}: {failed:?}");
+        assert!(state.failures.is_empty(), "{job_id}: {:?}", state.failures);
         assert_eq!(state.status, JobStatus::Success, "{job_id}");
-        pages += state.pages.len();
+        pages += state.pages_recorded();
     }
     assert!(pages >= 10, "{pages} pages");
     assert_queues_drained(&js).await;
@@ -1298,9 +1299,9 @@ async fn a_nats_restart_keeps_the_worker_list_and_counts_pages_read_twice() {
     let mut recorded_again = 0;
     for job_id in &jobs {
         let state = wait_final(&js, job_id, TIMEOUT).await;
-        recorded_again += state
-            .pages
-            .values()
+        recorded_again += page_records(&js, &state)
+            .await
+            .iter()
             .map(|p| p.deliveries.saturating_sub(1))
             .sum::<u64>();
     }
@@ -1437,7 +1438,7 @@ async fn a_fleet_upgraded_over_old_state_sets_it_right_and_keeps_it() {
         "{key} was read"
     );
     let state = JobState::decode(&jobs.get("ended-job").await.unwrap().unwrap()).unwrap();
-    assert!(state.pages.is_empty(), "{:?}", state.pages);
+    assert_eq!(state.pages_recorded(), 0, "{state:?}");
 
     // The workers bucket deleted under a running worker comes back with its
     // heartbeat.
@@ -1509,4 +1510,78 @@ async fn an_idle_worker_takes_a_page_of_either_lane_at_once() {
         assert_eq!(state.status, JobStatus::Success, "{job_id}");
     }
     assert_queues_drained(&js).await;
+}
+
+/// Eight hands record the same 50 pages at once, as several aggregators
+/// and repeated deliveries would: each page is counted once, its record and
+/// the job's counters written in one atomic batch, and the bytes the jobs
+/// bucket holds and has written grow with the pages, not their square.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_recorded_by_many_hands_at_once_are_counted_once() {
+    use pagefleet_schemas::messages::PageRecord;
+    use pagefleet_stagekit::state::{PageRecorded, record_page};
+    let Setup {
+        _serial,
+        nats: _nats,
+        js,
+        ..
+    } = Setup::new().await;
+    let kv = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
+    const PAGES: u32 = 50;
+    let mut hands = Vec::new();
+    for hand in 0..8u32 {
+        let (js, kv) = (js.clone(), kv.clone());
+        hands.push(tokio::spawn(async move {
+            let mut new = Vec::new();
+            // Each hand in its own order, so that they meet on every page.
+            for n in 0..PAGES {
+                let page = (n * 7 + hand * 13) % PAGES + 1;
+                let record = PageRecord {
+                    ok: !page.is_multiple_of(10),
+                    worker: format!("hand-{hand}"),
+                    deliveries: 1,
+                    processing_ms: 1.0,
+                    error: page.is_multiple_of(10).then(|| format!("page {page} is broken")),
+                };
+                let recorded = record_page(&js, &kv, "many-hands", page, &record, |s| {
+                    s.count_page(page, record.error.as_deref());
+                    true
+                })
+                .await
+                .unwrap();
+                if let PageRecorded::New(_) = recorded {
+                    new.push(page);
+                }
+            }
+            new
+        }));
+    }
+    let mut counted = Vec::new();
+    for hand in hands {
+        counted.extend(hand.await.unwrap());
+    }
+    counted.sort_unstable();
+    assert_eq!(
+        counted,
+        (1..=PAGES).collect::<Vec<_>>(),
+        "each page new once"
+    );
+    let state = JobState::decode(&kv.get("many-hands").await.unwrap().unwrap()).unwrap();
+    assert_eq!(state.counts(), (45, 5));
+    let failed: Vec<u32> = state.failures.iter().map(|f| f.page).collect();
+    assert_eq!(failed, [10, 20, 30, 40, 50]);
+    // Every page has its record; the writes were a record and a state of
+    // a few hundred bytes each per page.
+    let mut stream = js
+        .get_stream(format!("KV_{}", names::JOBS_BUCKET))
+        .await
+        .unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.state.messages, u64::from(PAGES) + 1);
+    assert_eq!(info.state.last_sequence, 2 * u64::from(PAGES));
+    assert!(
+        info.state.bytes < 300 * u64::from(PAGES),
+        "{} bytes",
+        info.state.bytes
+    );
 }

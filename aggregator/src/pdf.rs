@@ -106,101 +106,141 @@ pub type ImageOf<'a> = dyn FnMut(u32) -> Result<Option<PageImage>, PdfError> + '
 pub enum Source<'a> {
     /// The document is this PDF file: its pages are kept as they are.
     Pdf(&'a Path),
-    /// The document was an image file of `pages` pages taken at `dpi`.
+    /// The document was an image file, its pages taken at `dpi`.
     Images {
-        /// Pages, counted from 1.
-        pages: u32,
         /// Resolution that sets the page size.
         dpi: f32,
         /// Each page's image.
-        image: &'a mut ImageOf<'a>,
+        image: Box<ImageOf<'a>>,
     },
 }
 
-/// Writes the searchable PDF of `report` to `out`.
+/// Writes the searchable PDF of a report held whole to `out`.
 pub fn write(
     pdf: &Pdf,
     report: &JobReport,
     source: Source<'_>,
     out: &Path,
 ) -> Result<(), PdfError> {
-    let font = font::invisible_text().map_err(PdfError::Pdfium)?;
-    let pdfium = pdf.pdfium();
-    // Pages whose text came from the PDF carry it already.
-    let ocr_of = |page: u32| {
-        report
-            .pages
-            .iter()
-            .find(|p| p.page == page)
-            .and_then(|p| p.ocr.as_ref())
-            .filter(|ocr| ocr.text_source == TextSource::Ocr)
-    };
-    let document = match source {
-        Source::Pdf(path) => {
-            let mut document = pdfium.load_pdf_from_file(path, None)?;
-            let font = document.fonts_mut().load_true_type_from_bytes(font, true)?;
-            let count = document.pages().len();
-            for index in 0..count {
-                let Some(ocr) = ocr_of(index as u32 + 1) else {
-                    continue;
+    let mut searchable = Searchable::open(pdf, source)?;
+    for page in &report.pages {
+        searchable.page(page.page, page.ocr.as_ref())?;
+    }
+    searchable.save(report.metrics.total_pages, out)
+}
+
+/// A searchable PDF written a page at a time, in page order: a job's pages
+/// are read one by one, never held together.
+pub struct Searchable<'a> {
+    document: PdfDocument<'a>,
+    font: PdfFontToken,
+    /// The image source's resolution and images; none for a PDF.
+    images: Option<(f32, Box<ImageOf<'a>>)>,
+    /// Pages written so far.
+    written: u32,
+}
+
+impl<'a> Searchable<'a> {
+    /// Opens the PDF, or starts a new one for images.
+    pub fn open(pdf: &'a Pdf, source: Source<'a>) -> Result<Self, PdfError> {
+        let font = font::invisible_text().map_err(PdfError::Pdfium)?;
+        let pdfium = pdf.pdfium();
+        let (mut document, images) = match source {
+            Source::Pdf(path) => (pdfium.load_pdf_from_file(path, None)?, None),
+            Source::Images { dpi, image } => {
+                // Manifests of older rasterizers carry no resolution: theirs
+                // was the default one.
+                let dpi = if dpi > 0.0 {
+                    dpi
+                } else {
+                    pagefleet_schemas::DEFAULT_DPI
                 };
-                let mut page = document.pages().get(index)?;
-                let to_page = PixelMap::of_page(&page, ocr.width, ocr.height)?;
-                lay_text(&document, &mut page, font, ocr, to_page)?;
+                (pdfium.create_new_pdf()?, Some((dpi, image)))
             }
-            document
-        }
-        Source::Images { pages, dpi, image } => {
-            let mut document = pdfium.create_new_pdf()?;
-            let font = document.fonts_mut().load_true_type_from_bytes(font, true)?;
-            // Manifests of older rasterizers carry no resolution: theirs was
-            // the default one.
-            let dpi = if dpi > 0.0 {
-                dpi
-            } else {
-                pagefleet_schemas::DEFAULT_DPI
+        };
+        let font = document.fonts_mut().load_true_type_from_bytes(font, true)?;
+        Ok(Self {
+            document,
+            font,
+            images,
+            written: 0,
+        })
+    }
+
+    /// Writes page `number` with what was read of it (pages whose text came
+    /// from the PDF carry it already). An image document's pages skipped
+    /// before it are added without text.
+    pub fn page(&mut self, number: u32, ocr: Option<&PageOcr>) -> Result<(), PdfError> {
+        let ocr = ocr.filter(|ocr| ocr.text_source == TextSource::Ocr);
+        if self.images.is_none() {
+            self.written = number;
+            let index = number.saturating_sub(1);
+            let Some(ocr) = ocr.filter(|_| (index as usize) < self.document.pages().len() as usize)
+            else {
+                return Ok(());
             };
-            for number in 1..=pages {
-                let Some(img) = image(number)? else {
-                    let (w, h) = BLANK_PAGE;
-                    document
-                        .pages_mut()
-                        .create_page_at_end(PdfPagePaperSize::Custom(
-                            PdfPoints::new(w),
-                            PdfPoints::new(h),
-                        ))?;
-                    continue;
-                };
-                let (w_pt, h_pt) = (
-                    img.width as f32 * 72.0 / dpi,
-                    img.height as f32 * 72.0 / dpi,
-                );
-                let mut page =
-                    document
-                        .pages_mut()
-                        .create_page_at_end(PdfPagePaperSize::Custom(
-                            PdfPoints::new(w_pt),
-                            PdfPoints::new(h_pt),
-                        ))?;
-                let mut object =
-                    PdfPageImageObject::new_from_jpeg_reader(&document, Cursor::new(img.jpeg))
-                        .map_err(|e| PdfError::Image {
-                            page: number,
-                            message: format!("not embeddable as JPEG: {e}"),
-                        })?;
-                object.scale(w_pt, h_pt)?;
-                page.objects_mut().add_image_object(object)?;
-                if let Some(ocr) = ocr_of(number) {
-                    let to_page = PixelMap::of_image(ocr.width, ocr.height, w_pt, h_pt);
-                    lay_text(&document, &mut page, font, ocr, to_page)?;
-                }
-            }
-            document
+            let mut page = self.document.pages().get(index as _)?;
+            let to_page = PixelMap::of_page(&page, ocr.width, ocr.height)?;
+            return lay_text(&self.document, &mut page, self.font, ocr, to_page);
         }
-    };
-    document.save_to_file(out)?;
-    drop(document);
-    Ok(())
+        while self.written + 1 < number {
+            self.image_page(self.written + 1, None)?;
+        }
+        self.image_page(number, ocr)
+    }
+
+    /// Adds an image document's page `number`: its image, sized at the
+    /// job's resolution, with `ocr`'s words over it.
+    fn image_page(&mut self, number: u32, ocr: Option<&PageOcr>) -> Result<(), PdfError> {
+        let Some((dpi, image)) = self.images.as_mut() else {
+            return Ok(());
+        };
+        self.written = number;
+        let Some(img) = image(number)? else {
+            let (w, h) = BLANK_PAGE;
+            self.document
+                .pages_mut()
+                .create_page_at_end(PdfPagePaperSize::Custom(
+                    PdfPoints::new(w),
+                    PdfPoints::new(h),
+                ))?;
+            return Ok(());
+        };
+        let (w_pt, h_pt) = (
+            img.width as f32 * 72.0 / *dpi,
+            img.height as f32 * 72.0 / *dpi,
+        );
+        let mut page = self
+            .document
+            .pages_mut()
+            .create_page_at_end(PdfPagePaperSize::Custom(
+                PdfPoints::new(w_pt),
+                PdfPoints::new(h_pt),
+            ))?;
+        let mut object =
+            PdfPageImageObject::new_from_jpeg_reader(&self.document, Cursor::new(img.jpeg))
+                .map_err(|e| PdfError::Image {
+                    page: number,
+                    message: format!("not embeddable as JPEG: {e}"),
+                })?;
+        object.scale(w_pt, h_pt)?;
+        page.objects_mut().add_image_object(object)?;
+        if let Some(ocr) = ocr {
+            let to_page = PixelMap::of_image(ocr.width, ocr.height, w_pt, h_pt);
+            lay_text(&self.document, &mut page, self.font, ocr, to_page)?;
+        }
+        Ok(())
+    }
+
+    /// Saves the document to `out`, an image document's pages up to
+    /// `pages` added first.
+    pub fn save(mut self, pages: u32, out: &Path) -> Result<(), PdfError> {
+        while self.images.is_some() && self.written < pages {
+            self.image_page(self.written + 1, None)?;
+        }
+        self.document.save_to_file(out)?;
+        Ok(())
+    }
 }
 
 /// Adds every word of `ocr` to `page` as invisible text.

@@ -4,10 +4,11 @@
 //! with every page of the document at hand, running headers and footers are
 //! found, and the markdown is written block by block.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 
 use pagefleet_schemas::Format;
-use pagefleet_schemas::messages::{JobManifest, JobState, JobStatus, PageRecord, PageResult};
+use pagefleet_schemas::messages::{JobManifest, JobStatus, PageRecord};
 use pagefleet_schemas::{Block, BlockKind, OcrLine, PageOcr, TableShape};
 use serde::{Deserialize, Serialize};
 
@@ -99,18 +100,175 @@ pub struct JobReport {
     pub pages: Vec<PageEntry>,
 }
 
-/// The bytes of `format` for a finished job: the same for the aggregator
-/// and `pagefleet ocr`. The searchable PDF is written from the source
-/// document ([`crate::pdf::write`]), not from the report: `None` for it.
-pub fn render(report: &JobReport, format: Format) -> Result<Option<Vec<u8>>, serde_json::Error> {
+/// The bytes of `format` for a report held whole (`pagefleet ocr`, tests),
+/// written by the writers the aggregator streams a job's pages through. The
+/// searchable PDF is written from the source document ([`crate::pdf`]), not
+/// from the report: `None` for it.
+pub fn render(report: &JobReport, format: Format) -> std::io::Result<Option<Vec<u8>>> {
+    let plan = Plan {
+        metrics: report.metrics.clone(),
+        marks: HashMap::new(),
+        scale: HeadingScale::of(report.pages.iter().filter_map(|p| p.ocr.as_ref())),
+    };
+    let mut out = Vec::new();
+    let Some(mut writer) = writer(format, &plan, &mut out)? else {
+        return Ok(None);
+    };
+    for page in &report.pages {
+        writer.page(page)?;
+    }
+    writer.finish(&report.metrics)?;
+    Ok(Some(out))
+}
+
+/// One output of a job, written a page at a time in page order: a job's
+/// outputs are written without holding its pages.
+pub trait PageWriter {
+    /// Writes the next page.
+    fn page(&mut self, page: &PageEntry) -> std::io::Result<()>;
+    /// Ends the output, with the job's final metrics.
+    fn finish(self: Box<Self>, metrics: &JobMetrics) -> std::io::Result<()>;
+}
+
+/// The writer of `format` into `out`, for the job `plan` was made for; none
+/// for the searchable PDF ([`crate::pdf::Searchable`] writes that).
+pub fn writer<'a>(
+    format: Format,
+    plan: &Plan,
+    mut out: impl Write + 'a,
+) -> std::io::Result<Option<Box<dyn PageWriter + 'a>>> {
+    let filename = &plan.metrics.filename;
     Ok(Some(match format {
-        Format::Json => serde_json::to_vec(report)?,
-        Format::Txt => text(report).into_bytes(),
-        Format::Md => markdown(report).into_bytes(),
-        Format::Hocr => crate::xml::hocr(report).into_bytes(),
-        Format::Alto => crate::xml::alto(report).into_bytes(),
+        Format::Json => Box::new(Json {
+            out,
+            pages: std::io::BufWriter::new(tempfile::tempfile()?),
+            written: 0,
+        }),
+        Format::Txt => Box::new(Text(out)),
+        Format::Md => Box::new(Markdown {
+            out,
+            scale: plan.scale,
+            first: true,
+        }),
+        Format::Hocr => {
+            out.write_all(crate::xml::hocr_head(filename).as_bytes())?;
+            Box::new(Xml {
+                out,
+                page: crate::xml::hocr_page,
+                tail: crate::xml::HOCR_TAIL,
+            })
+        }
+        Format::Alto => {
+            out.write_all(crate::xml::alto_head(filename).as_bytes())?;
+            Box::new(Xml {
+                out,
+                page: crate::xml::alto_page,
+                tail: crate::xml::ALTO_TAIL,
+            })
+        }
         Format::Pdf => return Ok(None),
     }))
+}
+
+/// `result.json`: the metrics, then every page. The metrics are final only
+/// once every page is written (the searchable PDF may add an error), so the
+/// pages wait in a temporary file and are copied after them.
+struct Json<W> {
+    out: W,
+    pages: std::io::BufWriter<std::fs::File>,
+    written: usize,
+}
+
+impl<W: Write> PageWriter for Json<W> {
+    fn page(&mut self, page: &PageEntry) -> std::io::Result<()> {
+        if self.written > 0 {
+            self.pages.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut self.pages, page)?;
+        self.written += 1;
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>, metrics: &JobMetrics) -> std::io::Result<()> {
+        use std::io::Seek;
+        self.out.write_all(b"{\"metrics\":")?;
+        serde_json::to_writer(&mut self.out, metrics)?;
+        self.out.write_all(b",\"pages\":[")?;
+        let mut pages = self.pages.into_inner().map_err(|e| e.into_error())?;
+        pages.rewind()?;
+        std::io::copy(&mut pages, &mut self.out)?;
+        self.out.write_all(b"]}")?;
+        self.out.flush()
+    }
+}
+
+/// Plain text: each page's lines, a form feed after each page.
+struct Text<W>(W);
+
+impl<W: Write> PageWriter for Text<W> {
+    fn page(&mut self, page: &PageEntry) -> std::io::Result<()> {
+        if let Some(ocr) = &page.ocr {
+            self.0.write_all(ocr.text().as_bytes())?;
+        }
+        self.0.write_all("\u{c}".as_bytes())
+    }
+
+    fn finish(mut self: Box<Self>, _: &JobMetrics) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Markdown: a comment and a rule between pages, lines taller than most on
+/// their page as headings, a blank line where the gap between lines of one
+/// column says a paragraph ends.
+struct Markdown<W> {
+    out: W,
+    scale: HeadingScale,
+    first: bool,
+}
+
+impl<W: Write> PageWriter for Markdown<W> {
+    fn page(&mut self, page: &PageEntry) -> std::io::Result<()> {
+        if !std::mem::take(&mut self.first) {
+            self.out.write_all(b"\n---\n\n")?;
+        }
+        write!(self.out, "<!-- page {} -->\n\n", page.page)?;
+        match &page.ocr {
+            Some(ocr) => self
+                .out
+                .write_all(page_markdown(&ocr.lines, &self.scale).as_bytes()),
+            None => writeln!(
+                self.out,
+                "*page {} could not be read: {}*",
+                page.page,
+                page.error.as_deref().unwrap_or("")
+            ),
+        }
+    }
+
+    fn finish(mut self: Box<Self>, _: &JobMetrics) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// hOCR or ALTO: a head, a page at a time, a tail.
+struct Xml<W> {
+    out: W,
+    page: fn(&mut String, &PageEntry),
+    tail: &'static str,
+}
+
+impl<W: Write> PageWriter for Xml<W> {
+    fn page(&mut self, page: &PageEntry) -> std::io::Result<()> {
+        let mut text = String::new();
+        (self.page)(&mut text, page);
+        self.out.write_all(text.as_bytes())
+    }
+
+    fn finish(mut self: Box<Self>, _: &JobMetrics) -> std::io::Result<()> {
+        self.out.write_all(self.tail.as_bytes())?;
+        self.out.flush()
+    }
 }
 
 /// One page as a report is built from it: how it went, and what was read
@@ -140,165 +298,267 @@ pub struct JobHead<'a> {
     pub cancelled: bool,
 }
 
-/// Builds the report from the final state and the results of the read pages.
-pub fn build(state: &JobState, results: &BTreeMap<u32, PageResult>, end_ms: u64) -> JobReport {
-    let head = JobHead {
-        job_id: &state.job_id,
-        manifest: state.manifest.as_ref(),
-        first_seen_ms: state.first_seen_ms,
-        cancelled: state.status == JobStatus::Cancelled,
-    };
-    let pages = state.pages.iter().map(|(&page, record)| PageOutcome {
-        page,
-        record: record.clone(),
-        read: results.get(&page).map(|r| (r.ocr.clone(), r.scale)),
-    });
-    build_pages(head, pages, end_ms)
-}
-
-/// Builds the report of a job from its pages' outcomes, in page order: what
-/// the aggregator builds from a job's state and `pagefleet ocr` from the
-/// pages it read itself.
+/// Builds a report held whole from its pages' outcomes, in page order:
+/// what `pagefleet ocr` builds from the pages it read itself. The
+/// aggregator makes the same in two passes over a job's stored pages
+/// ([`Survey`], then [`Plan::entry`]) without holding them.
 pub fn build_pages(
     head: JobHead<'_>,
     outcomes: impl IntoIterator<Item = PageOutcome>,
     end_ms: u64,
 ) -> JobReport {
-    let manifest = head.manifest.cloned();
-    let total_pages = manifest.as_ref().map_or(0, |m| m.total_pages);
-    let start_ms = manifest
-        .as_ref()
-        .map_or(head.first_seen_ms, |m| m.submitted_at_ms);
-    let mut errors: Vec<String> = manifest
-        .as_ref()
-        .and_then(|m| m.error.clone())
-        .into_iter()
-        .collect();
-    let mut workers: BTreeMap<String, WorkerMetrics> = BTreeMap::new();
-    let mut pages = Vec::new();
-    let (mut words, mut chars, mut lines, mut conf_sum, mut conf_n) = (0, 0, 0, 0.0f64, 0u64);
-    let mut page_ms = Vec::new();
-    let mut redeliveries = 0;
-    let (mut ok, mut failed) = (0, 0);
-    for PageOutcome { page, record, read } in outcomes {
+    let outcomes: Vec<PageOutcome> = outcomes.into_iter().collect();
+    let mut survey = Survey::default();
+    for outcome in &outcomes {
+        survey.add(outcome);
+    }
+    let plan = survey.plan(head, end_ms);
+    let pages = outcomes.into_iter().map(|o| plan.entry(o)).collect();
+    JobReport {
+        metrics: plan.metrics,
+        pages,
+    }
+}
+
+/// A report's first pass over a job's pages, one page at a time, in page
+/// order: what its metrics count, and what running headers and footers and
+/// heading levels are decided from. It keeps a few numbers per page, never
+/// a page's text.
+#[derive(Debug, Default)]
+pub struct Survey {
+    ok: u32,
+    failed: u32,
+    words: u64,
+    chars: u64,
+    lines: u64,
+    confidence_sum: f64,
+    confidence_n: u64,
+    page_ms_sum: f64,
+    page_ms_n: u64,
+    redeliveries: u64,
+    workers: BTreeMap<String, WorkerMetrics>,
+    errors: Vec<String>,
+    /// Pages read so far.
+    read: usize,
+    candidates: Vec<Candidate>,
+    headings: Vec<Heading>,
+}
+
+/// A short block near the top or bottom of a read page that may be a
+/// running header or footer.
+#[derive(Debug)]
+struct Candidate {
+    page: u32,
+    /// Which read page (0 for the first page read).
+    read: usize,
+    block: u32,
+    at_top: bool,
+    /// Its middle, as a share of the page height.
+    place: f32,
+    /// Its text without whitespace, lower case, digits as `#`.
+    key: String,
+}
+
+/// A heading block and its height relative to its page's lines.
+#[derive(Debug)]
+struct Heading {
+    page: u32,
+    block: u32,
+    ratio: f32,
+}
+
+impl Survey {
+    /// Takes in the next page.
+    pub fn add(&mut self, outcome: &PageOutcome) {
+        let PageOutcome { page, record, read } = outcome;
         if record.ok {
-            ok += 1;
+            self.ok += 1;
         } else {
-            failed += 1;
+            self.failed += 1;
         }
-        redeliveries += record.deliveries.saturating_sub(1);
-        let stats = workers.entry(record.worker.clone()).or_default();
-        let (ocr, scale) = match read {
-            Some((ocr, scale)) => (Some(ocr), Some(scale)),
-            None => (None, None),
-        };
-        match (&ocr, record.ok) {
-            (Some(ocr), true) => {
+        self.redeliveries += record.deliveries.saturating_sub(1);
+        let stats = self.workers.entry(record.worker.clone()).or_default();
+        match (read, record.ok) {
+            (Some((ocr, _)), true) => {
                 stats.pages += 1;
                 stats.time_ms += ocr.timings.total_ms;
-                page_ms.push(ocr.timings.total_ms);
-                words += ocr.counts.words;
-                chars += ocr.counts.chars;
-                lines += ocr.counts.lines;
-                conf_sum += ocr.lines.iter().map(|l| l.confidence as f64).sum::<f64>();
-                conf_n += ocr.lines.len() as u64;
+                self.page_ms_sum += ocr.timings.total_ms;
+                self.page_ms_n += 1;
+                self.words += ocr.counts.words;
+                self.chars += ocr.counts.chars;
+                self.lines += ocr.counts.lines;
+                self.confidence_sum += ocr.lines.iter().map(|l| l.confidence as f64).sum::<f64>();
+                self.confidence_n += ocr.lines.len() as u64;
+                self.survey_page(*page, ocr);
             }
             _ => {
                 stats.errors += 1;
-                errors.push(format!(
+                self.errors.push(format!(
                     "page {page}: {}",
                     record.error.as_deref().unwrap_or("failed")
                 ));
             }
         }
-        pages.push(PageEntry {
+    }
+
+    /// Notes a read page's running-line candidates and headings.
+    fn survey_page(&mut self, page: u32, ocr: &PageOcr) {
+        let read = self.read;
+        self.read += 1;
+        let height = ocr.height.max(1) as f32;
+        let unit = median_height(&ocr.lines);
+        for block in Block::of_lines(&ocr.lines) {
+            if block.kind == BlockKind::Heading {
+                self.headings.push(Heading {
+                    page,
+                    block: block.id,
+                    ratio: relative_height(&ocr.lines, &block, unit),
+                });
+            }
+            let lines = &ocr.lines[block.first_line as usize..][..block.line_count as usize];
+            if lines.len() > 2 || block.kind == BlockKind::Table {
+                continue;
+            }
+            let (top, bottom) = (block.bbox[1] / height, block.bbox[3] / height);
+            let at_top = bottom <= RUNNING_MARGIN;
+            if !at_top && top < 1.0 - RUNNING_MARGIN {
+                continue;
+            }
+            let key = lines
+                .iter()
+                .flat_map(|l| l.text.chars())
+                .filter(|c| !c.is_whitespace())
+                .map(|c| {
+                    if c.is_ascii_digit() {
+                        '#'
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect();
+            self.candidates.push(Candidate {
+                page,
+                read,
+                block: block.id,
+                at_top,
+                place: (top + bottom) / 2.0,
+                key,
+            });
+        }
+    }
+
+    /// What the second pass writes by: the job's metrics, its running
+    /// headers and footers, and its heading levels.
+    pub fn plan(self, head: JobHead<'_>, end_ms: u64) -> Plan {
+        let marks = running_marks(&self.candidates, self.read);
+        let marked = |page: u32, block: u32| {
+            marks
+                .get(&page)
+                .is_some_and(|m| m.iter().any(|&(b, _)| b == block))
+        };
+        let top = self
+            .headings
+            .iter()
+            .filter(|h| !marked(h.page, h.block))
+            .map(|h| h.ratio)
+            .fold(0.0, f32::max);
+        let manifest = head.manifest;
+        let total_pages = manifest.map_or(0, |m| m.total_pages);
+        let start_ms = manifest.map_or(head.first_seen_ms, |m| m.submitted_at_ms);
+        let mut errors: Vec<String> = manifest.and_then(|m| m.error.clone()).into_iter().collect();
+        errors.extend(self.errors);
+        let size = manifest.map_or(0, |m| m.file_size_bytes);
+        let metrics = JobMetrics {
+            job_id: head.job_id.to_owned(),
+            filename: manifest.map_or_else(String::new, |m| m.filename.clone()),
+            total_pages,
+            pages_processed: self.ok,
+            pages_failed: self.failed,
+            total_words: self.words,
+            total_chars: self.chars,
+            total_lines: self.lines,
+            avg_confidence: if self.confidence_n == 0 {
+                0.0
+            } else {
+                self.confidence_sum / self.confidence_n as f64
+            },
+            start_time: rfc3339(start_ms),
+            end_time: rfc3339(end_ms),
+            total_duration_ms: end_ms.saturating_sub(start_ms),
+            avg_page_time_ms: if self.page_ms_n == 0 {
+                0.0
+            } else {
+                self.page_ms_sum / self.page_ms_n as f64
+            },
+            file_size_bytes: size,
+            file_size_mb: size as f64 / (1024.0 * 1024.0),
+            ocr_rounds_per_worker: self
+                .workers
+                .iter()
+                .map(|(w, s)| (w.clone(), s.pages))
+                .collect(),
+            worker_metrics: self
+                .workers
+                .into_iter()
+                .map(|(worker, stats)| WorkerMetrics { worker, ..stats })
+                .collect(),
+            redeliveries: self.redeliveries,
+            status: JobStatus::ended(head.cancelled, self.ok, self.failed),
+            errors,
+        };
+        Plan {
+            metrics,
+            marks,
+            scale: HeadingScale { top },
+        }
+    }
+}
+
+/// How a job's outputs are written, decided by its [`Survey`].
+#[derive(Debug)]
+pub struct Plan {
+    /// The job's metrics.
+    pub metrics: JobMetrics,
+    /// Blocks that are running headers or footers, by page.
+    marks: HashMap<u32, Vec<(u32, BlockKind)>>,
+    /// Heading levels over the document.
+    scale: HeadingScale,
+}
+
+impl Plan {
+    /// A page as the outputs write it: its running headers and footers
+    /// marked.
+    pub fn entry(&self, outcome: PageOutcome) -> PageEntry {
+        let PageOutcome { page, record, read } = outcome;
+        let (ocr, scale) = match read {
+            Some((ocr, scale)) => (Some(ocr), Some(scale)),
+            None => (None, None),
+        };
+        let mut ocr = if record.ok { ocr } else { None };
+        if let (Some(ocr), Some(marks)) = (ocr.as_mut(), self.marks.get(&page)) {
+            for &(id, kind) in marks {
+                for line in ocr.lines.iter_mut().filter(|l| l.block == id) {
+                    line.block_kind = kind;
+                }
+                for block in ocr.blocks.iter_mut().filter(|b| b.id == id) {
+                    block.kind = kind;
+                }
+            }
+        }
+        PageEntry {
             page,
             status: if record.ok { "ok" } else { "failed" }.into(),
             error: record.error,
             worker: record.worker,
             scale,
-            ocr: if record.ok { ocr } else { None },
-        });
+            ocr,
+        }
     }
-    mark_running_lines(pages.iter_mut().filter_map(|p| p.ocr.as_mut()).collect());
-    let size = manifest.as_ref().map_or(0, |m| m.file_size_bytes);
-    let metrics = JobMetrics {
-        job_id: head.job_id.to_owned(),
-        filename: manifest
-            .as_ref()
-            .map_or_else(String::new, |m| m.filename.clone()),
-        total_pages,
-        pages_processed: ok,
-        pages_failed: failed,
-        total_words: words,
-        total_chars: chars,
-        total_lines: lines,
-        avg_confidence: if conf_n == 0 {
-            0.0
-        } else {
-            conf_sum / conf_n as f64
-        },
-        start_time: rfc3339(start_ms),
-        end_time: rfc3339(end_ms),
-        total_duration_ms: end_ms.saturating_sub(start_ms),
-        avg_page_time_ms: if page_ms.is_empty() {
-            0.0
-        } else {
-            page_ms.iter().sum::<f64>() / page_ms.len() as f64
-        },
-        file_size_bytes: size,
-        file_size_mb: size as f64 / (1024.0 * 1024.0),
-        ocr_rounds_per_worker: workers.iter().map(|(w, s)| (w.clone(), s.pages)).collect(),
-        worker_metrics: workers
-            .into_iter()
-            .map(|(worker, stats)| WorkerMetrics { worker, ..stats })
-            .collect(),
-        redeliveries,
-        status: JobStatus::ended(head.cancelled, ok, failed),
-        errors,
-    };
-    JobReport { metrics, pages }
 }
 
 fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
         .to_string()
-}
-
-/// Plain text: each page's lines, a form feed after each page.
-pub fn text(report: &JobReport) -> String {
-    let mut out = String::new();
-    for page in &report.pages {
-        if let Some(ocr) = &page.ocr {
-            out.push_str(&ocr.text());
-        }
-        out.push('\u{c}');
-    }
-    out
-}
-
-/// Markdown: a comment and a rule between pages, lines taller than most on
-/// their page as headings, a blank line where the gap between lines of one
-/// column says a paragraph ends.
-pub fn markdown(report: &JobReport) -> String {
-    let scale = HeadingScale::of(report.pages.iter().filter_map(|p| p.ocr.as_ref()));
-    let mut out = String::new();
-    for (i, page) in report.pages.iter().enumerate() {
-        if i > 0 {
-            out.push_str("\n---\n\n");
-        }
-        out.push_str(&format!("<!-- page {} -->\n\n", page.page));
-        let Some(ocr) = &page.ocr else {
-            out.push_str(&format!(
-                "*page {} could not be read: {}*\n",
-                page.page,
-                page.error.as_deref().unwrap_or("")
-            ));
-            continue;
-        };
-        out.push_str(&page_markdown(&ocr.lines, &scale));
-    }
-    out
 }
 
 /// A heading's size, relative to the lines of its page, that makes it a
@@ -316,6 +576,7 @@ const SECTION_HEIGHT: f32 = 1.3;
 /// Heading levels decided over the whole document, so that a level does not
 /// hang on one page's box heights: the largest headings are titles, the
 /// others sections or subsections by their height.
+#[derive(Debug, Clone, Copy)]
 struct HeadingScale {
     /// The largest heading's height relative to its page's lines.
     top: f32,
@@ -370,67 +631,56 @@ const RUNNING_MARGIN: f32 = 0.12;
 /// of each other.
 const RUNNING_SLACK: f32 = 0.03;
 
-/// Marks as header or footer each short block near the top or bottom of its
-/// page that is a page number, or that recurs at the same place on at least
-/// half the pages (two at least), digits aside ("Chapter 3 · 41").
-fn mark_running_lines(mut pages: Vec<&mut PageOcr>) {
-    // (page, block, top?, position, key) of every candidate.
-    let mut candidates = Vec::new();
-    for (p, ocr) in pages.iter().enumerate() {
-        let height = ocr.height.max(1) as f32;
-        for block in Block::of_lines(&ocr.lines) {
-            let lines = &ocr.lines[block.first_line as usize..][..block.line_count as usize];
-            if lines.len() > 2 || block.kind == BlockKind::Table {
-                continue;
+/// The blocks that are running headers or footers, by page: each
+/// candidate that is a page number, or that recurs at the same place on at
+/// least half the `read` pages (two at least), digits aside ("Chapter 3 ·
+/// 41"). Candidates of one text and edge are compared in the order of
+/// their place, so the cost grows with their number, not its square.
+fn running_marks(candidates: &[Candidate], read: usize) -> HashMap<u32, Vec<(u32, BlockKind)>> {
+    let needed = read.div_ceil(2).max(2);
+    let mut groups: HashMap<(bool, &str), Vec<&Candidate>> = HashMap::new();
+    for c in candidates {
+        groups
+            .entry((c.at_top, c.key.as_str()))
+            .or_default()
+            .push(c);
+    }
+    let mut marks: HashMap<u32, Vec<(u32, BlockKind)>> = HashMap::new();
+    for ((at_top, key), mut group) in groups {
+        group.sort_by(|a, b| a.place.total_cmp(&b.place));
+        let kind = if at_top {
+            BlockKind::Header
+        } else {
+            BlockKind::Footer
+        };
+        let numbered = page_number(key);
+        // The read pages of the candidates within RUNNING_SLACK of the
+        // current one, as a window that slides with it.
+        let mut window: HashMap<usize, u32> = HashMap::new();
+        let (mut lo, mut hi) = (0, 0);
+        for c in &group {
+            while hi < group.len()
+                && (group[hi].place <= c.place
+                    || (group[hi].place - c.place).abs() <= RUNNING_SLACK)
+            {
+                *window.entry(group[hi].read).or_default() += 1;
+                hi += 1;
             }
-            let (top, bottom) = (block.bbox[1] / height, block.bbox[3] / height);
-            let at_top = bottom <= RUNNING_MARGIN;
-            if !at_top && top < 1.0 - RUNNING_MARGIN {
-                continue;
-            }
-            let text: String = lines.iter().map(|l| l.text.as_str()).collect();
-            let key: String = text
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .map(|c| {
-                    if c.is_ascii_digit() {
-                        '#'
-                    } else {
-                        c.to_ascii_lowercase()
+            while group[lo].place < c.place && (group[lo].place - c.place).abs() > RUNNING_SLACK {
+                if let Some(n) = window.get_mut(&group[lo].read) {
+                    *n -= 1;
+                    if *n == 0 {
+                        window.remove(&group[lo].read);
                     }
-                })
-                .collect();
-            let place = (top + bottom) / 2.0;
-            candidates.push((p, block.id, at_top, place, key));
+                }
+                lo += 1;
+            }
+            if window.len() >= needed || numbered {
+                marks.entry(c.page).or_default().push((c.block, kind));
+            }
         }
     }
-    let needed = pages.len().div_ceil(2).max(2);
-    let mut marks: Vec<(usize, u32, BlockKind)> = Vec::new();
-    for (p, id, at_top, place, key) in &candidates {
-        let mut on_pages: Vec<usize> = candidates
-            .iter()
-            .filter(|(_, _, t, q, k)| t == at_top && k == key && (q - place).abs() <= RUNNING_SLACK)
-            .map(|c| c.0)
-            .collect();
-        on_pages.dedup();
-        if on_pages.len() >= needed || page_number(key) {
-            let kind = if *at_top {
-                BlockKind::Header
-            } else {
-                BlockKind::Footer
-            };
-            marks.push((*p, *id, kind));
-        }
-    }
-    for (p, id, kind) in marks {
-        let ocr = &mut pages[p];
-        for line in ocr.lines.iter_mut().filter(|l| l.block == id) {
-            line.block_kind = kind;
-        }
-        for block in ocr.blocks.iter_mut().filter(|b| b.id == id) {
-            block.kind = kind;
-        }
-    }
+    marks
 }
 
 /// Whether a normalised line (digits as `#`) is only a page number:
@@ -722,10 +972,42 @@ mod tests {
         pages[1].lines[2].text = "Something else".into();
         pages[2].lines[2].text = "Another thing".into();
         pages[3].lines[2].text = "A last thing".into();
-        mark_running_lines(pages.iter_mut().collect());
-        for p in &pages {
+        // The title of one page sits lower than the others' (beyond the
+        // slack): it is not theirs, and two of four pages still carry it.
+        pages[3].lines[0].polygon = [[0.0, 50.0], [100.0, 50.0], [100.0, 70.0], [0.0, 70.0]];
+        let report = build_pages(
+            JobHead {
+                job_id: "j",
+                manifest: None,
+                first_seen_ms: 0,
+                cancelled: false,
+            },
+            pages.into_iter().zip(1..).map(|(ocr, page)| PageOutcome {
+                page,
+                record: PageRecord {
+                    ok: true,
+                    worker: "w".into(),
+                    deliveries: 1,
+                    processing_ms: 0.0,
+                    error: None,
+                },
+                read: Some((ocr, 1.0)),
+            }),
+            0,
+        );
+        let kinds_of = |p: &PageEntry| -> Vec<BlockKind> {
+            p.ocr
+                .as_ref()
+                .unwrap()
+                .lines
+                .iter()
+                .map(|l| l.block_kind)
+                .collect()
+        };
+        use BlockKind::*;
+        assert_eq!(kinds_of(&report.pages[3]), vec![Text, Text, Text, Footer]);
+        for p in report.pages.iter().map(|p| p.ocr.as_ref().unwrap()).take(3) {
             let kinds: Vec<BlockKind> = p.lines.iter().map(|l| l.block_kind).collect();
-            use BlockKind::*;
             assert_eq!(kinds, vec![Header, Text, Text, Footer]);
             assert_eq!(p.blocks[0].kind, Header);
         }

@@ -1,13 +1,12 @@
 //! The aggregator stage: records every page outcome in the job's state and
 //! finishes each job exactly once.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use pagefleet_schemas::Format;
 use pagefleet_schemas::messages::{
     DecodeError, EventKind, JobEvent, JobState, JobStatus, Message, PageFailure, PageRecord,
@@ -17,7 +16,7 @@ use pagefleet_schemas::names;
 use pagefleet_stagekit::bus::{PublishFailed, publish_acked};
 use pagefleet_stagekit::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
 use pagefleet_stagekit::running::Running;
-use pagefleet_stagekit::state::{StateError, update};
+use pagefleet_stagekit::state::{PageRecorded, StateError, raise_deliveries, record_page, update};
 use pagefleet_stagekit::store::{self, Store, StoreError};
 use pagefleet_stagekit::topology::{self, TopologyConfig};
 use serde::Deserialize;
@@ -119,6 +118,9 @@ pub enum RecordError {
     /// The page stream could not be reached.
     #[error("page stream: {0}")]
     PageStream(String),
+    /// An output could not be written to its temporary file.
+    #[error("writing the outputs: {0}")]
+    Output(#[from] std::io::Error),
 }
 
 impl Fault for RecordError {
@@ -133,7 +135,7 @@ impl Fault for RecordError {
             // or a store that lost data; another delivery may see it.
             Self::Store(_) => FaultKind::Bug,
             Self::State(e) => e.kind(),
-            Self::Publish(_) | Self::PageStream(_) => transient,
+            Self::Publish(_) | Self::PageStream(_) | Self::Output(_) => transient,
         }
     }
 }
@@ -329,11 +331,12 @@ async fn record(deps: &Deps, kv: &kv::Store, result: &ResultMessage) -> Result<(
         .map_err(|e| StateError::Unavailable(e.to_string()))?;
     if let Some(entry) = entry
         && let Ok(state) = JobState::decode(&entry)
-        && (state.removed.is_some() || state.status == JobStatus::Cancelled)
+        && ended(&state)
     {
         return Ok(());
     }
-    // The page's full result goes to storage first: the state only says it is there.
+    // The page's full result goes to storage first: its record only says
+    // it is there.
     if let ResultMessage::Page(page) = result {
         store::put(
             deps.store.as_ref(),
@@ -342,18 +345,48 @@ async fn record(deps: &Deps, kv: &kv::Store, result: &ResultMessage) -> Result<(
         )
         .await?;
     }
-    let state = update(kv, job_id, |state| apply(state, result)).await?;
-    let mut event = JobEvent::of_state(&state, EventKind::Progress, state.status, now_ms());
-    // The page as the state records it: a duplicate changes nothing there.
-    event.page = match result {
-        ResultMessage::Page(p) => Some(p.page),
-        ResultMessage::Failure(f) => Some(f.page),
-        ResultMessage::Manifest(_) => None,
+    let (state, page) = match result {
+        ResultMessage::Manifest(m) => {
+            let state = update(kv, job_id, |s| {
+                if ended(s) || s.manifest.is_some() {
+                    return false;
+                }
+                s.manifest = Some(m.clone());
+                true
+            })
+            .await?;
+            (state, None)
+        }
+        ResultMessage::Page(_) | ResultMessage::Failure(_) => {
+            let Some((page, record)) = page_record(result) else {
+                return Ok(());
+            };
+            let recorded = record_page(&deps.js, kv, job_id, page, &record, |s| {
+                if ended(s) {
+                    return false;
+                }
+                s.count_page(page, record.error.as_deref());
+                true
+            })
+            .await?;
+            match recorded {
+                PageRecorded::New(state) => (state, Some((page, record.ok))),
+                // A page read again after its result was recorded (an ack
+                // lost to a NATS restart): the first result stays, the
+                // extra delivery is counted.
+                PageRecorded::Before(before, state) => {
+                    if record.deliveries > before.deliveries {
+                        raise_deliveries(kv, job_id, page, record.deliveries).await?;
+                    }
+                    (state, Some((page, before.ok)))
+                }
+                PageRecorded::Refused(_) => return Ok(()),
+            }
+        }
     };
-    event.page_ok = event
-        .page
-        .and_then(|page| state.pages.get(&page))
-        .map(|r| r.ok);
+    let mut event = JobEvent::of_state(&state, EventKind::Progress, state.status, now_ms());
+    event.page = page.map(|(page, _)| page);
+    event.page_ok = page.map(|(_, ok)| ok);
     let _ = deps
         .js
         .publish(
@@ -367,125 +400,235 @@ async fn record(deps: &Deps, kv: &kv::Store, result: &ResultMessage) -> Result<(
     Ok(())
 }
 
-/// Applies a result to a state; false when it changes nothing (a duplicate,
-/// or a late result of a cancelled job).
-fn apply(state: &mut JobState, result: &ResultMessage) -> bool {
-    if state.status == JobStatus::Cancelled || state.removed.is_some() {
-        return false;
-    }
-    match result {
-        ResultMessage::Manifest(m) => {
-            if state.manifest.is_some() {
-                return false;
-            }
-            state.manifest = Some(m.clone());
-            true
-        }
-        ResultMessage::Page(PageResult {
-            page,
-            worker,
-            deliveries,
-            ocr,
-            ..
-        }) => {
-            if let Some(recorded) = state.pages.get_mut(page) {
-                // A page read again after its result was recorded (an ack
-                // lost to a NATS restart): the first result stays, the
-                // extra delivery is counted.
-                if *deliveries > recorded.deliveries {
-                    recorded.deliveries = *deliveries;
-                    return true;
-                }
-                return false;
-            }
-            state.pages.insert(
-                *page,
-                PageRecord {
-                    ok: true,
-                    worker: worker.clone(),
-                    deliveries: *deliveries,
-                    processing_ms: ocr.timings.total_ms,
-                    error: None,
-                },
-            );
-            true
-        }
-        ResultMessage::Failure(f) => {
-            if state.pages.contains_key(&f.page) {
-                return false;
-            }
-            state.pages.insert(
-                f.page,
-                PageRecord {
-                    ok: false,
-                    worker: f.worker.clone(),
-                    deliveries: f.deliveries,
-                    processing_ms: 0.0,
-                    error: Some(f.error.clone()),
-                },
-            );
-            true
-        }
-    }
+/// Whether a job takes no more results: cancelled, or removed.
+fn ended(state: &JobState) -> bool {
+    state.status == JobStatus::Cancelled || state.removed.is_some()
 }
 
-/// Writes a job's searchable PDF into a temporary file, from its source
-/// document and its page results.
-async fn searchable_pdf(
+/// A page result's or failure's page and the record it leaves.
+fn page_record(result: &ResultMessage) -> Option<(u32, PageRecord)> {
+    Some(match result {
+        ResultMessage::Page(p) => (
+            p.page,
+            PageRecord {
+                ok: true,
+                worker: p.worker.clone(),
+                deliveries: p.deliveries,
+                processing_ms: p.ocr.timings.total_ms,
+                error: None,
+            },
+        ),
+        ResultMessage::Failure(f) => (
+            f.page,
+            PageRecord {
+                ok: false,
+                worker: f.worker.clone(),
+                deliveries: f.deliveries,
+                processing_ms: 0.0,
+                error: Some(f.error.clone()),
+            },
+        ),
+        ResultMessage::Manifest(_) => return None,
+    })
+}
+
+/// Every page's record of a complete job, in page order: a few dozen bytes
+/// a page, read side by side.
+async fn page_records(
+    kv: &kv::Store,
+    state: &JobState,
+) -> Result<Vec<(u32, PageRecord)>, RecordError> {
+    let pages = state.manifest.as_ref().map_or(0, |m| m.total_pages);
+    let job_id = state.job_id.as_str();
+    futures::stream::iter(1..=pages)
+        .map(|page| async move {
+            let unavailable = |e: &dyn std::fmt::Display| StateError::Unavailable(e.to_string());
+            let bytes = kv
+                .get(names::page_record_key(job_id, page))
+                .await
+                .map_err(|e| unavailable(&e))?
+                .ok_or_else(|| {
+                    unavailable(&format_args!("job {job_id}: page {page} has no record"))
+                })?;
+            let record = PageRecord::decode(&bytes).map_err(|source| StateError::Corrupt {
+                job_id: job_id.to_owned(),
+                source,
+            })?;
+            Ok::<_, RecordError>((page, record))
+        })
+        .buffered(32)
+        .try_collect()
+        .await
+}
+
+/// A job's outputs, each in a temporary file, and its final metrics.
+struct Assembled {
+    metrics: report::JobMetrics,
+    files: Vec<(Format, tempfile::NamedTempFile)>,
+}
+
+/// Writes a job's outputs in two passes over its stored page results, one
+/// page at a time: the first takes the metrics and what running headers
+/// and heading levels are decided from, the second writes every format
+/// (the searchable PDF among them) page by page into temporary files. The
+/// memory this takes does not grow with the document's pages.
+async fn assemble(
     deps: &Deps,
     state: &JobState,
-    report: &report::JobReport,
-) -> Result<tempfile::NamedTempFile, crate::pdf::PdfError> {
-    use crate::pdf::{PageImage, PdfError, Source};
+    records: Vec<(u32, PageRecord)>,
+    formats: Vec<Format>,
+    end_ms: u64,
+) -> Result<Assembled, RecordError> {
+    use crate::pdf::{PageImage, PdfError, Searchable, Source};
+    use std::io::Read;
 
-    let io = |e: std::io::Error| PdfError::Pdfium(format!("temporary file: {e}"));
     let job_id = state.job_id.clone();
-    let source = tempfile::NamedTempFile::new().map_err(io)?;
-    store::download(&deps.store, &names::keys::source(&job_id), source.path()).await?;
-    let out = tempfile::NamedTempFile::new().map_err(io)?;
-    let head = {
-        use std::io::Read;
-        let mut head = vec![0; 1024];
-        let n = std::fs::File::open(source.path())
-            .and_then(|mut f| f.read(&mut head))
-            .map_err(io)?;
-        head.truncate(n);
-        head
-    };
-    let is_pdf = pagefleet_schemas::sniff(&head) == Some(pagefleet_schemas::DocumentKind::Pdf);
-    let manifest = state.manifest.clone();
-    let pages = manifest.as_ref().map_or(0, |m| m.total_pages);
-    let dpi = manifest.as_ref().map_or(0.0, |m| m.dpi);
-    let (pdfium, store, report) = (deps.pdfium.clone(), deps.store.clone(), report.clone());
-    let runtime = tokio::runtime::Handle::current();
-    let out_path = out.path().to_owned();
-    tokio::task::spawn_blocking(move || {
-        let pdf = pagefleet_stagekit::pdfium::Pdf::bind(&pdfium)
-            .map_err(|e| PdfError::Pdfium(e.to_string()))?;
-        if is_pdf {
-            let source = Source::Pdf(source.path());
-            return crate::pdf::write(&pdf, &report, source, &out_path);
+    // The source document, for the searchable PDF: a PDF keeps its pages,
+    // an image document gets its page images.
+    let source = if formats.contains(&Format::Pdf) {
+        let file = tempfile::NamedTempFile::new()?;
+        match store::download(&deps.store, &names::keys::source(&job_id), file.path()).await {
+            Ok(()) => {
+                let mut head = vec![0; 1024];
+                let n = std::fs::File::open(file.path())?.read(&mut head)?;
+                head.truncate(n);
+                let is_pdf =
+                    pagefleet_schemas::sniff(&head) == Some(pagefleet_schemas::DocumentKind::Pdf);
+                Some(Ok((file, is_pdf)))
+            }
+            Err(e) if e.is_transient() => return Err(e.into()),
+            // A source that is gone is the PDF's error, like a document
+            // PDFium cannot open.
+            Err(e) => Some(Err(PdfError::from(e))),
         }
-        let mut image = |page: u32| {
-            let key = names::keys::page_image(&job_id, page);
-            match runtime.block_on(store::get(store.as_ref(), &key)) {
-                Ok(bytes) => PageImage::from_file_bytes(&bytes)
-                    .map(Some)
-                    .map_err(|message| PdfError::Image { page, message }),
-                Err(StoreError::NotFound(_)) => Ok(None),
-                Err(e) => Err(e.into()),
+    } else {
+        None
+    };
+    let (store, pdfium, state) = (deps.store.clone(), deps.pdfium.clone(), state.clone());
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let outcome =
+            |page: u32, record: &PageRecord| -> Result<report::PageOutcome, RecordError> {
+                let read = if record.ok {
+                    let key = names::keys::page_result(&job_id, page);
+                    let result =
+                        PageResult::decode(&runtime.block_on(store::get(store.as_ref(), &key))?)?;
+                    Some((result.ocr, result.scale))
+                } else {
+                    None
+                };
+                Ok(report::PageOutcome {
+                    page,
+                    record: record.clone(),
+                    read,
+                })
+            };
+        let head = report::JobHead {
+            job_id: &state.job_id,
+            manifest: state.manifest.as_ref(),
+            first_seen_ms: state.first_seen_ms,
+            cancelled: state.status == JobStatus::Cancelled,
+        };
+        let mut survey = report::Survey::default();
+        for (page, record) in &records {
+            survey.add(&outcome(*page, record)?);
+        }
+        let mut plan = survey.plan(head, end_ms);
+
+        let mut files = Vec::new();
+        let mut writers = Vec::new();
+        for format in formats.iter().copied() {
+            let file = tempfile::NamedTempFile::new()?;
+            let out = std::io::BufWriter::new(file.reopen()?);
+            if let Some(writer) = report::writer(format, &plan, out)? {
+                writers.push(writer);
+                files.push((format, file));
+            }
+        }
+        let mut pdf_error = None;
+        let bound = match source {
+            Some(Ok(source)) => match pagefleet_stagekit::pdfium::Pdf::bind(&pdfium) {
+                Ok(pdf) => Some((pdf, source)),
+                Err(e) => {
+                    pdf_error = Some(PdfError::Pdfium(e.to_string()));
+                    None
+                }
+            },
+            Some(Err(e)) => {
+                pdf_error = Some(e);
+                None
+            }
+            None => None,
+        };
+        let mut searchable = match &bound {
+            Some((pdf, (file, true))) => Some(Searchable::open(pdf, Source::Pdf(file.path()))),
+            Some((pdf, (_, false))) => {
+                let (store, runtime, job_id) = (store.clone(), runtime.clone(), job_id.clone());
+                let image = move |page: u32| {
+                    let key = names::keys::page_image(&job_id, page);
+                    match runtime.block_on(store::get(store.as_ref(), &key)) {
+                        Ok(bytes) => PageImage::from_file_bytes(&bytes)
+                            .map(Some)
+                            .map_err(|message| PdfError::Image { page, message }),
+                        Err(StoreError::NotFound(_)) => Ok(None),
+                        Err(e) => Err(e.into()),
+                    }
+                };
+                let dpi = state.manifest.as_ref().map_or(0.0, |m| m.dpi);
+                Some(Searchable::open(
+                    pdf,
+                    Source::Images {
+                        dpi,
+                        image: Box::new(image),
+                    },
+                ))
+            }
+            None => None,
+        }
+        .and_then(|opened| opened.map_err(|e| pdf_error = Some(e)).ok());
+        // A store that is down is waited for; any other PDF error is the
+        // PDF's alone, which the other outputs report.
+        let mut pdf_failed = |e: PdfError| match e {
+            PdfError::Store(e) if e.is_transient() => Err(RecordError::Store(e)),
+            e => {
+                pdf_error = Some(e);
+                Ok(())
             }
         };
-        let source = Source::Images {
-            pages,
-            dpi,
-            image: &mut image,
-        };
-        crate::pdf::write(&pdf, &report, source, &out_path)
+        for (page, record) in &records {
+            let entry = plan.entry(outcome(*page, record)?);
+            if let Some(pdf) = searchable.as_mut()
+                && let Err(e) = pdf.page(entry.page, entry.ocr.as_ref())
+            {
+                searchable = None;
+                pdf_failed(e)?;
+            }
+            for writer in &mut writers {
+                writer.page(&entry)?;
+            }
+        }
+        if let Some(pdf) = searchable {
+            let file = tempfile::NamedTempFile::new()?;
+            let pages = state.manifest.as_ref().map_or(0, |m| m.total_pages);
+            match pdf.save(pages, file.path()) {
+                Ok(()) => files.push((Format::Pdf, file)),
+                Err(e) => pdf_failed(e)?,
+            }
+        }
+        if let Some(e) = pdf_error {
+            warn!("{e}");
+            plan.metrics.errors.push(e.to_string());
+        }
+        for writer in writers {
+            writer.finish(&plan.metrics)?;
+        }
+        Ok(Assembled {
+            metrics: plan.metrics,
+            files,
+        })
     })
     .await
-    .map_err(|e| PdfError::Pdfium(format!("writer task: {e}")))??;
-    Ok(out)
+    .map_err(|e| RecordError::Output(std::io::Error::other(format!("assembly task: {e}"))))?
 }
 
 /// Writes the outputs, marks the job finished (once, by compare-and-set) and
@@ -495,19 +638,7 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Reco
     let job_id = state.job_id.clone();
     let mut end_ms = state.finished_at_ms.unwrap_or_else(now_ms);
     if state.status == JobStatus::Running {
-        let mut results = BTreeMap::new();
-        for (&page, rec) in &state.pages {
-            if rec.ok {
-                let bytes = store::get(
-                    deps.store.as_ref(),
-                    &names::keys::page_result(&job_id, page),
-                )
-                .await?;
-                results.insert(page, PageResult::decode(&bytes)?);
-            }
-        }
-        let mut job_report = report::build(&state, &results, end_ms);
-        drop(results);
+        let records = page_records(kv, &state).await?;
         let requested = state
             .submission
             .as_ref()
@@ -529,42 +660,20 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Reco
             );
             keys
         };
-        async {
-            // The PDF first: a document it cannot be made of is an error the
-            // other outputs report.
-            if asked.contains(&Format::Pdf) {
-                match searchable_pdf(deps, &state, &job_report).await {
-                    Ok(file) => {
-                        for key in keys_of(Format::Pdf) {
-                            store::upload(&deps.store, &key, file.path()).await?;
-                        }
-                    }
-                    // A store that is down is waited for; a source that is
-                    // gone is the PDF's error, like a document PDFium cannot
-                    // open.
-                    Err(crate::pdf::PdfError::Store(e)) if e.is_transient() => {
-                        return Err(RecordError::Store(e));
-                    }
-                    Err(e) => {
-                        warn!("{e}");
-                        job_report.metrics.errors.push(e.to_string());
-                    }
+        let pages = records.len();
+        let assembled = async {
+            let assembled =
+                assemble(deps, &state, records, Format::written(&requested), end_ms).await?;
+            for (format, file) in &assembled.files {
+                for key in keys_of(*format) {
+                    store::upload(&deps.store, &key, file.path()).await?;
                 }
             }
-            for format in Format::written(&requested) {
-                let Some(bytes) = report::render(&job_report, format)? else {
-                    continue;
-                };
-                let bytes = bytes::Bytes::from(bytes);
-                for key in keys_of(format) {
-                    store::put(deps.store.as_ref(), &key, bytes.clone()).await?;
-                }
-            }
-            Ok::<(), RecordError>(())
+            Ok::<_, RecordError>(assembled)
         }
-        .instrument(info_span!("result_write", pages = state.pages.len()))
+        .instrument(info_span!("result_write", pages))
         .await?;
-        let metrics = serde_json::to_value(&job_report.metrics).ok();
+        let metrics = serde_json::to_value(&assembled.metrics).ok();
         let final_state = update(kv, &job_id, |s| {
             if s.status != JobStatus::Running {
                 return false;
@@ -576,7 +685,7 @@ async fn finish(deps: &Deps, kv: &kv::Store, state: JobState) -> Result<(), Reco
         })
         .await?;
         end_ms = final_state.finished_at_ms.unwrap_or(end_ms);
-        info!(status = ?final_state.status, pages = final_state.pages.len(), "job finished");
+        info!(status = ?final_state.status, pages, "job finished");
         let status = match final_state.status {
             JobStatus::Success => "success",
             JobStatus::PartialSuccess => "partial_success",

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use pagefleet_schemas::{Block, OcrLine, PageOcr, polygon_bounds};
 use quick_xml::escape::escape;
 
-use crate::report::{JobReport, PageEntry};
+use crate::report::PageEntry;
 
 /// This software, as both formats name it.
 const SOFTWARE: &str = "pagefleet";
@@ -63,11 +63,10 @@ fn title_bbox([x0, y0, x1, y1]: [i64; 4]) -> String {
 }
 
 /// hOCR 1.2: `ocr_page` / `ocr_carea` / `ocr_par` / `ocr_line` /
-/// `ocrx_word`, each with its `bbox`, lines and words with `x_wconf`.
-pub fn hocr(report: &JobReport) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
+/// `ocrx_word`, each with its `bbox`, lines and words with `x_wconf`: the
+/// document's head, then each page ([`hocr_page`]), then [`HOCR_TAIL`].
+pub(crate) fn hocr_head(filename: &str) -> String {
+    format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Transitional//EN\" \
          \"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd\">\n\
@@ -77,16 +76,14 @@ pub fn hocr(report: &JobReport) -> String {
          <meta name=\"ocr-system\" content=\"{SOFTWARE} {VERSION}\"/>\n\
          <meta name=\"ocr-capabilities\" content=\"ocr_page ocr_carea ocr_par ocr_line ocrx_word ocrp_wconf\"/>\n\
          </head>\n<body>\n",
-        text(&report.metrics.filename)
-    );
-    for page in &report.pages {
-        hocr_page(&mut out, page);
-    }
-    out.push_str("</body>\n</html>\n");
-    out
+        text(filename)
+    )
 }
 
-fn hocr_page(out: &mut String, page: &PageEntry) {
+/// The end of an hOCR document.
+pub(crate) const HOCR_TAIL: &str = "</body>\n</html>\n";
+
+pub(crate) fn hocr_page(out: &mut String, page: &PageEntry) {
     let n = page.page;
     let Some(ocr) = &page.ocr else {
         let _ = writeln!(
@@ -148,11 +145,10 @@ fn wconf(confidence: f32) -> u32 {
 
 /// ALTO 4: `Page` / `PrintSpace` / `TextBlock` / `TextLine` / `String` with
 /// `HPOS`, `VPOS`, `WIDTH`, `HEIGHT` in pixels and `WC` (0 to 1), words
-/// separated by `SP`.
-pub fn alto(report: &JobReport) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
+/// separated by `SP`: the document's head, then each page ([`alto_page`]),
+/// then [`ALTO_TAIL`].
+pub(crate) fn alto_head(filename: &str) -> String {
+    format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <alto xmlns=\"http://www.loc.gov/standards/alto/ns-v4#\" \
          xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
@@ -164,14 +160,12 @@ pub fn alto(report: &JobReport) -> String {
          <softwareName>{SOFTWARE}</softwareName><softwareVersion>{VERSION}</softwareVersion>\
          </processingSoftware></ocrProcessingStep></OCRProcessing>\n\
          </Description>\n<Layout>\n",
-        text(&report.metrics.filename)
-    );
-    for page in &report.pages {
-        alto_page(&mut out, page);
-    }
-    out.push_str("</Layout>\n</alto>\n");
-    out
+        text(filename)
+    )
 }
+
+/// The end of an ALTO document.
+pub(crate) const ALTO_TAIL: &str = "</Layout>\n</alto>\n";
 
 /// `HPOS="x" VPOS="y" WIDTH="w" HEIGHT="h"` of pixel bounds.
 fn position([x0, y0, x1, y1]: [i64; 4]) -> String {
@@ -182,7 +176,7 @@ fn position([x0, y0, x1, y1]: [i64; 4]) -> String {
     )
 }
 
-fn alto_page(out: &mut String, page: &PageEntry) {
+pub(crate) fn alto_page(out: &mut String, page: &PageEntry) {
     let n = page.page;
     let Some(ocr) = &page.ocr else {
         let _ = writeln!(out, "<Page ID=\"page_{n}\" PHYSICAL_IMG_NR=\"{n}\"/>");
@@ -240,7 +234,7 @@ fn alto_page(out: &mut String, page: &PageEntry) {
 mod tests {
     use super::*;
     use crate::report::JobReport;
-    use pagefleet_schemas::{BlockKind, OcrWord, StepTimings, TextCounts};
+    use pagefleet_schemas::{BlockKind, Format, OcrWord, StepTimings, TextCounts};
 
     fn word(text: &str, x0: f32, x1: f32, y0: f32, confidence: f32) -> OcrWord {
         OcrWord {
@@ -316,13 +310,18 @@ mod tests {
         report
     }
 
+    fn rendered(format: Format) -> String {
+        let bytes = crate::report::render(&report(), format).unwrap().unwrap();
+        String::from_utf8(bytes).unwrap()
+    }
+
     fn attr<'a>(node: roxmltree::Node<'a, '_>, name: &str) -> &'a str {
         node.attribute(name).unwrap_or_default()
     }
 
     #[test]
     fn hocr_has_the_pages_blocks_lines_and_words_with_their_boxes() {
-        let hocr = hocr(&report());
+        let hocr = rendered(Format::Hocr);
         let doc = roxmltree::Document::parse_with_options(
             &hocr,
             roxmltree::ParsingOptions {
@@ -365,7 +364,7 @@ mod tests {
 
     #[test]
     fn alto_has_the_pages_blocks_lines_and_strings_with_their_positions() {
-        let alto = alto(&report());
+        let alto = rendered(Format::Alto);
         let doc = roxmltree::Document::parse(&alto).unwrap();
         let tag = |t: &'static str| {
             doc.descendants()

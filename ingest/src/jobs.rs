@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::intake::Intake;
 
-pub use pagefleet_schemas::view::{JobView, PageView, Progress};
+pub use pagefleet_schemas::view::{FailedPage, JobView, Progress};
 
 /// Why a job could not be looked at or changed.
 #[derive(Debug, thiserror::Error)]
@@ -151,8 +151,23 @@ pub async fn remove(
     Ok(tombstone)
 }
 
-/// Deletes what a removed job left: its objects and its events. Deleting
-/// again is harmless.
+/// Drops a removed job's tombstone from the jobs bucket, leaving no
+/// marker: its routes answer 404 from then on.
+pub async fn forget(js: &jetstream::Context, job_id: &str) -> Result<(), JobError> {
+    let stream = js
+        .get_stream(format!("KV_{}", names::JOBS_BUCKET))
+        .await
+        .map_err(unavailable)?;
+    stream
+        .purge()
+        .filter(format!("$KV.{}.{job_id}", names::JOBS_BUCKET))
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Deletes what a removed job left: its objects, its events and its pages'
+/// records. Deleting again is harmless.
 pub async fn purge(js: &jetstream::Context, store: &Store, job_id: &str) -> Result<(), JobError> {
     use futures::{StreamExt, TryStreamExt};
     let prefix = object_store::path::Path::from(format!("jobs/{job_id}"));
@@ -165,15 +180,19 @@ pub async fn purge(js: &jetstream::Context, store: &Store, job_id: &str) -> Resu
         .try_collect::<Vec<_>>()
         .await
         .map_err(unavailable)?;
-    let events = js
-        .get_stream(names::EVENTS_STREAM)
-        .await
-        .map_err(unavailable)?;
-    events
-        .purge()
-        .filter(names::events_of_job(job_id))
-        .await
-        .map_err(unavailable)?;
+    for (stream, filter) in [
+        (
+            names::EVENTS_STREAM.to_owned(),
+            names::events_of_job(job_id),
+        ),
+        (
+            format!("KV_{}", names::JOBS_BUCKET),
+            names::page_records_subject(job_id),
+        ),
+    ] {
+        let stream = js.get_stream(stream).await.map_err(unavailable)?;
+        stream.purge().filter(filter).await.map_err(unavailable)?;
+    }
     Ok(())
 }
 
@@ -184,15 +203,7 @@ pub async fn view(intake: &Intake, job_id: &str) -> Result<JobView, JobError> {
     // From the state alone: the view costs the same whatever the job's
     // length (result.json is never read for it).
     let mut view = view_of(&state, state.metrics.clone());
-    view.pages = state
-        .pages
-        .iter()
-        .map(|(&page, record)| PageView {
-            page,
-            status: page_status(record.ok).to_owned(),
-            error: record.error.clone(),
-        })
-        .collect();
+    view.failed_pages = state.failures.clone();
     let now = now_ms();
     let rasterized_at = state
         .manifest
@@ -200,7 +211,7 @@ pub async fn view(intake: &Intake, job_id: &str) -> Result<JobView, JobError> {
         .filter(|m| m.total_pages > 0)
         .map(|_| state.first_seen_ms);
     if let (JobStatus::Running, true, Some(since)) =
-        (state.status, state.pages.is_empty(), rasterized_at)
+        (state.status, state.pages_recorded() == 0, rasterized_at)
         && now.saturating_sub(since) >= intake.limits.waiting_after.as_millis() as u64
         && crate::fleet::serves(&intake.js, &view.profile, now).await == Some(false)
     {
@@ -216,7 +227,7 @@ pub fn view_of(state: &JobState, metrics: Option<serde_json::Value>) -> JobView 
     let submission = state.submission.clone().unwrap_or_default();
     let manifest = state.manifest.as_ref();
     let status = match state.status {
-        JobStatus::Running if manifest.is_none() && state.pages.is_empty() => "queued",
+        JobStatus::Running if manifest.is_none() && state.pages_recorded() == 0 => "queued",
         other => other.as_str(),
     };
     JobView {
@@ -236,7 +247,7 @@ pub fn view_of(state: &JobState, metrics: Option<serde_json::Value>) -> JobView 
         finished_at_ms: state.finished_at_ms,
         error: manifest.and_then(|m| m.error.clone()),
         metrics,
-        pages: Vec::new(),
+        failed_pages: Vec::new(),
     }
 }
 
@@ -245,62 +256,17 @@ fn page_status(ok: bool) -> &'static str {
 }
 
 /// The most recently changed jobs, newest submission first, at most
-/// `limit`. It reads the jobs bucket's stream once, headers only, keeping
-/// the last `limit` keys (the stream holds one message per job, in the
-/// order of their last change), then loads those.
+/// `limit`: the jobs bucket's job keys in the order of their last change,
+/// loaded from the newest back until `limit` jobs that are not removed are
+/// found.
 pub async fn recent(js: &jetstream::Context, limit: usize) -> Result<Vec<JobView>, JobError> {
-    use futures::StreamExt;
     let kv = jobs_bucket(js).await?;
-    let mut stream = js
-        .get_stream(format!("KV_{}", names::JOBS_BUCKET))
-        .await
-        .map_err(unavailable)?;
-    let held = stream.info().await.map_err(unavailable)?.state.messages;
-    let mut keys = std::collections::VecDeque::with_capacity(limit + 1);
-    if held > 0 && limit > 0 {
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                headers_only: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(unavailable)?;
-        let mut messages = consumer.messages().await.map_err(unavailable)?;
-        let prefix = format!("$KV.{}.", names::JOBS_BUCKET);
-        // To the stream's end; jobs that change meanwhile move to its end,
-        // so a bound (twice what it held when asked) ends the pass under
-        // any load.
-        let most = held.saturating_mul(2).saturating_add(100);
-        let mut seen = 0;
-        while seen < most
-            && let Some(message) = messages.next().await
-        {
-            seen += 1;
-            let message = message.map_err(unavailable)?;
-            let pending = message.info().map_err(unavailable)?.pending;
-            let removed = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("KV-Operation"))
-                .is_some_and(|op| op.as_str() != "PUT");
-            if let Some(key) = message.subject.strip_prefix(prefix.as_str())
-                && !removed
-            {
-                // A job changed during the pass comes again, later.
-                keys.retain(|k| k != key);
-                keys.push_back(key.to_owned());
-                if keys.len() > limit {
-                    keys.pop_front();
-                }
-            }
-            if pending == 0 {
-                break;
-            }
+    let mut views = Vec::with_capacity(limit);
+    for key in job_keys(js).await?.iter().rev() {
+        if views.len() >= limit {
+            break;
         }
-    }
-    let mut views = Vec::with_capacity(keys.len());
-    for key in keys {
-        if let Some(bytes) = kv.get(&key).await.map_err(unavailable)? {
+        if let Some(bytes) = kv.get(key).await.map_err(unavailable)? {
             let state = JobState::decode(&bytes).map_err(unavailable)?;
             // A removed job leaves the list.
             if state.removed.is_none() {
@@ -310,6 +276,64 @@ pub async fn recent(js: &jetstream::Context, limit: usize) -> Result<Vec<JobView
     }
     views.sort_by_key(|v| std::cmp::Reverse(v.submitted_at_ms));
     Ok(views)
+}
+
+/// Every job's key in the jobs bucket, in the order of their last change
+/// (oldest first). It reads the bucket's stream once, headers only, job
+/// states only (not their pages' records).
+pub async fn job_keys(js: &jetstream::Context) -> Result<Vec<String>, JobError> {
+    use futures::StreamExt;
+    let mut stream = js
+        .get_stream(format!("KV_{}", names::JOBS_BUCKET))
+        .await
+        .map_err(unavailable)?;
+    let held = stream.info().await.map_err(unavailable)?.state.messages;
+    let mut keys: Vec<String> = Vec::new();
+    if held == 0 {
+        return Ok(keys);
+    }
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            headers_only: true,
+            filter_subject: names::job_states_subject(),
+            deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
+            ..Default::default()
+        })
+        .await
+        .map_err(unavailable)?;
+    let mut messages = consumer.messages().await.map_err(unavailable)?;
+    let prefix = format!("$KV.{}.", names::JOBS_BUCKET);
+    // To the stream's end; jobs that change meanwhile move to its end, so a
+    // bound (twice what it held when asked) ends the pass under any load.
+    let most = held.saturating_mul(2).saturating_add(100);
+    let mut seen = 0;
+    while seen < most
+        && let Some(message) = messages.next().await
+    {
+        seen += 1;
+        let message = message.map_err(unavailable)?;
+        let pending = message.info().map_err(unavailable)?.pending;
+        let removed = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("KV-Operation"))
+            .is_some_and(|op| op.as_str() != "PUT");
+        if let Some(key) = message.subject.strip_prefix(prefix.as_str())
+            && !removed
+        {
+            keys.push(key.to_owned());
+        }
+        if pending == 0 {
+            break;
+        }
+    }
+    // A job changed during the pass came again, later: its last place
+    // stands.
+    let mut seen = std::collections::HashSet::new();
+    keys.reverse();
+    keys.retain(|k| seen.insert(k.clone()));
+    keys.reverse();
+    Ok(keys)
 }
 
 /// One output of a finished job.

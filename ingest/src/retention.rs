@@ -12,7 +12,6 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
-use futures::StreamExt;
 use pagefleet_schemas::messages::{JobState, JobStatus, Message, Removal, now_ms};
 use pagefleet_schemas::names;
 use pagefleet_stagekit::store::Store;
@@ -88,18 +87,24 @@ pub async fn sweep_once(
         return Ok(0);
     }
     let bucket = jobs::jobs_bucket(js).await?;
-    let mut keys = bucket.keys().await.map_err(|e| unavailable(&e))?;
     let now = now_ms();
     let keep_ms = keep.as_millis() as u64;
     let mut removed = 0;
-    while let Some(key) = keys.next().await {
-        let key = key.map_err(|e| unavailable(&e))?;
+    for key in jobs::job_keys(js).await? {
         let Some(bytes) = bucket.get(&key).await.map_err(|e| unavailable(&e))? else {
             continue;
         };
         let Ok(state) = JobState::decode(&bytes) else {
             continue;
         };
+        // A removed job's tombstone answers 410 for one more retention,
+        // then goes too: the bucket does not grow with every job ever run.
+        if let Some(gone) = state.removed
+            && gone.at_ms.saturating_add(keep_ms) <= now
+        {
+            jobs::forget(js, &key).await?;
+            continue;
+        }
         let due = state.status != JobStatus::Running
             && state.removed.is_none()
             && state

@@ -372,7 +372,8 @@ async fn interrupted(
     let Some(state) = state else {
         return Ok(true);
     };
-    if state.status != JobStatus::Running || state.manifest.is_some() || !state.pages.is_empty() {
+    if state.status != JobStatus::Running || state.manifest.is_some() || state.pages_recorded() > 0
+    {
         return Ok(false);
     }
     let docs = js

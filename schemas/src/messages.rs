@@ -2,8 +2,6 @@
 //! reader tolerates fields it does not know). Each carries the schema version
 //! it was written with.
 
-use std::collections::BTreeMap;
-
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -421,6 +419,18 @@ pub struct PageRecord {
     pub error: Option<String>,
 }
 
+impl PageRecord {
+    /// MessagePack bytes, as the page's key in the jobs bucket holds them.
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
+    /// Reads a page's record.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Ok(rmp_serde::from_slice(bytes)?)
+    }
+}
+
 /// A job's state in the jobs bucket, updated with compare-and-set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobState {
@@ -430,8 +440,19 @@ pub struct JobState {
     pub job_id: String,
     /// From the manifest, once it arrived.
     pub manifest: Option<JobManifest>,
-    /// Every page accounted for so far.
-    pub pages: BTreeMap<u32, PageRecord>,
+    /// Pages read so far. Each page's own record is a key of its own in
+    /// the jobs bucket ([`crate::names::page_record_key`]), written with
+    /// these counters in one atomic batch: a page result writes its own
+    /// record and a state of constant size, never every page's.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pages_done: u32,
+    /// Pages failed so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pages_failed: u32,
+    /// The first failed pages with why they failed (at most
+    /// [`JobState::FAILURES_KEPT`]; every failure is in its page's record).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<crate::view::FailedPage>,
     /// Running until the job is finished.
     pub status: JobStatus,
     /// When the aggregator first saw the job, milliseconds since the Unix epoch.
@@ -451,6 +472,10 @@ pub struct JobState {
     /// so that its view never reads `result.json`.
     #[serde(default)]
     pub metrics: Option<serde_json::Value>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// How and when a job was removed.
@@ -510,7 +535,9 @@ impl JobState {
             v: SCHEMA_VERSION,
             job_id: job_id.to_owned(),
             manifest: None,
-            pages: BTreeMap::new(),
+            pages_done: 0,
+            pages_failed: 0,
+            failures: Vec::new(),
             status: JobStatus::Running,
             first_seen_ms: now_ms,
             finished_at_ms: None,
@@ -531,18 +558,42 @@ impl JobState {
         }
     }
 
+    /// Failed pages the state names, at most: the view shows them, the
+    /// rest are counted (and in `result.json`).
+    pub const FAILURES_KEPT: usize = 20;
+
     /// Pages read and pages failed.
     pub fn counts(&self) -> (u32, u32) {
-        let ok = self.pages.values().filter(|p| p.ok).count() as u32;
-        (ok, self.pages.len() as u32 - ok)
+        (self.pages_done, self.pages_failed)
+    }
+
+    /// Pages accounted for, read or failed.
+    pub fn pages_recorded(&self) -> u32 {
+        self.pages_done.saturating_add(self.pages_failed)
+    }
+
+    /// Counts one newly recorded page: read, or failed for `error`.
+    pub fn count_page(&mut self, page: u32, error: Option<&str>) {
+        match error {
+            None => self.pages_done += 1,
+            Some(error) => {
+                self.pages_failed += 1;
+                if self.failures.len() < Self::FAILURES_KEPT {
+                    self.failures.push(crate::view::FailedPage {
+                        page,
+                        error: error.to_owned(),
+                    });
+                    self.failures.sort_by_key(|f| f.page);
+                }
+            }
+        }
     }
 
     /// Whether every page of the manifest is accounted for.
     pub fn is_complete(&self) -> bool {
-        match &self.manifest {
-            Some(m) => (1..=m.total_pages).all(|p| self.pages.contains_key(&p)),
-            None => false,
-        }
+        self.manifest
+            .as_ref()
+            .is_some_and(|m| self.pages_recorded() >= m.total_pages)
     }
 
     /// The final status once complete.
@@ -639,17 +690,17 @@ mod tests {
         let result = ResultMessage::Page(page_result());
         assert_eq!(ResultMessage::decode(&result.encode()).unwrap(), result);
         let mut state = JobState::new("j1", 7);
-        state.pages.insert(
-            1,
-            PageRecord {
-                ok: true,
-                worker: "w".into(),
-                deliveries: 1,
-                processing_ms: 1.0,
-                error: None,
-            },
-        );
+        state.count_page(1, None);
+        state.count_page(2, Some("unreadable"));
         assert_eq!(JobState::decode(&state.encode()).unwrap(), state);
+        let record = PageRecord {
+            ok: true,
+            worker: "w".into(),
+            deliveries: 1,
+            processing_ms: 1.0,
+            error: None,
+        };
+        assert_eq!(PageRecord::decode(&record.encode()).unwrap(), record);
     }
 
     #[test]
@@ -680,18 +731,17 @@ mod tests {
             error: None,
             dpi: 200.0,
         });
-        let rec = |ok| PageRecord {
-            ok,
-            worker: "w".into(),
-            deliveries: 1,
-            processing_ms: 0.0,
-            error: None,
-        };
-        s.pages.insert(1, rec(true));
+        s.count_page(1, None);
         assert!(!s.is_complete());
-        s.pages.insert(2, rec(false));
+        s.count_page(2, Some("unreadable"));
         assert!(s.is_complete());
         assert_eq!(s.final_status(), JobStatus::PartialSuccess);
         assert_eq!(s.counts(), (1, 1));
+        assert_eq!(s.failures[0].page, 2);
+        for page in 3..100 {
+            s.count_page(page, Some("unreadable"));
+        }
+        assert_eq!(s.failures.len(), JobState::FAILURES_KEPT);
+        assert_eq!(s.pages_failed, 98);
     }
 }

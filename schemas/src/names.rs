@@ -233,6 +233,24 @@ pub mod keys {
     }
 }
 
+/// Key of a page's record in the jobs bucket: beside its job's state
+/// (`<job>`), one token more, so that a filter on one token (`*`) sees
+/// job states only.
+pub fn page_record_key(job_id: &str, page: u32) -> String {
+    format!("{job_id}.{page}")
+}
+
+/// The subject of the jobs bucket's stream that holds job states only (one
+/// token after the prefix), not the pages' records.
+pub fn job_states_subject() -> String {
+    format!("$KV.{JOBS_BUCKET}.*")
+}
+
+/// The subject of the jobs bucket's stream that holds a job's page records.
+pub fn page_records_subject(job_id: &str) -> String {
+    format!("$KV.{JOBS_BUCKET}.{job_id}.*")
+}
+
 /// Key of a worker's heartbeat in the workers bucket (a KV key allows
 /// letters, digits, `-`, `_`, `=`, `.` and `/`).
 pub fn worker_key(name: &str) -> String {

@@ -35,22 +35,19 @@ pub struct JobView {
     pub error: Option<String>,
     /// The job's metrics, once it is finished.
     pub metrics: Option<serde_json::Value>,
-    /// The pages read or failed so far, in order (in a single job's view;
-    /// left out of listings).
+    /// The first pages that failed, in order, with why (at most 20; the
+    /// count is in `progress`, every page in `result.json`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pages: Vec<PageView>,
+    pub failed_pages: Vec<FailedPage>,
 }
 
-/// A page of a job that has been read or has failed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PageView {
+/// A page that failed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedPage {
     /// Page number, counted from 1.
     pub page: u32,
-    /// `ok` or `failed`.
-    pub status: String,
     /// Why it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: String,
 }
 
 /// A job's progress.
@@ -87,10 +84,9 @@ mod tests {
             finished_at_ms: None,
             error: None,
             metrics: None,
-            pages: vec![PageView {
-                page: 1,
-                status: "ok".into(),
-                error: None,
+            failed_pages: vec![FailedPage {
+                page: 2,
+                error: "unreadable".into(),
             }],
         };
         let json = serde_json::to_value(&view).unwrap_or_default();

@@ -158,17 +158,7 @@ pub async fn ensure(js: &jetstream::Context, config: &TopologyConfig) -> Result<
             .await
             .map_err(|e| err(format!("stream {name}"), e))?;
     }
-    js.create_or_update_key_value(kv::Config {
-        bucket: JOBS_BUCKET.to_owned(),
-        description: "pagefleet job state, one key per job".to_owned(),
-        history: 1,
-        max_value_size: config.max_message_size,
-        storage: StorageType::File,
-        num_replicas: replicas_of(js, &format!("KV_{JOBS_BUCKET}"), config).await?,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| err(format!("bucket {JOBS_BUCKET}"), e))?;
+    ensure_jobs_bucket(js, config).await?;
     js.create_or_update_key_value(kv::Config {
         bucket: SUBMISSIONS_BUCKET.to_owned(),
         description: "pagefleet submissions that must make one job: digest to job id".to_owned(),
@@ -180,6 +170,55 @@ pub async fn ensure(js: &jetstream::Context, config: &TopologyConfig) -> Result<
     .await
     .map_err(|e| err(format!("bucket {SUBMISSIONS_BUCKET}"), e))?;
     ensure_workers_bucket(js, config).await?;
+    Ok(())
+}
+
+/// Creates or updates the jobs bucket: a job's state under its id, each of
+/// its pages' records under `<id>.<page>`. A page's record and its job's
+/// counters are written in one atomic batch, which the bucket's stream
+/// must allow; an existing bucket is updated in place, so that a stage
+/// starting beside running ones never turns that off, even for a moment.
+async fn ensure_jobs_bucket(
+    js: &jetstream::Context,
+    config: &TopologyConfig,
+) -> Result<(), TopologyError> {
+    let name = format!("KV_{JOBS_BUCKET}");
+    let replicas = replicas_of(js, &name, config).await?;
+    let wanted = |cfg: &mut stream::Config| {
+        cfg.description = Some("pagefleet job state: a key per job, a key per page".to_owned());
+        cfg.max_message_size = config.max_message_size;
+        cfg.num_replicas = replicas;
+        cfg.allow_atomic_publish = true;
+    };
+    let current = match js.get_stream(&name).await {
+        Ok(stream) => stream.cached_info().config.clone(),
+        Err(e) if stream_missing(&e) => {
+            js.create_key_value(kv::Config {
+                bucket: JOBS_BUCKET.to_owned(),
+                history: 1,
+                max_value_size: config.max_message_size,
+                storage: StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(format!("bucket {JOBS_BUCKET}"), e))?;
+            js.get_stream(&name)
+                .await
+                .map_err(|e| err(format!("bucket {JOBS_BUCKET}"), e))?
+                .cached_info()
+                .config
+                .clone()
+        }
+        Err(e) => return Err(err(format!("bucket {JOBS_BUCKET}"), e)),
+    };
+    let mut cfg = current.clone();
+    wanted(&mut cfg);
+    if cfg != current {
+        js.update_stream(cfg)
+            .await
+            .map_err(|e| err(format!("bucket {JOBS_BUCKET}"), e))?;
+    }
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use pagefleet_schemas::messages::{JobState, JobStatus, Message};
+use pagefleet_schemas::messages::{JobState, JobStatus, Message, PageRecord};
 use pagefleet_schemas::names;
 use pagefleet_stagekit::store::Store;
 
@@ -34,6 +34,21 @@ pub async fn in_process(
     launch.store = Some(store);
     tune(&mut launch);
     launch.start(&home).await.unwrap()
+}
+
+/// The records of a job's pages, in page order, each a key of the jobs
+/// bucket.
+pub async fn page_records(js: &jetstream::Context, state: &JobState) -> Vec<PageRecord> {
+    let kv = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
+    let pages = state.manifest.as_ref().map_or(0, |m| m.total_pages);
+    let mut records = Vec::new();
+    for page in 1..=pages {
+        let key = names::page_record_key(&state.job_id, page);
+        if let Some(bytes) = kv.get(key).await.unwrap() {
+            records.push(PageRecord::decode(&bytes).unwrap());
+        }
+    }
+    records
 }
 
 /// A nats-server with JetStream on a random port, storing in a temporary folder.
