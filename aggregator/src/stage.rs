@@ -62,6 +62,7 @@ fn register_metrics() {
             .increment(0);
     }
     metrics::counter!("pagefleet_pages_failed_total", "stage" => "max-deliveries").increment(0);
+    metrics::counter!("pagefleet_state_bytes_written_total").increment(0);
 }
 
 /// Starts the stage on its own task; [`Running::stop`] stops it.

@@ -120,8 +120,8 @@ pub fn document() -> Value {
                     "submitted_at_ms": {"type": "integer"}, "finished_at_ms": {"type": ["integer", "null"]},
                     "error": {"type": ["string", "null"]},
                     "metrics": {"type": ["object", "null"], "description": "the job's metrics once finished"},
-                    "pages": {"type": "array", "description": "in a single job's view: each page read or failed so far", "items": {"type": "object", "properties": {
-                        "page": {"type": "integer"}, "status": {"enum": ["ok", "failed"]}, "error": {"type": "string"}}}},
+                    "failed_pages": {"type": "array", "description": "in a single job's view: the first 20 pages that failed, with why (every page is in result.json)", "items": {"type": "object", "properties": {
+                        "page": {"type": "integer"}, "error": {"type": "string"}}}},
                     "links": {"type": "object"}
                 }},
                 "Event": {"type": "object", "properties": {

@@ -27,4 +27,9 @@ pub fn describe_shared() {
         "pagefleet_transient_retries_total",
         "Messages left for redelivery after a transient fault, by what failed"
     );
+    describe_counter!(
+        "pagefleet_state_bytes_written_total",
+        Unit::Bytes,
+        "Bytes written to the jobs bucket (job states and page records)"
+    );
 }

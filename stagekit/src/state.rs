@@ -51,7 +51,8 @@ pub async fn update(
         if !change(&mut state) {
             return Ok(state);
         }
-        let bytes = state.encode().into();
+        let bytes: bytes::Bytes = state.encode().into();
+        metrics::counter!("pagefleet_state_bytes_written_total").increment(bytes.len() as u64);
         let written = match revision {
             Some(rev) => kv
                 .update(job_id, bytes, rev)
@@ -223,6 +224,8 @@ async fn atomic_batch(
     let prefix = kv.put_prefix.as_ref().unwrap_or(&kv.prefix);
     let failed = |e: &dyn std::fmt::Display| BatchError::Failed(e.to_string());
     let last = writes.len();
+    let bytes: usize = writes.iter().map(|(_, value, _)| value.len()).sum();
+    metrics::counter!("pagefleet_state_bytes_written_total").increment(bytes as u64);
     for (n, (key, value, revision)) in writes.iter().enumerate() {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Batch-Id", batch_id.as_str());
