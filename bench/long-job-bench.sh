@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
-# A long job through `pagefleet serve`: for each page count given (default
-# 100 1000), a PDF of that many text pages read with `text_layer=use` (so the
-# run takes seconds, not hours), then serve's peak resident memory, the
-# job's wall time, the size of its result.json, and the latency of
-# GET /v1/jobs/{id} under 10 concurrent pollers (200 calls).
+# A long job through pagefleet: for each page count given (default 100
+# 1000), a PDF of that many text pages read with `text_layer=use` (so the
+# run takes seconds, not hours), once through `pagefleet serve` and once
+# through separate stage processes (nats-server, ingest, rasterizer,
+# aggregator). For each: the job's wall time, the peak resident memory of
+# serve (or of the separate aggregator), the bytes written to the jobs
+# bucket per page (pagefleet_state_bytes_written_total over the pages), the
+# size of result.json, and the latency of GET /v1/jobs/{id} under 10
+# concurrent pollers (200 calls).
 #
 #   bench/long-job-bench.sh [PAGES...]
 #
-# Needs a release build (target/release/pagefleet), curl and python3.
+# Needs a release build (target/release/pagefleet), the bootstrapped
+# runtime (.pagefleet), curl and python3.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=$root/target/release/pagefleet
 work=$(mktemp -d)
-trap 'kill $serve_pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+pids=()
+stop_all() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+trap 'stop_all; rm -rf "$work"' EXIT
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(100 1000)
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 make_pdf() { # pages file: one content stream shared by every page
   python3 - "$1" "$2" <<'PY'
@@ -40,15 +52,46 @@ open(path, "wb").write(out)
 PY
 }
 
-printf 'pages\tjob s\tserve peak RSS MB\tresult.json MB\tstatus p50 ms\tstatus p95 ms\tstatus max ms\n'
-for pages in "${counts[@]}"; do
-  make_pdf "$pages" "$work/doc-$pages.pdf"
-  data=$work/data-$pages
+# Sets api, data, watched (the process whose memory is reported) and
+# metrics (where the jobs bucket's bytes are counted).
+start_serve() {
+  data=$work/data-$1
   "$bin" serve --data "$data" --http-addr 127.0.0.1:0 --max-job-pages 100000 --max-pages 100000 \
     --max-upload-bytes 1000000000 >"$work/serve.out" 2>"$work/serve.err" &
-  serve_pid=$!
+  watched=$!; pids+=("$watched")
   for _ in $(seq 200); do grep -q "NATS:" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
   api=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/serve.out" | head -1)
+  metrics=$api/metrics
+}
+
+start_stages() {
+  data=$work/stages-$1
+  mkdir -p "$data/objects"
+  local nats_port http_port health_port
+  nats_port=$(free_port); http_port=$(free_port); health_port=$(free_port)
+  "$root/.pagefleet/bin/nats-server" --jetstream --addr 127.0.0.1 --port "$nats_port" \
+    --store_dir "$data/nats" 2>"$work/nats.err" &
+  pids+=($!)
+  local nats=nats://127.0.0.1:$nats_port
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.1; done
+  export PAGEFLEET_STORE=$data/objects RUST_LOG=warn
+  "$bin" aggregator --nats "$nats" --health-addr "127.0.0.1:$health_port" 2>"$work/agg.err" &
+  watched=$!; pids+=("$watched")
+  "$bin" rasterizer --nats "$nats" --max-pages 100000 2>"$work/ras.err" &
+  pids+=($!)
+  "$bin" ingest --nats "$nats" --http-addr "127.0.0.1:$http_port" --max-job-pages 100000 \
+    --max-upload-bytes 1000000000 2>"$work/ingest.err" &
+  pids+=($!)
+  api=http://127.0.0.1:$http_port
+  metrics=http://127.0.0.1:$health_port/metrics
+  for _ in $(seq 300); do curl -sf "$api/readyz" >/dev/null 2>&1 && curl -sf "$metrics" >/dev/null 2>&1 && break; sleep 0.1; done
+}
+
+printf 'pages\tmode\tjob s\tpeak RSS MB\tjobs-bucket bytes/page\tresult.json MB\tstatus p50 ms\tstatus p95 ms\tstatus max ms\n'
+for pages in "${counts[@]}"; do
+  make_pdf "$pages" "$work/doc-$pages.pdf"
+  for mode in serve stages; do
+  "start_$mode" "$pages"
   start=$(date +%s.%N)
   job=$(curl -sf -F "file=@$work/doc-$pages.pdf" -F text_layer=use "$api/v1/jobs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')
   while :; do
@@ -57,16 +100,20 @@ for pages in "${counts[@]}"; do
   done
   took=$(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')")
   result_mb=$(python3 -c "import os; print(f'{os.path.getsize(\"$data/objects/jobs/$job/result.json\") / 1e6:.1f}')")
+  kv=$(curl -sf "$metrics" | awk -v n="$pages" '/^pagefleet_state_bytes_written_total/ {s += $2} END {printf "%.0f", s / n}')
   # 10 pollers, 20 calls each.
+  lat_pids=()
   for p in $(seq 10); do
     ( for _ in $(seq 20); do curl -s -o /dev/null -w '%{time_total}\n' "$api/v1/jobs/$job"; done ) >"$work/lat-$p" &
+    lat_pids+=($!)
   done
-  wait $(jobs -p | grep -v "^$serve_pid$") 2>/dev/null || true
+  wait "${lat_pids[@]}"
   lat=$(cat "$work"/lat-* | python3 -c '
 import sys; v = sorted(float(x) * 1000 for x in sys.stdin if x.strip())
 print(f"{v[len(v)//2]:.1f}\t{v[int(len(v)*0.95)]:.1f}\t{v[-1]:.1f}")')
-  peak=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$serve_pid/status")
-  printf '%s\t%s\t%s\t%s\t%s\t(%s)\n' "$pages" "$took" "$peak" "$result_mb" "$lat" "$status"
-  kill -TERM "$serve_pid"; wait "$serve_pid" 2>/dev/null || true
+  peak=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$watched/status")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t(%s)\n' "$pages" "$mode" "$took" "$peak" "$kv" "$result_mb" "$lat" "$status"
+  stop_all
   rm -f "$work"/lat-*
+  done
 done

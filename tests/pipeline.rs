@@ -1541,7 +1541,9 @@ async fn pages_recorded_by_many_hands_at_once_are_counted_once() {
                     worker: format!("hand-{hand}"),
                     deliveries: 1,
                     processing_ms: 1.0,
-                    error: page.is_multiple_of(10).then(|| format!("page {page} is broken")),
+                    error: page
+                        .is_multiple_of(10)
+                        .then(|| format!("page {page} is broken")),
                 };
                 let recorded = record_page(&js, &kv, "many-hands", page, &record, |s| {
                     s.count_page(page, record.error.as_deref());

@@ -111,7 +111,8 @@ pub fn render(report: &JobReport, format: Format) -> std::io::Result<Option<Vec<
         scale: HeadingScale::of(report.pages.iter().filter_map(|p| p.ocr.as_ref())),
     };
     let mut out = Vec::new();
-    let Some(mut writer) = writer(format, &plan, &mut out)? else {
+    let Some(mut writer) = writer_spooling(format, &plan, &mut out, Spool::Memory(Vec::new()))?
+    else {
         return Ok(None);
     };
     for page in &report.pages {
@@ -135,13 +136,64 @@ pub trait PageWriter {
 pub fn writer<'a>(
     format: Format,
     plan: &Plan,
+    out: impl Write + 'a,
+) -> std::io::Result<Option<Box<dyn PageWriter + 'a>>> {
+    let spool = match format {
+        Format::Json => Spool::File(std::io::BufWriter::new(tempfile::tempfile()?)),
+        _ => Spool::Memory(Vec::new()),
+    };
+    writer_spooling(format, plan, out, spool)
+}
+
+/// Where `result.json`'s pages wait for its metrics: memory for a report
+/// held whole, a temporary file for a job's pages.
+enum Spool {
+    Memory(Vec<u8>),
+    File(std::io::BufWriter<std::fs::File>),
+}
+
+impl Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Memory(v) => v.write(buf),
+            Self::File(f) => f.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::File(f) => f.flush(),
+        }
+    }
+}
+
+impl Spool {
+    /// Copies what was spooled to `out`.
+    fn copy_to(self, out: &mut impl Write) -> std::io::Result<()> {
+        use std::io::Seek;
+        match self {
+            Self::Memory(v) => out.write_all(&v),
+            Self::File(f) => {
+                let mut file = f.into_inner().map_err(|e| e.into_error())?;
+                file.rewind()?;
+                std::io::copy(&mut file, out).map(drop)
+            }
+        }
+    }
+}
+
+fn writer_spooling<'a>(
+    format: Format,
+    plan: &Plan,
     mut out: impl Write + 'a,
+    spool: Spool,
 ) -> std::io::Result<Option<Box<dyn PageWriter + 'a>>> {
     let filename = &plan.metrics.filename;
     Ok(Some(match format {
         Format::Json => Box::new(Json {
             out,
-            pages: std::io::BufWriter::new(tempfile::tempfile()?),
+            pages: spool,
             written: 0,
         }),
         Format::Txt => Box::new(Text(out)),
@@ -175,7 +227,7 @@ pub fn writer<'a>(
 /// pages wait in a temporary file and are copied after them.
 struct Json<W> {
     out: W,
-    pages: std::io::BufWriter<std::fs::File>,
+    pages: Spool,
     written: usize,
 }
 
@@ -189,16 +241,14 @@ impl<W: Write> PageWriter for Json<W> {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>, metrics: &JobMetrics) -> std::io::Result<()> {
-        use std::io::Seek;
-        self.out.write_all(b"{\"metrics\":")?;
-        serde_json::to_writer(&mut self.out, metrics)?;
-        self.out.write_all(b",\"pages\":[")?;
-        let mut pages = self.pages.into_inner().map_err(|e| e.into_error())?;
-        pages.rewind()?;
-        std::io::copy(&mut pages, &mut self.out)?;
-        self.out.write_all(b"]}")?;
-        self.out.flush()
+    fn finish(self: Box<Self>, metrics: &JobMetrics) -> std::io::Result<()> {
+        let Self { mut out, pages, .. } = *self;
+        out.write_all(b"{\"metrics\":")?;
+        serde_json::to_writer(&mut out, metrics)?;
+        out.write_all(b",\"pages\":[")?;
+        pages.copy_to(&mut out)?;
+        out.write_all(b"]}")?;
+        out.flush()
     }
 }
 
@@ -1014,5 +1064,56 @@ mod tests {
         assert!(page_number("page#"));
         assert!(page_number("xiv"));
         assert!(!page_number("contents"));
+    }
+
+    #[test]
+    fn result_json_written_a_page_at_a_time_is_the_report_as_serde_writes_it() {
+        let head = JobHead {
+            job_id: "j",
+            manifest: None,
+            first_seen_ms: 0,
+            cancelled: false,
+        };
+        let record = |ok: bool| PageRecord {
+            ok,
+            worker: "w".into(),
+            deliveries: 1,
+            processing_ms: 2.0,
+            error: (!ok).then(|| "broken".to_owned()),
+        };
+        let report = build_pages(
+            head,
+            [
+                PageOutcome {
+                    page: 1,
+                    record: record(true),
+                    read: Some((
+                        page(vec![line("Body.", 0, BlockKind::Text, 300.0, 20.0)]),
+                        0.5,
+                    )),
+                },
+                PageOutcome {
+                    page: 2,
+                    record: record(false),
+                    read: None,
+                },
+            ],
+            5,
+        );
+        let whole = serde_json::to_vec(&report).unwrap();
+        assert_eq!(render(&report, Format::Json).unwrap().unwrap(), whole);
+        // Through a temporary file, as the aggregator writes it.
+        let plan = Plan {
+            metrics: report.metrics.clone(),
+            marks: HashMap::new(),
+            scale: HeadingScale { top: 0.0 },
+        };
+        let mut out = Vec::new();
+        let mut writer = writer(Format::Json, &plan, &mut out).unwrap().unwrap();
+        for page in &report.pages {
+            writer.page(page).unwrap();
+        }
+        writer.finish(&report.metrics).unwrap();
+        assert_eq!(out, whole);
     }
 }
