@@ -153,7 +153,10 @@ async fn wait_job(http: &reqwest::Client, base: &str, job_id: &str) -> Value {
 async fn job_count(js: &jetstream::Context) -> usize {
     let kv = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
     let keys: Vec<_> = kv.keys().await.unwrap().collect().await;
-    keys.len()
+    // Job states, not their pages' records (`<job>.<page>`).
+    keys.iter()
+        .filter(|k| k.as_ref().is_ok_and(|k| !k.contains('.')))
+        .count()
 }
 
 /// A nats-server and an ingest process whose API asks for [`TOKEN`] and
@@ -1323,7 +1326,18 @@ async fn a_job_expires_from_s3_and_its_bucket_outputs_stay() {
     publish_event(js, &setup.fixture).await;
     wait_object(store, "outbox/quarterly report 2025.pdf.txt").await;
     let kv = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
-    let job_id = kv.keys().await.unwrap().next().await.unwrap().unwrap();
+    let keys = || async {
+        use futures::TryStreamExt;
+        kv.keys()
+            .await
+            .unwrap()
+            .try_collect::<Vec<String>>()
+            .await
+            .unwrap()
+    };
+    // The job's state is the key without a page number.
+    let job_id = keys().await.into_iter().find(|k| !k.contains('.')).unwrap();
+    assert!(keys().await.contains(&names::page_record_key(&job_id, 1)));
     let listed = |prefix: String| {
         let store = store.clone();
         async move {
@@ -1357,6 +1371,24 @@ async fn a_job_expires_from_s3_and_its_bucket_outputs_stay() {
     assert_eq!(listed(format!("jobs/{job_id}")).await, Vec::<String>::new());
     let kept = listed("outbox".to_owned()).await;
     assert_eq!(kept.len(), 3, "{kept:?}");
+    // Its pages' records went with it; its tombstone answers 410 for one
+    // more retention, then goes too, leaving nothing of the job.
+    assert_eq!(keys().await, std::slice::from_ref(&job_id));
+    let start = Instant::now();
+    loop {
+        let (code, body) = get_authed(&http, &format!("{base}/v1/jobs/{job_id}")).await;
+        if code == 404 {
+            break;
+        }
+        assert_eq!(code, 410, "{body}");
+        assert!(start.elapsed() < TIMEOUT, "the tombstone stayed: {body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        start.elapsed() > Duration::from_secs(2),
+        "the 410 went too soon"
+    );
+    assert_eq!(keys().await, Vec::<String>::new());
 }
 
 async fn json_post(base: &str, path: &str, body: String) -> (u16, Value) {
@@ -1410,7 +1442,12 @@ async fn the_watcher_submits_each_object_once_across_restarts() {
     let kv = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
     let mut keys = kv.keys().await.unwrap();
     while let Some(key) = keys.next().await {
-        let state = wait_final(&js, &key.unwrap(), TIMEOUT).await;
+        let key = key.unwrap();
+        // Page records (`<job>.<page>`) sit beside the job states.
+        if key.contains('.') {
+            continue;
+        }
+        let state = wait_final(&js, &key, TIMEOUT).await;
         assert_eq!(state.status, JobStatus::Success);
     }
     // The deployment's formats beside the input: text and hOCR, not the

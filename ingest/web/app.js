@@ -276,7 +276,9 @@ async function openJob(jobId) {
     const view = await apiJson(`/v1/jobs/${encodeURIComponent(jobId)}`);
     state.job = view;
     showProgress(view);
-    for (const p of view.pages || []) markPage(p.page, p.status, p.error);
+    // The view names failed pages; the result (a finished job) or the
+    // event stream (from its first event) marks the rest.
+    for (const p of view.failed_pages || []) markPage(p.page, "failed", p.error);
     $("job").scrollIntoView({ block: "start" });
     if (FINISHED.includes(view.status)) await showResult(view);
     else follow(jobId);
@@ -389,6 +391,7 @@ async function showResult(view) {
     return;
   }
   const pages = state.report.pages || [];
+  for (const p of pages) markPage(p.page, p.status, p.error);
   if (!pages.length) return;
   const pick = $("page-pick");
   pick.replaceChildren();

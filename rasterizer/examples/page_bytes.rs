@@ -1,10 +1,12 @@
 //! Bytes a page image takes in the store: every page of the PDFs named on
 //! the command line rendered at 200 dpi, encoded as the rasterizer stores
-//! it (`encode_png`: one grey channel for grey pages) and as RGB (what it
-//! stored before), one line per document and the totals.
+//! it (`encode_png`: 1-bit, grey, palette or RGB, the smallest that keeps
+//! the page) and as RGB (what it stored before), one line per document,
+//! then the totals by the form each page was stored in.
 //!
 //! `cargo run --release -p pagefleet-rasterizer --example page_bytes -- FILE.pdf...`
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use image::ImageEncoder;
@@ -29,6 +31,19 @@ fn rgb_png(image: &image::RgbImage) -> usize {
     png.len()
 }
 
+/// The form a stored page image took: `1-bit`, `grey`, `palette` or `RGB`.
+fn form(png_bytes: &[u8]) -> &'static str {
+    let reader = png::Decoder::new(std::io::Cursor::new(png_bytes))
+        .read_info()
+        .expect("a PNG");
+    match (reader.info().color_type, reader.info().bit_depth) {
+        (png::ColorType::Grayscale, png::BitDepth::One) => "1-bit",
+        (png::ColorType::Grayscale, _) => "grey",
+        (png::ColorType::Indexed, _) => "palette",
+        _ => "RGB",
+    }
+}
+
 fn main() {
     let home = std::env::var_os("PAGEFLEET_HOME")
         .map(PathBuf::from)
@@ -38,28 +53,20 @@ fn main() {
         max_pages: 100_000,
         ..Default::default()
     };
-    let (mut pages, mut grey_pages, mut before, mut after) = (0usize, 0usize, 0usize, 0usize);
-    let (mut grey_before, mut grey_after) = (0usize, 0usize);
-    println!("document\tpages\tgrey\tRGB bytes/page\tstored bytes/page");
+    // Form: (pages, RGB bytes, stored bytes).
+    let mut forms: BTreeMap<&'static str, (usize, usize, usize)> = BTreeMap::new();
+    println!("document\tpages\tRGB bytes/page\tstored bytes/page");
     for file in std::env::args().skip(1) {
         let bytes = std::fs::read(&file).expect("read");
-        let (mut n, mut grey, mut b, mut a) = (0usize, 0usize, 0usize, 0usize);
+        let (mut n, mut b, mut a) = (0usize, 0usize, 0usize);
         rasterizer
             .pages(&bytes, &options, |page| {
                 if let Ok(page) = page {
                     let stored = encode_png(&page.image).expect("encode");
-                    let is_grey = image::load_from_memory(&stored)
-                        .map(|i| i.color() == image::ColorType::L8)
-                        .unwrap_or(false);
                     let rgb = rgb_png(&page.image);
-                    n += 1;
-                    b += rgb;
-                    a += stored.len();
-                    if is_grey {
-                        grey += 1;
-                        grey_before += rgb;
-                        grey_after += stored.len();
-                    }
+                    let entry = forms.entry(form(&stored)).or_default();
+                    *entry = (entry.0 + 1, entry.1 + rgb, entry.2 + stored.len());
+                    (n, b, a) = (n + 1, b + rgb, a + stored.len());
                 }
                 Ok(())
             })
@@ -67,19 +74,17 @@ fn main() {
         let name = std::path::Path::new(&file)
             .file_name()
             .map_or(file.clone(), |f| f.to_string_lossy().into_owned());
-        println!("{name}\t{n}\t{grey}\t{}\t{}", b / n.max(1), a / n.max(1));
-        (pages, grey_pages, before, after) = (pages + n, grey_pages + grey, before + b, after + a);
+        println!("{name}\t{n}\t{}\t{}", b / n.max(1), a / n.max(1));
     }
-    println!(
-        "grey\t{grey_pages}\t{grey_pages}\t{}\t{}\t({:.1}% of before)",
-        grey_before / grey_pages.max(1),
-        grey_after / grey_pages.max(1),
-        100.0 * grey_after as f64 / grey_before.max(1) as f64
-    );
-    println!(
-        "all\t{pages}\t{grey_pages}\t{}\t{}\t({:.1}% of before)",
-        before / pages.max(1),
-        after / pages.max(1),
-        100.0 * after as f64 / before.max(1) as f64
-    );
+    let all = forms
+        .values()
+        .fold((0, 0, 0), |t, f| (t.0 + f.0, t.1 + f.1, t.2 + f.2));
+    for (form, (n, before, after)) in forms.into_iter().chain([("all", all)]) {
+        println!(
+            "{form}\t{n}\t{}\t{}\t({:.1}% of before)",
+            before / n.max(1),
+            after / n.max(1),
+            100.0 * after as f64 / before.max(1) as f64
+        );
+    }
 }

@@ -208,14 +208,24 @@ fn describe_unknown(bytes: &[u8]) -> String {
 }
 
 /// A page image as PNG, in the smallest lossless form that keeps the page:
-/// one grey channel when every pixel is grey (a black-and-white or greyscale
-/// page, most pages of most documents: a third of the raw bytes), else
-/// RGB. The fastest compression: page images live for minutes, and the
+/// one bit a pixel when every pixel is black or white (a bilevel scan), one
+/// grey channel when every pixel is grey (a black-and-white or greyscale
+/// page, most pages of most documents: a third of the raw bytes), a
+/// palette when the page has at most 256 colours (black text with coloured
+/// links or headings), else RGB. The fastest compression: page images live for minutes, and the
 /// default compression costs more CPU than the network it saves.
 pub fn encode_png(image: &image::RgbImage) -> Result<Vec<u8>, image::ImageError> {
     use image::ImageEncoder;
     use image::codecs::png::{CompressionType, FilterType, PngEncoder};
     let grey = image.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]);
+    if grey && image.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255) {
+        return encode_bilevel(image).map_err(|e| {
+            image::ImageError::Encoding(image::error::EncodingError::new(
+                image::ImageFormat::Png.into(),
+                e,
+            ))
+        });
+    }
     let mut png = Vec::new();
     let encoder = PngEncoder::new_with_quality(
         std::io::Cursor::new(&mut png),
@@ -230,6 +240,13 @@ pub fn encode_png(image: &image::RgbImage) -> Result<Vec<u8>, image::ImageError>
             image.height(),
             image::ExtendedColorType::L8,
         )?;
+    } else if let Some((palette, indices)) = palette(image) {
+        return encode_indexed(image.dimensions(), &palette, &indices).map_err(|e| {
+            image::ImageError::Encoding(image::error::EncodingError::new(
+                image::ImageFormat::Png.into(),
+                e,
+            ))
+        });
     } else {
         encoder.write_image(
             image.as_raw(),
@@ -239,6 +256,78 @@ pub fn encode_png(image: &image::RgbImage) -> Result<Vec<u8>, image::ImageError>
         )?;
     }
     Ok(png)
+}
+
+/// The page's colours and each pixel's index among them, when there are at
+/// most 256.
+fn palette(image: &image::RgbImage) -> Option<(Vec<[u8; 3]>, Vec<u8>)> {
+    let mut colours: std::collections::HashMap<[u8; 3], u8> = std::collections::HashMap::new();
+    let mut palette = Vec::new();
+    let mut indices = Vec::with_capacity(image.width() as usize * image.height() as usize);
+    let mut last: Option<([u8; 3], u8)> = None;
+    for pixel in image.pixels() {
+        // Runs of one colour (the white of a page) skip the lookup.
+        if let Some((colour, index)) = last
+            && colour == pixel.0
+        {
+            indices.push(index);
+            continue;
+        }
+        let index = match colours.get(&pixel.0) {
+            Some(&index) => index,
+            None => {
+                let index = u8::try_from(palette.len()).ok()?;
+                colours.insert(pixel.0, index);
+                palette.push(pixel.0);
+                index
+            }
+        };
+        last = Some((pixel.0, index));
+        indices.push(index);
+    }
+    Some((palette, indices))
+}
+
+/// A page of at most 256 colours as an 8-bit palette PNG.
+fn encode_indexed(
+    (width, height): (u32, u32),
+    palette: &[[u8; 3]],
+    indices: &[u8],
+) -> Result<Vec<u8>, png::EncodingError> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Indexed);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_palette(palette.concat());
+    encoder.set_compression(png::Compression::Fast);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(indices)?;
+    writer.finish()?;
+    Ok(out)
+}
+
+/// A black-and-white page as a 1-bit grey PNG (white is 1): each row's
+/// pixels packed eight to a byte, the first in the highest bit.
+fn encode_bilevel(image: &image::RgbImage) -> Result<Vec<u8>, png::EncodingError> {
+    let (width, height) = image.dimensions();
+    let row_bytes = (width as usize).div_ceil(8);
+    let mut packed = vec![0u8; row_bytes * height as usize];
+    for (y, row) in image.rows().enumerate() {
+        for (x, pixel) in row.enumerate() {
+            if pixel.0[0] == 255 {
+                packed[y * row_bytes + x / 8] |= 0x80 >> (x % 8);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::One);
+    encoder.set_compression(png::Compression::Fast);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(&packed)?;
+    writer.finish()?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -258,10 +347,45 @@ mod png_tests {
         assert_eq!(back.into_rgb8(), page, "lossless");
 
         page.put_pixel(5, 5, image::Rgb([200, 30, 30]));
+        let few = encode_png(&page).unwrap();
+        let info = png::Decoder::new(std::io::Cursor::new(&few))
+            .read_info()
+            .unwrap()
+            .info()
+            .color_type;
+        assert_eq!(info, png::ColorType::Indexed, "three colours: a palette");
+        let back = image::load_from_memory(&few).unwrap();
+        assert_eq!(back.into_rgb8(), page, "lossless");
+
+        // More than 256 colours: RGB.
+        for x in 0..300 {
+            page.put_pixel(x, 150, image::Rgb([x as u8, (x / 2) as u8, 7]));
+        }
         let colour = encode_png(&page).unwrap();
         let back = image::load_from_memory(&colour).unwrap();
         assert_eq!(back.color(), image::ColorType::Rgb8);
         assert_eq!(back.into_rgb8(), page, "lossless");
         assert!(grey.len() < colour.len());
+        assert!(few.len() < colour.len());
+    }
+
+    #[test]
+    fn a_black_and_white_page_is_one_bit_a_pixel() {
+        // A width that does not fill its last byte.
+        let mut page = image::RgbImage::from_pixel(301, 200, image::Rgb([255, 255, 255]));
+        for x in 20..300 {
+            page.put_pixel(x, 100, image::Rgb([0, 0, 0]));
+        }
+        page.put_pixel(300, 199, image::Rgb([0, 0, 0]));
+        let bilevel = encode_png(&page).unwrap();
+        let decoder = png::Decoder::new(std::io::Cursor::new(&bilevel));
+        let info = decoder.read_info().unwrap();
+        assert_eq!(info.info().bit_depth, png::BitDepth::One);
+        let back = image::load_from_memory(&bilevel).unwrap();
+        assert_eq!(back.into_rgb8(), page, "lossless");
+        // One grey level more, and the page is grey: 8 bits a pixel.
+        page.put_pixel(5, 5, image::Rgb([128, 128, 128]));
+        let grey = encode_png(&page).unwrap();
+        assert!(bilevel.len() < grey.len());
     }
 }
