@@ -56,6 +56,7 @@ PY
 # metrics (where the jobs bucket's bytes are counted).
 start_serve() {
   data=$work/data-$1
+  rm -f "$work/serve.out"
   "$bin" serve --data "$data" --http-addr 127.0.0.1:0 --max-job-pages 100000 --max-pages 100000 \
     --max-upload-bytes 1000000000 >"$work/serve.out" 2>"$work/serve.err" &
   watched=$!; pids+=("$watched")
@@ -74,7 +75,8 @@ start_stages() {
   pids+=($!)
   local nats=nats://127.0.0.1:$nats_port
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.1; done
-  export PAGEFLEET_STORE=$data/objects RUST_LOG=warn
+  # For these three only: serve, started next, keeps its store in --data.
+  local -x PAGEFLEET_STORE=$data/objects RUST_LOG=warn
   "$bin" aggregator --nats "$nats" --health-addr "127.0.0.1:$health_port" 2>"$work/agg.err" &
   watched=$!; pids+=("$watched")
   "$bin" rasterizer --nats "$nats" --max-pages 100000 2>"$work/ras.err" &
@@ -87,7 +89,7 @@ start_stages() {
   for _ in $(seq 300); do curl -sf "$api/readyz" >/dev/null 2>&1 && curl -sf "$metrics" >/dev/null 2>&1 && break; sleep 0.1; done
 }
 
-printf 'pages\tmode\tjob s\tpeak RSS MB\tjobs-bucket bytes/page\tresult.json MB\tstatus p50 ms\tstatus p95 ms\tstatus max ms\n'
+printf 'pages\tmode\tjob s\tpeak RSS MB\tjobs-bucket bytes/page\tresult.json MB\tstatus p50 ms\tstatus p95 ms\tstatus max ms\tconflicts\n'
 for pages in "${counts[@]}"; do
   make_pdf "$pages" "$work/doc-$pages.pdf"
   for mode in serve stages; do
@@ -99,8 +101,16 @@ for pages in "${counts[@]}"; do
     case $status in queued|running|waiting) sleep 0.5 ;; *) break ;; esac
   done
   took=$(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')")
-  result_mb=$(python3 -c "import os; print(f'{os.path.getsize(\"$data/objects/jobs/$job/result.json\") / 1e6:.1f}')")
+  if [ "$status" != success ]; then
+    printf '%s\t%s\tjob %s: ' "$pages" "$mode" "$status" >&2
+    curl -sf "$api/v1/jobs/$job" >&2 || true
+    echo >&2
+    tail -5 "$work"/*.err >&2 || true
+  fi
+  result_mb=$(python3 -c "import os; p = '$data/objects/jobs/$job/result.json'; print(f'{os.path.getsize(p) / 1e6:.1f}' if os.path.exists(p) else '-')")
   kv=$(curl -sf "$metrics" | awk -v n="$pages" '/^pagefleet_state_bytes_written_total/ {s += $2} END {printf "%.0f", s / n}')
+  [ -n "${KEEP_METRICS:-}" ] && curl -sf "$metrics" >"$KEEP_METRICS-$pages-$mode"
+  conflicts=$(curl -sf "$metrics" | awk '/^pagefleet_state_conflicts_total/ {s += $2} END {printf "%.0f", s}')
   # 10 pollers, 20 calls each.
   lat_pids=()
   for p in $(seq 10); do
@@ -112,7 +122,7 @@ for pages in "${counts[@]}"; do
 import sys; v = sorted(float(x) * 1000 for x in sys.stdin if x.strip())
 print(f"{v[len(v)//2]:.1f}\t{v[int(len(v)*0.95)]:.1f}\t{v[-1]:.1f}")')
   peak=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$watched/status")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t(%s)\n' "$pages" "$mode" "$took" "$peak" "$kv" "$result_mb" "$lat" "$status"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t(%s)\n' "$pages" "$mode" "$took" "$peak" "$kv" "$result_mb" "$lat" "$conflicts" "$status"
   stop_all
   rm -f "$work"/lat-*
   done

@@ -169,15 +169,7 @@ pub async fn forget(js: &jetstream::Context, job_id: &str) -> Result<(), JobErro
 /// Deletes what a removed job left: its objects, its events and its pages'
 /// records. Deleting again is harmless.
 pub async fn purge(js: &jetstream::Context, store: &Store, job_id: &str) -> Result<(), JobError> {
-    use futures::{StreamExt, TryStreamExt};
-    let prefix = object_store::path::Path::from(format!("jobs/{job_id}"));
-    let locations = store
-        .list(Some(&prefix))
-        .map_ok(|meta| meta.location)
-        .boxed();
-    store
-        .delete_stream(locations)
-        .try_collect::<Vec<_>>()
+    pagefleet_stagekit::store::delete_prefix(store, &format!("jobs/{job_id}"))
         .await
         .map_err(unavailable)?;
     for (stream, filter) in [

@@ -225,7 +225,11 @@ pub mod keys {
     }
     /// A page's OCR result, kept by the aggregator until the job is assembled.
     pub fn page_result(job_id: &str, page: u32) -> String {
-        format!("jobs/{job_id}/results/{page:05}.mpk")
+        format!("{}/{page:05}.mpk", page_results(job_id))
+    }
+    /// The folder of a job's page results.
+    pub fn page_results(job_id: &str) -> String {
+        format!("jobs/{job_id}/results")
     }
     /// One output of a finished job.
     pub fn output(job_id: &str, format: crate::Format) -> String {

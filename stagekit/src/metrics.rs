@@ -32,4 +32,8 @@ pub fn describe_shared() {
         Unit::Bytes,
         "Bytes written to the jobs bucket (job states and page records)"
     );
+    describe_counter!(
+        "pagefleet_state_conflicts_total",
+        "Job-state writes that lost a race for the job's revision and read it again"
+    );
 }

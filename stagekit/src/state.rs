@@ -74,7 +74,10 @@ pub async fn update(
         match written {
             Ok(()) => return Ok(state),
             // Another aggregator wrote first: read again.
-            Err((true, _)) => continue,
+            Err((true, _)) => {
+                metrics::counter!("pagefleet_state_conflicts_total").increment(1);
+                continue;
+            }
             Err((false, e)) => return Err(StateError::Unavailable(e)),
         }
     }
@@ -124,16 +127,7 @@ pub async fn record_page(
     let page_key = names::page_record_key(job_id, page);
     for _ in 0..100 {
         let (mut state, revision) = read(kv, job_id).await?;
-        if let Some(entry) = kv.entry(&page_key).await.map_err(|e| unavailable(&e))?
-            && entry.operation == kv::Operation::Put
-        {
-            let before =
-                PageRecord::decode(&entry.value).map_err(|source| StateError::Corrupt {
-                    job_id: job_id.to_owned(),
-                    source,
-                })?;
-            return Ok(PageRecorded::Before(before, state));
-        }
+        let original = state.clone();
         if !change(&mut state) {
             return Ok(PageRecorded::Refused(state));
         }
@@ -143,9 +137,23 @@ pub async fn record_page(
         ];
         match atomic_batch(&js.client(), kv, &writes).await {
             Ok(()) => return Ok(PageRecorded::New(state)),
-            Err(BatchError::Conflict) => continue,
+            Err(BatchError::Conflict) => {}
             Err(BatchError::Failed(e)) => return Err(StateError::Unavailable(e)),
         }
+        // Either the page was recorded before (a result delivered again),
+        // which the batch, written whole or not at all, left as it was; or
+        // another writer moved the job's state on: read again.
+        if let Some(entry) = kv.entry(&page_key).await.map_err(|e| unavailable(&e))?
+            && entry.operation == kv::Operation::Put
+        {
+            let before =
+                PageRecord::decode(&entry.value).map_err(|source| StateError::Corrupt {
+                    job_id: job_id.to_owned(),
+                    source,
+                })?;
+            return Ok(PageRecorded::Before(before, original));
+        }
+        metrics::counter!("pagefleet_state_conflicts_total").increment(1);
     }
     Err(StateError::Contended(job_id.to_owned()))
 }

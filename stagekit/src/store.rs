@@ -101,10 +101,59 @@ pub async fn upload(store: &Store, key: &str, file: &std::path::Path) -> Result<
     }
 }
 
+/// Deletes every object under `prefix` (a folder: `jobs/<id>`); deleting
+/// what is gone already is harmless.
+pub async fn delete_prefix(store: &Store, prefix: &str) -> Result<(), StoreError> {
+    use futures::{StreamExt, TryStreamExt};
+    let locations = store
+        .list(Some(&Path::from(prefix)))
+        .map_ok(|meta| meta.location)
+        .boxed();
+    let mut deleted = store.delete_stream(locations);
+    while let Some(result) = deleted.next().await {
+        match result {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(classify(prefix, e)),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn a_folder_is_deleted_whole_and_nothing_beside_it() {
+        let store: Store = Arc::new(InMemory::new());
+        for key in [
+            "jobs/a/results/00001.mpk",
+            "jobs/a/results/00002.mpk",
+            "jobs/a/result.txt",
+            "jobs/ab/results/00001.mpk",
+        ] {
+            put(store.as_ref(), key, "x").await.unwrap();
+        }
+        delete_prefix(&store, "jobs/a/results").await.unwrap();
+        delete_prefix(&store, "jobs/a/results").await.unwrap();
+        assert!(
+            get(store.as_ref(), "jobs/a/results/00001.mpk")
+                .await
+                .is_err()
+        );
+        assert!(
+            get(store.as_ref(), "jobs/a/results/00002.mpk")
+                .await
+                .is_err()
+        );
+        assert!(get(store.as_ref(), "jobs/a/result.txt").await.is_ok());
+        assert!(
+            get(store.as_ref(), "jobs/ab/results/00001.mpk")
+                .await
+                .is_ok()
+        );
+    }
 
     #[tokio::test]
     async fn round_trip_and_missing() {
