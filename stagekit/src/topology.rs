@@ -193,16 +193,25 @@ async fn ensure_jobs_bucket(
     let current = match js.get_stream(&name).await {
         Ok(stream) => stream.cached_info().config.clone(),
         Err(e) if stream_missing(&e) => {
-            js.create_key_value(kv::Config {
-                bucket: JOBS_BUCKET.to_owned(),
-                history: 1,
-                max_value_size: config.max_message_size,
-                storage: StorageType::File,
-                num_replicas: replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| err(format!("bucket {JOBS_BUCKET}"), e))?;
+            let created = js
+                .create_key_value(kv::Config {
+                    bucket: JOBS_BUCKET.to_owned(),
+                    history: 1,
+                    max_value_size: config.max_message_size,
+                    storage: StorageType::File,
+                    num_replicas: replicas,
+                    ..Default::default()
+                })
+                .await;
+            // Stages starting side by side: another one made the bucket
+            // between the look and the create, and may have updated it
+            // already (JetStream then refuses the plain create as a
+            // different configuration). Its bucket is taken as it is.
+            if let Err(e) = created
+                && js.get_stream(&name).await.is_err()
+            {
+                return Err(err(format!("bucket {JOBS_BUCKET}"), e));
+            }
             js.get_stream(&name)
                 .await
                 .map_err(|e| err(format!("bucket {JOBS_BUCKET}"), e))?
