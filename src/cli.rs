@@ -200,6 +200,8 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) text_layer: TextLayerArgs,
     #[command(flatten)]
+    pub(crate) language: LanguageArgs,
+    #[command(flatten)]
     pub(crate) formats: FormatsArgs,
 }
 
@@ -346,9 +348,22 @@ pub(crate) struct OcrArgs {
     #[command(flatten)]
     pub(crate) text_layer: TextLayerArgs,
     #[command(flatten)]
+    pub(crate) language: LanguageArgs,
+    #[command(flatten)]
     pub(crate) formats: FormatsArgs,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
+}
+
+/// The documents' language, which decides what reads their pages.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct LanguageArgs {
+    /// The documents' language: auto (each page decides from a sample of
+    /// its lines), or ISO 639-1 or 639-3 codes such as en, de, zh, or a list
+    /// (en,de). Latin-script languages are read with the recognizer cut to
+    /// Latin script, Chinese and Japanese with its whole output.
+    #[arg(long, env = "PAGEFLEET_LANGUAGE", default_value = "auto")]
+    pub(crate) language: pagefleet_schemas::language::Language,
 }
 
 /// What a run does with PDF pages that carry text.
@@ -448,6 +463,10 @@ pub(crate) struct IntakeArgs {
         default_value = "ocr"
     )]
     pub(crate) text_layer: pagefleet_schemas::TextLayer,
+    /// Language of jobs that name none (bucket-triggered jobs among them):
+    /// auto, or ISO 639-1 or 639-3 codes such as en or en,de.
+    #[arg(long, env = "PAGEFLEET_LANGUAGE", default_value = "auto")]
+    pub(crate) language: pagefleet_schemas::language::Language,
     /// Do not consume bucket events from NATS.
     #[arg(long, env = "PAGEFLEET_NO_BUCKET_EVENTS")]
     pub(crate) no_bucket_events: bool,
@@ -537,6 +556,10 @@ pub(crate) struct SubmitArgs {
     /// deployment's].
     #[arg(long = "text-layer")]
     pub(crate) text_layer: Option<pagefleet_schemas::TextLayer>,
+    /// The document's language: auto, or ISO 639-1 or 639-3 codes such as
+    /// en or en,de [default: the deployment's].
+    #[arg(long)]
+    pub(crate) language: Option<String>,
     /// Same key, same job: a repeated submit runs nothing new.
     #[arg(long)]
     pub(crate) idempotency_key: Option<String>,

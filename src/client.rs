@@ -117,6 +117,7 @@ pub(crate) async fn submit(home: &Home, args: SubmitArgs) -> anyhow::Result<()> 
         profile: args.profile.clone(),
         formats: Some(formats.iter().map(|f| f.name().to_owned()).collect()),
         text_layer: args.text_layer.map(|mode| mode.as_str().to_owned()),
+        language: args.language.clone(),
         ..Default::default()
     };
     let request = if args.document.starts_with("s3://") {

@@ -20,6 +20,7 @@ use pagefleet_aggregator::report::{self, JobReport};
 use pagefleet_ocr_worker::engine::SideLimit;
 use pagefleet_ocr_worker::{EngineError, ModelSet, Pool, PoolConfig};
 use pagefleet_rasterizer::{DocumentKind, Page, RasterError, Rasterizer, RenderOptions, sniff};
+use pagefleet_schemas::language::Reading;
 use pagefleet_schemas::messages::{JobManifest, JobStatus, PageRecord, SCHEMA_VERSION, now_ms};
 use pagefleet_schemas::{Format, PageOcr, PixelBudget};
 use tracing::{error, info, warn};
@@ -41,6 +42,19 @@ pub(crate) fn run(home: &HomeArgs, args: OcrArgs) -> ExitCode {
             error!("{err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The language a run reads in: `fast-latin` and `accurate-latin`, kept as
+/// names of `fast` and `accurate` with language `en`, make `auto` English.
+pub(crate) fn latin_name_language(
+    profile: pagefleet_ocr_worker::Profile,
+    language: &pagefleet_schemas::language::Language,
+) -> pagefleet_schemas::language::Language {
+    if profile.is_latin_name() && language.is_auto() {
+        pagefleet_schemas::language::Language::parse("en").unwrap_or_default()
+    } else {
+        language.clone()
     }
 }
 
@@ -105,6 +119,12 @@ fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let formats = args.formats.formats.clone();
+    let language = &latin_name_language(args.model.profile, &args.language.language);
+    language
+        .check_profile(args.model.profile.name())
+        .map_err(anyhow::Error::msg)?;
+    let reading = language.reading();
+    let language_code = language.to_string();
     let mut used = HashSet::new();
     let documents: Vec<(&Path, String)> = args
         .files
@@ -128,6 +148,8 @@ fn run_inner(home: &HomeArgs, args: OcrArgs) -> anyhow::Result<usize> {
                         name,
                         dir: &dir,
                         options: &options,
+                        reading,
+                        language: &language_code,
                         formats: &formats,
                         quiet: args.quiet,
                     };
@@ -196,6 +218,10 @@ struct Document<'a> {
     name: &'a str,
     dir: &'a Path,
     options: &'a RenderOptions,
+    /// What reads its pages: the language decides.
+    reading: Reading,
+    /// The language as `result.json` records it.
+    language: &'a str,
     formats: &'a [Format],
     quiet: bool,
 }
@@ -229,8 +255,9 @@ impl Document<'_> {
                 Ok(page) => {
                     let tx = tx.clone();
                     let (number, scale) = (page.number, page.scale);
-                    pool.submit(
+                    pool.submit_as(
                         page.image,
+                        self.reading,
                         Box::new(move |r| drop(tx.send(Outcome::Done(number, scale, r)))),
                     )
                     .map(|_handle| ())
@@ -338,6 +365,7 @@ impl Document<'_> {
             manifest: Some(&manifest),
             first_seen_ms: start_ms,
             cancelled: false,
+            language: self.language,
         };
         let outcomes = pages.iter().map(|p| report::PageOutcome {
             page: p.page as u32,

@@ -64,12 +64,18 @@ async fn submit_and_follow(
     store: &pagefleet_stagekit::store::Store,
     args: &RunArgs,
 ) -> anyhow::Result<bool> {
+    let profile = args.pipeline.model.profile;
+    let language = crate::ocr::latin_name_language(profile, &args.language.language);
+    language
+        .check_profile(profile.name())
+        .map_err(anyhow::Error::msg)?;
     let options = pagefleet_ingest::SubmitOptions {
         dpi: args.dpi,
-        profile: args.pipeline.model.profile.to_string(),
+        profile: profile.base().to_string(),
         max_pixels: args.pipeline.model.max_pixels,
         formats: args.formats.formats.clone(),
         text_layer: args.text_layer.mode,
+        language,
         ..Default::default()
     };
     let mut used = HashSet::new();

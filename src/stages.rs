@@ -76,7 +76,8 @@ pub(crate) fn worker_launch(
     let defaults = pagefleet_ocr_worker::stage::StageConfig::default();
     Ok(WorkerLaunch {
         config: pagefleet_ocr_worker::stage::StageConfig {
-            profile: model.profile.to_string(),
+            // A `-latin` name serves its quality level's pages.
+            profile: model.profile.base().to_string(),
             name: flags.name.clone().unwrap_or(defaults.name.clone()),
             page_deadline: Duration::from_secs_f64(flags.page_deadline.max(1.0)),
             pull_wait: Duration::from_secs_f64(flags.pull_wait.clamp(0.1, 3600.0)),
@@ -171,6 +172,7 @@ pub(crate) fn ingest_config(
         defaults: pagefleet_ingest::JobDefaults {
             formats: intake.formats.clone(),
             text_layer: intake.text_layer,
+            language: intake.language.clone(),
             dpi: intake.dpi,
             profile: profile.to_owned(),
             max_pixels,

@@ -791,6 +791,87 @@ async fn a_job_may_take_the_text_a_pdf_carries() {
     );
 }
 
+/// A job names its language (ISO 639-1 or 639-3, a list, or `auto`), which
+/// its view and `result.json` record; an unknown code, a language the
+/// models cannot read, and Japanese on the fast models are 400s in words,
+/// over HTTP and over NATS, and queue nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_names_its_language_and_one_not_read_is_refused() {
+    let api = Api::start().await;
+    let _stages = api.pipeline();
+    let named = api
+        .submit(upload("welcome.pdf", welcome()).text("language", "eng,fr"))
+        .await;
+    let job = wait_job(&api.http, &api.base, &named).await;
+    assert_eq!(job["status"], "success", "{job}");
+    assert_eq!(job["language"], "en,fr", "{job}");
+    let (code, result) = api
+        .get(&format!("/v1/jobs/{named}/result?format=json"))
+        .await;
+    assert_eq!(code, 200, "{result}");
+    assert_eq!(result["metrics"]["language"], "en,fr", "{result}");
+    let plain = api.submit(upload("welcome.pdf", welcome())).await;
+    let (_, view) = api.get(&format!("/v1/jobs/{plain}")).await;
+    assert_eq!(view["language"], "auto", "{view}");
+    let (_, options) = api.get("/v1/options").await;
+    let codes: Vec<&str> = options["languages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["code"].as_str().unwrap())
+        .collect();
+    for code in ["en", "fr", "de", "pl", "nl", "zh", "ja"] {
+        assert!(codes.contains(&code), "{code} not in {codes:?}");
+    }
+    assert!(!codes.contains(&"ru"), "{codes:?}");
+    assert_eq!(options["default_language"], "auto", "{options}");
+    let before = job_count(&api.js).await;
+    let refusals = [
+        ("ru", "fast", "Russian (ru) cannot be read"),
+        ("de,ar", "fast", "Arabic (ar) cannot be read"),
+        ("ko", "fast", "no Hangul"),
+        ("klingon", "fast", "unknown language \"klingon\""),
+        (
+            "ja",
+            "fast",
+            "Japanese is read by the accurate profile only",
+        ),
+    ];
+    for (language, profile, said) in refusals {
+        let (code, body) = post_job(
+            &api.http,
+            &api.base,
+            upload("welcome.pdf", welcome())
+                .text("language", language)
+                .text("profile", profile),
+        )
+        .await;
+        assert_eq!(code, 400, "{language}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(said), "{language}: {error}");
+        let request =
+            serde_json::json!({"key": "inbox/a.pdf", "language": language, "profile": profile});
+        let reply = api
+            .js
+            .client()
+            .request("pagefleet.jobs.submit", request.to_string().into())
+            .await
+            .unwrap();
+        let code = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Service-Error-Code"))
+            .map(|v| v.to_string());
+        assert_eq!(code.as_deref(), Some("400"), "{language} over NATS");
+        let body: Value = serde_json::from_slice(&reply.payload).unwrap();
+        assert!(
+            body["error"].as_str().unwrap_or_default().contains(said),
+            "{language} over NATS: {body}"
+        );
+    }
+    assert_eq!(job_count(&api.js).await, before, "a refused job was queued");
+}
+
 /// The replaced cluster's synchronous endpoints, with its field names:
 /// `/ocr/pdf` with `language` and `dpi`, every job metric and the two
 /// per-worker metrics in its shapes; `/ocr/image` takes images, not PDFs.
@@ -968,10 +1049,7 @@ async fn the_options_the_job_list_and_the_web_page() {
         assert!(start.elapsed() < Duration::from_secs(60), "{options}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    assert_eq!(
-        options["profiles"],
-        serde_json::json!(["accurate", "accurate-latin", "fast", "fast-latin"])
-    );
+    assert_eq!(options["profiles"], serde_json::json!(["accurate", "fast"]));
     assert_eq!(options["max_upload_bytes"], 200000);
     assert_eq!(options["dpi"]["min"], 36.0);
     assert_eq!(options["formats"].as_array().unwrap().len(), 6);
@@ -1486,7 +1564,7 @@ async fn profiles_are_checked_and_a_job_nobody_serves_says_so() {
     assert_eq!(code, 400, "{body}");
     let error = body["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("\"nope\"") && error.contains("accurate, accurate-latin, fast, fast-latin"),
+        error.contains("\"nope\"") && error.contains("accurate, fast"),
         "{body}"
     );
 
@@ -1764,13 +1842,40 @@ async fn the_web_page_in_a_real_browser() {
         )
         .await;
     assert!(browser.text("#notice").await.is_empty());
-    // The profile a worker serves is offered as such, the other one says so.
+    // The profile a worker serves is offered as such; the other one is
+    // shown as unavailable, with why, and cannot be picked.
     let offered = browser.text("#profile").await;
     assert!(
-        offered.contains("fast") && !offered.contains("fast (no worker now)"),
+        offered.contains("fast") && !offered.contains("fast (unavailable"),
         "{offered}"
     );
-    assert!(offered.contains("accurate (no worker now)"), "{offered}");
+    assert!(
+        offered.contains("accurate (unavailable: no worker serves it now)"),
+        "{offered}"
+    );
+    browser
+        .until(
+            "the unserved profile disabled",
+            "return document.querySelector('#profile option[value=accurate]').disabled
+                 && !document.querySelector('#profile option[value=fast]').disabled",
+        )
+        .await;
+    // The languages the models read, `auto` first; the person picks French.
+    let languages = browser.text("#language").await;
+    assert!(
+        languages.starts_with("auto") && languages.contains("French (fr)"),
+        "{languages}"
+    );
+    assert!(
+        languages.contains("Japanese (ja) (accurate only)"),
+        "{languages}"
+    );
+    assert!(!languages.contains("Russian"), "{languages}");
+    browser
+        .client()
+        .execute("document.getElementById('language').value = 'fr';", vec![])
+        .await
+        .unwrap();
 
     // A PDF, picked and submitted: its job shows its progress, then its text.
     let welcome_path = root().join("examples/welcome.pdf");
@@ -1828,6 +1933,8 @@ async fn the_web_page_in_a_real_browser() {
     )
     .await;
     let lines = report["pages"][0]["lines"].as_array().unwrap().len();
+    // The language picked on the page is the job's.
+    assert_eq!(report["metrics"]["language"], "fr", "{}", report["metrics"]);
     let outlined = browser
         .client()
         .execute(
@@ -1895,27 +2002,41 @@ async fn the_web_page_in_a_real_browser() {
         "{refusal}"
     );
 
-    // A job of a profile no worker serves waits; its cancel button ends it.
-    let before = browser.text("#job-title").await;
+    // A job of a profile no worker serves (sent over the API: the page
+    // does not offer that profile) waits; opened from the list, its cancel
+    // button ends it.
+    let (code, accepted) = post_job(
+        &http,
+        &base,
+        upload("welcome.pdf", std::fs::read(&welcome_path).unwrap()).text("profile", "accurate"),
+    )
+    .await;
+    assert_eq!(code, 202, "{accepted}");
+    let waiting = accepted["job_id"].as_str().unwrap().to_owned();
+    browser.css("#refresh").await.click().await.unwrap();
     browser
-        .css("#profile option[value=accurate]")
+        .until(
+            "the waiting job in the list",
+            &format!(
+                "return document.querySelector('#jobs tr[data-job=\"{waiting}\"] button') !== null"
+            ),
+        )
+        .await;
+    browser
+        .css(&format!("#jobs tr[data-job=\"{waiting}\"] button"))
         .await
         .click()
         .await
         .unwrap();
-    browser.pick(&welcome_path).await;
-    browser.css("#submit").await.click().await.unwrap();
     browser
         .until(
             "the waiting job's cancel button",
             &format!(
-                "return document.getElementById('job-title').textContent !== {before:?}
+                "return document.getElementById('job-title').textContent.includes({waiting:?})
                     && !document.getElementById('cancel').hidden"
             ),
         )
         .await;
-    let waiting = browser.text("#job-title").await;
-    let waiting = waiting.trim_start_matches("Job ").to_owned();
     browser.css("#cancel").await.click().await.unwrap();
     browser
         .until(

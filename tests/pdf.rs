@@ -59,6 +59,7 @@ fn scanned_pdf(images: &[&Path], out: &Path) {
             manifest: None,
             first_seen_ms: 0,
             cancelled: false,
+            language: "auto",
         },
         [],
         0,

@@ -318,6 +318,7 @@ async fn publish_pages_on(
             profile: "fast".into(),
             scale: 1.0,
             published_at_ms: now_ms(),
+            language: "auto".into(),
         };
         js.publish(
             names::page_subject("fast", lane, job_id, page),
@@ -1113,6 +1114,7 @@ async fn publish_document(js: &jetstream::Context, job_id: &str, key: &str) {
         submitted_at_ms: now_ms(),
         max_pages: 0,
         text_layer: Default::default(),
+        language: "auto".into(),
     };
     js.publish(names::doc_subject(job_id), job.encode().into())
         .await

@@ -69,6 +69,10 @@ pub struct JobMetrics {
     pub status: JobStatus,
     /// Every error: the document's, then each failed page's.
     pub errors: Vec<String>,
+    /// The document's language as the job names it: `auto`, or codes such
+    /// as `en,de`.
+    #[serde(default = "pagefleet_schemas::language::auto")]
+    pub language: String,
 }
 
 /// One page in the job's JSON.
@@ -346,6 +350,8 @@ pub struct JobHead<'a> {
     pub first_seen_ms: u64,
     /// The job was cancelled.
     pub cancelled: bool,
+    /// The document's language as the job names it.
+    pub language: &'a str,
 }
 
 /// Builds a report held whole from its pages' outcomes, in page order:
@@ -555,6 +561,7 @@ impl Survey {
             redeliveries: self.redeliveries,
             status: JobStatus::ended(head.cancelled, self.ok, self.failed),
             errors,
+            language: head.language.to_owned(),
         };
         Plan {
             metrics,
@@ -1031,6 +1038,7 @@ mod tests {
                 manifest: None,
                 first_seen_ms: 0,
                 cancelled: false,
+                language: "auto",
             },
             pages.into_iter().zip(1..).map(|(ocr, page)| PageOutcome {
                 page,
@@ -1073,6 +1081,7 @@ mod tests {
             manifest: None,
             first_seen_ms: 0,
             cancelled: false,
+            language: "auto",
         };
         let record = |ok: bool| PageRecord {
             ok,

@@ -563,6 +563,12 @@ async fn assemble(
             manifest: state.manifest.as_ref(),
             first_seen_ms: state.first_seen_ms,
             cancelled: state.status == JobStatus::Cancelled,
+            language: state
+                .submission
+                .as_ref()
+                .map(|s| s.language.as_str())
+                .filter(|l| !l.is_empty())
+                .unwrap_or("auto"),
         };
         let mut survey = report::Survey::default();
         for (page, record) in &records {

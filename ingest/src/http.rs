@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use futures::StreamExt;
+use pagefleet_schemas::language::Language;
 use pagefleet_schemas::messages::{EventKind, JobStatus, Removal, WorkerHeartbeat, now_ms};
 use pagefleet_schemas::names;
 use pagefleet_schemas::submit::SubmitRequest;
@@ -228,6 +229,7 @@ pub(crate) struct Asked<'a> {
     pub(crate) profile: Option<&'a str>,
     pub(crate) formats: Option<&'a [String]>,
     pub(crate) text_layer: Option<&'a str>,
+    pub(crate) language: Option<&'a str>,
 }
 
 impl<'a> From<&'a SubmitRequest> for Asked<'a> {
@@ -237,6 +239,7 @@ impl<'a> From<&'a SubmitRequest> for Asked<'a> {
             profile: request.profile.as_deref(),
             formats: request.formats.as_deref(),
             text_layer: request.text_layer.as_deref(),
+            language: request.language.as_deref(),
         }
     }
 }
@@ -270,6 +273,7 @@ pub(crate) fn options_for(
         profile,
         formats,
         text_layer,
+        language,
     } = asked;
     let mut options = intake.default_options();
     if let Some(dpi) = dpi {
@@ -290,12 +294,21 @@ pub(crate) fn options_for(
         }
         options.profile = profile.to_owned();
     }
+    crate::intake::latin_alias(&mut options);
     if let Some(formats) = formats.filter(|f| !f.is_empty()) {
         options.formats = requested_formats(formats)?;
     }
     if let Some(mode) = text_layer.filter(|m| !m.is_empty()) {
         options.text_layer = mode.parse().map_err(IntakeError::BadRequest)?;
     }
+    if let Some(language) = language.filter(|l| !l.trim().is_empty()) {
+        options.language =
+            Language::parse(language).map_err(|e| IntakeError::BadRequest(e.to_string()))?;
+    }
+    options
+        .language
+        .check_profile(&options.profile)
+        .map_err(IntakeError::BadRequest)?;
     if let Some(key) = &idempotency_key
         && (key.is_empty() || key.len() > 256)
     {
@@ -491,6 +504,8 @@ async fn get_options(State(api): Shared) -> Response {
         "profiles": profiles,
         "served_profiles": served,
         "default_profile": defaults.profile,
+        "languages": pagefleet_schemas::language::readable(),
+        "default_language": defaults.language.to_string(),
         "dpi": {"default": defaults.dpi, "min": DPI_RANGE.start(), "max": DPI_RANGE.end()},
         "formats": Format::ALL,
         "default_formats": defaults.formats,
@@ -723,14 +738,13 @@ async fn ocr_sync(api: Arc<Api>, multipart: Multipart, image: bool) -> Result<Re
         ),
         None => None,
     };
-    // The models read Latin and Chinese script alike: the language field is
-    // accepted for compatibility and echoed.
-    let language = form.fields.get("language").cloned().unwrap_or_default();
     let asked = Asked {
         dpi,
+        language: form.fields.get("language").map(String::as_str),
         ..Asked::default()
     };
     let options = options_for(&api.intake, asked, None)?;
+    let language = options.language.to_string();
     let kind = api.intake.check(bytes.len() as u64, &bytes)?;
     match (image, kind) {
         (true, DocType::Pdf) => {

@@ -97,7 +97,20 @@ pub struct Limits {
 }
 
 /// The profiles of this build.
-pub const PROFILES: [&str; 4] = ["fast", "accurate", "fast-latin", "accurate-latin"];
+pub const PROFILES: [&str; 2] = ["fast", "accurate"];
+
+/// `fast-latin` and `accurate-latin` stay accepted for a while as names of
+/// `fast` and `accurate` with language `en`: every worker holds both heads
+/// of its recognizer, and the language decides which reads a page.
+pub fn latin_alias(options: &mut SubmitOptions) {
+    let base = match options.profile.as_str() {
+        "fast-latin" => "fast",
+        "accurate-latin" => "accurate",
+        _ => return,
+    };
+    options.profile = base.to_owned();
+    options.language = pagefleet_schemas::language::Language::parse("en").unwrap_or_default();
+}
 
 /// The default of [`Limits::max_upload_bytes`].
 pub const MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
@@ -189,6 +202,9 @@ pub struct JobDefaults {
     pub formats: Vec<pagefleet_schemas::Format>,
     /// What jobs that name no mode do with PDF pages that carry text.
     pub text_layer: pagefleet_schemas::TextLayer,
+    /// The language of jobs that name none (bucket-triggered jobs among
+    /// them).
+    pub language: pagefleet_schemas::language::Language,
 }
 
 impl Default for JobDefaults {
@@ -199,6 +215,7 @@ impl Default for JobDefaults {
             max_pixels: pagefleet_schemas::DEFAULT_MAX_PIXELS,
             formats: Vec::new(),
             text_layer: pagefleet_schemas::TextLayer::Ocr,
+            language: pagefleet_schemas::language::Language::AUTO,
         }
     }
 }
@@ -219,15 +236,18 @@ pub struct Intake {
 impl Intake {
     /// Options from the defaults and the limits.
     pub fn default_options(&self) -> SubmitOptions {
-        SubmitOptions {
+        let mut options = SubmitOptions {
             dpi: self.defaults.dpi,
             profile: self.defaults.profile.clone(),
             max_pixels: self.defaults.max_pixels,
             max_pages: self.limits.max_pages,
             formats: self.defaults.formats.clone(),
             text_layer: self.defaults.text_layer,
+            language: self.defaults.language.clone(),
             ..SubmitOptions::default()
-        }
+        };
+        latin_alias(&mut options);
+        options
     }
 
     /// Checks a document's size and type; returns its type.

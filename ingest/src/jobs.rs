@@ -229,6 +229,12 @@ pub fn view_of(state: &JobState, metrics: Option<serde_json::Value>) -> JobView 
         filename: manifest.map_or(submission.filename, |m| m.filename.clone()),
         source: submission.source,
         profile: submission.profile,
+        // A job submitted before jobs named a language was read as `auto`.
+        language: if submission.language.is_empty() {
+            pagefleet_schemas::language::auto()
+        } else {
+            submission.language
+        },
         formats: Format::written(&submission.formats),
         progress: Progress {
             pages_done,

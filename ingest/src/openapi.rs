@@ -69,7 +69,7 @@ fn upload_form() -> Value {
     "type": "object", "required": ["file"],
     "properties": {
         "file": {"type": "string", "format": "binary"},
-        "language": {"type": "string", "description": "accepted and echoed; the models read Latin and Chinese script"},
+        "language": {"type": "string", "description": "auto (default: each page decides), or ISO 639-1/639-3 codes such as en or en,de; the languages read are in GET /v1/options; others are refused with 400"},
         "dpi": {"type": "number", "minimum": 36, "maximum": 1200}
     }}}}})
 }
@@ -101,6 +101,7 @@ pub fn document() -> Value {
                     "profile": {"type": "string", "description": "model profile, e.g. fast or accurate"},
                     "formats": {"type": "array", "items": {"enum": Format::ALL}},
                     "text_layer": {"enum": ["ocr", "skip", "use"], "description": "PDF pages that already carry text: read from their pixels (ocr), left out (skip), or taken as they are (use)"},
+                    "language": {"type": "string", "description": "auto (each page decides from a sample of its lines), or ISO 639-1/639-3 codes such as en or en,de: Latin-script languages are read with the recognizer cut to Latin script, Chinese and Japanese with its whole output; GET /v1/options lists them, others are refused with 400"},
                     "idempotency_key": {"type": "string", "description": "same key, same job: repeats run nothing"}
                 }},
                 "Accepted": {"type": "object", "properties": {
@@ -112,7 +113,7 @@ pub fn document() -> Value {
                     "job_id": {"type": "string"},
                     "status": {"enum": ["queued", "running", "waiting", "success", "partial_success", "failed", "cancelled"]},
                     "waiting": {"type": "string", "description": "while status is waiting: why no page is being read, e.g. no worker serves profile accurate"},
-                    "filename": {"type": "string"}, "source": {"type": "string"}, "profile": {"type": "string"},
+                    "filename": {"type": "string"}, "source": {"type": "string"}, "profile": {"type": "string"}, "language": {"type": "string"},
                     "formats": {"type": "array", "items": {"type": "string"}, "description": "the outputs the job writes"},
                     "progress": {"type": "object", "properties": {
                         "pages_done": {"type": "integer"}, "pages_failed": {"type": "integer"},
@@ -150,7 +151,7 @@ pub fn document() -> Value {
         },
         "security": [{"bearer": []}],
         "paths": {
-            "/v1/options": {"get": {"summary": "What a submission may ask for here: profiles (and those a live worker serves), dpi range and default, output formats and defaults, upload and page limits, accepted types",
+            "/v1/options": {"get": {"summary": "What a submission may ask for here: profiles (and those a live worker serves), the languages the models read and the default one, dpi range and default, output formats and defaults, upload and page limits, accepted types",
                 "responses": with(json!({"200": {"description": "the options", "content": {"application/json": {"schema": {"type": "object"}}}}}), error_responses(&["401", "403"]))}},
             "/v1/jobs": {"get": {
                 "summary": "The most recently changed jobs, newest submission first (without their per-page list)",
@@ -158,13 +159,14 @@ pub fn document() -> Value {
                 "responses": with(json!({"200": {"description": "jobs", "content": {"application/json": {"schema": {"type": "object", "properties": {
                     "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}}}}}), error_responses(&["400", "401", "403", "503"]))
             }, "post": {
-                "summary": "Submit a document: a multipart upload (field file, plus dpi, profile, formats, text_layer, idempotency_key) or JSON naming an object",
+                "summary": "Submit a document: a multipart upload (field file, plus dpi, profile, language, formats, text_layer, idempotency_key) or JSON naming an object",
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
                 "requestBody": {"required": true, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "properties": {
                         "file": {"type": "string", "format": "binary"}, "dpi": {"type": "number"},
                         "profile": {"type": "string"}, "formats": {"type": "string"},
-                        "text_layer": {"enum": ["ocr", "skip", "use"]}, "idempotency_key": {"type": "string"}}}},
+                        "text_layer": {"enum": ["ocr", "skip", "use"]}, "language": {"type": "string"},
+                        "idempotency_key": {"type": "string"}}}},
                     "application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
                 "responses": with(json!({
                     "202": {"description": "job created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}},

@@ -4,6 +4,7 @@
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use pagefleet_schemas::TextLayer;
+use pagefleet_schemas::language::Language;
 use pagefleet_schemas::messages::{
     DocumentJob, EventKind, JobEvent, JobState, JobStatus, Message, SCHEMA_VERSION, Submission,
     now_ms,
@@ -39,6 +40,8 @@ pub struct SubmitOptions {
     pub formats: Vec<pagefleet_schemas::Format>,
     /// What PDF pages that already carry text become.
     pub text_layer: TextLayer,
+    /// The document's language, which decides what reads its pages.
+    pub language: Language,
 }
 
 impl Default for SubmitOptions {
@@ -53,6 +56,7 @@ impl Default for SubmitOptions {
             output_base: None,
             formats: Vec::new(),
             text_layer: TextLayer::Ocr,
+            language: Language::AUTO,
         }
     }
 }
@@ -220,6 +224,7 @@ async fn submit_in_span(
         submitted_at_ms,
         output_base: options.output_base.clone(),
         formats: options.formats.clone(),
+        language: options.language.to_string(),
     };
     // The record comes first, so that the aggregator knows where the outputs
     // go however fast the job finishes.
@@ -245,6 +250,7 @@ async fn submit_in_span(
         submitted_at_ms,
         max_pages: options.max_pages,
         text_layer: options.text_layer,
+        language: options.language.to_string(),
     };
     publish_acked(
         js,

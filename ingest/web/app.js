@@ -99,6 +99,7 @@ async function loadOptions() {
     const options = await apiJson("/v1/options");
     const chosen = state.options && {
       profile: $("profile").value,
+      language: $("language").value,
       dpi: $("dpi").value,
       formats: [...document.querySelectorAll("input[name=format]:checked")].map((b) => b.value),
     };
@@ -108,10 +109,23 @@ async function loadOptions() {
     profile.replaceChildren();
     for (const name of options.profiles) {
       const served = options.served_profiles.includes(name);
-      const option = el("option", { value: name, text: served ? name : `${name} (no worker now)` });
+      // A profile no healthy worker serves is shown, not offered: a job
+      // with it would wait for a worker.
+      const option = el("option", {
+        value: name,
+        text: served ? name : `${name} (unavailable: no worker serves it now)`,
+      });
+      option.disabled = !served;
       if (name === (chosen ? chosen.profile : options.default_profile)) option.selected = true;
       profile.append(option);
     }
+    const language = $("language");
+    language.replaceChildren(el("option", { value: "auto", text: "auto: each page decides" }));
+    for (const lang of options.languages || []) {
+      const only = lang.profiles.length === 1 ? ` (${lang.profiles[0]} only)` : "";
+      language.append(el("option", { value: lang.code, text: `${lang.name} (${lang.code})${only}` }));
+    }
+    language.value = chosen ? chosen.language : options.default_language || "auto";
     const dpi = $("dpi");
     dpi.min = options.dpi.min;
     dpi.max = options.dpi.max;
@@ -166,6 +180,7 @@ async function submitFiles(files) {
     }
     const form = new FormData();
     form.append("profile", $("profile").value);
+    form.append("language", $("language").value);
     form.append("dpi", $("dpi").value);
     form.append("formats", formats.join(","));
     form.append("file", file, file.name);

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 
 use image::RgbImage;
 use pagefleet_schemas::PageOcr;
+use pagefleet_schemas::language::Reading;
 
 use crate::engine::{LineWork, Stopper};
 use crate::{Engine, EngineError};
@@ -22,6 +23,8 @@ pub type Reply = Box<dyn FnOnce(Result<PageOcr, EngineError>) + Send>;
 
 struct Job {
     image: RgbImage,
+    /// What reads it: the job's language decides.
+    reading: Reading,
     reply: Reply,
     cancel: Arc<CancelState>,
     /// The submitter's span, re-entered on the slot's thread so the model
@@ -205,8 +208,20 @@ impl Pool {
         self.threads.len()
     }
 
-    /// Queues a page, blocking while the queue is full.
+    /// Queues a page whose script each slot decides from the page
+    /// ([`Reading::Auto`]), blocking while the queue is full.
     pub fn submit(&self, image: RgbImage, reply: Reply) -> Result<JobHandle, EngineError> {
+        self.submit_as(image, Reading::Auto, reply)
+    }
+
+    /// Queues a page to be read as `reading` says, blocking while the queue
+    /// is full.
+    pub fn submit_as(
+        &self,
+        image: RgbImage,
+        reading: Reading,
+        reply: Reply,
+    ) -> Result<JobHandle, EngineError> {
         let mut state = self.board.lock()?;
         loop {
             if !state.open {
@@ -229,6 +244,7 @@ impl Pool {
         let cancel = Arc::new(CancelState::default());
         state.pages.push_back(Job {
             image,
+            reading,
             reply,
             cancel: Arc::clone(&cancel),
             span: tracing::Span::current(),
@@ -310,7 +326,10 @@ fn serve(mut engine: Engine, board: &Board) {
         let result = if job.cancel.cancelled.load(Ordering::SeqCst) {
             Err(EngineError::Cancelled)
         } else {
-            match job.span.in_scope(|| engine.recognize(&job.image)) {
+            match job
+                .span
+                .in_scope(|| engine.recognize_as(&job.image, job.reading))
+            {
                 // Also a page that ended while its last lines ran on other
                 // slots, out of reach of its stopper.
                 _ if job.cancel.cancelled.load(Ordering::SeqCst) => Err(EngineError::Cancelled),

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, kv};
 use futures::FutureExt;
 use image::{ImageReader, Limits};
+use pagefleet_schemas::language::{Language, Reading};
 use pagefleet_schemas::messages::{
     DecodeError, Message, PageFailure, PageJob, PageResult, ResultMessage, SCHEMA_VERSION, now_ms,
 };
@@ -321,7 +322,7 @@ async fn warm_up(pool: &Arc<Pool>) {
     let mut delay = Duration::from_millis(500);
     loop {
         let blank = image::RgbImage::from_pixel(640, 480, image::Rgb([255, 255, 255]));
-        match infer(pool, blank, DEFAULT_PAGE_DEADLINE).await {
+        match infer(pool, blank, Reading::Auto, DEFAULT_PAGE_DEADLINE).await {
             Ok(_) => return,
             Err(e) => {
                 error!("warm-up inference failed, retrying in {delay:?}: {e}");
@@ -339,6 +340,7 @@ async fn warm_up(pool: &Arc<Pool>) {
 async fn infer(
     pool: &Arc<Pool>,
     image: image::RgbImage,
+    reading: Reading,
     deadline: Duration,
 ) -> Result<PageOcr, PageError> {
     let (tx, mut rx) = oneshot::channel();
@@ -346,7 +348,7 @@ async fn infer(
     // Submitting blocks while the pool's queue is full: off the async threads.
     let span = tracing::Span::current();
     let handle = tokio::task::spawn_blocking(move || {
-        span.in_scope(|| pool.submit(image, Box::new(move |r| drop(tx.send(r)))))
+        span.in_scope(|| pool.submit_as(image, reading, Box::new(move |r| drop(tx.send(r)))))
     })
     .await??;
     let dropped = || EngineError::Runtime("the inference thread dropped the page".into());
@@ -426,7 +428,10 @@ impl Handler for Pages {
         let bytes = store::get(self.deps.store.as_ref(), &job.image_key).await?;
         let max_pixels = self.config.max_decode_pixels;
         let image = tokio::task::spawn_blocking(move || decode(&bytes, max_pixels)).await??;
-        let ocr = infer(&self.deps.pool, image, self.config.page_deadline).await?;
+        // Ingest checked the language; a page job from elsewhere naming one
+        // it does not know is read as `auto`.
+        let reading = Language::parse(&job.language).map_or(Reading::Auto, |l| l.reading());
+        let ocr = infer(&self.deps.pool, image, reading, self.config.page_deadline).await?;
         let t = &ocr.timings;
         for (step, ms) in [
             ("detect", t.detect_ms),

@@ -15,6 +15,7 @@ use pagefleet_ocr_worker::engine::{
 };
 use pagefleet_ocr_worker::{Engine, EngineConfig, EngineError, ModelSet, Pool, Profile};
 use pagefleet_schemas::PixelBudget;
+use pagefleet_schemas::language::Reading;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -156,14 +157,19 @@ fn the_latin_head_gives_the_whole_heads_probabilities_over_its_classes() {
 }
 
 #[test]
-fn the_latin_profile_reads_a_latin_page_as_the_whole_recognizer_does() {
+fn the_latin_head_reads_a_latin_page_as_the_whole_one_does_and_auto_picks_it() {
     let page = sample_page();
-    let read = |profile| {
-        let mut engine = Engine::load(&library(), config(profile)).unwrap();
-        engine.recognize(&page).unwrap()
+    let mut engine = Engine::load(&library(), config(Profile::Fast)).unwrap();
+    let whole = engine.recognize_as(&page, Reading::All).unwrap();
+    let latin = engine.recognize_as(&page, Reading::Latin).unwrap();
+    // `auto` finds no CJK in the page's sample and reads it as `Latin` does.
+    let auto = engine.recognize(&page).unwrap();
+    let texts = |ocr: &pagefleet_schemas::PageOcr| {
+        ocr.lines.iter().map(|l| l.text.clone()).collect::<Vec<_>>()
     };
-    let whole = read(Profile::Fast);
-    let latin = read(Profile::FastLatin);
+    assert_eq!(texts(&auto), texts(&latin));
+    assert!(auto.timings.sample_ms > 0.0, "{:?}", auto.timings);
+    assert_eq!(latin.timings.sample_ms, 0.0);
     assert!(whole.lines.len() > 50);
     let mut same = 0;
     for line in &whole.lines {

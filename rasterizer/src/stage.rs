@@ -394,6 +394,7 @@ async fn publish_page(
         profile: job.profile.clone(),
         scale,
         published_at_ms: now_ms(),
+        language: job.language.clone(),
     };
     publish_acked(
         &deps.js,

@@ -18,6 +18,7 @@
 mod budget;
 mod document;
 mod format;
+pub mod language;
 pub mod messages;
 pub mod names;
 mod page;

@@ -89,6 +89,10 @@ pub struct DocumentJob {
     /// What to do with PDF pages that already carry text.
     #[serde(default)]
     pub text_layer: crate::TextLayer,
+    /// The document's language as the job names it (`auto`, or codes such
+    /// as `en,de`: [`crate::language::Language`]'s form).
+    #[serde(default = "crate::language::auto")]
+    pub language: String,
 }
 
 /// A page to read.
@@ -110,6 +114,9 @@ pub struct PageJob {
     pub scale: f64,
     /// When the page job was published, milliseconds since the Unix epoch.
     pub published_at_ms: u64,
+    /// The job's language, which decides what reads the page.
+    #[serde(default = "crate::language::auto")]
+    pub language: String,
 }
 
 /// A page read successfully.
@@ -526,6 +533,9 @@ pub struct Submission {
     /// Output formats asked for (none: the default ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub formats: Vec<crate::Format>,
+    /// The document's language as the job names it.
+    #[serde(default = "crate::language::auto")]
+    pub language: String,
 }
 
 impl JobState {
@@ -685,6 +695,7 @@ mod tests {
             submitted_at_ms: 1,
             max_pages: 0,
             text_layer: Default::default(),
+            language: "fr,de".into(),
         };
         assert_eq!(DocumentJob::decode(&job.encode()).unwrap(), job);
         let result = ResultMessage::Page(page_result());

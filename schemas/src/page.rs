@@ -246,6 +246,10 @@ pub struct StepTimings {
     pub classify_ms: f64,
     /// Text recognition and decoding.
     pub recognize_ms: f64,
+    /// Of `recognize_ms`, the sample of lines read with the recognizer's
+    /// whole output to decide a page's script (language `auto`).
+    #[serde(default)]
+    pub sample_ms: f64,
     /// Page segmentation: blocks and reading order.
     #[serde(default)]
     pub layout_ms: f64,

@@ -27,6 +27,10 @@ pub struct SubmitRequest {
     /// What is done with PDF pages that carry text: `ocr`, `skip` or `use`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_layer: Option<String>,
+    /// The document's language: `auto`, an ISO 639-1 or 639-3 code, or a
+    /// comma-separated list ([`crate::language::Language`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
     /// Same key, same job: a repeated submission runs nothing new.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
@@ -51,6 +55,7 @@ impl SubmitRequest {
             profile: owned("profile"),
             formats: field("formats").map(|f| f.split(',').map(|s| s.trim().to_owned()).collect()),
             text_layer: owned("text_layer"),
+            language: owned("language"),
             idempotency_key: owned("idempotency_key"),
         })
     }
@@ -70,6 +75,7 @@ impl SubmitRequest {
         add("profile", self.profile.clone());
         add("formats", self.formats.as_ref().map(|f| f.join(",")));
         add("text_layer", self.text_layer.clone());
+        add("language", self.language.clone());
         add("idempotency_key", self.idempotency_key.clone());
         fields
     }
@@ -86,6 +92,7 @@ mod tests {
             dpi: Some(150.0),
             formats: Some(vec!["txt".into(), "pdf".into()]),
             text_layer: Some("use".into()),
+            language: Some("fr,de".into()),
             ..Default::default()
         };
         let fields = request.form_fields();

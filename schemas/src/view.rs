@@ -23,6 +23,10 @@ pub struct JobView {
     pub source: String,
     /// Model profile.
     pub profile: String,
+    /// The document's language as the job names it: `auto`, or codes
+    /// such as `en,de`.
+    #[serde(default = "crate::language::auto")]
+    pub language: String,
     /// The outputs the job writes, each fetched with `result?format=`.
     pub formats: Vec<Format>,
     /// Pages done, failed and in all.
@@ -74,6 +78,7 @@ mod tests {
             filename: "a.pdf".into(),
             source: "upload".into(),
             profile: "fast".into(),
+            language: "en".into(),
             formats: vec![Format::Txt, Format::Json],
             progress: Progress {
                 pages_done: 1,

@@ -43,18 +43,45 @@ impl Engine {
         let dict = read_installed("recognition dictionary", dict_path, |p| {
             std::fs::read_to_string(p)
         })?;
+        let script = config.models.script;
         let (rec, vocab, summarized) = load_recognizer(
             env,
             &config.models,
+            script,
             &dict,
             with(shapes.rec),
             config.rec_summary,
         )?;
+        // The other head of the same network, so that a page of any
+        // language the models read is read here (a language never waits for
+        // another worker).
+        let other = match script {
+            Script::All => Script::Latin,
+            Script::Latin => Script::All,
+        };
+        let spare = load_recognizer(
+            env,
+            &config.models,
+            other,
+            &dict,
+            with(shapes.rec),
+            config.rec_summary,
+        );
         let orient = match &config.models.orientation {
             Some(path) => Some(OrtModel::load(env, path, with(shapes.orient), "orient")?),
             None => None,
         };
-        let engine = Self::from_parts(config, Box::new(det), (rec, summarized), cls, vocab)?;
+        let mut engine = Self::from_parts(config, Box::new(det), (rec, summarized), cls, vocab)?;
+        if let Err(e) =
+            spare.and_then(|(rec, vocab, steps)| engine.add_spare_head(rec, steps, vocab, other))
+        {
+            tracing::warn!(
+                "no {} head beside the {} one; every page is read with the {} head: {e}",
+                other.name(),
+                script.name(),
+                script.name()
+            );
+        }
         Ok(match orient {
             Some(model) => engine.with_orientation(Box::new(model)),
             None => engine,
@@ -136,6 +163,7 @@ fn read_installed<T>(
 fn load_recognizer(
     env: &ort::environment::Environment,
     models: &ModelSet,
+    script: Script,
     dict: &str,
     options: SessionOptions,
     summarize: bool,
@@ -143,15 +171,12 @@ fn load_recognizer(
     let path = &models.rec;
     let mut vocab = Vocabulary::from_dict(dict, true);
     let mut bytes = read_installed("model file", path, |p| std::fs::read(p))?;
-    if models.script != Script::All {
-        let classes = vocab.classes_of(models.script);
+    if script != Script::All {
+        let classes = vocab.classes_of(script);
         bytes = head::cut_output_layer(&bytes, vocab.classes(), &classes).map_err(|message| {
             EngineError::Model {
                 path: path.clone(),
-                message: format!(
-                    "cannot cut the recognizer to {}: {message}",
-                    models.script.name()
-                ),
+                message: format!("cannot cut the recognizer to {}: {message}", script.name()),
             }
         })?;
         vocab = vocab.subset(&classes);

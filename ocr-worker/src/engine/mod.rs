@@ -21,6 +21,7 @@ mod orient;
 mod page;
 mod pixels;
 mod profile;
+mod reading;
 mod rec;
 mod script;
 mod share;
@@ -147,6 +148,18 @@ pub struct Engine {
     helpers: Option<Helpers>,
     /// Engines with the same key read a line batch the same way.
     share_key: ReaderKey,
+    /// The recognizer's other head (its output cut to Latin script, or
+    /// whole), swapped in by [`Engine::use_head`] for a page that needs it.
+    spare: Option<Head>,
+}
+
+/// A recognizer head put aside: the network, its vocabulary, whether it
+/// outputs [`head::summarize_steps`]' summary, and its sharing key.
+pub(crate) struct Head {
+    rec: Box<dyn Model>,
+    vocab: Vocabulary,
+    steps: bool,
+    key: ReaderKey,
 }
 
 impl std::fmt::Debug for Engine {
@@ -186,53 +199,7 @@ impl Engine {
         cls: Option<Box<dyn Model>>,
         vocab: Vocabulary,
     ) -> Result<Self, EngineError> {
-        // Check the vocabulary against the network once, on a blank line, rather
-        // than emitting wrong characters later.
-        let blank = RgbImage::new(REC_MIN_WIDTH, REC_HEIGHT);
-        let probe = if config.rec_buckets {
-            let bucket = bucket_of(REC_MIN_WIDTH);
-            rec::fixed_tensor(
-                &[&blank],
-                REC_HEIGHT,
-                bucket,
-                bucket_batch(bucket, config.rec_batch),
-            )
-        } else {
-            rec::batch_tensor(&[&blank], REC_HEIGHT, REC_MIN_WIDTH)
-        };
-        let out = rec.run(&probe)?;
-        let classes = match (rec_steps, out.shape().last()) {
-            // The summary's last column is the network's class count.
-            (true, Some(4)) => out.iter().nth(3).map_or(0, |&c| c as usize),
-            (true, _) => {
-                return Err(EngineError::Model {
-                    path: config.models.rec.clone(),
-                    message: format!(
-                        "the summarised recognizer's output is {:?}, not [batch, steps, 4]",
-                        out.shape()
-                    ),
-                });
-            }
-            (false, last) => last.copied().unwrap_or(0),
-        };
-        if classes != vocab.classes() {
-            return Err(EngineError::Model {
-                path: config.models.rec.clone(),
-                message: format!(
-                    "network outputs {classes} classes but dictionary {} gives {}; the dictionary does not belong to this model",
-                    config.models.dict.display(),
-                    vocab.classes()
-                ),
-            });
-        }
-        let share_key = ReaderKey {
-            rec: config.models.rec.clone(),
-            dict: config.models.dict.clone(),
-            script: config.models.script,
-            summary: rec_steps,
-            buckets: config.rec_buckets,
-            batch: config.rec_batch,
-        };
+        let share_key = check_head(&config, rec.as_mut(), rec_steps, &vocab)?;
         Ok(Self {
             config,
             det,
@@ -243,12 +210,114 @@ impl Engine {
             rec_steps,
             helpers: None,
             share_key,
+            spare: None,
         })
     }
 
+    /// The engine with a second head of its recognizer (`script`'s cut of
+    /// the same network, or the whole of it), checked like the first.
+    pub(crate) fn add_spare_head(
+        &mut self,
+        mut rec: Box<dyn Model>,
+        steps: bool,
+        vocab: Vocabulary,
+        script: Script,
+    ) -> Result<(), EngineError> {
+        let mut key = check_head(&self.config, rec.as_mut(), steps, &vocab)?;
+        key.script = script;
+        self.spare = Some(Head {
+            rec,
+            vocab,
+            steps,
+            key,
+        });
+        Ok(())
+    }
+
+    /// Makes `script`'s head the one that reads, if the engine has it;
+    /// whether it does.
+    pub(crate) fn use_head(&mut self, script: Script) -> bool {
+        if self.share_key.script == script {
+            return true;
+        }
+        let Some(spare) = self.spare.as_mut().filter(|h| h.key.script == script) else {
+            return false;
+        };
+        std::mem::swap(&mut self.rec, &mut spare.rec);
+        std::mem::swap(&mut self.vocab, &mut spare.vocab);
+        std::mem::swap(&mut self.rec_steps, &mut spare.steps);
+        std::mem::swap(&mut self.share_key, &mut spare.key);
+        true
+    }
+
+    /// Whether the engine holds a head of `script`.
+    pub fn has_head(&self, script: Script) -> bool {
+        self.share_key.script == script
+            || self.spare.as_ref().is_some_and(|h| h.key.script == script)
+    }
+}
+
+/// Checks a recognizer head's vocabulary against its network once, on a
+/// blank line, rather than emitting wrong characters later; the key slots
+/// reading with it share line batches under.
+fn check_head(
+    config: &EngineConfig,
+    rec: &mut dyn Model,
+    rec_steps: bool,
+    vocab: &Vocabulary,
+) -> Result<ReaderKey, EngineError> {
+    let blank = RgbImage::new(REC_MIN_WIDTH, REC_HEIGHT);
+    let probe = if config.rec_buckets {
+        let bucket = bucket_of(REC_MIN_WIDTH);
+        rec::fixed_tensor(
+            &[&blank],
+            REC_HEIGHT,
+            bucket,
+            bucket_batch(bucket, config.rec_batch),
+        )
+    } else {
+        rec::batch_tensor(&[&blank], REC_HEIGHT, REC_MIN_WIDTH)
+    };
+    let out = rec.run(&probe)?;
+    let classes = match (rec_steps, out.shape().last()) {
+        // The summary's last column is the network's class count.
+        (true, Some(4)) => out.iter().nth(3).map_or(0, |&c| c as usize),
+        (true, _) => {
+            return Err(EngineError::Model {
+                path: config.models.rec.clone(),
+                message: format!(
+                    "the summarised recognizer's output is {:?}, not [batch, steps, 4]",
+                    out.shape()
+                ),
+            });
+        }
+        (false, last) => last.copied().unwrap_or(0),
+    };
+    if classes != vocab.classes() {
+        return Err(EngineError::Model {
+            path: config.models.rec.clone(),
+            message: format!(
+                "network outputs {classes} classes but dictionary {} gives {}; the dictionary does not belong to this model",
+                config.models.dict.display(),
+                vocab.classes()
+            ),
+        });
+    }
+    Ok(ReaderKey {
+        rec: config.models.rec.clone(),
+        dict: config.models.dict.clone(),
+        script: config.models.script,
+        summary: rec_steps,
+        buckets: config.rec_buckets,
+        batch: config.rec_batch,
+    })
+}
+
+impl Engine {
     /// A handle that stops this engine's inference from another thread.
     pub fn stopper(&self) -> Stopper {
         let mut runs = vec![self.det.stopper(), self.rec.stopper()];
+        runs.extend(self.spare.as_ref().map(|h| h.rec.stopper()));
         runs.extend(self.cls.as_ref().map(|c| c.stopper()));
         runs.extend(self.orient.as_ref().map(|o| o.stopper()));
         Stopper(runs.into_iter().flatten().collect())

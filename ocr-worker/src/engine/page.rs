@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use image::RgbImage;
 use ndarray::{Axis, Ix2};
+use pagefleet_schemas::language::Reading;
 use pagefleet_schemas::{Block, OcrLine, OcrWord, PageOcr, StepTimings, TextCounts};
 use tracing::info_span;
 
@@ -17,10 +18,22 @@ use super::{
 };
 
 impl Engine {
-    /// Runs detection, classification and recognition on one page image.
-    /// An image over the pixel budget is scaled down first; polygons refer to
-    /// the image as processed (`PageOcr::width`/`height`).
+    /// Runs detection, classification and recognition on one page image,
+    /// its script decided from the page ([`Reading::Auto`]). An image over
+    /// the pixel budget is scaled down first; polygons refer to the image as
+    /// processed (`PageOcr::width`/`height`).
     pub fn recognize(&mut self, page: &RgbImage) -> Result<PageOcr, EngineError> {
+        self.recognize_as(page, Reading::Auto)
+    }
+
+    /// [`Engine::recognize`] for a page of a job whose language decides
+    /// what reads it: the recognizer's Latin head, its whole output, or
+    /// (`Auto`) whichever a sample of the page's lines calls for.
+    pub fn recognize_as(
+        &mut self,
+        page: &RgbImage,
+        reading: Reading,
+    ) -> Result<PageOcr, EngineError> {
         let started = Instant::now();
         let mut timings = StepTimings::default();
         let page = self.fit(page)?;
@@ -59,7 +72,7 @@ impl Engine {
             .map(|line| std::mem::take(&mut line.image))
             .collect();
         let decoded = info_span!("recognize", lines = images.len())
-            .in_scope(|| self.recognize_lines(images))?;
+            .in_scope(|| self.read_as(images, reading, &mut timings))?;
         timings.recognize_ms = ms(t);
 
         let (w, h) = (page.width() as f32, page.height() as f32);

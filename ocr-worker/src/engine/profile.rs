@@ -39,6 +39,22 @@ impl Profile {
         }
     }
 
+    /// The quality level a `-latin` name stands for: `fast-latin` is
+    /// `fast` (and `accurate-latin` `accurate`) with language `en`, kept as
+    /// names for a while. Every worker holds both heads of its recognizer,
+    /// so the language, not the profile, decides what reads a page.
+    pub fn base(self) -> Profile {
+        match self {
+            Profile::Fast | Profile::FastLatin => Profile::Fast,
+            Profile::Accurate | Profile::AccurateLatin => Profile::Accurate,
+        }
+    }
+
+    /// Whether the name is one of the `-latin` names kept for a while.
+    pub fn is_latin_name(self) -> bool {
+        self != self.base()
+    }
+
     /// The characters its recognizer reads.
     pub fn script(self) -> Script {
         match self {
