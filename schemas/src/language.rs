@@ -272,11 +272,6 @@ impl Language {
         }
     }
 
-    /// The English names of the named languages.
-    pub fn names(&self) -> Vec<&'static str> {
-        self.entries().map(|e| e.name).collect()
-    }
-
     fn entries(&self) -> impl Iterator<Item = &'static Entry> + '_ {
         self.named.iter().map(|&i| &LANGUAGES[i])
     }
