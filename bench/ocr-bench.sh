@@ -5,11 +5,14 @@
 # faster-paddle (the same PP-OCRv6 tiny models in Rust on ONNX Runtime) on the
 # same documents at 200 DPI, in one run, on this machine.
 #
-#   bench/ocr-bench.sh [SAMPLES_DIR]     (default: ../shared/samples)
-#   bench/ocr-bench.sh tests/data/layout   the layout development set
+#   bench/ocr-bench.sh [SAMPLES_DIR...]   (default: ../shared/samples)
+#   bench/ocr-bench.sh ../shared/samples tests/data/layout   both sets as one
 #
-# SAMPLES_DIR holds the PDFs and truth/<doc>/<page>.txt; SCORE names the
-# scorer (default: ../shared/tools/score.py).
+# Each SAMPLES_DIR holds PDFs and truth/<doc>/<page>.txt (document names
+# differ between sets); SCORE names the scorer (default:
+# ../shared/tools/score.py). The CJK column counts the Han, kana, CJK
+# punctuation and full-width characters in an engine's text: these sets are
+# Latin script, so every one is a look-alike.
 #
 # Tesseract gets the pages as 200 DPI PNGs from pdftoppm and runs with
 # OMP_THREAD_LIMIT=1, one process per core (its OpenMP threading is several
@@ -26,11 +29,18 @@
 # it runs as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-samples=$(cd "${1:-../shared/samples}" && pwd)
 score=$(realpath "${SCORE:-../shared/tools/score.py}")
 cores=$(nproc)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# The sets as one: their PDFs, and one truth folder of links to theirs.
+pdfs=()
+mkdir -p "$work/truth"
+for set in "${@:-../shared/samples}"; do
+  set=$(cd "$set" && pwd)
+  pdfs+=("$set"/*.pdf)
+  ln -s "$set"/truth/* "$work/truth/"
+done
 
 if ! command -v tesseract >/dev/null || ! command -v pdftoppm >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
@@ -48,8 +58,6 @@ if [ ! -d "$peer/faster_paddle" ]; then
   python3 -m pip install -q --no-deps --only-binary=:all: --require-hashes --target "$peer" -r "$work/peer.txt"
 fi
 
-pdfs=("$samples"/*.pdf)
-
 # Page images for Tesseract: <doc>-<page>.png, pages counted from 1.
 mkdir -p "$work/png"
 for pdf in "${pdfs[@]}"; do pdftoppm -r 200 -png "$pdf" "$work/png/$(basename "$pdf" .pdf)"; done
@@ -57,13 +65,14 @@ pages=$(ls "$work/png" | wc -l)
 
 row() { # name seconds peak_kib pred_dir cpu_seconds
   local s
-  s=$(python3 "$score" --pred "$4" --truth "$samples/truth" --json "$work/$1.json" >/dev/null && python3 - "$work/$1.json" <<'PY'
+  s=$(python3 "$score" --pred "$4" --truth "$work/truth" --json "$work/$1.json" >/dev/null && python3 - "$work/$1.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 m = d["groups"]["ALL"]["micro"]
 print(f'{100*m["cer_raw"]:.2f}% | {100*m["wer_raw"]:.2f}% | {m["bow_f1"]:.3f}')
 PY
 )
+  s="$s | $(cat "$4"/*/[0-9]*.txt | { grep -oP '[\x{3000}-\x{30FF}\x{3400}-\x{9FFF}\x{AC00}-\x{D7AF}\x{F900}-\x{FAFF}\x{FF00}-\x{FFEF}]' || true; } | wc -l)"
   printf '| %s | %d | %.1f | %.2f | %.2f | %s | %s |\n' "$1" "$pages" "$2" "$(echo "$pages / $2" | bc -l)" \
     "$(echo "$5 / $pages" | bc -l)" "$s" "$([ "$3" = - ] && echo - || echo "$(( $3 / 1024 )) MiB")"
 }
@@ -84,8 +93,8 @@ timed tess bash -c 'ls "$1"/png/*.png | OMP_THREAD_LIMIT=1 xargs -P "$2" -I{} ba
 # faster-paddle: one engine over every page image, text as it reconstructs it.
 PYTHONPATH="$peer" timed peer python3 bench/faster-paddle.py "$work/png" "$work/peer"
 
-echo "| engine | pages | wall s | pages/s | CPU s/page | CER | WER | BoW-F1 | peak RSS |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| engine | pages | wall s | pages/s | CPU s/page | CER | WER | BoW-F1 | CJK | peak RSS |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 read -r secs kib user sys <"$work/tess.time"
 row "tesseract 5 ($cores procs, OMP_THREAD_LIMIT=1)" "$secs" - "$work/tess" "$(echo "$user + $sys" | bc -l)"
 read -r secs kib user sys <"$work/peer.time"

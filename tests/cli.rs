@@ -186,6 +186,8 @@ fn the_main_command_takes_a_document_through_the_whole_pipeline() {
         data.as_os_str(),
         "--format".as_ref(),
         "md,hocr,alto".as_ref(),
+        "--language".as_ref(),
+        "en".as_ref(),
     ]);
     assert!(run.status.success(), "{}", run.stderr);
     let stdout = &run.stdout;
@@ -210,6 +212,7 @@ fn the_main_command_takes_a_document_through_the_whole_pipeline() {
     let result = json(&out.join("welcome/result.json"));
     assert_eq!(result["metrics"]["status"], "success");
     assert_eq!(result["metrics"]["total_pages"], 1);
+    assert_eq!(result["metrics"]["language"], "en");
     // Standard error is a pipe here: no colour codes in the logs.
     assert!(!run.stderr.contains('\u{1b}'), "{}", run.stderr);
     let md = std::fs::read_to_string(out.join("welcome/combined.md")).unwrap();

@@ -1897,6 +1897,8 @@ async fn the_web_page_in_a_real_browser() {
     browser.shot("result").await;
     let summary = browser.text("#job-summary").await;
     assert!(summary.contains("welcome.pdf: success"), "{summary}");
+    // The job says what reads it: the profile and the language picked.
+    assert!(summary.contains("profile fast, language fr"), "{summary}");
     let chips = browser.text("#page-states").await;
     assert_eq!(chips.trim(), "1", "{chips}");
     assert_eq!(

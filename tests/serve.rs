@@ -277,13 +277,23 @@ fn an_ended_job_expires_across_a_restart() {
     let folder = data.path().to_str().unwrap();
     let mut serve = Serve::start(&["--data", folder, "--retention", "1h"]);
     let welcome = root().join("examples/welcome.pdf");
-    let submitted = pagefleet(&["submit", welcome.to_str().unwrap(), "--api", &serve.base()]);
+    // submit names the job's language, which its view records.
+    let submitted = pagefleet(&[
+        "submit",
+        welcome.to_str().unwrap(),
+        "--language",
+        "de",
+        "--api",
+        &serve.base(),
+    ]);
     assert!(submitted.status.success(), "{}", submitted.said());
     let job_id = submitted.stdout.trim().to_owned();
     let status = |base: &str| pagefleet(&["status", &job_id, "--api", base]);
     common::wait_until(Duration::from_secs(120), "the job to finish", || {
         status(&serve.base()).stdout.contains("\"success\"")
     });
+    let view: serde_json::Value = serde_json::from_str(&status(&serve.base()).stdout).unwrap();
+    assert_eq!(view["language"], "de", "{view}");
     let objects = data.path().join("objects/jobs").join(&job_id);
     assert!(objects.is_dir(), "{}", objects.display());
     assert!(serve.stop().success());

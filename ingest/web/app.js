@@ -258,7 +258,8 @@ function showProgress(view) {
   }
   const waiting = view.waiting ? ` (${view.waiting})` : "";
   $("job-summary").textContent =
-    `${view.filename}: ${view.status.replace("_", " ")}${waiting}; pages read ${pagesText(view)}.`;
+    `${view.filename}: ${view.status.replace("_", " ")}${waiting}; profile ${view.profile}, ` +
+    `language ${view.language}; pages read ${pagesText(view)}.`;
   const list = $("page-states");
   if (total && list.children.length !== total) {
     list.replaceChildren();
