@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark of `pagefleet ocr` and `pagefleet run` with their default settings
-# (profile fast, language auto), with each head named, and with the accurate
-# profile, beside Tesseract 5 and
+# (profile fast, language auto) reading every page from its pixels, with each
+# head named, with the accurate profile, and with every default (text layer
+# auto), beside Tesseract 5 and
 # faster-paddle (the same PP-OCRv6 tiny models in Rust on ONNX Runtime) on the
 # same documents at 200 DPI, in one run, on this machine.
 #
@@ -102,11 +103,15 @@ row "faster-paddle 1.0.4 tiny" "$secs" "$kib" "$work/peer" "$(echo "$user + $sys
 # name|flags: the defaults first; then the Latin head named (the samples are
 # English and Polish), the whole head named (what every page was read with
 # before languages chose), and the accurate profile.
+# Every page is read from its pixels (--text-layer ocr) but in the last
+# row, which runs with every default: text layer auto takes a born-digital
+# page's own text once a sample of its lines read from the pixels agrees.
 runs=(
-  "default|"
-  "language en,pl|--language en,pl"
-  "language zh|--language zh"
-  "accurate|--profile accurate"
+  "default, pixels|--text-layer ocr"
+  "language en,pl|--text-layer ocr --language en,pl"
+  "language zh|--text-layer ocr --language zh"
+  "accurate|--text-layer ocr --profile accurate"
+  "default, text layer auto|"
 )
 names=()
 for spec in "${runs[@]}"; do
@@ -119,19 +124,19 @@ done
 # The whole pipeline in one process with its defaults: nats-server,
 # rasterizer, workers and aggregator, every page image through the object
 # store.
-timed run target/release/pagefleet run -q --data "$work/data" --out "$work/run" "${pdfs[@]}"
+timed run target/release/pagefleet run -q --text-layer ocr --data "$work/data" --out "$work/run" "${pdfs[@]}"
 read -r secs kib user sys <"$work/run.time"
-row "pagefleet run, default" "$secs" "$kib" "$work/run" "$(echo "$user + $sys" | bc -l)"
+row "pagefleet run, default, pixels" "$secs" "$kib" "$work/run" "$(echo "$user + $sys" | bc -l)"
 
 # Where pagefleet's time goes: the step timings of result.json, summed
 # over the pages (slot time).
 echo
-echo "| pagefleet ocr | orient | detect | crop | recognize (auto's sample of it) | layout | total ms/page |"
-echo "|---|---|---|---|---|---|---|"
+echo "| pagefleet ocr | orient | detect | crop | recognize (auto's sample of it) | layer check | layout | total ms/page |"
+echo "|---|---|---|---|---|---|---|---|"
 for entry in "${names[@]}"; do
   python3 - "${entry#*|}" "$work/${entry%%|*}" <<'PY'
 import glob, json, sys
-steps = ["orient_ms", "detect_ms", "crop_ms", "recognize_ms", "sample_ms", "layout_ms", "total_ms"]
+steps = ["orient_ms", "detect_ms", "crop_ms", "recognize_ms", "sample_ms", "check_ms", "layout_ms", "total_ms"]
 sums, pages = dict.fromkeys(steps, 0.0), 0
 for f in glob.glob(f"{sys.argv[2]}/*/result.json"):
     for page in json.load(open(f))["pages"]:
@@ -140,7 +145,8 @@ for f in glob.glob(f"{sys.argv[2]}/*/result.json"):
             sums[s] += page["timings"].get(s, 0.0)
 per = {s: sums[s] / max(pages, 1) for s in steps}
 cells = [f"{per['orient_ms']:.0f}", f"{per['detect_ms']:.0f}", f"{per['crop_ms']:.0f}",
-         f"{per['recognize_ms']:.0f} ({per['sample_ms']:.0f})", f"{per['layout_ms']:.0f}", f"{per['total_ms']:.0f}"]
+         f"{per['recognize_ms']:.0f} ({per['sample_ms']:.0f})", f"{per['check_ms']:.0f}",
+         f"{per['layout_ms']:.0f}", f"{per['total_ms']:.0f}"]
 print(f"| {sys.argv[1]} | " + " | ".join(cells) + " |")
 PY
 done

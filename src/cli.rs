@@ -369,13 +369,15 @@ pub(crate) struct LanguageArgs {
 /// What a run does with PDF pages that carry text.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct TextLayerArgs {
-    /// PDF pages that already carry text: ocr (read every page from its
-    /// pixels), skip (leave such pages out of OCR), use (take their text
-    /// from the PDF; OCR only the pages without text).
+    /// PDF pages that already carry text: auto (take a page's text from
+    /// the PDF when a sample of its lines read from the pixels agrees with
+    /// it, read the page otherwise), ocr (read every page from its pixels),
+    /// skip (leave such pages out of OCR), use (take their text from the
+    /// PDF unchecked; OCR only the pages without text).
     #[arg(
         long = "text-layer",
         env = "PAGEFLEET_TEXT_LAYER",
-        default_value = "ocr"
+        default_value = "auto"
     )]
     pub(crate) mode: pagefleet_schemas::TextLayer,
 }
@@ -456,11 +458,11 @@ pub(crate) struct IntakeArgs {
         default_values_t = Format::DEFAULT
     )]
     pub(crate) formats: Vec<Format>,
-    /// Text-layer mode of jobs that name none: ocr, skip or use.
+    /// Text-layer mode of jobs that name none: auto, ocr, skip or use.
     #[arg(
         long = "text-layer",
         env = "PAGEFLEET_DEFAULT_TEXT_LAYER",
-        default_value = "ocr"
+        default_value = "auto"
     )]
     pub(crate) text_layer: pagefleet_schemas::TextLayer,
     /// Language of jobs that name none (bucket-triggered jobs among them):
@@ -552,7 +554,7 @@ pub(crate) struct SubmitArgs {
     /// Model profile [default: the deployment's].
     #[arg(long)]
     pub(crate) profile: Option<String>,
-    /// PDF pages that already carry text: ocr, skip or use [default: the
+    /// PDF pages that already carry text: auto, ocr, skip or use [default: the
     /// deployment's].
     #[arg(long = "text-layer")]
     pub(crate) text_layer: Option<pagefleet_schemas::TextLayer>,

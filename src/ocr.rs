@@ -255,9 +255,10 @@ impl Document<'_> {
                 Ok(page) => {
                     let tx = tx.clone();
                     let (number, scale) = (page.number, page.scale);
-                    pool.submit_as(
+                    pool.submit_page(
                         page.image,
                         self.reading,
+                        page.layer,
                         Box::new(move |r| drop(tx.send(Outcome::Done(number, scale, r)))),
                     )
                     .map(|_handle| ())

@@ -776,6 +776,21 @@ async fn a_job_may_take_the_text_a_pdf_carries() {
         result["pages"][0]["lines"][0]["text"],
         "Welcome to pagefleet"
     );
+    // A job that names no mode gets `auto`: the page's text is taken once a
+    // worker has checked it against the page's pixels.
+    let checked = api.submit(upload("welcome.pdf", welcome())).await;
+    let job = wait_job(&api.http, &api.base, &checked).await;
+    assert_eq!(job["status"], "success", "{job}");
+    let (_, result) = api
+        .get(&format!("/v1/jobs/{checked}/result?format=json"))
+        .await;
+    let page = &result["pages"][0];
+    assert_eq!(page["text_source"], "text_layer", "{page}");
+    assert_eq!(page["layer_check"]["trusted"], true, "{page}");
+    assert!(
+        page["layer_check"]["sampled"].as_u64().unwrap() > 0,
+        "{page}"
+    );
     let (code, body) = post_job(
         &api.http,
         &api.base,
@@ -786,7 +801,7 @@ async fn a_job_may_take_the_text_a_pdf_carries() {
     assert!(
         body["error"]
             .as_str()
-            .is_some_and(|e| e.contains("\"maybe\" is unknown: ocr, skip, use")),
+            .is_some_and(|e| e.contains("\"maybe\" is unknown: auto, ocr, skip, use")),
         "{body}"
     );
 }
@@ -1876,6 +1891,21 @@ async fn the_web_page_in_a_real_browser() {
         .execute("document.getElementById('language').value = 'fr';", vec![])
         .await
         .unwrap();
+    // What to do with a PDF's own text: auto by default; the person has
+    // the page read from its pixels.
+    let modes = browser.text("#text-layer").await;
+    assert!(
+        modes.starts_with("auto") && modes.contains("ocr: read every page"),
+        "{modes}"
+    );
+    browser
+        .client()
+        .execute(
+            "document.getElementById('text-layer').value = 'ocr';",
+            vec![],
+        )
+        .await
+        .unwrap();
 
     // A PDF, picked and submitted: its job shows its progress, then its text.
     let welcome_path = root().join("examples/welcome.pdf");
@@ -1937,6 +1967,7 @@ async fn the_web_page_in_a_real_browser() {
     let lines = report["pages"][0]["lines"].as_array().unwrap().len();
     // The language picked on the page is the job's.
     assert_eq!(report["metrics"]["language"], "fr", "{}", report["metrics"]);
+    assert_eq!(report["pages"][0]["text_source"], "ocr");
     let outlined = browser
         .client()
         .execute(

@@ -3,7 +3,8 @@
 //! back by another PDF library (pypdf, installed by the bootstrap): the same
 //! pages at the same sizes, the OCR's text, and each word where its box is.
 //! Text layers: a PDF with a born-digital page and a scanned one, read with
-//! `--text-layer use` and `skip`.
+//! `--text-layer use` and `skip`; the searchable PDF of a born-digital paper
+//! and of a scan with an earlier OCR layer hold each word once.
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns fail loudly by design
 
@@ -359,4 +360,63 @@ fn pages_with_text_are_taken_as_they_are_or_skipped() {
         f1 >= 0.9,
         "the scanned page, skip mode: bag-of-words F1 {f1:.3}"
     );
+}
+
+/// The words `pdftotext` finds in a PDF.
+fn pdftotext_words(file: &Path) -> usize {
+    let out = std::process::Command::new("pdftotext")
+        .arg(file)
+        .arg("-")
+        .output()
+        .expect("run pdftotext");
+    assert!(out.status.success(), "pdftotext {}", file.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .count()
+}
+
+/// The searchable PDF of a born-digital document holds each word once,
+/// whether its pages' text was taken from their layer (`auto`) or read
+/// from their pixels (`ocr`, which leaves visible text as it is); a scan's
+/// earlier invisible OCR layer is replaced, not added to.
+#[test]
+fn a_born_digital_pdf_made_searchable_holds_each_word_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let paper = root().join("tests/data/layout/acm-tog-sample.pdf");
+    let scan = root().join("tests/data/text-layers/scan-with-ocr-layer.pdf");
+    for mode in ["auto", "ocr"] {
+        let out = dir.path().join(mode);
+        run_ok(&[
+            "ocr".as_ref(),
+            "--text-layer".as_ref(),
+            mode.as_ref(),
+            "--format".as_ref(),
+            "pdf".as_ref(),
+            "--out".as_ref(),
+            out.as_ref(),
+            paper.as_ref(),
+            scan.as_ref(),
+        ]);
+        let (before, after) = (
+            pdftotext_words(&paper),
+            pdftotext_words(&out.join("acm-tog-sample/combined.pdf")),
+        );
+        assert_eq!(after, before, "{mode}: words of the born-digital PDF");
+        let (before, after) = (
+            pdftotext_words(&scan),
+            pdftotext_words(&out.join("scan-with-ocr-layer/combined.pdf")),
+        );
+        assert!(
+            after.abs_diff(before) * 20 <= before,
+            "{mode}: the scan's {before} words became {after}"
+        );
+        let sources: Vec<Value> = result_of(&out, "scan-with-ocr-layer")["pages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["text_source"].clone())
+            .collect();
+        let expected = if mode == "auto" { "text_layer" } else { "ocr" };
+        assert_eq!(sources, [expected], "{mode}");
+    }
 }

@@ -310,6 +310,7 @@ async fn publish_pages_on(
     for (i, key) in keys.iter().enumerate() {
         let page = i as u32 + 1;
         let job = PageJob {
+            layer_key: None,
             v: SCHEMA_VERSION,
             job_id: job_id.into(),
             page,
@@ -1113,7 +1114,7 @@ async fn publish_document(js: &jetstream::Context, job_id: &str, key: &str) {
         max_pixels: 8_000_000,
         submitted_at_ms: now_ms(),
         max_pages: 0,
-        text_layer: Default::default(),
+        text_layer: pagefleet_schemas::TextLayer::Ocr,
         language: "auto".into(),
     };
     js.publish(names::doc_subject(job_id), job.encode().into())

@@ -150,10 +150,14 @@ async fn a_job_is_one_trace_across_every_process() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let pdf = std::fs::read(root().join("examples/welcome.pdf")).unwrap();
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(pdf).file_name("welcome.pdf"),
-    );
+    // Read from its pixels, so that every step of OCR is in the trace (the
+    // quick-start PDF's own text would be taken after a check otherwise).
+    let form = reqwest::multipart::Form::new()
+        .text("text_layer", "ocr")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(pdf).file_name("welcome.pdf"),
+        );
     let accepted: serde_json::Value = http
         .post(format!("{base}/v1/jobs"))
         .multipart(form)

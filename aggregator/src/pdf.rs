@@ -3,7 +3,10 @@
 //! stretched to the box's width, so that any viewer can select, search and
 //! copy it.
 //!
-//! A PDF keeps its pages untouched: only text objects are added to them.
+//! A PDF keeps its pages untouched but for their text layers: a page that
+//! shows text of its own (or whose text was taken from its layer) gets no
+//! second layer; a page whose only text is invisible (an earlier OCR's
+//! layer) has it replaced; other pages get the OCR text added.
 //! An image document becomes a PDF of its page images, each page sized from
 //! the image at the job's resolution. Pages are loaded, written and let go one
 //! at a time, and the document is saved to a file, not to memory.
@@ -180,6 +183,15 @@ impl<'a> Searchable<'a> {
                 return Ok(());
             };
             let mut page = self.document.pages().get(index as _)?;
+            // A page that shows text of its own keeps it and gets no second
+            // layer, unless its layer was checked and found to lie; an
+            // earlier invisible layer (an earlier OCR's) is replaced.
+            let refused = ocr.layer_check.as_ref().is_some_and(|c| !c.trusted);
+            match own_text(&page) {
+                OwnText::Visible if !refused => return Ok(()),
+                OwnText::Invisible(indices) => remove_objects(&mut page, indices)?,
+                OwnText::Visible | OwnText::None => {}
+            }
             let to_page = PixelMap::of_page(&page, ocr.width, ocr.height)?;
             return lay_text(&self.document, &mut page, self.font, ocr, to_page);
         }
@@ -241,6 +253,48 @@ impl<'a> Searchable<'a> {
         self.document.save_to_file(out)?;
         Ok(())
     }
+}
+
+/// The text a PDF page carries in its own content.
+enum OwnText {
+    /// None.
+    None,
+    /// Text drawn to be seen (any render mode but invisible).
+    Visible,
+    /// Only invisible text (an OCR layer), by object index.
+    Invisible(Vec<usize>),
+}
+
+fn own_text(page: &PdfPage<'_>) -> OwnText {
+    let mut invisible = Vec::new();
+    for (index, object) in page.objects().iter().enumerate() {
+        let Some(text) = object.as_text_object() else {
+            continue;
+        };
+        if text.text().trim().is_empty() {
+            continue;
+        }
+        if text.render_mode() != PdfPageTextRenderMode::Invisible {
+            return OwnText::Visible;
+        }
+        invisible.push(index);
+    }
+    if invisible.is_empty() {
+        OwnText::None
+    } else {
+        OwnText::Invisible(invisible)
+    }
+}
+
+/// Removes the page's objects at `indices` (as [`own_text`] found them).
+fn remove_objects(page: &mut PdfPage<'_>, indices: Vec<usize>) -> Result<(), PdfError> {
+    page.set_content_regeneration_strategy(PdfPageContentRegenerationStrategy::Manual);
+    // From the last, so that the indices before it hold.
+    for index in indices.into_iter().rev() {
+        drop(page.objects_mut().remove_object_at_index(index as _)?);
+    }
+    page.regenerate_content()?;
+    Ok(())
 }
 
 /// Adds every word of `ocr` to `page` as invisible text.

@@ -908,6 +908,7 @@ mod tests {
             avg_confidence: 0.9,
             timings: StepTimings::default(),
             text_source: Default::default(),
+            layer_check: None,
         }
     }
 

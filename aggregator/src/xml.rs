@@ -289,6 +289,7 @@ mod tests {
             avg_confidence: 0.9,
             timings: StepTimings::default(),
             text_source: Default::default(),
+            layer_check: None,
         };
         let mut report: JobReport = serde_json::from_value(serde_json::json!({
             "metrics": {

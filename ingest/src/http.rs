@@ -506,6 +506,8 @@ async fn get_options(State(api): Shared) -> Response {
         "default_profile": defaults.profile,
         "languages": pagefleet_schemas::language::readable(),
         "default_language": defaults.language.to_string(),
+        "text_layers": pagefleet_schemas::TextLayer::NAMES,
+        "default_text_layer": defaults.text_layer.as_str(),
         "dpi": {"default": defaults.dpi, "min": DPI_RANGE.start(), "max": DPI_RANGE.end()},
         "formats": Format::ALL,
         "default_formats": defaults.formats,

@@ -214,7 +214,7 @@ impl Default for JobDefaults {
             profile: PROFILES[0].to_owned(),
             max_pixels: pagefleet_schemas::DEFAULT_MAX_PIXELS,
             formats: Vec::new(),
-            text_layer: pagefleet_schemas::TextLayer::Ocr,
+            text_layer: pagefleet_schemas::TextLayer::Auto,
             language: pagefleet_schemas::language::Language::AUTO,
         }
     }

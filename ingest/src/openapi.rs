@@ -100,7 +100,7 @@ pub fn document() -> Value {
                     "dpi": {"type": "number", "minimum": 36, "maximum": 1200},
                     "profile": {"type": "string", "description": "model profile, e.g. fast or accurate"},
                     "formats": {"type": "array", "items": {"enum": Format::ALL}},
-                    "text_layer": {"enum": ["ocr", "skip", "use"], "description": "PDF pages that already carry text: read from their pixels (ocr), left out (skip), or taken as they are (use)"},
+                    "text_layer": {"enum": ["auto", "ocr", "skip", "use"], "description": "PDF pages that already carry text: taken from their text layer when a sample of its lines read from the pixels agrees with it, else read (auto, the default), read from their pixels (ocr), left out (skip), or taken as they are, unchecked (use)"},
                     "language": {"type": "string", "description": "auto (each page decides from a sample of its lines), or ISO 639-1/639-3 codes such as en or en,de: Latin-script languages are read with the recognizer cut to Latin script, Chinese and Japanese with its whole output; GET /v1/options lists them, others are refused with 400"},
                     "idempotency_key": {"type": "string", "description": "same key, same job: repeats run nothing"}
                 }},
@@ -165,7 +165,7 @@ pub fn document() -> Value {
                     "multipart/form-data": {"schema": {"type": "object", "properties": {
                         "file": {"type": "string", "format": "binary"}, "dpi": {"type": "number"},
                         "profile": {"type": "string"}, "formats": {"type": "string"},
-                        "text_layer": {"enum": ["ocr", "skip", "use"]}, "language": {"type": "string"},
+                        "text_layer": {"enum": ["auto", "ocr", "skip", "use"]}, "language": {"type": "string"},
                         "idempotency_key": {"type": "string"}}}},
                     "application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
                 "responses": with(json!({

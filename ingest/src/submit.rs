@@ -55,7 +55,7 @@ impl Default for SubmitOptions {
             max_pages: 0,
             output_base: None,
             formats: Vec::new(),
-            text_layer: TextLayer::Ocr,
+            text_layer: TextLayer::Auto,
             language: Language::AUTO,
         }
     }

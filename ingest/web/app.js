@@ -92,6 +92,14 @@ function bytes(n) {
 
 // ---- options -------------------------------------------------------------
 
+// What each text-layer mode does, as the choice shows it.
+const TEXT_LAYERS = {
+  auto: "auto: the PDF's own text where it agrees with the page",
+  ocr: "ocr: read every page from its pixels",
+  skip: "skip: leave pages with text out",
+  use: "use: the PDF's own text, unchecked",
+};
+
 // Loads what the server offers; a second load (to see which profiles have
 // a worker now) keeps what the person chose.
 async function loadOptions() {
@@ -100,6 +108,7 @@ async function loadOptions() {
     const chosen = state.options && {
       profile: $("profile").value,
       language: $("language").value,
+      text_layer: $("text-layer").value,
       dpi: $("dpi").value,
       formats: [...document.querySelectorAll("input[name=format]:checked")].map((b) => b.value),
     };
@@ -126,6 +135,12 @@ async function loadOptions() {
       language.append(el("option", { value: lang.code, text: `${lang.name} (${lang.code})${only}` }));
     }
     language.value = chosen ? chosen.language : options.default_language || "auto";
+    const textLayer = $("text-layer");
+    textLayer.replaceChildren();
+    for (const mode of options.text_layers || []) {
+      textLayer.append(el("option", { value: mode, text: TEXT_LAYERS[mode] || mode }));
+    }
+    textLayer.value = chosen ? chosen.text_layer : options.default_text_layer || "auto";
     const dpi = $("dpi");
     dpi.min = options.dpi.min;
     dpi.max = options.dpi.max;
@@ -181,6 +196,7 @@ async function submitFiles(files) {
     const form = new FormData();
     form.append("profile", $("profile").value);
     form.append("language", $("language").value);
+    form.append("text_layer", $("text-layer").value);
     form.append("dpi", $("dpi").value);
     form.append("formats", formats.join(","));
     form.append("file", file, file.name);

@@ -12,8 +12,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use image::RgbImage;
-use pagefleet_schemas::PageOcr;
 use pagefleet_schemas::language::Reading;
+use pagefleet_schemas::{PageOcr, TextLayerLines};
 
 use crate::engine::{LineWork, Stopper};
 use crate::{Engine, EngineError};
@@ -25,6 +25,8 @@ struct Job {
     image: RgbImage,
     /// What reads it: the job's language decides.
     reading: Reading,
+    /// The page's own text, taken when it agrees with the pixels.
+    layer: Option<TextLayerLines>,
     reply: Reply,
     cancel: Arc<CancelState>,
     /// The submitter's span, re-entered on the slot's thread so the model
@@ -222,6 +224,21 @@ impl Pool {
         reading: Reading,
         reply: Reply,
     ) -> Result<JobHandle, EngineError> {
+        self.submit_page(image, reading, None, reply)
+    }
+
+    /// Queues a page to be read as `reading` says, with its own text layer
+    /// when it has one ([`Engine::read_page`]), blocking while the queue is
+    /// full.
+    ///
+    /// [`Engine::read_page`]: crate::engine::Engine::read_page
+    pub fn submit_page(
+        &self,
+        image: RgbImage,
+        reading: Reading,
+        layer: Option<TextLayerLines>,
+        reply: Reply,
+    ) -> Result<JobHandle, EngineError> {
         let mut state = self.board.lock()?;
         loop {
             if !state.open {
@@ -245,6 +262,7 @@ impl Pool {
         state.pages.push_back(Job {
             image,
             reading,
+            layer,
             reply,
             cancel: Arc::clone(&cancel),
             span: tracing::Span::current(),
@@ -301,7 +319,7 @@ fn next_task(engine: &Engine, board: &Board) -> Option<Task> {
 fn serve(mut engine: Engine, board: &Board) {
     loop {
         // Hold the lock only to take a task, not while inferring.
-        let job = match next_task(&engine, board) {
+        let mut job = match next_task(&engine, board) {
             None => return,
             Some(Task::Lines(work)) => {
                 // A stop meant for this slot's last page must not fail
@@ -328,7 +346,7 @@ fn serve(mut engine: Engine, board: &Board) {
         } else {
             match job
                 .span
-                .in_scope(|| engine.recognize_as(&job.image, job.reading))
+                .in_scope(|| engine.read_page(&job.image, job.reading, job.layer.take()))
             {
                 // Also a page that ended while its last lines ran on other
                 // slots, out of reach of its stopper.

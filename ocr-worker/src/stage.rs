@@ -25,7 +25,7 @@ use pagefleet_schemas::language::{Language, Reading};
 use pagefleet_schemas::messages::{
     DecodeError, Message, PageFailure, PageJob, PageResult, ResultMessage, SCHEMA_VERSION, now_ms,
 };
-use pagefleet_schemas::{PageOcr, names};
+use pagefleet_schemas::{PageOcr, TextLayerLines, names};
 use pagefleet_stagekit::bus::{PublishFailed, publish_acked};
 use pagefleet_stagekit::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
 use pagefleet_stagekit::running::Running;
@@ -118,6 +118,10 @@ fn register_metrics(profile: &str) {
         "Page runs stopped at their deadline"
     );
     describe_counter!(
+        "pagefleet_layer_checks_total",
+        "PDF text layers checked against their pages' pixels, by where the page's text came from"
+    );
+    describe_counter!(
         "pagefleet_pages_dropped_total",
         "Pages of ended jobs dropped unread, by reason"
     );
@@ -136,6 +140,9 @@ fn register_metrics(profile: &str) {
         .increment(0);
     metrics::counter!("pagefleet_pages_failed_total", "stage" => "ocr-worker").increment(0);
     metrics::counter!("pagefleet_page_deadlines_total").increment(0);
+    for source in ["text_layer", "ocr"] {
+        metrics::counter!("pagefleet_layer_checks_total", "source" => source).increment(0);
+    }
     metrics::counter!("pagefleet_pages_dropped_total", "reason" => "job ended").increment(0);
     metrics::gauge!("pagefleet_pages_in_flight", "profile" => profile).set(0.0);
 }
@@ -322,7 +329,12 @@ async fn warm_up(pool: &Arc<Pool>) {
     let mut delay = Duration::from_millis(500);
     loop {
         let blank = image::RgbImage::from_pixel(640, 480, image::Rgb([255, 255, 255]));
-        match infer(pool, blank, Reading::Auto, DEFAULT_PAGE_DEADLINE).await {
+        let page = Page {
+            image: blank,
+            reading: Reading::Auto,
+            layer: None,
+        };
+        match infer(pool, page, DEFAULT_PAGE_DEADLINE).await {
             Ok(_) => return,
             Err(e) => {
                 error!("warm-up inference failed, retrying in {delay:?}: {e}");
@@ -337,18 +349,23 @@ async fn warm_up(pool: &Arc<Pool>) {
 /// deadline starts when a slot starts reading the page, not while it waits
 /// for one; when it passes, the run is stopped through ONNX Runtime's run
 /// options and the slot is free for the next page at once.
-async fn infer(
-    pool: &Arc<Pool>,
+/// A page to read: its image, what reads it, and its own text if any.
+struct Page {
     image: image::RgbImage,
     reading: Reading,
-    deadline: Duration,
-) -> Result<PageOcr, PageError> {
+    layer: Option<TextLayerLines>,
+}
+
+async fn infer(pool: &Arc<Pool>, page: Page, deadline: Duration) -> Result<PageOcr, PageError> {
     let (tx, mut rx) = oneshot::channel();
     let pool = Arc::clone(pool);
     // Submitting blocks while the pool's queue is full: off the async threads.
     let span = tracing::Span::current();
     let handle = tokio::task::spawn_blocking(move || {
-        span.in_scope(|| pool.submit_as(image, reading, Box::new(move |r| drop(tx.send(r)))))
+        span.in_scope(|| {
+            let reply = Box::new(move |r| drop(tx.send(r)));
+            pool.submit_page(page.image, page.reading, page.layer, reply)
+        })
     })
     .await??;
     let dropped = || EngineError::Runtime("the inference thread dropped the page".into());
@@ -431,7 +448,24 @@ impl Handler for Pages {
         // Ingest checked the language; a page job from elsewhere naming one
         // it does not know is read as `auto`.
         let reading = Language::parse(&job.language).map_or(Reading::Auto, |l| l.reading());
-        let ocr = infer(&self.deps.pool, image, reading, self.config.page_deadline).await?;
+        let layer = match &job.layer_key {
+            Some(key) => Some(TextLayerLines::decode(
+                &store::get(self.deps.store.as_ref(), key).await?,
+            )?),
+            None => None,
+        };
+        let page = Page {
+            image,
+            reading,
+            layer,
+        };
+        let ocr = infer(&self.deps.pool, page, self.config.page_deadline).await?;
+        if let Some(check) = &ocr.layer_check {
+            let source = if check.trusted { "text_layer" } else { "ocr" };
+            metrics::counter!("pagefleet_layer_checks_total", "source" => source).increment(1);
+            metrics::histogram!("pagefleet_step_seconds", "step" => "check")
+                .record(ocr.timings.check_ms / 1000.0);
+        }
         let t = &ocr.timings;
         for (step, ms) in [
             ("detect", t.detect_ms),

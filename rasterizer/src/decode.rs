@@ -122,6 +122,7 @@ pub(crate) fn fit_page(
         image,
         scale: fit.scale,
         text: None,
+        layer: None,
     })
 }
 

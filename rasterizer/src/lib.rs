@@ -19,7 +19,7 @@ mod text_layer;
 use std::path::Path;
 
 use image::RgbImage;
-use pagefleet_schemas::{PageOcr, PixelBudget, TextLayer};
+use pagefleet_schemas::{PageOcr, PixelBudget, TextLayer, TextLayerLines};
 
 pub use decode::DEFAULT_MAX_DECODE_PIXELS;
 pub use pagefleet_schemas::{DEFAULT_DPI, DocumentKind, sniff};
@@ -109,7 +109,7 @@ impl Default for RenderOptions {
             budget: PixelBudget::default(),
             max_decode_pixels: DEFAULT_MAX_DECODE_PIXELS,
             max_pages: 10_000,
-            text_layer: TextLayer::Ocr,
+            text_layer: TextLayer::Auto,
         }
     }
 }
@@ -129,6 +129,10 @@ pub struct Page {
     /// it would have had. The page is then not rendered, and `image` is
     /// empty.
     pub text: Option<PageOcr>,
+    /// For a rendered PDF page that carries text, under the text-layer mode
+    /// `auto`: that text, to be checked against `image` and taken when it
+    /// agrees.
+    pub layer: Option<TextLayerLines>,
 }
 
 /// Turns documents into pages.

@@ -3,7 +3,9 @@
 use pagefleet_stagekit::pdfium::{Pdf, describe};
 use pdfium_render::prelude::*;
 
-use crate::{Page, RasterError, RenderOptions};
+use pagefleet_schemas::TextLayer;
+
+use crate::{Page, RasterError, RenderOptions, text_layer};
 
 /// Renders every page of a PDF, one at a time.
 pub(crate) fn pages(
@@ -91,9 +93,20 @@ fn render_page(
         .budget
         .fit(w_px, h_px)
         .map_err(|e| refused(e.to_string()))?;
-    // A page with text of its own may be taken as it is, unrendered.
-    let text = crate::text_layer::read(&page, fit.width, fit.height, options.text_layer)
-        .map_err(|e| refused(format!("cannot read the page's text: {}", describe(&e))))?;
+    // A page with text of its own may be taken as it is, unrendered
+    // (`use`, `skip`); under `auto` its text goes with its image.
+    let layer = match options.text_layer {
+        TextLayer::Ocr => None,
+        _ => text_layer::extract(&page, fit.width, fit.height)
+            .map_err(|e| refused(format!("cannot read the page's text: {}", describe(&e))))?,
+    };
+    let (text, kept) = match (options.text_layer, layer) {
+        (TextLayer::Use, Some(layer)) => {
+            (Some(text_layer::taken(layer, fit.width, fit.height)), None)
+        }
+        (TextLayer::Skip, Some(_)) => (Some(text_layer::skipped(fit.width, fit.height)), None),
+        (_, layer) => (None, layer),
+    };
     if text.is_some() {
         return Ok(Page {
             number,
@@ -101,6 +114,7 @@ fn render_page(
             image: image::RgbImage::new(0, 0),
             scale: fit.scale,
             text,
+            layer: None,
         });
     }
     let config = PdfRenderConfig::new()
@@ -132,6 +146,7 @@ fn render_page(
         image,
         scale: fit.scale,
         text: None,
+        layer: kept,
     })
 }
 

@@ -17,7 +17,7 @@ use pagefleet_schemas::messages::{
     DecodeError, DocumentJob, EventKind, JobEvent, JobManifest, JobStatus, Message, PageFailure,
     PageJob, PageResult, ResultMessage, SCHEMA_VERSION, now_ms,
 };
-use pagefleet_schemas::{PageOcr, PixelBudget, names};
+use pagefleet_schemas::{PageOcr, PixelBudget, TextLayerLines, names};
 use pagefleet_stagekit::bus::{PublishFailed, publish_acked};
 use pagefleet_stagekit::queue::{self, Delivery, Fault, FaultKind, Handled, Handler};
 use pagefleet_stagekit::running::Running;
@@ -148,8 +148,9 @@ type Rendered = Result<(u32, u32, f64, Content, RenderTime), RasterError>;
 
 /// A page's image, or its text taken from the PDF instead.
 enum Content {
-    /// The image, encoded as PNG.
-    Png(Vec<u8>),
+    /// The image, encoded as PNG, with the page's own text when it has
+    /// some and the job's mode is `auto`.
+    Png(Vec<u8>, Option<TextLayerLines>),
     /// The page's result, from its own text.
     Text(PageOcr),
 }
@@ -222,12 +223,15 @@ fn spawn_renderer(
                     let rendered = page.and_then(|p| {
                         let content = match p.text {
                             Some(text) => Content::Text(text),
-                            None => Content::Png(crate::encode_png(&p.image).map_err(|e| {
-                                RasterError::PageRefused {
-                                    page: p.number,
-                                    message: format!("png: {e}"),
-                                }
-                            })?),
+                            None => Content::Png(
+                                crate::encode_png(&p.image).map_err(|e| {
+                                    RasterError::PageRefused {
+                                        page: p.number,
+                                        message: format!("png: {e}"),
+                                    }
+                                })?,
+                                p.layer,
+                            ),
                         };
                         let time = (began, SystemTime::now());
                         Ok((p.number as u32, p.count as u32, p.scale, content, time))
@@ -349,8 +353,15 @@ impl Documents {
                         ],
                     );
                     match content {
-                        Content::Png(png) => {
-                            publish_page(deps, job, number, count, scale, png).await?;
+                        Content::Png(png, layer) => {
+                            let page = RenderedPage {
+                                number,
+                                count,
+                                scale,
+                                png,
+                                layer,
+                            };
+                            publish_page(deps, job, page).await?;
                             metrics::counter!("pagefleet_pages_rasterized_total").increment(1);
                         }
                         Content::Text(ocr) => {
@@ -375,17 +386,40 @@ impl Documents {
     }
 }
 
-async fn publish_page(
-    deps: &Deps,
-    job: &DocumentJob,
-    page: u32,
+/// A rendered page on its way to the workers.
+struct RenderedPage {
+    number: u32,
     count: u32,
     scale: f64,
     png: Vec<u8>,
+    layer: Option<TextLayerLines>,
+}
+
+async fn publish_page(
+    deps: &Deps,
+    job: &DocumentJob,
+    rendered: RenderedPage,
 ) -> Result<(), DocumentError> {
+    let RenderedPage {
+        number: page,
+        count,
+        scale,
+        png,
+        layer,
+    } = rendered;
     let image_key = names::keys::page_image(&job.job_id, page);
     store::put(deps.store.as_ref(), &image_key, png).await?;
+    // The page's own text goes beside its image, for the worker to check.
+    let layer_key = match layer {
+        Some(layer) => {
+            let key = names::keys::page_layer(&job.job_id, page);
+            store::put(deps.store.as_ref(), &key, layer.encode()).await?;
+            Some(key)
+        }
+        None => None,
+    };
     let page_job = PageJob {
+        layer_key,
         v: SCHEMA_VERSION,
         job_id: job.job_id.clone(),
         page,

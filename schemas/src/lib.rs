@@ -31,6 +31,6 @@ pub use budget::{
 pub use document::{DEFAULT_DPI, DocumentKind, sniff};
 pub use format::{Format, UnknownFormat};
 pub use page::{
-    Block, BlockKind, OcrLine, OcrWord, PageOcr, StepTimings, TableCell, TableShape, TextCounts,
-    TextLayer, TextSource, polygon_bounds, polygon_height,
+    Block, BlockKind, LayerCheck, OcrLine, OcrWord, PageOcr, StepTimings, TableCell, TableShape,
+    TextCounts, TextLayer, TextLayerLines, TextSource, polygon_bounds, polygon_height,
 };

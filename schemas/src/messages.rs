@@ -117,6 +117,12 @@ pub struct PageJob {
     /// The job's language, which decides what reads the page.
     #[serde(default = "crate::language::auto")]
     pub language: String,
+    /// Object-store key of the page's own text ([`crate::TextLayerLines`],
+    /// MessagePack), for a PDF page with a text layer under text layer
+    /// `auto`: the worker takes the page's text from it when it agrees with
+    /// the pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_key: Option<String>,
 }
 
 /// A page read successfully.
@@ -226,7 +232,8 @@ message!(
     PageResult,
     PageFailure,
     JobManifest,
-    JobState
+    JobState,
+    crate::TextLayerLines
 );
 
 /// Job events are for people and tools outside the pipeline (`nats sub`,
@@ -677,6 +684,7 @@ mod tests {
                 avg_confidence: 0.9,
                 timings: StepTimings::default(),
                 text_source: Default::default(),
+                layer_check: None,
             },
         }
     }

@@ -223,6 +223,10 @@ pub mod keys {
     pub fn page_image(job_id: &str, page: u32) -> String {
         format!("jobs/{job_id}/pages/{page:05}.png")
     }
+    /// A page's own text layer, beside its image.
+    pub fn page_layer(job_id: &str, page: u32) -> String {
+        format!("jobs/{job_id}/pages/{page:05}.layer.mpk")
+    }
     /// A page's OCR result, kept by the aggregator until the job is assembled.
     pub fn page_result(job_id: &str, page: u32) -> String {
         format!("{}/{page:05}.mpk", page_results(job_id))

@@ -253,6 +253,10 @@ pub struct StepTimings {
     /// Page segmentation: blocks and reading order.
     #[serde(default)]
     pub layout_ms: f64,
+    /// The check of the page's text layer against its pixels (text layer
+    /// `auto`): its sample of lines cropped and read.
+    #[serde(default)]
+    pub check_ms: f64,
     /// The whole page.
     pub total_ms: f64,
 }
@@ -284,6 +288,44 @@ pub struct PageOcr {
     /// own text layer, or neither (a page with text that was skipped).
     #[serde(default)]
     pub text_source: TextSource,
+    /// For a page with a text layer under `auto`: whether the layer was
+    /// trusted, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_check: Option<LayerCheck>,
+}
+
+/// What the check of a page's text layer found: a sample of the layer's
+/// lines read from the pixels under their boxes and compared with what the
+/// layer says they say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerCheck {
+    /// Whether the page's text was taken from its layer.
+    pub trusted: bool,
+    /// Share of the sampled lines' characters on which the pixels and the
+    /// layer agree (1 less their edit distance over the layer's characters);
+    /// none when the layer was refused before any line was read.
+    pub agreement: Option<f32>,
+    /// Lines read for the check.
+    pub sampled: u32,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// A PDF page's own text as its text layer holds it, in the coordinates of
+/// the page's image: lines in the layer's order, not laid out, and what the
+/// check needs to know about the glyphs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TextLayerLines {
+    /// Schema version.
+    pub v: u16,
+    /// The layer's lines, each with its words; split where a wide gap
+    /// parts two runs of text (a gutter, a table's columns).
+    pub lines: Vec<OcrLine>,
+    /// Glyphs with text, whitespace left out.
+    pub glyphs: u32,
+    /// Of them, glyphs without a Unicode meaning (no ToUnicode map, a
+    /// private-use or replacement character).
+    pub unmapped: u32,
 }
 
 /// Where a page's text came from.
@@ -303,8 +345,11 @@ pub enum TextSource {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TextLayer {
-    /// Read every page from its pixels.
+    /// Take a page's text from its text layer when the layer agrees with
+    /// the page's pixels, read it from the pixels when not.
     #[default]
+    Auto,
+    /// Read every page from its pixels.
     Ocr,
     /// Leave pages with text out of OCR; they have no text in the result.
     Skip,
@@ -314,11 +359,12 @@ pub enum TextLayer {
 
 impl TextLayer {
     /// Every mode, by name.
-    pub const NAMES: [&str; 3] = ["ocr", "skip", "use"];
+    pub const NAMES: [&str; 4] = ["auto", "ocr", "skip", "use"];
 
     /// The mode's name.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Auto => "auto",
             Self::Ocr => "ocr",
             Self::Skip => "skip",
             Self::Use => "use",
@@ -331,6 +377,7 @@ impl std::str::FromStr for TextLayer {
 
     fn from_str(s: &str) -> Result<Self, String> {
         match s.trim() {
+            "auto" => Ok(Self::Auto),
             "ocr" => Ok(Self::Ocr),
             "skip" => Ok(Self::Skip),
             "use" => Ok(Self::Use),
@@ -343,6 +390,28 @@ impl std::str::FromStr for TextLayer {
 }
 
 impl PageOcr {
+    /// A page whose lines were not read from pixels (taken from the PDF's
+    /// text layer, or none for a skipped page): upright, confidence 1.
+    pub fn not_read(
+        lines: Vec<OcrLine>,
+        (width, height): (u32, u32),
+        text_source: TextSource,
+        timings: StepTimings,
+    ) -> Self {
+        Self {
+            width,
+            height,
+            rotation: 0,
+            blocks: Block::of_lines(&lines),
+            counts: TextCounts::of_lines(lines.iter().map(|l| l.text.as_str())),
+            avg_confidence: if lines.is_empty() { 0.0 } else { 1.0 },
+            lines,
+            timings,
+            text_source,
+            layer_check: None,
+        }
+    }
+
     /// The page's text: one line per recognised line, in reading order.
     pub fn text(&self) -> String {
         let mut out = String::new();

@@ -288,11 +288,15 @@ pub async fn stream_len(js: &jetstream::Context, stream: &str) -> u64 {
         .messages
 }
 
+/// Options of the pipeline tests' jobs: every page read from its pixels,
+/// so that pages of the born-digital samples stay in a worker's hands for
+/// the second or so the faults are aimed at.
 pub fn submit_options() -> pagefleet_ingest::SubmitOptions {
     pagefleet_ingest::SubmitOptions {
         dpi: 200.0,
         profile: "fast".into(),
         max_pixels: 8_000_000,
+        text_layer: pagefleet_schemas::TextLayer::Ocr,
         ..Default::default()
     }
 }

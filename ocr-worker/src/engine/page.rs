@@ -98,6 +98,7 @@ impl Engine {
             avg_confidence,
             timings,
             text_source: pagefleet_schemas::TextSource::Ocr,
+            layer_check: None,
         })
     }
 

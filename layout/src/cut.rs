@@ -79,7 +79,7 @@ pub struct Placed {
     /// What the geometry says the block is: [`BlockKind::Table`] or
     /// [`BlockKind::Text`] (the rest needs the text, [`refine_kinds`]).
     ///
-    /// [`refine_kinds`]: super::kinds::refine_kinds
+    /// [`refine_kinds`]: crate::refine_kinds
     pub kind: BlockKind,
     /// Column of the outermost column section the line was read in (0 for
     /// full-width text).
