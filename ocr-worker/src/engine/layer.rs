@@ -36,6 +36,17 @@ const UNMAPPED: f32 = 0.02;
 /// Crops reach this share of a line's height around its box: detection's
 /// boxes, which the recognizer was trained on, are grown around the text.
 const CROP_MARGIN: f32 = 0.15;
+/// A page with more than this share of its ink outside the layer's lines
+/// (grown by [`INK_MARGIN`] of their height) shows more than its layer
+/// holds: a scan under a stamped line of text, an image of text. Read from
+/// its pixels. Born-digital text pages keep all but their rules and
+/// figures inside their lines.
+const INK_OUTSIDE: f32 = 0.5;
+const INK_MARGIN: f32 = 0.5;
+/// A pixel darker than this (grey, 0 to 255) is ink.
+const INK: u8 = 128;
+/// The ink survey looks at every pixel of this grid's cells' corners.
+const INK_STEP: u32 = 2;
 
 impl Engine {
     /// Reads a page as [`Engine::recognize_as`] does; a page that carries
@@ -121,11 +132,27 @@ impl Engine {
         let agreement = 1.0 - differ as f32 / total.max(1) as f32;
         let agreement = agreement.max(0.0);
         let sampled = indices.len() as u32;
+        let outside = ink_outside(page, &layer.lines);
+        if agreement >= AGREEMENT && outside > INK_OUTSIDE {
+            return Ok(LayerCheck {
+                trusted: false,
+                agreement: Some(agreement),
+                sampled,
+                reason: format!(
+                    "{:.0}% of the page's ink lies outside the layer's lines: the page shows \
+                     more than its layer holds (an image of text, a scan under a stamped line, \
+                     a large figure)",
+                    100.0 * outside
+                ),
+            });
+        }
         let trusted = agreement >= AGREEMENT;
         let reason = if trusted {
             format!(
-                "the layer agrees with the pixels on {:.0}% of {sampled} sampled lines' characters",
-                100.0 * agreement
+                "the layer agrees with the pixels on {:.0}% of {sampled} sampled lines' \
+                 characters, and holds {:.0}% of the page's ink",
+                100.0 * agreement,
+                100.0 * (1.0 - outside)
             )
         } else {
             format!(
@@ -160,6 +187,41 @@ fn sample_lines(lines: &[OcrLine]) -> Vec<usize> {
     pool.chunks(stretch)
         .filter_map(|chunk| chunk.iter().copied().max_by_key(|&i| chars(i)))
         .collect()
+}
+
+/// The share of the page's ink (dark pixels, surveyed every
+/// [`INK_STEP`] pixels) that lies outside every line of the layer; 0 for a
+/// page without ink.
+fn ink_outside(page: &RgbImage, lines: &[OcrLine]) -> f32 {
+    let (w, h) = page.dimensions();
+    let (gw, gh) = (w.div_ceil(INK_STEP) as usize, h.div_ceil(INK_STEP) as usize);
+    let mut covered = vec![false; gw * gh];
+    for line in lines {
+        let (x0, y0, x1, y1) = line.bounds();
+        let m = INK_MARGIN * (y1 - y0);
+        let cell = |v: f32, cells: usize| ((v / INK_STEP as f32).max(0.0) as usize).min(cells);
+        let (cx0, cx1) = (cell(x0 - m, gw), cell(x1 + m, gw - 1) + 1);
+        let (cy0, cy1) = (cell(y0 - m, gh), cell(y1 + m, gh - 1) + 1);
+        for row in covered.chunks_mut(gw).take(cy1).skip(cy0) {
+            row[cx0.min(cx1)..cx1].fill(true);
+        }
+    }
+    let (mut ink, mut outside) = (0usize, 0usize);
+    for gy in 0..gh {
+        for gx in 0..gw {
+            let p = page.get_pixel(gx as u32 * INK_STEP, gy as u32 * INK_STEP).0;
+            let grey = (u16::from(p[0]) * 3 + u16::from(p[1]) * 6 + u16::from(p[2])) / 10;
+            if grey < u16::from(INK) {
+                ink += 1;
+                outside += usize::from(!covered[gy * gw + gx]);
+            }
+        }
+    }
+    if ink == 0 {
+        0.0
+    } else {
+        outside as f32 / ink as f32
+    }
 }
 
 /// The pixels under a line's box, with a margin, upright.
@@ -240,6 +302,25 @@ mod tests {
         // A page of short lines only still has a sample.
         let short = vec![line("12"), line(""), line("x")];
         assert_eq!(sample_lines(&short), [0, 2]);
+    }
+
+    #[test]
+    fn ink_outside_the_layer_lines_is_measured() {
+        // A white page with ink under the line's box (0..100 x 0..10) and,
+        // three times as much, in a block far below it.
+        let mut page = RgbImage::from_pixel(200, 200, image::Rgb([255, 255, 255]));
+        for (x, y) in (10..90).flat_map(|x| (2..8).map(move |y| (x, y))) {
+            page.put_pixel(x, y, image::Rgb([0, 0, 0]));
+        }
+        assert_eq!(ink_outside(&page, &[line("text")]), 0.0);
+        for (x, y) in (10..90).flat_map(|x| (100..118).map(move |y| (x, y))) {
+            page.put_pixel(x, y, image::Rgb([20, 20, 20]));
+        }
+        let outside = ink_outside(&page, &[line("text")]);
+        assert!((outside - 0.75).abs() < 0.02, "{outside}");
+        // A blank page has no ink to miss.
+        let blank = RgbImage::from_pixel(50, 50, image::Rgb([255, 255, 255]));
+        assert_eq!(ink_outside(&blank, &[]), 0.0);
     }
 
     #[test]
