@@ -378,7 +378,8 @@ fn pdftotext_words(file: &Path) -> usize {
 /// The searchable PDF of a born-digital document holds each word once,
 /// whether its pages' text was taken from their layer (`auto`) or read
 /// from their pixels (`ocr`, which leaves visible text as it is); a scan's
-/// earlier invisible OCR layer is replaced, not added to.
+/// earlier invisible OCR layer is replaced, not added to; a layer `auto`
+/// refused stays, with the OCR text beside it.
 #[test]
 fn a_born_digital_pdf_made_searchable_holds_each_word_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -419,4 +420,28 @@ fn a_born_digital_pdf_made_searchable_holds_each_word_once() {
         let expected = if mode == "auto" { "text_layer" } else { "ocr" };
         assert_eq!(sources, [expected], "{mode}");
     }
+
+    // A scan with one true line stamped on it: `auto` refuses its layer
+    // (it holds a line of a full page), and the searchable PDF keeps the
+    // stamp and gets the page's OCR text, so the page can be searched.
+    let stamped = root().join("tests/data/text-layers/stamped-scan.pdf");
+    let out = dir.path().join("stamped");
+    run_ok(&[
+        "ocr".as_ref(),
+        "--format".as_ref(),
+        "pdf,txt".as_ref(),
+        "--out".as_ref(),
+        out.as_ref(),
+        stamped.as_ref(),
+    ]);
+    let result = result_of(&out, "stamped-scan");
+    assert_eq!(result["pages"][0]["text_source"], "ocr", "{result}");
+    let read = std::fs::read_to_string(out.join("stamped-scan/001.txt")).unwrap();
+    let (stamp, ocr) = (pdftotext_words(&stamped), read.split_whitespace().count());
+    let after = pdftotext_words(&out.join("stamped-scan/combined.pdf"));
+    assert!(stamp < 20 && ocr > 200, "{stamp} stamped words, {ocr} read");
+    assert!(
+        after.abs_diff(stamp + ocr) * 20 <= ocr,
+        "{after} words in the searchable PDF, {stamp} stamped and {ocr} read"
+    );
 }
