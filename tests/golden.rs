@@ -447,20 +447,9 @@ fn cjk(c: char) -> bool {
 /// `pagefleet ocr` with `flags` over `files`, every page read from its
 /// pixels: the text of each document.
 fn read_with(files: &[&Path], flags: &[&str]) -> Vec<String> {
-    let out = tempfile::tempdir().unwrap();
-    let run = common::pagefleet_command()
-        .args(["ocr", "-q", "--text-layer", "ocr"])
-        .args(flags)
-        .args(files)
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .expect("run pagefleet");
-    assert!(
-        run.status.success(),
-        "pagefleet ocr {flags:?} failed:\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let mut all = vec!["-q", "--text-layer", "ocr"];
+    all.extend_from_slice(flags);
+    let out = ocr_out(files, &all);
     files
         .iter()
         .map(|f| {
@@ -525,11 +514,13 @@ fn each_language_is_read_by_the_head_its_script_needs() {
     eprintln!("{report}");
 }
 
-/// `pagefleet ocr` with every default over `files`: its output folder.
-fn ocr_with_defaults(files: &[std::path::PathBuf]) -> tempfile::TempDir {
+/// `pagefleet ocr` with `flags` over `files`, which must succeed: its
+/// output folder.
+fn ocr_out(files: &[impl AsRef<std::ffi::OsStr>], flags: &[&str]) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
     let run = common::pagefleet_command()
         .arg("ocr")
+        .args(flags)
         .args(files)
         .arg("--out")
         .arg(out.path())
@@ -537,7 +528,7 @@ fn ocr_with_defaults(files: &[std::path::PathBuf]) -> tempfile::TempDir {
         .expect("run pagefleet");
     assert!(
         run.status.success(),
-        "{}",
+        "pagefleet ocr {flags:?} failed:\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
     out
@@ -563,7 +554,7 @@ fn text_layers_are_taken_when_the_pixels_agree_and_read_when_not() {
         .iter()
         .map(|d| layout.join(format!("{d}.pdf")))
         .collect();
-    let out = ocr_with_defaults(&files);
+    let out = ocr_out(&files, &[]);
     let (mut all, mut two_column) = (Score::default(), Score::default());
     for (doc, page, kind) in &rows {
         let text = read(&out.path().join(doc).join(format!("{page:03}.txt")));
@@ -655,7 +646,7 @@ fn text_layers_are_taken_when_the_pixels_agree_and_read_when_not() {
         .iter()
         .map(|c| dir.join(format!("{}.pdf", c.0)))
         .collect();
-    let out = ocr_with_defaults(&files);
+    let out = ocr_out(&files, &[]);
     for (doc, trusted, truth, reason) in cases {
         let result: serde_json::Value =
             serde_json::from_str(&read(&out.path().join(doc).join("result.json"))).unwrap();
