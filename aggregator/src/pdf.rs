@@ -287,13 +287,14 @@ fn own_text(page: &PdfPage<'_>) -> OwnText {
 }
 
 /// Removes the page's objects at `indices` (as [`own_text`] found them).
+/// The page's content is not regenerated here: [`lay_text`] does it once,
+/// after the new layer is added.
 fn remove_objects(page: &mut PdfPage<'_>, indices: Vec<usize>) -> Result<(), PdfError> {
     page.set_content_regeneration_strategy(PdfPageContentRegenerationStrategy::Manual);
     // From the last, so that the indices before it hold.
     for index in indices.into_iter().rev() {
         drop(page.objects_mut().remove_object_at_index(index as _)?);
     }
-    page.regenerate_content()?;
     Ok(())
 }
 

@@ -213,18 +213,7 @@ impl Pool {
     /// Queues a page whose script each slot decides from the page
     /// ([`Reading::Auto`]), blocking while the queue is full.
     pub fn submit(&self, image: RgbImage, reply: Reply) -> Result<JobHandle, EngineError> {
-        self.submit_as(image, Reading::Auto, reply)
-    }
-
-    /// Queues a page to be read as `reading` says, blocking while the queue
-    /// is full.
-    pub fn submit_as(
-        &self,
-        image: RgbImage,
-        reading: Reading,
-        reply: Reply,
-    ) -> Result<JobHandle, EngineError> {
-        self.submit_page(image, reading, None, reply)
+        self.submit_page(image, Reading::Auto, None, reply)
     }
 
     /// Queues a page to be read as `reading` says, with its own text layer

@@ -442,18 +442,27 @@ impl Handler for Pages {
         }
         let started = Instant::now();
         let queue_wait_ms = now_ms().saturating_sub(job.published_at_ms);
-        let bytes = store::get(self.deps.store.as_ref(), &job.image_key).await?;
+        // The page image and its own text (if it has a layer to check), read
+        // from the store side by side.
+        let store = self.deps.store.as_ref();
+        let layer = async {
+            match &job.layer_key {
+                Some(key) => Ok::<_, PageError>(Some(store::get(store, key).await?)),
+                None => Ok(None),
+            }
+        };
+        let (bytes, layer) = tokio::try_join!(
+            async { Ok::<_, PageError>(store::get(store, &job.image_key).await?) },
+            layer
+        )?;
         let max_pixels = self.config.max_decode_pixels;
         let image = tokio::task::spawn_blocking(move || decode(&bytes, max_pixels)).await??;
+        let layer = layer
+            .map(|bytes| TextLayerLines::decode(&bytes))
+            .transpose()?;
         // Ingest checked the language; a page job from elsewhere naming one
         // it does not know is read as `auto`.
         let reading = Language::parse(&job.language).map_or(Reading::Auto, |l| l.reading());
-        let layer = match &job.layer_key {
-            Some(key) => Some(TextLayerLines::decode(
-                &store::get(self.deps.store.as_ref(), key).await?,
-            )?),
-            None => None,
-        };
         let page = Page {
             image,
             reading,

@@ -15,7 +15,8 @@ use image::RgbImage;
 use pagefleet_schemas::language::Reading;
 use pagefleet_schemas::{LayerCheck, OcrLine, PageOcr, StepTimings, TextLayerLines, TextSource};
 
-use super::reading::is_cjk;
+use super::page::ms;
+use super::reading::{is_cjk, spread};
 use super::{Engine, EngineError, Quad, Script, crop};
 
 /// Lines read to check a layer. A lying layer is wrong on nearly every
@@ -183,10 +184,7 @@ fn sample_lines(lines: &[OcrLine]) -> Vec<usize> {
     } else {
         long
     };
-    let stretch = pool.len().div_ceil(CHECK_LINES).max(1);
-    pool.chunks(stretch)
-        .filter_map(|chunk| chunk.iter().copied().max_by_key(|&i| chars(i)))
-        .collect()
+    spread(&pool, CHECK_LINES, chars)
 }
 
 /// The share of the page's ink (dark pixels, surveyed every
@@ -256,10 +254,6 @@ fn normalized(text: &str) -> String {
         }
     }
     out
-}
-
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1000.0
 }
 
 #[cfg(test)]

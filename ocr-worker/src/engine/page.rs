@@ -346,6 +346,7 @@ pub(super) fn page_is_upside_down(upside_down: &[f32]) -> bool {
     !upside_down.is_empty() && 2 * votes > upside_down.len()
 }
 
-fn ms(since: Instant) -> f64 {
+/// Milliseconds since `since`, as the step timings count them.
+pub(super) fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }

@@ -99,17 +99,21 @@ impl Engine {
 /// the widest of each stretch (a heading's or a paragraph's line rather
 /// than a page number).
 fn sample_lines(images: &[RgbImage]) -> Vec<usize> {
-    let n = images.len();
-    let stretch = n.div_ceil(SAMPLE_LINES).max(1);
-    (0..n)
-        .step_by(stretch)
-        .filter_map(|start| {
-            (start..(start + stretch).min(n)).max_by_key(|&i| {
-                let image = &images[i];
-                // Width over height: how many characters the line may hold.
-                image.width() * 16 / image.height().max(1)
-            })
-        })
+    let all: Vec<usize> = (0..images.len()).collect();
+    spread(&all, SAMPLE_LINES, |i| {
+        let image = &images[i];
+        // Width over height: how many characters the line may hold.
+        image.width() * 16 / image.height().max(1)
+    })
+}
+
+/// At most `count` of `pool` (line indices in reading order), spread over
+/// it: the pool cut into `count` even stretches, and of each the line with
+/// the largest `key`.
+pub(super) fn spread<K: Ord>(pool: &[usize], count: usize, key: impl Fn(usize) -> K) -> Vec<usize> {
+    let stretch = pool.len().div_ceil(count).max(1);
+    pool.chunks(stretch)
+        .filter_map(|chunk| chunk.iter().copied().max_by_key(|&i| key(i)))
         .collect()
 }
 
