@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use anyhow::Context;
 use pagefleet_aggregator::pdf::{self, PageImage, PdfError};
 use pagefleet_aggregator::report::{self, JobReport};
-use pagefleet_ocr_worker::engine::SideLimit;
+use pagefleet_ocr_worker::engine::{PageIn, SideLimit};
 use pagefleet_ocr_worker::{EngineError, ModelSet, Pool, PoolConfig};
 use pagefleet_rasterizer::{DocumentKind, Page, RasterError, Rasterizer, RenderOptions, sniff};
 use pagefleet_schemas::language::Reading;
@@ -255,10 +255,14 @@ impl Document<'_> {
                 Ok(page) => {
                     let tx = tx.clone();
                     let (number, scale) = (page.number, page.scale);
+                    let page = PageIn {
+                        image: page.image,
+                        reading: self.reading,
+                        layer: page.layer,
+                        dpi: page.dpi_known.then_some(page.dpi),
+                    };
                     pool.submit_page(
-                        page.image,
-                        self.reading,
-                        page.layer,
+                        page,
                         Box::new(move |r| drop(tx.send(Outcome::Done(number, scale, r)))),
                     )
                     .map(|_handle| ())
@@ -320,7 +324,7 @@ impl Document<'_> {
             let _ = rasterizer.pages(bytes, self.options, |page| {
                 images.push(
                     page.map_err(|e| e.to_string())
-                        .and_then(|p| PageImage::encode(&p.image)),
+                        .and_then(|p| PageImage::encode(&p.image, Some(p.dpi))),
                 );
                 Ok(())
             });

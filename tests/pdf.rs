@@ -222,20 +222,129 @@ fn a_scan_and_an_image_come_back_as_searchable_pdfs() {
         &input_sizes,
     );
 
-    // The image becomes a page of its size at the rendering resolution
-    // (200 DPI by default): 1275 × 1650 pixels are 459 × 594 points.
+    // The image becomes a page of the size it declares: 1275 × 1650 pixels
+    // at 150 DPI are a letter page, 612 × 792 points.
     let result = result_of(&out, "ltnews34-p2");
     check(
         &out.join("ltnews34-p2/combined.pdf"),
         &result,
         &text_of("ltnews34-p2"),
-        &[[459.0, 594.0]],
+        &[LETTER],
     );
     // The page text is the sample's, not only the OCR's own.
     let truth = std::fs::read_to_string(samples.join("truth/ltnews34/002.txt")).unwrap();
     let read = read_back(&out.join("ltnews34-p2/combined.pdf"));
     let f1 = Score::page(read[0]["text"].as_str().unwrap(), &truth).bow_f1();
     assert!(f1 >= 0.9, "against the truth: bag-of-words F1 {f1:.3}");
+}
+
+/// A US letter page in points.
+const LETTER: [f64; 2] = [612.0, 792.0];
+
+/// The sample page (a letter page at 150 DPI, 1275 × 1650 pixels, whose PNG
+/// says so) in the ways scanners write it: a JPEG declaring 150 DPI in its
+/// JFIF header, a TIFF declaring 150 DPI, a fax TIFF of 204 × 98 lines an
+/// inch, a PNG declaring nothing, and a JPEG declaring 72 DPI as a camera's
+/// does.
+fn scans_of_a_letter_page(dir: &Path) -> Vec<std::path::PathBuf> {
+    let page = image::open(samples().join("ltnews34-p2.png"))
+        .unwrap()
+        .to_rgb8();
+    let jpeg_at = |name: &str, dpi: u16| {
+        let path = dir.join(name);
+        let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(
+            std::fs::File::create(&path).unwrap(),
+            90,
+        );
+        encoder.set_pixel_density(image::codecs::jpeg::PixelDensity::dpi(dpi));
+        encoder.encode_image(&page).unwrap();
+        path
+    };
+    let tiff_at = |name: &str, image: &image::RgbImage, (x, y): (u32, u32)| {
+        use tiff::encoder::{Rational, TiffEncoder, colortype::RGB8};
+        let path = dir.join(name);
+        let mut tiff = TiffEncoder::new(std::fs::File::create(&path).unwrap()).unwrap();
+        let mut out = tiff.new_image::<RGB8>(image.width(), image.height()).unwrap();
+        out.resolution_unit(tiff::tags::ResolutionUnit::Inch);
+        out.x_resolution(Rational { n: x, d: 1 });
+        out.y_resolution(Rational { n: y, d: 1 });
+        out.write_data(image.as_raw()).unwrap();
+        path
+    };
+    let fax = image::imageops::resize(&page, 1734, 1078, image::imageops::FilterType::Triangle);
+    let bare = dir.join("undeclared.png");
+    page.save(&bare).unwrap();
+    vec![
+        jpeg_at("jfif-150.jpg", 150),
+        tiff_at("tiff-150.tif", &page, (150, 150)),
+        tiff_at("fax.tif", &fax, (204, 98)),
+        bare,
+        jpeg_at("camera-72.jpg", 72),
+    ]
+}
+
+#[test]
+fn a_scan_keeps_the_page_size_it_declares() {
+    let dir = tempfile::tempdir().unwrap();
+    let scans = scans_of_a_letter_page(dir.path());
+    // What each becomes: a letter page, but the undeclared one (taken at
+    // the job's 100 DPI) and the camera's (as large as it says).
+    let expected: [(&str, [f64; 2]); 5] = [
+        ("jfif-150", LETTER),
+        ("tiff-150", LETTER),
+        ("fax", LETTER),
+        ("undeclared", [1275.0 * 72.0 / 100.0, 1650.0 * 72.0 / 100.0]),
+        ("camera-72", [1275.0, 1650.0]),
+    ];
+    let page_size = |file: &Path| {
+        let read = read_back(file);
+        assert_eq!(read.len(), 1);
+        [
+            read[0]["size"][0].as_f64().unwrap(),
+            read[0]["size"][1].as_f64().unwrap(),
+        ]
+    };
+    // Through the pipeline (the page images the rasterizer stores say their
+    // resolution) and through `pagefleet ocr` (a JPEG is embedded as it is).
+    for command in ["run", "ocr"] {
+        let out = dir.path().join(command);
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            command.as_ref(),
+            "--format".as_ref(),
+            "pdf,txt".as_ref(),
+            "--dpi".as_ref(),
+            "100".as_ref(),
+            "--out".as_ref(),
+            out.as_ref(),
+        ];
+        let data = dir.path().join("data");
+        if command == "run" {
+            args.extend(["--data".as_ref(), data.as_os_str()]);
+        }
+        args.extend(scans.iter().map(|p| p.as_os_str()));
+        run_ok(&args);
+        for (doc, size) in expected {
+            let got = page_size(&out.join(doc).join("combined.pdf"));
+            assert!(
+                (got[0] - size[0]).abs() < 1.0 && (got[1] - size[1]).abs() < 1.0,
+                "{command} {doc}: {got:?}, expected {size:?}"
+            );
+            // The fax's pixels are made square: its page image is as tall
+            // as a letter page at 204 DPI, and it reads as the others do.
+            let result = result_of(&out, doc);
+            let (w, h) = (
+                result["pages"][0]["width"].as_f64().unwrap(),
+                result["pages"][0]["height"].as_f64().unwrap(),
+            );
+            assert!((h / w - 11.0 / 8.5).abs() < 0.01, "{command} {doc}: {w} x {h}");
+            let text = std::fs::read_to_string(out.join(doc).join("001.txt")).unwrap();
+            let truth =
+                std::fs::read_to_string(samples().join("truth/ltnews34/002.txt")).unwrap();
+            let f1 = Score::page(&text, &truth).bow_f1();
+            assert!(f1 >= 0.9, "{command} {doc}: bag-of-words F1 {f1:.3}");
+            eprintln!("{command} {doc}: page {got:?} pt, {w} x {h} px, F1 {f1:.3}");
+        }
+    }
 }
 
 /// A PDF whose first page carries text (the quick-start document) and whose

@@ -318,6 +318,7 @@ async fn publish_pages_on(
             image_key: key.clone(),
             profile: "fast".into(),
             scale: 1.0,
+            dpi: 0.0,
             published_at_ms: now_ms(),
             language: "auto".into(),
         };

@@ -17,6 +17,7 @@ use std::path::Path;
 use image::ImageReader;
 use image::codecs::jpeg::JpegEncoder;
 use pagefleet_schemas::{OcrWord, PageOcr, TextSource};
+use pagefleet_stagekit::resolution::{self, Resolution};
 use pagefleet_stagekit::pdfium::{Pdf, PixelMap};
 use pagefleet_stagekit::store::StoreError;
 use pdfium_render::prelude::*;
@@ -62,17 +63,21 @@ impl From<PdfiumError> for PdfError {
     }
 }
 
-/// A page image for the PDF: JPEG bytes and the size in pixels.
+/// A page image for the PDF: JPEG bytes, the size in pixels, and the
+/// resolution it declares, which sizes its page.
 pub struct PageImage {
     jpeg: Vec<u8>,
     width: u32,
     height: u32,
+    resolution: Option<Resolution>,
 }
 
 impl PageImage {
     /// An image file's bytes: kept as they are when they are a JPEG, encoded
-    /// as one otherwise.
+    /// as one otherwise, with the resolution the file declares (a page image
+    /// of the rasterizer's declares its page's).
     pub fn from_file_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let resolution = resolution::declared(bytes);
         let reader = ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| e.to_string())?;
@@ -82,14 +87,18 @@ impl PageImage {
                 jpeg: bytes.to_vec(),
                 width,
                 height,
+                resolution,
             });
         }
         let image = reader.decode().map_err(|e| e.to_string())?;
-        Self::encode(&image.into_rgb8())
+        Ok(Self {
+            resolution,
+            ..Self::encode(&image.into_rgb8(), None)?
+        })
     }
 
-    /// Pixels encoded as JPEG.
-    pub fn encode(image: &image::RgbImage) -> Result<Self, String> {
+    /// Pixels encoded as JPEG, at `dpi` when it is known.
+    pub fn encode(image: &image::RgbImage, dpi: Option<f32>) -> Result<Self, String> {
         let mut jpeg = Vec::new();
         JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
             .encode_image(image)
@@ -98,6 +107,7 @@ impl PageImage {
             jpeg,
             width: image.width(),
             height: image.height(),
+            resolution: dpi.map(Resolution::square),
         })
     }
 }
@@ -109,9 +119,10 @@ pub type ImageOf<'a> = dyn FnMut(u32) -> Result<Option<PageImage>, PdfError> + '
 pub enum Source<'a> {
     /// The document is this PDF file: its pages are kept as they are.
     Pdf(&'a Path),
-    /// The document was an image file, its pages taken at `dpi`.
+    /// The document was an image file: each page sized at the resolution
+    /// its image declares, else at `dpi`.
     Images {
-        /// Resolution that sets the page size.
+        /// Resolution that sets the size of a page whose image declares none.
         dpi: f32,
         /// Each page's image.
         image: Box<ImageOf<'a>>,
@@ -201,8 +212,8 @@ impl<'a> Searchable<'a> {
         self.image_page(number, ocr)
     }
 
-    /// Adds an image document's page `number`: its image, sized at the
-    /// job's resolution, with `ocr`'s words over it.
+    /// Adds an image document's page `number`: its image, sized at its own
+    /// resolution (else the job's), with `ocr`'s words over it.
     fn image_page(&mut self, number: u32, ocr: Option<&PageOcr>) -> Result<(), PdfError> {
         let Some((dpi, image)) = self.images.as_mut() else {
             return Ok(());
@@ -218,9 +229,11 @@ impl<'a> Searchable<'a> {
                 ))?;
             return Ok(());
         };
+        let Resolution { x, y } = img.resolution.unwrap_or(Resolution::square(*dpi));
+        // No side of a PDF page may pass 200 inches.
         let (w_pt, h_pt) = (
-            img.width as f32 * 72.0 / *dpi,
-            img.height as f32 * 72.0 / *dpi,
+            img.width as f32 * 72.0 / x.max(img.width as f32 / 200.0),
+            img.height as f32 * 72.0 / y.max(img.height as f32 / 200.0),
         );
         let mut page = self
             .document

@@ -12,21 +12,16 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use image::RgbImage;
-use pagefleet_schemas::language::Reading;
-use pagefleet_schemas::{PageOcr, TextLayerLines};
+use pagefleet_schemas::PageOcr;
 
-use crate::engine::{LineWork, Stopper};
+use crate::engine::{LineWork, PageIn, Stopper};
 use crate::{Engine, EngineError};
 
 /// Called with the outcome of one page, on the slot's thread.
 pub type Reply = Box<dyn FnOnce(Result<PageOcr, EngineError>) + Send>;
 
 struct Job {
-    image: RgbImage,
-    /// What reads it: the job's language decides.
-    reading: Reading,
-    /// The page's own text, taken when it agrees with the pixels.
-    layer: Option<TextLayerLines>,
+    page: PageIn,
     reply: Reply,
     cancel: Arc<CancelState>,
     /// The submitter's span, re-entered on the slot's thread so the model
@@ -213,21 +208,15 @@ impl Pool {
     /// Queues a page whose script each slot decides from the page
     /// ([`Reading::Auto`]), blocking while the queue is full.
     pub fn submit(&self, image: RgbImage, reply: Reply) -> Result<JobHandle, EngineError> {
-        self.submit_page(image, Reading::Auto, None, reply)
+        self.submit_page(PageIn::image(image), reply)
     }
 
-    /// Queues a page to be read as `reading` says, with its own text layer
-    /// when it has one ([`Engine::read_page`]), blocking while the queue is
-    /// full.
+    /// Queues a page to be read as its `reading` says, at its resolution,
+    /// with its own text layer when it has one ([`Engine::read_page`]),
+    /// blocking while the queue is full.
     ///
     /// [`Engine::read_page`]: crate::engine::Engine::read_page
-    pub fn submit_page(
-        &self,
-        image: RgbImage,
-        reading: Reading,
-        layer: Option<TextLayerLines>,
-        reply: Reply,
-    ) -> Result<JobHandle, EngineError> {
+    pub fn submit_page(&self, page: PageIn, reply: Reply) -> Result<JobHandle, EngineError> {
         let mut state = self.board.lock()?;
         loop {
             if !state.open {
@@ -249,9 +238,7 @@ impl Pool {
         }
         let cancel = Arc::new(CancelState::default());
         state.pages.push_back(Job {
-            image,
-            reading,
-            layer,
+            page,
             reply,
             cancel: Arc::clone(&cancel),
             span: tracing::Span::current(),
@@ -308,7 +295,7 @@ fn next_task(engine: &Engine, board: &Board) -> Option<Task> {
 fn serve(mut engine: Engine, board: &Board) {
     loop {
         // Hold the lock only to take a task, not while inferring.
-        let mut job = match next_task(&engine, board) {
+        let job = match next_task(&engine, board) {
             None => return,
             Some(Task::Lines(work)) => {
                 // A stop meant for this slot's last page must not fail
@@ -335,7 +322,7 @@ fn serve(mut engine: Engine, board: &Board) {
         } else {
             match job
                 .span
-                .in_scope(|| engine.read_page(&job.image, job.reading, job.layer.take()))
+                .in_scope(|| engine.read_page(job.page))
             {
                 // Also a page that ended while its last lines ran on other
                 // slots, out of reach of its stopper.

@@ -36,6 +36,7 @@ use tokio::sync::oneshot;
 use tracing::{Instrument, error, info, info_span};
 
 use crate::heartbeat::{self, Identity, WorkerCounters};
+use crate::engine::PageIn;
 use crate::{EngineError, ErrorKind, Pool, PoolConfig};
 
 /// Settings of the worker stage.
@@ -329,11 +330,7 @@ async fn warm_up(pool: &Arc<Pool>) {
     let mut delay = Duration::from_millis(500);
     loop {
         let blank = image::RgbImage::from_pixel(640, 480, image::Rgb([255, 255, 255]));
-        let page = Page {
-            image: blank,
-            reading: Reading::Auto,
-            layer: None,
-        };
+        let page = PageIn::image(blank);
         match infer(pool, page, DEFAULT_PAGE_DEADLINE).await {
             Ok(_) => return,
             Err(e) => {
@@ -349,14 +346,7 @@ async fn warm_up(pool: &Arc<Pool>) {
 /// deadline starts when a slot starts reading the page, not while it waits
 /// for one; when it passes, the run is stopped through ONNX Runtime's run
 /// options and the slot is free for the next page at once.
-/// A page to read: its image, what reads it, and its own text if any.
-struct Page {
-    image: image::RgbImage,
-    reading: Reading,
-    layer: Option<TextLayerLines>,
-}
-
-async fn infer(pool: &Arc<Pool>, page: Page, deadline: Duration) -> Result<PageOcr, PageError> {
+async fn infer(pool: &Arc<Pool>, page: PageIn, deadline: Duration) -> Result<PageOcr, PageError> {
     let (tx, mut rx) = oneshot::channel();
     let pool = Arc::clone(pool);
     // Submitting blocks while the pool's queue is full: off the async threads.
@@ -364,7 +354,7 @@ async fn infer(pool: &Arc<Pool>, page: Page, deadline: Duration) -> Result<PageO
     let handle = tokio::task::spawn_blocking(move || {
         span.in_scope(|| {
             let reply = Box::new(move |r| drop(tx.send(r)));
-            pool.submit_page(page.image, page.reading, page.layer, reply)
+            pool.submit_page(page, reply)
         })
     })
     .await??;
@@ -463,10 +453,11 @@ impl Handler for Pages {
         // Ingest checked the language; a page job from elsewhere naming one
         // it does not know is read as `auto`.
         let reading = Language::parse(&job.language).map_or(Reading::Auto, |l| l.reading());
-        let page = Page {
+        let page = PageIn {
             image,
             reading,
             layer,
+            dpi: (job.dpi > 0.0).then_some(job.dpi),
         };
         let ocr = infer(&self.deps.pool, page, self.config.page_deadline).await?;
         if let Some(check) = &ocr.layer_check {

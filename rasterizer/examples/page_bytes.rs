@@ -62,7 +62,7 @@ fn main() {
         rasterizer
             .pages(&bytes, &options, |page| {
                 if let Ok(page) = page {
-                    let stored = encode_png(&page.image).expect("encode");
+                    let stored = encode_png(&page.image, page.dpi).expect("encode");
                     let rgb = rgb_png(&page.image);
                     let entry = forms.entry(form(&stored)).or_default();
                     *entry = (entry.0 + 1, entry.1 + rgb, entry.2 + stored.len());

@@ -10,6 +10,8 @@ use tiff::ColorType;
 use tiff::decoder::{Decoder as TiffDecoder, DecodingResult};
 use tiff::tags::{PhotometricInterpretation, Tag};
 
+use pagefleet_stagekit::resolution::{self, Resolution};
+
 use crate::{Page, RasterError, RenderOptions};
 
 /// Most pixels an image file may declare: a 600 DPI A3 scan is 70 MP. Anything
@@ -45,12 +47,12 @@ fn alloc_limit(options: &RenderOptions) -> u64 {
     options.max_decode_pixels.saturating_mul(11)
 }
 
-/// Decodes a single-image file (PNG, JPEG).
+/// Decodes a single-image file (PNG, JPEG), with the resolution it declares.
 pub(crate) fn single_image(
     bytes: &[u8],
     kind: DocumentKind,
     options: &RenderOptions,
-) -> Result<RgbImage, RasterError> {
+) -> Result<(RgbImage, Option<Resolution>), RasterError> {
     let format = match kind {
         DocumentKind::Png => ImageFormat::Png,
         DocumentKind::Jpeg => ImageFormat::Jpeg,
@@ -78,7 +80,7 @@ pub(crate) fn single_image(
     limits.max_alloc = Some(alloc_limit(options));
     reader.limits(limits);
     let image = reader.decode().map_err(corrupt)?;
-    Ok(to_rgb(image))
+    Ok((to_rgb(image), resolution::declared(bytes)))
 }
 
 fn to_rgb(image: DynamicImage) -> RgbImage {
@@ -98,20 +100,28 @@ fn to_rgb(image: DynamicImage) -> RgbImage {
     }
 }
 
-/// Scales a decoded page into the budget.
+/// Makes a decoded image a page: its pixels made square when its
+/// resolution across and down differ (a fax's 204 × 98 lines an inch), and
+/// scaled into the budget, in one resampling. The page's resolution is the
+/// one the image declares, else `fallback` (the job's).
 pub(crate) fn fit_page(
     image: RgbImage,
-    number: usize,
-    count: usize,
+    declared: Option<Resolution>,
+    fallback: f32,
+    (number, count): (usize, usize),
     budget: &PixelBudget,
 ) -> Result<Page, RasterError> {
-    let fit = budget
-        .fit(image.width() as f64, image.height() as f64)
-        .map_err(|e| RasterError::PageRefused {
-            page: number,
-            message: e.to_string(),
-        })?;
-    let image = if fit.scale < 1.0 {
+    let resolution = declared.unwrap_or(Resolution::square(fallback));
+    let dpi = resolution.finest();
+    let (w, h) = (
+        image.width() as f64 * (dpi / resolution.x) as f64,
+        image.height() as f64 * (dpi / resolution.y) as f64,
+    );
+    let fit = budget.fit(w, h).map_err(|e| RasterError::PageRefused {
+        page: number,
+        message: e.to_string(),
+    })?;
+    let image = if (fit.width, fit.height) != image.dimensions() {
         resize(&image, fit.width, fit.height, FilterType::Triangle)
     } else {
         image
@@ -121,6 +131,8 @@ pub(crate) fn fit_page(
         count,
         image,
         scale: fit.scale,
+        dpi: dpi * fit.scale as f32,
+        dpi_known: declared.is_some(),
         text: None,
         layer: None,
     })
@@ -172,9 +184,17 @@ pub(crate) fn tiff_pages(
             .map_err(corrupt)
             .and_then(|(w, h)| {
                 check_declared(w, h, number, options)?;
-                tiff_rgb(&mut decoder, w, h)
+                Ok((tiff_rgb(&mut decoder, w, h)?, tiff_resolution(&mut decoder)))
             })
-            .and_then(|image| fit_page(image, number, count, &options.budget))
+            .and_then(|(image, declared)| {
+                fit_page(
+                    image,
+                    declared,
+                    options.dpi,
+                    (number, count),
+                    &options.budget,
+                )
+            })
             .map_err(|e| match e {
                 RasterError::PageRefused { message, .. } => RasterError::PageRefused {
                     page: number,
@@ -188,6 +208,17 @@ pub(crate) fn tiff_pages(
         on_page(page).map_err(RasterError::Stopped)?;
     }
     Ok(count)
+}
+
+/// The resolution the current TIFF directory declares.
+fn tiff_resolution(decoder: &mut TiffDecoder<Cursor<&[u8]>>) -> Option<Resolution> {
+    let mut rational = |tag| match decoder.get_tag(tag).ok()? {
+        tiff::decoder::ifd::Value::Rational(n, d) if d > 0 => Some(n as f64 / d as f64),
+        _ => None,
+    };
+    let (x, y) = (rational(Tag::XResolution)?, rational(Tag::YResolution)?);
+    let unit = decoder.get_tag_u32(Tag::ResolutionUnit).ok();
+    Resolution::of_tiff_tags(x, y, unit)
 }
 
 /// Decodes the current TIFF directory into RGB.
@@ -332,14 +363,38 @@ mod tests {
             budget: PixelBudget::new(10_000),
             ..Default::default()
         };
-        let image = single_image(&png(300, 200), DocumentKind::Png, &options).unwrap();
-        let page = fit_page(image, 1, 1, &options.budget).unwrap();
+        let (image, declared) = single_image(&png(300, 200), DocumentKind::Png, &options).unwrap();
+        let page = fit_page(image, declared, 200.0, (1, 1), &options.budget).unwrap();
         assert!(page.image.width() * page.image.height() <= 10_000);
         assert_eq!(
             (page.image.width() as f32 / page.image.height() as f32 * 10.0).round(),
             15.0
         );
         assert!(page.scale < 1.0);
+    }
+
+    #[test]
+    fn an_image_takes_the_resolution_it_declares_and_square_pixels() {
+        let budget = PixelBudget::default();
+        let image = || RgbImage::from_pixel(1734, 1078, image::Rgb([255, 255, 255]));
+        // A fax's 204 × 98 lines an inch: made square at 204, a letter page.
+        let fax = Resolution { x: 204.0, y: 98.0 };
+        let page = fit_page(image(), Some(fax), 200.0, (1, 1), &budget).unwrap();
+        assert_eq!(page.image.dimensions(), (1734, 2243));
+        assert_eq!((page.dpi, page.dpi_known), (204.0, true));
+        // Declaring nothing, it is taken at the job's resolution.
+        let page = fit_page(image(), None, 150.0, (1, 1), &budget).unwrap();
+        assert_eq!(page.image.dimensions(), (1734, 1078));
+        assert_eq!((page.dpi, page.dpi_known), (150.0, false));
+        // Scaled into a budget, its resolution falls with it.
+        let small = PixelBudget::new(1734 * 1078 / 4);
+        let page = fit_page(image(), Some(Resolution::square(300.0)), 200.0, (1, 1), &small)
+            .unwrap();
+        assert!((page.dpi - 150.0).abs() < 1.0, "{}", page.dpi);
+        // A declaration that would make a page too thin is refused, not
+        // allocated.
+        let thin = Resolution { x: 9600.0, y: 20.0 };
+        assert!(fit_page(image(), Some(thin), 200.0, (1, 1), &budget).is_err());
     }
 
     #[test]

@@ -77,7 +77,8 @@ impl RasterError {
 /// How pages are produced.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RenderOptions {
-    /// Resolution for PDF pages.
+    /// Resolution PDF pages are rendered at, and that image files which
+    /// declare none are taken to have.
     pub dpi: f32,
     /// Limit on every page image handed out.
     pub budget: PixelBudget,
@@ -124,6 +125,14 @@ pub struct Page {
     pub image: RgbImage,
     /// Factor applied to fit the budget (1.0 when none was needed).
     pub scale: f64,
+    /// The image's resolution, pixels per inch of the page: a PDF page's
+    /// rendering resolution, an image's declared one (else the options'),
+    /// times `scale`.
+    pub dpi: f32,
+    /// Whether `dpi` is the page's own (rendered at it, or declared by its
+    /// image) rather than the options' taken for an image that declares
+    /// none.
+    pub dpi_known: bool,
     /// For a PDF page that carries text, when the options' text-layer mode
     /// is `skip` or `use`: the page's result, in the coordinates of the image
     /// it would have had. The page is then not rendered, and `image` is
@@ -185,8 +194,9 @@ impl Rasterizer {
             },
             Some(DocumentKind::Tiff) => decode::tiff_pages(bytes, options, &mut on_page),
             Some(kind) => {
-                let page = decode::single_image(bytes, kind, options)
-                    .and_then(|image| decode::fit_page(image, 1, 1, &options.budget));
+                let page = decode::single_image(bytes, kind, options).and_then(|(image, declared)| {
+                    decode::fit_page(image, declared, options.dpi, (1, 1), &options.budget)
+                });
                 match page {
                     // A broken single image is a broken document.
                     Err(RasterError::Corrupt(m)) => Err(RasterError::Corrupt(m)),
@@ -216,50 +226,66 @@ fn describe_unknown(bytes: &[u8]) -> String {
 /// grey channel when every pixel is grey (a black-and-white or greyscale
 /// page, most pages of most documents: a third of the raw bytes), a
 /// palette when the page has at most 256 colours (black text with coloured
-/// links or headings), else RGB. The fastest compression: page images live for minutes, and the
-/// default compression costs more CPU than the network it saves.
-pub fn encode_png(image: &image::RgbImage) -> Result<Vec<u8>, image::ImageError> {
-    use image::ImageEncoder;
-    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+/// links or headings), else RGB. The fastest compression: page images live
+/// for minutes, and the default compression costs more CPU than the network
+/// it saves. The image's resolution (`dpi`) goes in its `pHYs` chunk, so a
+/// page image says the size of its page wherever it goes.
+pub fn encode_png(image: &image::RgbImage, dpi: f32) -> Result<Vec<u8>, png::EncodingError> {
+    let size = image.dimensions();
     let grey = image.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]);
     if grey && image.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255) {
-        return encode_bilevel(image).map_err(|e| {
-            image::ImageError::Encoding(image::error::EncodingError::new(
-                image::ImageFormat::Png.into(),
-                e,
-            ))
-        });
+        return write_png(size, dpi, Png::Bilevel(&bilevel_rows(image)));
     }
-    let mut png = Vec::new();
-    let encoder = PngEncoder::new_with_quality(
-        std::io::Cursor::new(&mut png),
-        CompressionType::Fast,
-        FilterType::Sub,
-    );
     if grey {
         let luma: Vec<u8> = image.pixels().map(|p| p.0[0]).collect();
-        encoder.write_image(
-            &luma,
-            image.width(),
-            image.height(),
-            image::ExtendedColorType::L8,
-        )?;
-    } else if let Some((palette, indices)) = palette(image) {
-        return encode_indexed(image.dimensions(), &palette, &indices).map_err(|e| {
-            image::ImageError::Encoding(image::error::EncodingError::new(
-                image::ImageFormat::Png.into(),
-                e,
-            ))
-        });
-    } else {
-        encoder.write_image(
-            image.as_raw(),
-            image.width(),
-            image.height(),
-            image::ExtendedColorType::Rgb8,
-        )?;
+        return write_png(size, dpi, Png::Grey(&luma));
     }
-    Ok(png)
+    match palette(image) {
+        Some((palette, indices)) => write_png(size, dpi, Png::Indexed(&palette, &indices)),
+        None => write_png(size, dpi, Png::Rgb(image.as_raw())),
+    }
+}
+
+/// The pixel data of a page image in one of its PNG forms.
+enum Png<'a> {
+    /// One bit a pixel, rows padded to whole bytes, white 1.
+    Bilevel(&'a [u8]),
+    /// One grey byte a pixel.
+    Grey(&'a [u8]),
+    /// A palette and each pixel's index in it.
+    Indexed(&'a [[u8; 3]], &'a [u8]),
+    /// Three bytes a pixel.
+    Rgb(&'a [u8]),
+}
+
+fn write_png((width, height): (u32, u32), dpi: f32, data: Png<'_>) -> Result<Vec<u8>, png::EncodingError> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    let (color, depth, pixels) = match data {
+        Png::Bilevel(bits) => (png::ColorType::Grayscale, png::BitDepth::One, bits),
+        Png::Grey(luma) => (png::ColorType::Grayscale, png::BitDepth::Eight, luma),
+        Png::Indexed(palette, indices) => {
+            encoder.set_palette(palette.concat());
+            (png::ColorType::Indexed, png::BitDepth::Eight, indices)
+        }
+        Png::Rgb(rgb) => (png::ColorType::Rgb, png::BitDepth::Eight, rgb),
+    };
+    encoder.set_color(color);
+    encoder.set_depth(depth);
+    encoder.set_compression(png::Compression::Fast);
+    encoder.set_filter(png::Filter::Sub);
+    if dpi > 0.0 {
+        let per_metre = (dpi / 0.0254).round() as u32;
+        encoder.set_pixel_dims(Some(png::PixelDimensions {
+            xppu: per_metre,
+            yppu: per_metre,
+            unit: png::Unit::Meter,
+        }));
+    }
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(pixels)?;
+    writer.finish()?;
+    Ok(out)
 }
 
 /// The page's colours and each pixel's index among them, when there are at
@@ -292,27 +318,9 @@ fn palette(image: &image::RgbImage) -> Option<(Vec<[u8; 3]>, Vec<u8>)> {
     Some((palette, indices))
 }
 
-/// A page of at most 256 colours as an 8-bit palette PNG.
-fn encode_indexed(
-    (width, height): (u32, u32),
-    palette: &[[u8; 3]],
-    indices: &[u8],
-) -> Result<Vec<u8>, png::EncodingError> {
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, width, height);
-    encoder.set_color(png::ColorType::Indexed);
-    encoder.set_depth(png::BitDepth::Eight);
-    encoder.set_palette(palette.concat());
-    encoder.set_compression(png::Compression::Fast);
-    let mut writer = encoder.write_header()?;
-    writer.write_image_data(indices)?;
-    writer.finish()?;
-    Ok(out)
-}
-
-/// A black-and-white page as a 1-bit grey PNG (white is 1): each row's
-/// pixels packed eight to a byte, the first in the highest bit.
-fn encode_bilevel(image: &image::RgbImage) -> Result<Vec<u8>, png::EncodingError> {
+/// A black-and-white page's rows, each pixel one bit (white 1), eight to a
+/// byte, the first in the highest bit.
+fn bilevel_rows(image: &image::RgbImage) -> Vec<u8> {
     let (width, height) = image.dimensions();
     let row_bytes = (width as usize).div_ceil(8);
     let mut packed = vec![0u8; row_bytes * height as usize];
@@ -323,15 +331,7 @@ fn encode_bilevel(image: &image::RgbImage) -> Result<Vec<u8>, png::EncodingError
             }
         }
     }
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, width, height);
-    encoder.set_color(png::ColorType::Grayscale);
-    encoder.set_depth(png::BitDepth::One);
-    encoder.set_compression(png::Compression::Fast);
-    let mut writer = encoder.write_header()?;
-    writer.write_image_data(&packed)?;
-    writer.finish()?;
-    Ok(out)
+    packed
 }
 
 #[cfg(test)]
@@ -345,13 +345,13 @@ mod png_tests {
             page.put_pixel(x, 100, image::Rgb([30, 30, 30]));
             page.put_pixel(x, 101, image::Rgb([128, 128, 128]));
         }
-        let grey = encode_png(&page).unwrap();
+        let grey = encode_png(&page, 200.0).unwrap();
         let back = image::load_from_memory(&grey).unwrap();
         assert_eq!(back.color(), image::ColorType::L8);
         assert_eq!(back.into_rgb8(), page, "lossless");
 
         page.put_pixel(5, 5, image::Rgb([200, 30, 30]));
-        let few = encode_png(&page).unwrap();
+        let few = encode_png(&page, 200.0).unwrap();
         let info = png::Decoder::new(std::io::Cursor::new(&few))
             .read_info()
             .unwrap()
@@ -365,7 +365,7 @@ mod png_tests {
         for x in 0..300 {
             page.put_pixel(x, 150, image::Rgb([x as u8, (x / 2) as u8, 7]));
         }
-        let colour = encode_png(&page).unwrap();
+        let colour = encode_png(&page, 200.0).unwrap();
         let back = image::load_from_memory(&colour).unwrap();
         assert_eq!(back.color(), image::ColorType::Rgb8);
         assert_eq!(back.into_rgb8(), page, "lossless");
@@ -381,7 +381,7 @@ mod png_tests {
             page.put_pixel(x, 100, image::Rgb([0, 0, 0]));
         }
         page.put_pixel(300, 199, image::Rgb([0, 0, 0]));
-        let bilevel = encode_png(&page).unwrap();
+        let bilevel = encode_png(&page, 200.0).unwrap();
         let decoder = png::Decoder::new(std::io::Cursor::new(&bilevel));
         let info = decoder.read_info().unwrap();
         assert_eq!(info.info().bit_depth, png::BitDepth::One);
@@ -389,7 +389,17 @@ mod png_tests {
         assert_eq!(back.into_rgb8(), page, "lossless");
         // One grey level more, and the page is grey: 8 bits a pixel.
         page.put_pixel(5, 5, image::Rgb([128, 128, 128]));
-        let grey = encode_png(&page).unwrap();
+        let grey = encode_png(&page, 200.0).unwrap();
         assert!(bilevel.len() < grey.len());
+    }
+
+    #[test]
+    fn a_page_image_says_its_resolution() {
+        let page = image::RgbImage::from_pixel(30, 20, image::Rgb([255, 255, 255]));
+        for dpi in [72.0, 150.0, 200.0, 600.0] {
+            let r = pagefleet_stagekit::resolution::declared(&encode_png(&page, dpi).unwrap())
+                .unwrap();
+            assert_eq!(r, pagefleet_stagekit::resolution::Resolution::square(dpi));
+        }
     }
 }

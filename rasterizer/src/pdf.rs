@@ -113,6 +113,8 @@ fn render_page(
             count,
             image: image::RgbImage::new(0, 0),
             scale: fit.scale,
+            dpi: (dpi * fit.scale) as f32,
+            dpi_known: true,
             text,
             layer: None,
         });
@@ -145,6 +147,8 @@ fn render_page(
         count,
         image,
         scale: fit.scale,
+        dpi: (dpi * fit.scale) as f32,
+        dpi_known: true,
         text: None,
         layer: kept,
     })

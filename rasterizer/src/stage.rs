@@ -150,7 +150,15 @@ type Rendered = Result<(u32, u32, f64, Content, RenderTime), RasterError>;
 enum Content {
     /// The image, encoded as PNG, with the page's own text when it has
     /// some and the job's mode is `auto`.
-    Png(Vec<u8>, Option<TextLayerLines>),
+    Png {
+        /// The image.
+        png: Vec<u8>,
+        /// Its resolution, pixels per inch of the page, when it is the
+        /// page's own.
+        dpi: Option<f32>,
+        /// The page's own text.
+        layer: Option<TextLayerLines>,
+    },
     /// The page's result, from its own text.
     Text(PageOcr),
 }
@@ -223,15 +231,16 @@ fn spawn_renderer(
                     let rendered = page.and_then(|p| {
                         let content = match p.text {
                             Some(text) => Content::Text(text),
-                            None => Content::Png(
-                                crate::encode_png(&p.image).map_err(|e| {
+                            None => Content::Png {
+                                png: crate::encode_png(&p.image, p.dpi).map_err(|e| {
                                     RasterError::PageRefused {
                                         page: p.number,
                                         message: format!("png: {e}"),
                                     }
                                 })?,
-                                p.layer,
-                            ),
+                                dpi: p.dpi_known.then_some(p.dpi),
+                                layer: p.layer,
+                            },
                         };
                         let time = (began, SystemTime::now());
                         Ok((p.number as u32, p.count as u32, p.scale, content, time))
@@ -353,11 +362,12 @@ impl Documents {
                         ],
                     );
                     match content {
-                        Content::Png(png, layer) => {
+                        Content::Png { png, dpi, layer } => {
                             let page = RenderedPage {
                                 number,
                                 count,
                                 scale,
+                                dpi,
                                 png,
                                 layer,
                             };
@@ -391,6 +401,7 @@ struct RenderedPage {
     number: u32,
     count: u32,
     scale: f64,
+    dpi: Option<f32>,
     png: Vec<u8>,
     layer: Option<TextLayerLines>,
 }
@@ -404,6 +415,7 @@ async fn publish_page(
         number: page,
         count,
         scale,
+        dpi,
         png,
         layer,
     } = rendered;
@@ -427,6 +439,7 @@ async fn publish_page(
         image_key,
         profile: job.profile.clone(),
         scale,
+        dpi: dpi.unwrap_or(0.0),
         published_at_ms: now_ms(),
         language: job.language.clone(),
     };

@@ -112,6 +112,11 @@ pub struct PageJob {
     pub profile: String,
     /// Factor the page was scaled by to fit the pixel budget.
     pub scale: f64,
+    /// The page image's resolution, pixels per inch of the page as printed,
+    /// when it is the page's own: a PDF page's, or one its image declares
+    /// (0 when not known: an image that declares none, older rasterizers).
+    #[serde(default)]
+    pub dpi: f32,
     /// When the page job was published, milliseconds since the Unix epoch.
     pub published_at_ms: u64,
     /// The job's language, which decides what reads the page.

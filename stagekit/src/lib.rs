@@ -9,7 +9,7 @@
 //! the handle of a started stage ([`running`]), the connection checks behind
 //! readiness ([`health`]), the metrics more than one stage records
 //! ([`metrics`]), and PDFium for the stages that read or write PDFs
-//! ([`pdfium`]).
+//! ([`pdfium`]), and the resolution an image file declares ([`resolution`]).
 
 #![deny(unreachable_pub)]
 
@@ -18,6 +18,7 @@ pub mod health;
 pub mod metrics;
 pub mod pdfium;
 pub mod queue;
+pub mod resolution;
 pub mod running;
 pub mod state;
 pub mod store;

@@ -78,6 +78,29 @@ const INK_MARGIN: u32 = 32;
 /// with the square.
 const MAX_SIDE: u32 = 4000;
 
+/// A page whose resolution is known and at least this is seen by detection
+/// at no less than this resolution of its print, where the side limit would
+/// take it lower: a page larger than 12.8 inches (A3, a tabloid spread, a
+/// drawing) keeps the size of print that the side limit keeps on a letter
+/// page, 116 pixels an inch, about. A lower resolution is not believed: 72
+/// and 96 are what cameras and screenshots declare whatever they show.
+pub const MIN_DETECT_DPI: f32 = 100.0;
+
+impl SideLimit {
+    /// The limit for a page of `width` × `height` pixels at `dpi`: a
+    /// [`SideLimit::Max`] raised to keep [`MIN_DETECT_DPI`] of its print.
+    /// Never past the page's own size, since the resolution is at least that.
+    pub fn for_print(self, width: u32, height: u32, dpi: Option<f32>) -> Self {
+        match (self, dpi) {
+            (Self::Max(side), Some(dpi)) if dpi >= MIN_DETECT_DPI => {
+                let inches = width.max(height) as f32 / dpi;
+                Self::Max(side.max((inches * MIN_DETECT_DPI).round() as u32))
+            }
+            (limit, _) => limit,
+        }
+    }
+}
+
 /// Size of the network input for a page: the side limit applied, each side a
 /// multiple of 32 (the network downsamples five times), at least 32.
 pub fn input_size(width: u32, height: u32, limit: SideLimit) -> (u32, u32) {
@@ -127,11 +150,18 @@ pub(crate) struct DetInput {
 
 /// Resizes and normalises a page into a 1×3×H×W tensor in BGR channel order, as
 /// the PP-OCR models were trained: the whole page, or with
-/// [`DetParams::crop_to_ink`] the part of it that holds ink. `None` when
+/// [`DetParams::crop_to_ink`] the part of it that holds ink, at the side
+/// limit for its print ([`SideLimit::for_print`]). `None` when
 /// nothing on the page differs from its background, so there is nothing to
 /// detect.
-pub(crate) fn preprocess(image: &RgbImage, params: &DetParams) -> Option<DetInput> {
-    let (w, h) = input_size(image.width(), image.height(), params.side_limit);
+pub(crate) fn preprocess(
+    image: &RgbImage,
+    params: &DetParams,
+    dpi: Option<f32>,
+) -> Option<DetInput> {
+    let (width, height) = image.dimensions();
+    let limit = params.side_limit.for_print(width, height, dpi);
+    let (w, h) = input_size(width, height, limit);
     let resized;
     let src = if (w, h) == image.dimensions() {
         image
@@ -335,6 +365,32 @@ mod tests {
     }
 
     #[test]
+    fn a_large_page_keeps_its_print_and_a_small_one_its_limit() {
+        let limit = SideLimit::Max(1280);
+        // Letter and A4 at 200 dpi: the side limit keeps more than 100 dpi.
+        assert_eq!(limit.for_print(1700, 2200, Some(200.0)), limit);
+        assert_eq!(limit.for_print(1654, 2339, Some(200.0)), limit);
+        // A3 at 200 dpi (16.5 inches), and at 300 dpi scaled into a budget.
+        assert_eq!(
+            limit.for_print(2339, 3307, Some(200.0)),
+            SideLimit::Max(1654)
+        );
+        assert_eq!(
+            limit.for_print(2380, 3366, Some(204.0)),
+            SideLimit::Max(1650)
+        );
+        // Unknown, or a resolution not believed (a camera's 72): as before.
+        assert_eq!(limit.for_print(4032, 3024, None), limit);
+        assert_eq!(limit.for_print(4032, 3024, Some(72.0)), limit);
+        // Never past the page's own pixels.
+        let SideLimit::Max(side) = limit.for_print(5000, 3000, Some(100.0)) else {
+            unreachable!()
+        };
+        assert_eq!(side, 5000);
+        assert_eq!(SideLimit::Min(736).for_print(3000, 2000, Some(100.0)), SideLimit::Min(736));
+    }
+
+    #[test]
     fn input_size_is_a_multiple_of_32_within_limits() {
         assert_eq!(input_size(1700, 2200, SideLimit::Max(960)), (736, 960));
         assert_eq!(input_size(100, 50, SideLimit::Max(960)), (96, 64));
@@ -348,7 +404,7 @@ mod tests {
     #[test]
     fn preprocess_uses_bgr_order_and_imagenet_stats() {
         let img = RgbImage::from_pixel(32, 32, image::Rgb([255, 0, 0]));
-        let t = preprocess(&img, &params()).unwrap().tensor;
+        let t = preprocess(&img, &params(), None).unwrap().tensor;
         assert_eq!(t.dim(), (1, 3, 32, 32));
         // Red lands in plane 2 (BGR), normalised with red's mean/std.
         assert!((t[[0, 2, 0, 0]] - (1.0 - 0.485) / 0.229).abs() < 1e-5);
@@ -401,11 +457,11 @@ mod tests {
     fn a_blank_page_has_nothing_to_detect() {
         let mut p = params();
         p.crop_to_ink = true;
-        assert!(preprocess(&page(640, 480, 255, &[]), &p).is_none());
-        assert!(preprocess(&page(640, 480, 0, &[]), &p).is_none());
+        assert!(preprocess(&page(640, 480, 255, &[]), &p, None).is_none());
+        assert!(preprocess(&page(640, 480, 0, &[]), &p, None).is_none());
         // Without the crop the network still sees the whole page.
         p.crop_to_ink = false;
-        let input = preprocess(&page(640, 480, 255, &[]), &p).unwrap();
+        let input = preprocess(&page(640, 480, 255, &[]), &p, None).unwrap();
         assert_eq!(input.tensor.dim(), (1, 3, 480, 640));
     }
 
@@ -422,7 +478,7 @@ mod tests {
         p.side_limit = SideLimit::Max(640);
         let mut boxes = |crop: bool| {
             p.crop_to_ink = crop;
-            let input = preprocess(&img, &p).unwrap();
+            let input = preprocess(&img, &p, None).unwrap();
             // Text wherever the input is darker than mid-grey (the blue plane's
             // normalised value is below zero).
             let map = input

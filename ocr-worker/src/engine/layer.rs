@@ -49,25 +49,54 @@ const INK: u8 = 128;
 /// The ink survey looks at every pixel of this grid's cells' corners.
 const INK_STEP: u32 = 2;
 
+/// A page to read: its pixels and what is known of them.
+#[derive(Debug)]
+pub struct PageIn {
+    /// The page image.
+    pub image: RgbImage,
+    /// What reads it: the job's language decides.
+    pub reading: Reading,
+    /// The page's own text, taken when it agrees with the pixels.
+    pub layer: Option<TextLayerLines>,
+    /// The image's resolution, pixels per inch of the page, when known.
+    pub dpi: Option<f32>,
+}
+
+impl PageIn {
+    /// A page image of unknown resolution, without a layer, whose script
+    /// is decided from the page.
+    pub fn image(image: RgbImage) -> Self {
+        Self {
+            image,
+            reading: Reading::Auto,
+            layer: None,
+            dpi: None,
+        }
+    }
+}
+
 impl Engine {
-    /// Reads a page as [`Engine::recognize_as`] does; a page that carries
-    /// its own text (`layer`) is taken from that text when a sample of its
-    /// lines read from the pixels agrees with it.
-    pub fn read_page(
-        &mut self,
-        page: &RgbImage,
-        reading: Reading,
-        layer: Option<TextLayerLines>,
-    ) -> Result<PageOcr, EngineError> {
+    /// Reads a page as [`Engine::recognize_as`] does, at its resolution
+    /// when known; a page that carries its own text (`layer`) is taken from
+    /// that text when a sample of its lines read from the pixels agrees
+    /// with it.
+    pub fn read_page(&mut self, page: PageIn) -> Result<PageOcr, EngineError> {
+        let PageIn {
+            image: page,
+            reading,
+            layer,
+            dpi,
+        } = page;
+        let page = &page;
         let Some(layer) = layer else {
-            return self.recognize_as(page, reading);
+            return self.recognize_at(page, reading, dpi);
         };
         let started = Instant::now();
         let check = tracing::info_span!("check_layer", lines = layer.lines.len())
             .in_scope(|| self.check_layer(page, &layer, reading))?;
         let check_ms = ms(started);
         if !check.trusted {
-            let mut ocr = self.recognize_as(page, reading)?;
+            let mut ocr = self.recognize_at(page, reading, dpi)?;
             ocr.timings.check_ms = check_ms;
             ocr.timings.total_ms += check_ms;
             ocr.layer_check = Some(check);

@@ -31,10 +31,11 @@ use std::sync::Arc;
 use image::RgbImage;
 use pagefleet_schemas::PixelBudget;
 
-pub use det::{DetParams, Normalization, SideLimit, input_size};
+pub use det::{DetParams, MIN_DETECT_DPI, Normalization, SideLimit, input_size};
 pub use error::{EngineError, ErrorKind};
 pub use geometry::Quad;
 pub use head::{cut_output_layer, summarize_steps};
+pub use layer::PageIn;
 pub use model::{Model, OrtModel, Provider, SessionOptions, ShapeRange, load_runtime};
 pub use pagefleet_layout::{Extent, Placed, layout, refine_kinds};
 pub use profile::{ModelSet, ORIENTATION_MODEL, Profile};

@@ -34,9 +34,23 @@ impl Engine {
         page: &RgbImage,
         reading: Reading,
     ) -> Result<PageOcr, EngineError> {
+        self.recognize_at(page, reading, None)
+    }
+
+    /// [`Engine::recognize_as`] for a page whose resolution (pixels per
+    /// inch of its print) is known: detection keeps enough of a large
+    /// page's print ([`super::det::MIN_DETECT_DPI`]).
+    pub(super) fn recognize_at(
+        &mut self,
+        page: &RgbImage,
+        reading: Reading,
+        dpi: Option<f32>,
+    ) -> Result<PageOcr, EngineError> {
         let started = Instant::now();
         let mut timings = StepTimings::default();
+        let given_width = page.width();
         let page = self.fit(page)?;
+        let dpi = dpi.map(|d| d * page.width() as f32 / given_width.max(1) as f32);
         timings.prepare_ms = ms(started);
 
         // A sideways or upside-down page is turned upright before anything
@@ -49,7 +63,7 @@ impl Engine {
         };
         timings.orient_ms = ms(t);
 
-        let mut lines = self.find_lines(&upright, &mut timings)?;
+        let mut lines = self.find_lines(&upright, dpi, &mut timings)?;
         let mut rotation = orientation;
         if self.cls.is_some() {
             let t = Instant::now();
@@ -60,7 +74,7 @@ impl Engine {
                 // detected again, which also puts its lines back in reading order.
                 rotation = (rotation + 180) % 360;
                 let turned = image::imageops::rotate180(upright.as_ref());
-                lines = self.find_lines(&turned, &mut timings)?;
+                lines = self.find_lines(&turned, dpi, &mut timings)?;
             }
         }
 
@@ -120,10 +134,11 @@ impl Engine {
     fn find_lines(
         &mut self,
         upright: &RgbImage,
+        dpi: Option<f32>,
         timings: &mut StepTimings,
     ) -> Result<Vec<FoundLine>, EngineError> {
         let t = Instant::now();
-        let detections = info_span!("detect").in_scope(|| self.detect(upright))?;
+        let detections = info_span!("detect").in_scope(|| self.detect(upright, dpi))?;
         timings.detect_ms += ms(t);
 
         let t = Instant::now();
@@ -153,9 +168,13 @@ impl Engine {
         Ok(false)
     }
 
-    fn detect(&mut self, page: &RgbImage) -> Result<Vec<det::Detection>, EngineError> {
+    fn detect(
+        &mut self,
+        page: &RgbImage,
+        dpi: Option<f32>,
+    ) -> Result<Vec<det::Detection>, EngineError> {
         let params = &self.config.models.det_params;
-        let Some(input) = det::preprocess(page, params) else {
+        let Some(input) = det::preprocess(page, params, dpi) else {
             return Ok(Vec::new());
         };
         let out = self.det.run(&input.tensor)?;
