@@ -264,7 +264,9 @@ fn scans_of_a_letter_page(dir: &Path) -> Vec<std::path::PathBuf> {
         use tiff::encoder::{Rational, TiffEncoder, colortype::RGB8};
         let path = dir.join(name);
         let mut tiff = TiffEncoder::new(std::fs::File::create(&path).unwrap()).unwrap();
-        let mut out = tiff.new_image::<RGB8>(image.width(), image.height()).unwrap();
+        let mut out = tiff
+            .new_image::<RGB8>(image.width(), image.height())
+            .unwrap();
         out.resolution_unit(tiff::tags::ResolutionUnit::Inch);
         out.x_resolution(Rational { n: x, d: 1 });
         out.y_resolution(Rational { n: y, d: 1 });
@@ -336,10 +338,12 @@ fn a_scan_keeps_the_page_size_it_declares() {
                 result["pages"][0]["width"].as_f64().unwrap(),
                 result["pages"][0]["height"].as_f64().unwrap(),
             );
-            assert!((h / w - 11.0 / 8.5).abs() < 0.01, "{command} {doc}: {w} x {h}");
+            assert!(
+                (h / w - 11.0 / 8.5).abs() < 0.01,
+                "{command} {doc}: {w} x {h}"
+            );
             let text = std::fs::read_to_string(out.join(doc).join("001.txt")).unwrap();
-            let truth =
-                std::fs::read_to_string(samples().join("truth/ltnews34/002.txt")).unwrap();
+            let truth = std::fs::read_to_string(samples().join("truth/ltnews34/002.txt")).unwrap();
             let f1 = Score::page(&text, &truth).bow_f1();
             assert!(f1 >= 0.9, "{command} {doc}: bag-of-words F1 {f1:.3}");
             eprintln!("{command} {doc}: page {got:?} pt, {w} x {h} px, F1 {f1:.3}");

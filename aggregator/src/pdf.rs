@@ -17,8 +17,8 @@ use std::path::Path;
 use image::ImageReader;
 use image::codecs::jpeg::JpegEncoder;
 use pagefleet_schemas::{OcrWord, PageOcr, TextSource};
-use pagefleet_stagekit::resolution::{self, Resolution};
 use pagefleet_stagekit::pdfium::{Pdf, PixelMap};
+use pagefleet_stagekit::resolution::{self, Resolution};
 use pagefleet_stagekit::store::StoreError;
 use pdfium_render::prelude::*;
 

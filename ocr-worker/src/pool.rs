@@ -320,10 +320,7 @@ fn serve(mut engine: Engine, board: &Board) {
         let result = if job.cancel.cancelled.load(Ordering::SeqCst) {
             Err(EngineError::Cancelled)
         } else {
-            match job
-                .span
-                .in_scope(|| engine.read_page(job.page))
-            {
+            match job.span.in_scope(|| engine.read_page(job.page)) {
                 // Also a page that ended while its last lines ran on other
                 // slots, out of reach of its stopper.
                 _ if job.cancel.cancelled.load(Ordering::SeqCst) => Err(EngineError::Cancelled),

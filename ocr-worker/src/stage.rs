@@ -35,8 +35,8 @@ use pagefleet_stagekit::topology::{self, TopologyConfig};
 use tokio::sync::oneshot;
 use tracing::{Instrument, error, info, info_span};
 
-use crate::heartbeat::{self, Identity, WorkerCounters};
 use crate::engine::PageIn;
+use crate::heartbeat::{self, Identity, WorkerCounters};
 use crate::{EngineError, ErrorKind, Pool, PoolConfig};
 
 /// Settings of the worker stage.

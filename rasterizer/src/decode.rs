@@ -388,8 +388,14 @@ mod tests {
         assert_eq!((page.dpi, page.dpi_known), (150.0, false));
         // Scaled into a budget, its resolution falls with it.
         let small = PixelBudget::new(1734 * 1078 / 4);
-        let page = fit_page(image(), Some(Resolution::square(300.0)), 200.0, (1, 1), &small)
-            .unwrap();
+        let page = fit_page(
+            image(),
+            Some(Resolution::square(300.0)),
+            200.0,
+            (1, 1),
+            &small,
+        )
+        .unwrap();
         assert!((page.dpi - 150.0).abs() < 1.0, "{}", page.dpi);
         // A declaration that would make a page too thin is refused, not
         // allocated.

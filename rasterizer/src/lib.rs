@@ -194,9 +194,10 @@ impl Rasterizer {
             },
             Some(DocumentKind::Tiff) => decode::tiff_pages(bytes, options, &mut on_page),
             Some(kind) => {
-                let page = decode::single_image(bytes, kind, options).and_then(|(image, declared)| {
-                    decode::fit_page(image, declared, options.dpi, (1, 1), &options.budget)
-                });
+                let page =
+                    decode::single_image(bytes, kind, options).and_then(|(image, declared)| {
+                        decode::fit_page(image, declared, options.dpi, (1, 1), &options.budget)
+                    });
                 match page {
                     // A broken single image is a broken document.
                     Err(RasterError::Corrupt(m)) => Err(RasterError::Corrupt(m)),
@@ -258,7 +259,11 @@ enum Png<'a> {
     Rgb(&'a [u8]),
 }
 
-fn write_png((width, height): (u32, u32), dpi: f32, data: Png<'_>) -> Result<Vec<u8>, png::EncodingError> {
+fn write_png(
+    (width, height): (u32, u32),
+    dpi: f32,
+    data: Png<'_>,
+) -> Result<Vec<u8>, png::EncodingError> {
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, width, height);
     let (color, depth, pixels) = match data {
@@ -397,8 +402,8 @@ mod png_tests {
     fn a_page_image_says_its_resolution() {
         let page = image::RgbImage::from_pixel(30, 20, image::Rgb([255, 255, 255]));
         for dpi in [72.0, 150.0, 200.0, 600.0] {
-            let r = pagefleet_stagekit::resolution::declared(&encode_png(&page, dpi).unwrap())
-                .unwrap();
+            let r =
+                pagefleet_stagekit::resolution::declared(&encode_png(&page, dpi).unwrap()).unwrap();
             assert_eq!(r, pagefleet_stagekit::resolution::Resolution::square(dpi));
         }
     }

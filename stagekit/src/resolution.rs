@@ -61,11 +61,7 @@ pub fn declared(bytes: &[u8]) -> Option<Resolution> {
         let reader = png::Decoder::new(Cursor::new(bytes)).read_info().ok()?;
         let dims = reader.info().pixel_dims?;
         return match dims.unit {
-            png::Unit::Meter => Resolution::per(
-                whole_dpi(dims.xppu),
-                whole_dpi(dims.yppu),
-                1.0,
-            ),
+            png::Unit::Meter => Resolution::per(whole_dpi(dims.xppu), whole_dpi(dims.yppu), 1.0),
             png::Unit::Unspecified => None,
         };
     }
@@ -117,7 +113,11 @@ fn exif(bytes: &[u8]) -> Option<Resolution> {
     let unit = exif
         .get_field(Tag::ResolutionUnit, In::PRIMARY)
         .and_then(|f| f.value.get_uint(0));
-    Resolution::of_tiff_tags(rational(Tag::XResolution)?, rational(Tag::YResolution)?, unit)
+    Resolution::of_tiff_tags(
+        rational(Tag::XResolution)?,
+        rational(Tag::YResolution)?,
+        unit,
+    )
 }
 
 #[cfg(test)]
@@ -154,11 +154,11 @@ mod tests {
             yppu: 5906,
             unit: png::Unit::Meter,
         };
-        assert_eq!(declared(&png_at(Some(dims))), Some(Resolution::square(150.0)));
-        let odd = png::PixelDimensions {
-            xppu: 5910,
-            ..dims
-        };
+        assert_eq!(
+            declared(&png_at(Some(dims))),
+            Some(Resolution::square(150.0))
+        );
+        let odd = png::PixelDimensions { xppu: 5910, ..dims };
         let r = declared(&png_at(Some(odd))).unwrap();
         assert!((r.x - 150.114).abs() < 0.001 && r.y == 150.0, "{r:?}");
         assert_eq!(declared(&png_at(None)), None);

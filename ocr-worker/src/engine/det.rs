@@ -387,7 +387,10 @@ mod tests {
             unreachable!()
         };
         assert_eq!(side, 5000);
-        assert_eq!(SideLimit::Min(736).for_print(3000, 2000, Some(100.0)), SideLimit::Min(736));
+        assert_eq!(
+            SideLimit::Min(736).for_print(3000, 2000, Some(100.0)),
+            SideLimit::Min(736)
+        );
     }
 
     #[test]
