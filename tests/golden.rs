@@ -360,7 +360,7 @@ fn layout_set_reads_in_reading_order() {
 
     // Blocks: each line names a block of its page, whose lines it lies in.
     let kinds = [
-        "text", "heading", "list", "table", "caption", "header", "footer",
+        "text", "heading", "list", "table", "caption", "header", "footer", "code",
     ];
     let mut seen = std::collections::HashSet::new();
     for doc in &docs {
@@ -664,5 +664,80 @@ fn text_layers_are_taken_when_the_pixels_agree_and_read_when_not() {
         let s = Score::page(&text, &read(&layout.join("truth").join(truth)));
         eprintln!("{doc}: {source}, CER {:.2}%", 100.0 * s.cer());
         assert!(s.cer() < 0.05, "{doc}: CER {:.4}", s.cer());
+    }
+}
+
+/// The fenced blocks of a markdown text, each as its lines.
+fn fences(markdown: &str) -> Vec<Vec<String>> {
+    let mut fences = Vec::new();
+    let mut open: Option<Vec<String>> = None;
+    for line in markdown.lines() {
+        match open.take() {
+            None if line.starts_with("```") => open = Some(Vec::new()),
+            None => {}
+            Some(block) if line.starts_with("```") => fences.push(block),
+            Some(mut block) => {
+                block.push(line.to_owned());
+                open = Some(block);
+            }
+        }
+    }
+    fences
+}
+
+/// Code keeps its shape in markdown: the listings of the Octave manual's
+/// sample pages are fenced with their indentation, and a gnuplot example
+/// whose comment starts with `#` is in a fence, never a heading; the `.txt`
+/// keeps the lines as read. From the pages' text layers (the default) and,
+/// less completely, from their pixels.
+#[test]
+fn listings_are_fenced_in_markdown_with_their_indentation() {
+    let samples = common::samples();
+    let files = [
+        samples.join("octave-manual.pdf"),
+        samples.join("gnuplot-manual.pdf"),
+    ];
+    for flags in [&[][..], &["--text-layer", "ocr"][..]] {
+        let out = ocr_out(&files, flags);
+        let md = |doc: &str| read(&out.path().join(doc).join("combined.md"));
+        let octave = fences(&md("octave-manual"));
+        let fenced = |text: &str| octave.iter().flatten().any(|l| l.trim() == text);
+        assert!(fenced("a = p.poly;"), "{flags:?}: {octave:#?}");
+        // An indented line of a listing keeps its indent.
+        assert!(
+            octave
+                .iter()
+                .flatten()
+                .any(|l| l.starts_with("  ") && !l.trim().is_empty()),
+            "{flags:?}: {octave:#?}"
+        );
+        let gnuplot = md("gnuplot-manual");
+        assert!(
+            !gnuplot
+                .lines()
+                .any(|l| l.starts_with("#") && l.contains("\"reset\"")),
+            "{flags:?}: a command taken for a heading:\n{gnuplot}"
+        );
+        // Prose stays prose.
+        assert!(
+            octave
+                .iter()
+                .flatten()
+                .all(|l| !l.contains("For a polynomial class it makes sense")),
+            "{flags:?}: {octave:#?}"
+        );
+        eprintln!(
+            "{flags:?}: {} fenced blocks in the Octave pages",
+            octave.len()
+        );
+        if flags.is_empty() {
+            // The whole listing of the manual's page 3, from its layer.
+            assert!(fenced("if (first)") && fenced("endif"), "{octave:#?}");
+            let gnuplot = fences(&gnuplot);
+            assert!(
+                gnuplot.iter().flatten().any(|l| l.starts_with("# \"5.0\"")),
+                "{gnuplot:#?}"
+            );
+        }
     }
 }

@@ -775,6 +775,7 @@ fn page_markdown(lines: &[OcrLine], scale: &HeadingScale) -> String {
             ),
             BlockKind::Caption => format!("*{}*", join_words(members, " ").replace('*', "\\*")),
             BlockKind::Text => join_words(members, "\n"),
+            BlockKind::Code => fenced(members),
         };
         if let Some(p) = prev {
             let tight = p == BlockKind::List && block.kind == BlockKind::List;
@@ -784,6 +785,30 @@ fn page_markdown(lines: &[OcrLine], scale: &HeadingScale) -> String {
         prev = Some(block.kind);
     }
     out.push('\n');
+    out
+}
+
+/// A block of code fenced, its text as read, each line indented by its
+/// distance from the block's left edge in characters of its font. The fence
+/// is longer than any run of backticks in the code.
+fn fenced(lines: &[OcrLine]) -> String {
+    let advance = pagefleet_layout::monospaced_advance(lines);
+    let left = lines.iter().map(|l| l.bounds().0).fold(f32::MAX, f32::min);
+    let longest_run = lines
+        .iter()
+        .flat_map(|l| l.text.split(|c| c != '`'))
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    let fence = "`".repeat(longest_run.max(2) + 1);
+    let mut out = format!("{fence}\n");
+    for line in lines {
+        let indent = advance.map_or(0.0, |a| ((line.bounds().0 - left) / a).round());
+        out.push_str(&" ".repeat(indent as usize));
+        out.push_str(&line.text);
+        out.push('\n');
+    }
+    out.push_str(&fence);
     out
 }
 

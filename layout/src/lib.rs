@@ -10,7 +10,7 @@ mod cut;
 mod kinds;
 
 pub use cut::{Extent, Placed, layout};
-pub use kinds::refine_kinds;
+pub use kinds::{monospaced_advance, refine_kinds};
 
 use pagefleet_schemas::OcrLine;
 

@@ -66,6 +66,9 @@ pub enum BlockKind {
     Table,
     /// A figure's or table's caption (`Figure 3: ...`).
     Caption,
+    /// Code: a listing or command set in a monospaced font, kept with its
+    /// indentation.
+    Code,
     /// A running header: repeated at the top of most pages, or a page number.
     Header,
     /// A running footer: repeated at the bottom of most pages, or a page number.
@@ -81,6 +84,7 @@ impl BlockKind {
             Self::List => "list",
             Self::Table => "table",
             Self::Caption => "caption",
+            Self::Code => "code",
             Self::Header => "header",
             Self::Footer => "footer",
         }
