@@ -612,6 +612,18 @@ fn text_layers_are_taken_when_the_pixels_agree_and_read_when_not() {
         "{from_pixels} of the layout set's pages read from pixels"
     );
 
+    // Markdown tables: a first row of labels over rows of data is the
+    // header; a table whose first row is data (an index's columns of page
+    // numbers) gets an empty header row instead.
+    let md = |doc: &str| read(&out.path().join(doc).join("combined.md"));
+    let siunitx = md("siunitx-manual");
+    assert!(
+        siunitx.contains("| Unit | Command Symbol |\n| --- | --- |\n| ampere |"),
+        "{siunitx}"
+    );
+    let index = md("classes-index");
+    assert!(index.contains("|  |  |\n| --- | --- |\n| 1"), "{index}");
+
     // The pages whose layer lies, and one whose layer is an honest OCR layer.
     let dir = common::root().join("tests/data/text-layers");
     let cases = [

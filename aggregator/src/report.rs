@@ -880,14 +880,21 @@ fn table(lines: &[OcrLine], shape: TableShape) -> String {
         }
     }
     let mut out = String::new();
+    let rule = format!("|{}", " --- |".repeat(cols));
+    // Markdown's tables have a header row: an empty one when the first row
+    // is data.
+    let header = has_header(&cells);
+    if !header {
+        out.push_str(&format!("|{}\n{rule}\n", "  |".repeat(cols)));
+    }
     for (r, row) in cells.iter().enumerate() {
         out.push('|');
         for cell in row {
             out.push_str(&format!(" {cell} |"));
         }
-        if r == 0 {
-            out.push_str("\n|");
-            out.push_str(&" --- |".repeat(cols));
+        if r == 0 && header {
+            out.push('\n');
+            out.push_str(&rule);
         }
         if r + 1 < rows {
             out.push('\n');
@@ -895,6 +902,32 @@ fn table(lines: &[OcrLine], shape: TableShape) -> String {
     }
     out
 }
+
+/// Whether a table's first row is its header: every cell of it a label
+/// (a few words of letters, `Action/Package`, no digits, no full stop) and some row below
+/// holding a cell that is not one. A first row like the rows under it
+/// (`%f`, `float`; or names under names) is data.
+fn has_header(cells: &[Vec<String>]) -> bool {
+    let label = |cell: &str| {
+        let cell = cell.trim();
+        !cell.is_empty()
+            && cell.split_whitespace().count() <= HEADER_WORDS
+            && !cell.ends_with('.')
+            && cell
+                .chars()
+                .all(|c| c.is_alphabetic() || c.is_whitespace() || "-/&()'’".contains(c))
+    };
+    let Some((first, rest)) = cells.split_first() else {
+        return false;
+    };
+    first.iter().all(|c| label(c))
+        && rest
+            .iter()
+            .any(|row| row.iter().any(|c| !c.trim().is_empty() && !label(c)))
+}
+
+/// Most words in a header cell ("Default value", "Name of the option").
+const HEADER_WORDS: usize = 4;
 
 /// Keeps recognised text from being read as markdown syntax at a line start.
 fn escape_markdown(text: &str) -> String {
@@ -935,6 +968,50 @@ mod tests {
             text_source: Default::default(),
             layer_check: None,
         }
+    }
+
+    #[test]
+    fn a_first_row_is_a_header_only_when_it_looks_like_one() {
+        let header_of = |rows: &[[&str; 2]]| {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| r.iter().map(|c| c.to_string()).collect())
+                .collect();
+            has_header(&cells)
+        };
+        assert!(header_of(&[
+            ["Old name", "New name"],
+            ["package/before/⟨name⟩", "package/⟨name⟩/before"]
+        ]));
+        assert!(header_of(&[["Option", "Default"], ["--dpi", "200"]]));
+        assert!(header_of(&[
+            ["Base colors/notions", "Range"],
+            ["red, green", "[0, 1]"]
+        ]));
+        // Data in the first row, or a first row like the others.
+        assert!(!header_of(&[
+            ["%f", "floating point"],
+            ["%e", "exponential"]
+        ]));
+        assert!(!header_of(&[["Alice", "Smith"], ["Bob", "Jones"]]));
+        assert!(!header_of(&[["A sentence that ends.", "x"], ["1", "2"]]));
+
+        let mut data = vec![
+            line("%f", 0, BlockKind::Table, 0.0, 20.0),
+            line("floating point", 0, BlockKind::Table, 0.0, 20.0),
+            line("%e", 0, BlockKind::Table, 30.0, 20.0),
+            line("exponential", 0, BlockKind::Table, 30.0, 20.0),
+        ];
+        for (k, l) in data.iter_mut().enumerate() {
+            l.cell = Some(TableCell {
+                row: k as u32 / 2,
+                col: k as u32 % 2,
+            });
+        }
+        assert_eq!(
+            table(&data, TableShape { rows: 2, cols: 2 }),
+            "|  |  |\n| --- | --- |\n| %f | floating point |\n| %e | exponential |"
+        );
     }
 
     #[test]
