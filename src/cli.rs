@@ -191,7 +191,8 @@ pub(crate) struct RunArgs {
     /// OCR workers (inference slots) in this process.
     #[arg(long, env = "PAGEFLEET_WORKERS")]
     pub(crate) workers: Option<usize>,
-    /// Resolution PDF pages are rendered at.
+    /// Resolution PDF pages are rendered at, and images that declare none
+    /// are taken at.
     #[arg(long, env = "PAGEFLEET_DPI", default_value_t = pagefleet_rasterizer::DEFAULT_DPI)]
     pub(crate) dpi: f32,
     /// Do not print recognised text on standard output.
@@ -337,7 +338,8 @@ pub(crate) struct OcrArgs {
     /// Output folder: <out>/<doc>/<page>.txt, result.json, combined.txt, combined.md.
     #[arg(long, env = "PAGEFLEET_OUT")]
     pub(crate) out: PathBuf,
-    /// Resolution PDF pages are rendered at.
+    /// Resolution PDF pages are rendered at, and images that declare none
+    /// are taken at.
     #[arg(long, env = "PAGEFLEET_DPI", default_value_t = pagefleet_rasterizer::DEFAULT_DPI)]
     pub(crate) dpi: f32,
     #[command(flatten)]
@@ -481,7 +483,8 @@ pub(crate) struct IntakeArgs {
     /// removed and its routes answer 410. 0 keeps everything.
     #[arg(long, env = "PAGEFLEET_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub(crate) retention: std::time::Duration,
-    /// Resolution PDF pages are rendered at, unless a submission says.
+    /// Resolution PDF pages are rendered at, and images that declare none
+    /// are taken at, unless a submission says.
     #[arg(long, env = "PAGEFLEET_DPI", default_value_t = pagefleet_rasterizer::DEFAULT_DPI)]
     pub(crate) dpi: f32,
 }
@@ -548,7 +551,8 @@ pub(crate) struct SubmitArgs {
     /// Format printed with --wait: txt, md, json, pdf, hocr or alto.
     #[arg(long = "format", default_value_t = Format::Txt)]
     pub(crate) output: Format,
-    /// Resolution PDF pages are rendered at [default: the deployment's].
+    /// Resolution PDF pages are rendered at, and images that declare none
+    /// are taken at [default: the deployment's].
     #[arg(long)]
     pub(crate) dpi: Option<f32>,
     /// Model profile [default: the deployment's].

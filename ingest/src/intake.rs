@@ -191,7 +191,8 @@ impl IntakeError {
 /// Defaults of jobs submitted without options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobDefaults {
-    /// Resolution PDF pages are rendered at.
+    /// Resolution PDF pages are rendered at, and images that declare none
+    /// are taken at.
     pub dpi: f32,
     /// Model profile.
     pub profile: String,

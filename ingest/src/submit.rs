@@ -19,7 +19,8 @@ use tracing::{Instrument, info_span};
 /// What to do with a submitted document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubmitOptions {
-    /// Resolution PDF pages are rendered at.
+    /// Resolution PDF pages are rendered at, and images that declare none
+    /// are taken at.
     pub dpi: f32,
     /// Model profile.
     pub profile: String,

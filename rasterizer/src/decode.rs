@@ -190,7 +190,7 @@ pub(crate) fn tiff_pages(
                 fit_page(
                     image,
                     declared,
-                    options.dpi,
+                    options.resolution(),
                     (number, count),
                     &options.budget,
                 )

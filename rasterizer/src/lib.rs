@@ -103,6 +103,14 @@ impl std::fmt::Debug for Page {
     }
 }
 
+impl RenderOptions {
+    /// The resolution PDF pages are rendered at and undeclared images taken
+    /// at, within what PDFium and the pixel budget can serve.
+    pub fn resolution(&self) -> f32 {
+        self.dpi.clamp(10.0, 1200.0)
+    }
+}
+
 impl Default for RenderOptions {
     fn default() -> Self {
         Self {
@@ -196,7 +204,13 @@ impl Rasterizer {
             Some(kind) => {
                 let page =
                     decode::single_image(bytes, kind, options).and_then(|(image, declared)| {
-                        decode::fit_page(image, declared, options.dpi, (1, 1), &options.budget)
+                        decode::fit_page(
+                            image,
+                            declared,
+                            options.resolution(),
+                            (1, 1),
+                            &options.budget,
+                        )
                     });
                 match page {
                     // A broken single image is a broken document.

@@ -50,7 +50,7 @@ pub(crate) fn pages(
         );
     }
     let count = present.len();
-    let dpi = options.dpi.clamp(10.0, 1200.0) as f64;
+    let dpi = options.resolution() as f64;
     for (i, &index) in present.iter().enumerate() {
         let number = i + 1;
         let page = render_page(pages, index, number, count, dpi, options);

@@ -75,7 +75,8 @@ pub struct DocumentJob {
     pub source_key: String,
     /// Size of the document.
     pub file_size_bytes: u64,
-    /// Resolution PDF pages are rendered at.
+    /// Resolution PDF pages are rendered at, and images that declare none
+    /// are taken at.
     pub dpi: f32,
     /// Model profile the pages are read with.
     pub profile: String,

@@ -15,7 +15,8 @@ pub struct SubmitRequest {
     /// The key of an object in the deployment's store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// Resolution PDF pages are rendered at.
+    /// Resolution PDF pages are rendered at, and images that declare none
+    /// are taken at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpi: Option<f32>,
     /// Model profile.
