@@ -256,10 +256,10 @@ impl Document<'_> {
                     let tx = tx.clone();
                     let (number, scale) = (page.number, page.scale);
                     let page = PageIn {
+                        dpi: page.own_dpi(),
                         image: page.image,
                         reading: self.reading,
                         layer: page.layer,
-                        dpi: page.dpi_known.then_some(page.dpi),
                     };
                     pool.submit_page(
                         page,

@@ -152,6 +152,14 @@ pub struct Page {
     pub layer: Option<TextLayerLines>,
 }
 
+impl Page {
+    /// The image's resolution when it is the page's own ([`Page::dpi_known`]):
+    /// what the engine may take for the size of the page's print.
+    pub fn own_dpi(&self) -> Option<f32> {
+        self.dpi_known.then_some(self.dpi)
+    }
+}
+
 /// Turns documents into pages.
 pub struct Rasterizer {
     pdf: Option<Pdf>,

@@ -229,6 +229,7 @@ fn spawn_renderer(
                 let mut began = SystemTime::now();
                 let result = rasterizer.pages(&req.bytes, &req.options, |page| {
                     let rendered = page.and_then(|p| {
+                        let dpi = p.own_dpi();
                         let content = match p.text {
                             Some(text) => Content::Text(text),
                             None => Content::Png {
@@ -238,7 +239,7 @@ fn spawn_renderer(
                                         message: format!("png: {e}"),
                                     }
                                 })?,
-                                dpi: p.dpi_known.then_some(p.dpi),
+                                dpi,
                                 layer: p.layer,
                             },
                         };
