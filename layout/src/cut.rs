@@ -24,6 +24,8 @@
 //! finding cuts: a page number between two columns would otherwise join them.
 //! They are placed afterwards, into the region they touch or on their own.
 
+use std::ops::Range;
+
 use pagefleet_schemas::{BlockKind, TableCell};
 
 /// Axis-aligned extent of a line.
@@ -113,6 +115,22 @@ const TEXT_COLUMN_WIDTH: f32 = 9.0;
 /// A line fills its column when it is at least this share of the column's
 /// width; most lines of running text do, table cells and code mostly do not.
 const FILLED_LINE: f32 = 0.7;
+/// A table whose cells wrap has at least this many rows.
+const MIN_TABLE_ROWS: usize = 3;
+/// The cells of a table's column start (or end, or centre) within this many
+/// units of each other.
+const ALIGN: f32 = 0.5;
+/// A cell's last line ends at least this many units short of its column's
+/// right edge, or the gap after it exceeds the gap between its lines by
+/// this many units.
+const SHORT_LINE: f32 = 1.0;
+const ROW_GAP: f32 = 0.25;
+/// Two parts of a table are joined across at most this many regions of
+/// other lines, which run across the table's columns in at most this many
+/// rows and lie less than this many units from each part.
+const STRAY_REGIONS: usize = 4;
+const STRAY_ROWS: usize = 2;
+const STRAY_GAP: f32 = 2.0;
 /// Columns whose widths differ by at most this factor are a page's grid.
 const EVEN_COLUMNS: f32 = 1.2;
 /// A paragraph ends where the gap to the next line exceeds the page's usual
@@ -146,6 +164,7 @@ pub fn layout(lines: &[Extent]) -> Vec<Placed> {
     }
     let mut regions = Vec::new();
     page.cut(main, None, &mut regions);
+    page.join_tables(&mut regions);
     page.place_tiny(tiny, &mut regions);
     let leading = page.leading(&regions);
     let mut out = Vec::with_capacity(lines.len());
@@ -324,6 +343,26 @@ impl Page<'_> {
         free
     }
 
+    /// Whether every column between `gutters` has a line of `members` that
+    /// ends within [`RELEASE_GAP`] of `y`.
+    fn columns_reach(
+        &self,
+        members: &[usize],
+        bands: &[Band],
+        gutters: &[(f32, f32)],
+        y: f32,
+    ) -> bool {
+        let cuts: Vec<f32> = gutters.iter().map(|g| (g.0 + g.1) / 2.0).collect();
+        let mut reached = vec![false; cuts.len() + 1];
+        for &i in members.iter().flat_map(|&b| &bands[b].lines) {
+            let e = &self.lines[i];
+            if e.y1 >= y - RELEASE_GAP * self.unit {
+                reached[column_of(&cuts, e.cx())] = true;
+            }
+        }
+        reached.iter().all(|&r| r)
+    }
+
     /// Groups consecutive bands into column and full-width sections.
     fn sections(&self, bands: &[Band]) -> Vec<Section> {
         // 1. One pass top to bottom.
@@ -334,11 +373,18 @@ impl Page<'_> {
                     // The gutters narrow to what the band leaves free; the
                     // band belongs to the section while any gutter is left.
                     // A line across all of them (a title, a full-width
-                    // paragraph) ends the section; a band with lines in
-                    // some columns only, or a small table within one column,
-                    // does not.
+                    // paragraph) ends the section, and so does a band of
+                    // one run of lines across some of them (a caption under
+                    // a table narrower than the table); a band with lines
+                    // in some columns only, or a small table within one
+                    // column, does not.
                     let free = self.uncovered(&s.gutters, band);
-                    let ok = !free.is_empty();
+                    let lost = s
+                        .gutters
+                        .iter()
+                        .any(|g| !free.iter().any(|f| f.0 >= g.0 && f.1 <= g.1));
+                    let ends = free.is_empty() || (lost && band.gaps.is_empty());
+                    let ok = !ends;
                     if ok {
                         s.gutters = free;
                     }
@@ -359,7 +405,10 @@ impl Page<'_> {
             }
         }
         // 2. A column section lets go of one-sided bands far below its last
-        // two-sided one.
+        // two-sided one, where every column has ended: a footnote or closing
+        // line under the columns. A gap in a column that runs on below a
+        // shorter one (an appendix after the references on a paper's last
+        // page) is that column's own and cuts nothing.
         let mut i = 0;
         while i < sections.len() {
             if !sections[i].gutters.is_empty() {
@@ -367,7 +416,9 @@ impl Page<'_> {
                 let last_split = s.bands.iter().rposition(|&b| !bands[b].gaps.is_empty());
                 let release = last_split.and_then(|k| {
                     (k + 1..s.bands.len()).find(|&j| {
-                        bands[s.bands[j]].y0 - bands[s.bands[j - 1]].y1 > RELEASE_GAP * self.unit
+                        let top = bands[s.bands[j - 1]].y1;
+                        bands[s.bands[j]].y0 - top > RELEASE_GAP * self.unit
+                            && self.columns_reach(&s.bands[..j], bands, &s.gutters, top)
                     })
                 });
                 if let Some(j) = release {
@@ -489,39 +540,146 @@ impl Page<'_> {
         if text_columns {
             return false;
         }
-        // Every column of a table has cells in most rows; prose beside a
-        // figure has the figure's labels in a few of its rows only.
-        let mut present = vec![0usize; pieces.len()];
-        for &b in &section.bands {
-            let mut cols: Vec<usize> = bands[b]
-                .lines
-                .iter()
-                .map(|&i| column_of(cuts, self.lines[i].cx()))
-                .collect();
-            cols.sort_unstable();
-            cols.dedup();
-            for c in cols {
+        let section: Vec<&Band> = section.bands.iter().map(|&b| &bands[b]).collect();
+        self.lined_up(&section, cuts, pieces.len()) || self.wrapped(&section, cuts)
+    }
+
+    /// Whether a column section's bands line up as a table's rows of one
+    /// line each: every column has cells in most bands (prose beside a
+    /// figure has the figure's labels in a few of its rows only), and most
+    /// bands have cells in several columns.
+    fn lined_up(&self, section: &[&Band], cuts: &[f32], columns: usize) -> bool {
+        let mut present = vec![0usize; columns];
+        let mut aligned = 0;
+        for band in section {
+            let cols = self.columns_in(&band.lines, cuts);
+            for &c in &cols {
                 present[c] += 1;
             }
+            aligned += usize::from(cols.len() >= 2);
         }
-        if present.iter().any(|&n| 5 * n < 2 * section.bands.len()) {
+        !present.iter().any(|&n| 5 * n < 2 * section.len())
+            && aligned >= 2
+            && 2 * aligned >= section.len()
+    }
+
+    /// Whether a column section is a table whose cells wrap over several
+    /// lines, so that rows differ in height and a band may hold one column
+    /// only. Its rows (see [`Page::table_rows`]) start with cells in several
+    /// columns, each column's cells start at one edge (or centre), and a
+    /// cell that runs on ends at its row's end: its last line ends short,
+    /// or a wider gap follows it. Prose beside margin notes or a figure's
+    /// labels runs past them in full lines.
+    fn wrapped(&self, section: &[&Band], cuts: &[f32]) -> bool {
+        let rows = self.table_rows(section, cuts);
+        if rows.len() < MIN_TABLE_ROWS || rows.iter().all(|r| r.len() == 1) {
             return false;
         }
-        let aligned = section
-            .bands
+        let starts = rows
             .iter()
-            .filter(|&&b| {
-                let mut cols: Vec<usize> = bands[b]
-                    .lines
-                    .iter()
-                    .map(|&i| column_of(cuts, self.lines[i].cx()))
-                    .collect();
-                cols.sort_unstable();
-                cols.dedup();
-                cols.len() >= 2
-            })
+            .filter(|r| self.columns_in(&section[r.start].lines, cuts).len() >= 2)
             .count();
-        aligned >= 2 && 2 * aligned >= section.bands.len()
+        if 3 * starts < 2 * rows.len() {
+            return false;
+        }
+        let columns = cuts.len() + 1;
+        // Each column's cells: the first line of each row's part of it.
+        let mut firsts: Vec<Vec<Extent>> = vec![Vec::new(); columns];
+        for r in &rows {
+            let mut seen = vec![false; columns];
+            for band in &section[r.clone()] {
+                for &i in &band.lines {
+                    let c = column_of(cuts, self.lines[i].cx());
+                    if !seen[c] {
+                        seen[c] = true;
+                        firsts[c].push(self.lines[i]);
+                    }
+                }
+            }
+        }
+        if !firsts.iter().all(|cells| self.edge_aligned(cells)) {
+            return false;
+        }
+        // Where a cell runs on to its row's last band, that band's line in
+        // its column ends the cell.
+        let right: Vec<f32> = (0..columns)
+            .map(|c| {
+                section
+                    .iter()
+                    .flat_map(|b| &b.lines)
+                    .filter(|&&i| column_of(cuts, self.lines[i].cx()) == c)
+                    .map(|&i| self.lines[i].x1)
+                    .fold(f32::MIN, f32::max)
+            })
+            .collect();
+        let inner: Vec<f32> = rows
+            .iter()
+            .flat_map(|r| (r.start + 1..r.end).map(|b| section[b].y0 - section[b - 1].y1))
+            .collect();
+        let leading = median(&mut inner.clone());
+        let (mut ends, mut runs) = (0, 0);
+        for pair in rows.windows(2) {
+            let (last, next) = (section[pair[0].end - 1], section[pair[1].start]);
+            if pair[0].len() < 2 {
+                continue;
+            }
+            let gap = next.y0 - last.y1 > leading + ROW_GAP * self.unit;
+            for &i in &last.lines {
+                let e = &self.lines[i];
+                runs += 1;
+                let short = e.x1 < right[column_of(cuts, e.cx())] - SHORT_LINE * self.unit;
+                ends += usize::from(short || gap);
+            }
+        }
+        3 * ends >= 2 * runs
+    }
+
+    /// The columns (between `cuts`) that `members` have lines in, in order.
+    fn columns_in(&self, members: &[usize], cuts: &[f32]) -> Vec<usize> {
+        let mut cols: Vec<usize> = members
+            .iter()
+            .map(|&i| column_of(cuts, self.lines[i].cx()))
+            .collect();
+        cols.sort_unstable();
+        cols.dedup();
+        cols
+    }
+
+    /// Whether most of `cells` start at one left edge, end at one right
+    /// edge, or share one centre.
+    fn edge_aligned(&self, cells: &[Extent]) -> bool {
+        if cells.len() < 2 {
+            return true;
+        }
+        let edges: [fn(&Extent) -> f32; 3] = [|e| e.x0, |e| e.x1, Extent::cx];
+        edges.iter().any(|edge| {
+            let mut at: Vec<f32> = cells.iter().map(edge).collect();
+            let mid = median(&mut at);
+            let near = at
+                .iter()
+                .filter(|&&x| (x - mid).abs() <= ALIGN * self.unit)
+                .count();
+            3 * near >= 2 * cells.len()
+        })
+    }
+
+    /// A table's rows, as runs of its bands (top to bottom): a band starts
+    /// a row when it has a cell in the first column or a line across a cut
+    /// (a sub-heading or a stray line spanning the table); any other band
+    /// continues the cells of the row above, wrapped over several lines.
+    fn table_rows(&self, bands: &[&Band], cuts: &[f32]) -> Vec<Range<usize>> {
+        let mut rows: Vec<Range<usize>> = Vec::new();
+        for (b, band) in bands.iter().enumerate() {
+            let starts_row = band
+                .lines
+                .iter()
+                .any(|&i| column_of(cuts, self.lines[i].cx()) == 0 || self.spans(i, cuts));
+            match rows.last_mut() {
+                Some(row) if !starts_row => row.end = b + 1,
+                _ => rows.push(b..b + 1),
+            }
+        }
+        rows
     }
 
     fn extent(&self, members: &[usize]) -> Option<Extent> {
@@ -529,6 +687,113 @@ impl Page<'_> {
             .iter()
             .map(|&i| self.lines[i])
             .reduce(|a, b| a.union(&b))
+    }
+
+    /// Joins a table to the table that follows it when their columns agree
+    /// and what lies between them (at most [`STRAY_REGIONS`] regions) lies
+    /// within the tables' width, close above and below, and runs across
+    /// their columns in at most [`STRAY_ROWS`] rows: a rule the detector
+    /// read as a line, a sub-heading or a cell too wide for its column cut
+    /// the table there, and the rows after it went their own way.
+    fn join_tables(&self, regions: &mut Vec<Region>) {
+        let mut i = 0;
+        while i + 1 < regions.len() {
+            let between = regions[i + 1..]
+                .iter()
+                .take_while(|r| r.table.is_none())
+                .take(STRAY_REGIONS + 1)
+                .count();
+            let next = regions
+                .get(i + 1 + between)
+                .filter(|_| between <= STRAY_REGIONS);
+            let joined = next.and_then(|next| {
+                let cuts = self.joined_cuts(&regions[i], next)?;
+                let stray: Vec<usize> = regions[i + 1..i + 1 + between]
+                    .iter()
+                    .flat_map(|r| r.lines.iter().copied())
+                    .collect();
+                self.strays_within(&regions[i].lines, &stray, &next.lines, &cuts)
+                    .then_some(cuts)
+            });
+            let Some(cuts) = joined else {
+                i += 1;
+                continue;
+            };
+            for r in regions.drain(i + 1..i + 2 + between).collect::<Vec<_>>() {
+                regions[i].lines.extend(r.lines);
+            }
+            regions[i].table = Some(cuts);
+        }
+    }
+
+    /// The cuts between the columns of two tables taken as one: those of
+    /// either that the other's lines cross least, when both are tables of
+    /// as many columns and no more than [`STRAY_ROWS`] lines cross them (a
+    /// sub-heading centred over the table; it takes a row of its own).
+    fn joined_cuts(&self, a: &Region, b: &Region) -> Option<Vec<f32>> {
+        let (Some(ca), Some(cb)) = (&a.table, &b.table) else {
+            return None;
+        };
+        if ca.len() != cb.len() {
+            return None;
+        }
+        let crossing = |cuts: &[f32]| {
+            a.lines
+                .iter()
+                .chain(&b.lines)
+                .filter(|&&i| self.spans(i, cuts))
+                .count()
+        };
+        [ca, cb]
+            .into_iter()
+            .map(|cuts| (crossing(cuts), cuts))
+            .min_by_key(|(n, _)| *n)
+            .filter(|(n, _)| *n <= STRAY_ROWS + self.spanning(a) + self.spanning(b))
+            .map(|(_, cuts)| cuts.clone())
+    }
+
+    /// How many lines of a table run across its own cuts.
+    fn spanning(&self, table: &Region) -> usize {
+        let cuts = table.table.as_deref().unwrap_or_default();
+        table.lines.iter().filter(|&&i| self.spans(i, cuts)).count()
+    }
+
+    /// Whether line `i` runs across one of `cuts`.
+    fn spans(&self, i: usize, cuts: &[f32]) -> bool {
+        let e = &self.lines[i];
+        cuts.iter().any(|&c| e.x0 < c && e.x1 > c)
+    }
+
+    /// Whether the tables `above` and `below` are one above the other, the
+    /// lines `stray` (if any) between them, within their width and less
+    /// than [`STRAY_GAP`] from each, running across their `cuts` in at most
+    /// [`STRAY_ROWS`] rows.
+    fn strays_within(
+        &self,
+        above: &[usize],
+        stray: &[usize],
+        below: &[usize],
+        cuts: &[f32],
+    ) -> bool {
+        let (Some(a), Some(b)) = (self.extent(above), self.extent(below)) else {
+            return false;
+        };
+        let (x0, x1) = (a.x0.min(b.x0) - self.unit, a.x1.max(b.x1) + self.unit);
+        let overlap = a.x0.max(b.x0) < a.x1.min(b.x1);
+        let Some(s) = self.extent(stray) else {
+            return overlap && b.y0 - a.y1 <= STRAY_GAP * self.unit;
+        };
+        let across: Vec<usize> = stray
+            .iter()
+            .copied()
+            .filter(|&i| self.spans(i, cuts))
+            .collect();
+        overlap
+            && self.rows(&across).len() <= STRAY_ROWS
+            && s.x0 >= x0
+            && s.x1 <= x1
+            && s.y0 - a.y1 <= STRAY_GAP * self.unit
+            && b.y0 - s.y1 <= STRAY_GAP * self.unit
     }
 
     /// Puts each tiny element into the region it touches, or into a region of
@@ -669,32 +934,28 @@ impl Page<'_> {
     }
 
     /// A table's lines row by row, each row's cells left to right, with their
-    /// cells. A band with nothing in the first column continues the row above
-    /// (a cell wrapped over several lines).
+    /// cells; a cell wrapped over several lines is read whole.
     fn table_cells(&self, members: &[usize], cuts: &[f32]) -> Vec<(usize, TableCell)> {
-        let mut rows: Vec<Vec<usize>> = Vec::new();
-        for band in self.bands(members) {
-            let starts_row = band
-                .lines
-                .iter()
-                .any(|&i| column_of(cuts, self.lines[i].cx()) == 0);
-            match rows.last_mut() {
-                Some(row) if !starts_row => row.extend(band.lines),
-                _ => rows.push(band.lines),
-            }
-        }
+        let bands = self.bands(members);
+        let refs: Vec<&Band> = bands.iter().collect();
+        let rows: Vec<Vec<usize>> = self
+            .table_rows(&refs, cuts)
+            .into_iter()
+            .map(|r| refs[r].iter().flat_map(|b| b.lines.clone()).collect())
+            .collect();
         let mut out = Vec::with_capacity(members.len());
-        for (r, mut row) in rows.into_iter().enumerate() {
-            row.sort_by(|&a, &b| {
-                let (ea, eb) = (&self.lines[a], &self.lines[b]);
-                column_of(cuts, ea.cx())
-                    .cmp(&column_of(cuts, eb.cx()))
-                    .then(ea.cy().total_cmp(&eb.cy()))
-                    .then(ea.x0.total_cmp(&eb.x0))
-            });
+        for (r, row) in rows.into_iter().enumerate() {
+            let mut cells = vec![Vec::new(); cuts.len() + 1];
             for i in row {
-                let col = column_of(cuts, self.lines[i].cx()) as u32;
-                out.push((i, TableCell { row: r as u32, col }));
+                cells[column_of(cuts, self.lines[i].cx())].push(i);
+            }
+            for (col, cell) in cells.iter().enumerate() {
+                // A cell's lines as text reads: top down, each row of them
+                // left to right.
+                for i in self.rows(cell).into_iter().flat_map(|(line, _)| line) {
+                    let (row, col) = (r as u32, col as u32);
+                    out.push((i, TableCell { row, col }));
+                }
             }
         }
         out
@@ -848,6 +1109,51 @@ mod tests {
     }
 
     #[test]
+    fn a_column_that_runs_on_below_a_shorter_one_keeps_its_gap() {
+        // A paper's last page: references down the left column, then,
+        // after a gap, an appendix heading and its text in the same column;
+        // the right column holds one short section and ends early.
+        let mut lines = Vec::new();
+        let references = column(&mut lines, 50.0, 480.0, 0.0, 14);
+        lines.push(e(50.0, 420.0, 300.0, 440.0));
+        let appendix: Vec<usize> = [lines.len() - 1]
+            .into_iter()
+            .chain(column(&mut lines, 50.0, 480.0, 460.0, 5))
+            .collect();
+        let right = column(&mut lines, 520.0, 950.0, 0.0, 6);
+        let want: Vec<usize> = references
+            .iter()
+            .chain(&appendix)
+            .chain(&right)
+            .copied()
+            .collect();
+        assert_eq!(order(&lines), want);
+        let placed = layout(&lines);
+        let column_of = |i: usize| placed.iter().find(|p| p.line == i).map(|p| p.column);
+        assert_eq!(column_of(appendix[3]), Some(0));
+        // The left column short, the right one running on past a gap.
+        let mut lines = Vec::new();
+        let left = column(&mut lines, 50.0, 480.0, 0.0, 6);
+        let mut right = column(&mut lines, 520.0, 950.0, 0.0, 14);
+        right.extend(column(&mut lines, 520.0, 950.0, 420.0, 5));
+        let want: Vec<usize> = left.iter().chain(&right).copied().collect();
+        assert_eq!(order(&lines), want);
+        let placed = layout(&lines);
+        assert!(placed.iter().all(|p| p.column == u32::from(p.line >= 6)));
+    }
+
+    #[test]
+    fn a_footnote_under_columns_of_one_height_is_read_after_both() {
+        let mut lines = Vec::new();
+        let left = column(&mut lines, 50.0, 480.0, 0.0, 10);
+        let right = column(&mut lines, 520.0, 950.0, 0.0, 10);
+        // A short footnote under the left column, well below both.
+        lines.push(e(50.0, 300.0, 350.0, 316.0));
+        let want: Vec<usize> = left.iter().chain(&right).copied().chain([20]).collect();
+        assert_eq!(order(&lines), want);
+    }
+
+    #[test]
     fn a_page_number_between_columns_does_not_join_them() {
         let mut lines = Vec::new();
         let left = column(&mut lines, 50.0, 480.0, 0.0, 10);
@@ -917,6 +1223,168 @@ mod tests {
         assert_eq!(cells[14], None);
         assert!(placed[1..14].iter().all(|p| p.kind == BlockKind::Table));
         assert!(placed[1].block == placed[13].block && placed[0].block != placed[1].block);
+    }
+
+    /// A parameter table (name, meaning, default) between two paragraphs:
+    /// each row's meaning wraps over `wraps[r]` lines, justified but for
+    /// its last; the default column holds a cell in the rows `defaults`
+    /// names. Returns the lines and, per row, its lines in reading order.
+    fn parameter_table(wraps: &[usize], defaults: &[usize]) -> (Vec<Extent>, Vec<Vec<usize>>) {
+        let mut lines = vec![e(50.0, 0.0, 950.0, 20.0)];
+        let mut rows = Vec::new();
+        let mut y = 40.0;
+        for (r, &n) in wraps.iter().enumerate() {
+            let mut row = vec![lines.len()];
+            lines.push(e(50.0, y, 120.0 + 13.0 * (r % 4) as f32, y + 20.0));
+            for k in 0..n {
+                let right = if k + 1 == n {
+                    420.0 + 37.0 * (r % 3) as f32
+                } else {
+                    700.0
+                };
+                row.push(lines.len());
+                lines.push(e(
+                    250.0,
+                    y + 25.0 * k as f32,
+                    right,
+                    y + 25.0 * k as f32 + 20.0,
+                ));
+            }
+            if defaults.contains(&r) {
+                row.push(lines.len());
+                lines.push(e(780.0, y, 840.0 + 9.0 * (r % 2) as f32, y + 20.0));
+            }
+            rows.push(row);
+            y += 25.0 * n as f32 + 8.0;
+        }
+        lines.push(e(50.0, y + 20.0, 950.0, y + 40.0));
+        (lines, rows)
+    }
+
+    #[test]
+    fn a_table_whose_cells_wrap_is_read_row_by_row() {
+        // Meanings wrap onto one to four lines, rows differ in height, and
+        // the default column is mostly empty.
+        for (wraps, defaults) in [
+            (&[2, 3, 1, 4, 2, 3][..], &[0, 3][..]),
+            (&[3, 3, 3, 3][..], &[0, 1, 2, 3][..]),
+            (&[1, 2, 1, 1, 3, 1, 2][..], &[0, 4][..]),
+        ] {
+            let (lines, rows) = parameter_table(wraps, defaults);
+            let placed = layout(&lines);
+            let want: Vec<usize> = [0]
+                .into_iter()
+                .chain(rows.iter().flatten().copied())
+                .chain([lines.len() - 1])
+                .collect();
+            assert_eq!(
+                placed.iter().map(|p| p.line).collect::<Vec<_>>(),
+                want,
+                "{wraps:?}"
+            );
+            // Each row's lines are its cells: a wrapped meaning is one cell.
+            for (r, row) in rows.iter().enumerate() {
+                for (k, &i) in row.iter().enumerate() {
+                    let p = placed.iter().find(|p| p.line == i).unwrap();
+                    let col = match k {
+                        0 => 0,
+                        k if k <= wraps[r] => 1,
+                        _ => 2,
+                    };
+                    assert_eq!(p.cell, Some(TableCell { row: r as u32, col }), "{wraps:?}");
+                    assert_eq!(p.kind, BlockKind::Table);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_table_with_a_stray_line_across_its_columns_stays_one_table() {
+        // Three columns of one-line cells; after the third row, a line runs
+        // across the columns (a sub-heading, or a rule read as text).
+        let mut lines = vec![e(50.0, 0.0, 950.0, 20.0)];
+        let mut y = 40.0;
+        for r in 0..6 {
+            if r == 3 {
+                lines.push(e(120.0, y, 700.0, y + 20.0));
+                y += 25.0;
+            }
+            let w = 10.0 * (r % 3) as f32;
+            lines.push(e(100.0, y, 200.0 + w, y + 20.0));
+            lines.push(e(350.0, y, 480.0 - w, y + 20.0));
+            lines.push(e(620.0, y, 760.0 + w, y + 20.0));
+            y += 25.0;
+        }
+        lines.push(e(50.0, y + 20.0, 950.0, y + 40.0));
+        let placed = layout(&lines);
+        assert_eq!(
+            placed.iter().map(|p| p.line).collect::<Vec<_>>(),
+            (0..lines.len()).collect::<Vec<_>>()
+        );
+        let table = &placed[1..placed.len() - 1];
+        assert!(table.iter().all(|p| p.kind == BlockKind::Table));
+        assert!(table.iter().all(|p| p.block == table[0].block));
+        let rows: Vec<u32> = table.iter().map(|p| p.cell.unwrap().row).collect();
+        assert_eq!(
+            rows,
+            [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 4, 4, 4, 5, 5, 5, 6, 6, 6]
+        );
+    }
+
+    #[test]
+    fn tables_parted_by_a_paragraph_or_a_wide_gap_stay_apart() {
+        // Two tables of the same columns, one under the other, parted by
+        // `between` lines across the columns and `gap` more space above the
+        // second one.
+        let tables = |between: usize, gap: f32| {
+            let mut lines = Vec::new();
+            let mut y = 0.0;
+            for part in 0..2 {
+                for r in 0..4 {
+                    let w = 10.0 * (r % 3) as f32;
+                    lines.push(e(100.0, y, 200.0 + w, y + 20.0));
+                    lines.push(e(350.0, y, 480.0 - w, y + 20.0));
+                    lines.push(e(620.0, y, 760.0 + w, y + 20.0));
+                    y += 25.0;
+                }
+                if part == 0 {
+                    y += 15.0;
+                    for _ in 0..between {
+                        lines.push(e(100.0, y, 760.0, y + 20.0));
+                        y += 25.0;
+                    }
+                    y += gap;
+                }
+            }
+            let placed = layout(&lines);
+            let mut blocks: Vec<u32> = placed
+                .iter()
+                .filter(|p| p.kind == BlockKind::Table)
+                .map(|p| p.block)
+                .collect();
+            blocks.dedup();
+            blocks.len()
+        };
+        // One stray line across the columns: one table.
+        assert_eq!(tables(1, 0.0), 1);
+        // A paragraph of three lines, or one line (a caption) far from the
+        // table under it: two.
+        assert_eq!(tables(3, 0.0), 2);
+        assert_eq!(tables(1, 80.0), 2);
+    }
+
+    #[test]
+    fn margin_notes_beside_prose_are_not_a_table() {
+        // Justified prose with three notes in the left margin, each note
+        // starting beside a line in the middle of a paragraph.
+        let mut lines = Vec::new();
+        column(&mut lines, 250.0, 950.0, 0.0, 9);
+        column(&mut lines, 250.0, 950.0, 235.0, 9);
+        for y in [50.0, 175.0, 310.0] {
+            lines.push(e(50.0, y, 200.0, y + 20.0));
+            lines.push(e(50.0, y + 25.0, 170.0, y + 45.0));
+        }
+        assert!(layout(&lines).iter().all(|p| p.kind == BlockKind::Text));
     }
 
     #[test]
