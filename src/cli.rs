@@ -543,14 +543,24 @@ pub(crate) struct ApiArgs {
 /// `pagefleet submit`.
 #[derive(Debug, Args)]
 pub(crate) struct SubmitArgs {
-    /// A document file, or s3://bucket/key of an object in the deployment's store.
-    pub(crate) document: String,
-    /// Wait for the job, showing progress, then print its result.
+    /// Documents: files; folders (the PDFs and images in them and in their
+    /// subfolders); glob patterns such as 'scans/*.tif', quoted so that
+    /// pagefleet expands them; or s3://bucket/key of objects in the
+    /// deployment's store. One job each.
+    #[arg(required = true, value_name = "DOCUMENT")]
+    pub(crate) documents: Vec<String>,
+    /// Wait for the jobs, showing one progress line for all of them; then
+    /// print the result of a single document, or a line per document.
     #[arg(long)]
     pub(crate) wait: bool,
-    /// Format printed with --wait: txt, md, json, pdf, hocr or alto.
-    #[arg(long = "format", default_value_t = Format::Txt)]
-    pub(crate) output: Format,
+    /// Folder to write each document's results to, as NAME.FORMAT (NAME is
+    /// the document's file name without its extension); waits as --wait.
+    #[arg(short = 'o', long = "out", value_name = "DIR")]
+    pub(crate) out: Option<std::path::PathBuf>,
+    /// Formats: the one printed with --wait, or those written with --out
+    /// (comma-separated): txt, md, json, pdf, hocr or alto.
+    #[arg(long = "format", value_delimiter = ',', default_value = "txt")]
+    pub(crate) output: Vec<Format>,
     /// Resolution PDF pages are rendered at, and images that declare none
     /// are taken at [default: the deployment's].
     #[arg(long)]

@@ -15,6 +15,7 @@ use pagefleet::connect;
 use pagefleet::home::Home;
 use pagefleet::settings::ServeAddresses;
 
+use crate::batch;
 use crate::cli::{ApiArgs, DeleteArgs, JobArgs, ResultArgs, SubmitArgs, WatchArgs};
 use pagefleet_schemas::Format;
 
@@ -100,17 +101,118 @@ impl Api {
     }
 }
 
-/// `pagefleet submit`.
+/// `pagefleet submit`: one job per document. A document that cannot be
+/// submitted, or whose job does not succeed, does not stop the others; the
+/// exit status says whether every one succeeded.
 pub(crate) async fn submit(home: &Home, args: SubmitArgs) -> anyhow::Result<()> {
     let api = Api::new(home, &args.api)?;
+    if args.out.is_none() && args.output.len() > 1 {
+        bail!("--format names several formats: write them with --out DIR");
+    }
+    let expanded = batch::expand(&args.documents);
+    let several = expanded.len() > 1;
+    // Each document's job id, or why it has none.
+    let mut submitted: Vec<(String, Result<String, String>)> = Vec::new();
+    let mut documents = Vec::new();
+    for document in expanded {
+        let document = match document {
+            Ok(d) => d,
+            Err((argument, why)) => {
+                submitted.push((argument, Err(why)));
+                continue;
+            }
+        };
+        let key = args.idempotency_key.as_ref().map(|key| match several {
+            true => format!("{key}/{}", document.label()),
+            false => key.clone(),
+        });
+        let job = submit_one(&api, &args, &document, key)
+            .await
+            .map_err(|e| format!("{e:#}"));
+        if let Ok(id) = &job {
+            if args.wait || args.out.is_some() {
+                match several {
+                    true => eprintln!("job {id}: {}", document.label()),
+                    false => eprintln!("job {id}"),
+                }
+            }
+            documents.push((document.clone(), id.clone()));
+        }
+        submitted.push((document.label(), job));
+    }
+    if !args.wait && args.out.is_none() {
+        for (label, job) in &submitted {
+            match job {
+                Ok(id) if several => println!("{id}\t{label}"),
+                Ok(id) => println!("{id}"),
+                Err(why) => eprintln!("{label}: not submitted: {why}"),
+            }
+        }
+        return all_went(&submitted, "were not submitted");
+    }
+    let ids: Vec<String> = documents.iter().map(|(_, id)| id.clone()).collect();
+    let jobs = match ids.is_empty() {
+        true => Vec::new(),
+        false => follow(&api, &ids).await?,
+    };
+    if !several && args.out.is_none() {
+        // One document: its result on standard output, as before batches.
+        let (Some(job), Some(id)) = (jobs.first(), ids.first()) else {
+            return all_went(&submitted, "were not submitted");
+        };
+        return print_result(&api, id, job, args.output[0]).await;
+    }
+    let names = batch::output_names(&documents.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>());
+    // A line per document on standard output: how it ended.
+    let mut outcomes: Vec<(String, Result<String, String>)> = Vec::new();
+    for (label, job) in &submitted {
+        if let Err(why) = job {
+            println!("{label}: not submitted: {why}");
+            outcomes.push((label.clone(), Err(why.clone())));
+        }
+    }
+    for (((document, id), job), name) in documents.iter().zip(&jobs).zip(&names) {
+        let status = job["status"].as_str().unwrap_or("unknown");
+        let mut outcome = match status {
+            "success" => Ok(format!("success, job {id}")),
+            _ => Err(format!(
+                "{status}, job {id}: {}",
+                job["error"].as_str().unwrap_or("some pages failed")
+            )),
+        };
+        // A job that read some pages has results; a failed one has none.
+        let has_results = matches!(status, "success" | "partial_success");
+        if let (Some(dir), true) = (&args.out, has_results)
+            && let Err(e) = write_results(&api, id, dir, name, &args.output).await
+        {
+            outcome = Err(format!("{status}, job {id}: {e:#}"));
+        }
+        match &outcome {
+            Ok(said) => println!("{}: {said}", document.label()),
+            Err(why) => println!("{}: {why}", document.label()),
+        }
+        outcomes.push((document.label(), outcome));
+    }
+    all_went(&outcomes, "did not succeed")
+}
+
+/// Submits one document; returns its job's id.
+async fn submit_one(
+    api: &Api,
+    args: &SubmitArgs,
+    document: &batch::Document,
+    idempotency_key: Option<String>,
+) -> anyhow::Result<String> {
     let mut request = api.request(reqwest::Method::POST, "/v1/jobs");
-    if let Some(key) = &args.idempotency_key {
+    if let Some(key) = idempotency_key {
         request = request.header("Idempotency-Key", key);
     }
-    // The standard outputs, and the one printed.
+    // The standard outputs, and the ones printed or written.
     let mut formats = Format::DEFAULT.to_vec();
-    if !formats.contains(&args.output) {
-        formats.push(args.output);
+    for format in &args.output {
+        if !formats.contains(format) {
+            formats.push(*format);
+        }
     }
     let mut submission = SubmitRequest {
         dpi: args.dpi,
@@ -120,43 +222,44 @@ pub(crate) async fn submit(home: &Home, args: SubmitArgs) -> anyhow::Result<()> 
         language: args.language.clone(),
         ..Default::default()
     };
-    let request = if args.document.starts_with("s3://") {
-        submission.source = Some(args.document.clone());
-        request.json(&submission)
-    } else {
-        let path = std::path::Path::new(&args.document);
-        let bytes = tokio::fs::read(path)
-            .await
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let filename = path
-            .file_name()
-            .map_or_else(|| "document".into(), |f| f.to_string_lossy().into_owned());
-        let form = reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes).file_name(filename),
-        );
-        let form = submission
-            .form_fields()
-            .into_iter()
-            .fold(form, |form, (name, value)| form.text(name, value));
-        request.multipart(form)
+    let request = match document {
+        batch::Document::Stored(url) => {
+            submission.source = Some(url.clone());
+            request.json(&submission)
+        }
+        batch::Document::File(path) => {
+            let bytes = tokio::fs::read(path)
+                .await
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let filename = path
+                .file_name()
+                .map_or_else(|| "document".into(), |f| f.to_string_lossy().into_owned());
+            let form = reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(filename),
+            );
+            let form = submission
+                .form_fields()
+                .into_iter()
+                .fold(form, |form, (name, value)| form.text(name, value));
+            request.multipart(form)
+        }
     };
     let accepted: Value = api.send(request).await?.json().await?;
-    let job_id = accepted["job_id"]
+    Ok(accepted["job_id"]
         .as_str()
         .context("the API answered without a job id")?
-        .to_owned();
-    if !args.wait {
-        println!("{job_id}");
-        return Ok(());
-    }
-    eprintln!("job {job_id}");
-    let job = follow(&api, &job_id).await?;
-    let status = job["status"].as_str().unwrap_or("unknown").to_owned();
+        .to_owned())
+}
+
+/// A single document's result on standard output; an error when its job
+/// did not succeed.
+async fn print_result(api: &Api, job_id: &str, job: &Value, format: Format) -> anyhow::Result<()> {
+    let status = job["status"].as_str().unwrap_or("unknown");
     if status == "cancelled" {
         bail!("job {job_id} was cancelled");
     }
-    let output = api.result(&job_id, args.output).await?;
+    let output = api.result(job_id, format).await?;
     std::io::stdout().write_all(&output)?;
     if status != "success" {
         let error = job["error"].as_str().unwrap_or("some pages failed");
@@ -165,22 +268,79 @@ pub(crate) async fn submit(home: &Home, args: SubmitArgs) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Polls a job until it ends, drawing a progress bar on a terminal.
-async fn follow(api: &Api, job_id: &str) -> anyhow::Result<Value> {
+/// Writes a job's results in `formats` to `dir` as `name.<extension>`.
+async fn write_results(
+    api: &Api,
+    job_id: &str,
+    dir: &std::path::Path,
+    name: &str,
+    formats: &[Format],
+) -> anyhow::Result<()> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    for &format in formats {
+        let bytes = api.result(job_id, format).await?;
+        let path = dir.join(format!("{name}.{}", format.extension()));
+        tokio::fs::write(&path, &bytes)
+            .await
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `Ok` when no document's outcome is an error; else an error counting
+/// those that are, which `failed` says what became of.
+fn all_went(outcomes: &[(String, Result<String, String>)], failed: &str) -> anyhow::Result<()> {
+    let count = outcomes.iter().filter(|(_, o)| o.is_err()).count();
+    if count > 0 {
+        bail!("{count} of {} documents {failed}", outcomes.len());
+    }
+    Ok(())
+}
+
+/// Polls jobs until every one has ended, drawing one progress line for all
+/// of them (on a terminal, in place); returns their views in order.
+async fn follow(api: &Api, job_ids: &[String]) -> anyhow::Result<Vec<Value>> {
     let terminal = std::io::stderr().is_terminal();
     let mut last = String::new();
+    let mut jobs: Vec<Option<Value>> = vec![None; job_ids.len()];
     loop {
-        let job = api.job(job_id).await?;
-        let status = job["status"].as_str().unwrap_or("unknown");
-        let done = job["progress"]["pages_done"].as_u64().unwrap_or(0);
-        let failed = job["progress"]["pages_failed"].as_u64().unwrap_or(0);
-        let total = job["progress"]["total_pages"].as_u64();
-        let line = match total {
-            Some(total) => format!(
-                "{}, {status}",
-                crate::run::progress_line(done, failed, total)
+        let mut ended = 0;
+        let (mut done, mut failed, mut total, mut counted) = (0, 0, 0, 0);
+        for (id, slot) in job_ids.iter().zip(&mut jobs) {
+            let job = match slot.take() {
+                Some(job) if !running(&job) => job,
+                _ => api.job(id).await?,
+            };
+            done += job["progress"]["pages_done"].as_u64().unwrap_or(0);
+            failed += job["progress"]["pages_failed"].as_u64().unwrap_or(0);
+            if let Some(pages) = job["progress"]["total_pages"].as_u64() {
+                total += pages;
+                counted += 1;
+            }
+            ended += usize::from(!running(&job));
+            *slot = Some(job);
+        }
+        let line = match (job_ids.len(), &jobs[..]) {
+            (1, [Some(job)]) => {
+                let status = job["status"].as_str().unwrap_or("unknown");
+                match counted {
+                    1 => format!(
+                        "{}, {status}",
+                        crate::run::progress_line(done, failed, total)
+                    ),
+                    _ => format!("{status}, waiting for the page count"),
+                }
+            }
+            (n, _) => format!(
+                "{}, {ended} of {n} documents ended{}",
+                crate::run::progress_line(done, failed, total),
+                match n - counted {
+                    0 => String::new(),
+                    waiting => format!(", {waiting} waiting for their page count"),
+                }
             ),
-            None => format!("{status}, waiting for the page count"),
         };
         if line != last {
             if terminal {
@@ -190,14 +350,22 @@ async fn follow(api: &Api, job_id: &str) -> anyhow::Result<Value> {
             }
             last = line;
         }
-        if !matches!(status, "queued" | "running" | "waiting") {
+        if ended == job_ids.len() {
             if terminal {
                 eprintln!();
             }
-            return Ok(job);
+            return Ok(jobs.into_iter().flatten().collect());
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Whether a job view says the job has not ended.
+fn running(job: &Value) -> bool {
+    matches!(
+        job["status"].as_str().unwrap_or("unknown"),
+        "queued" | "running" | "waiting"
+    )
 }
 
 /// `pagefleet status`.

@@ -2,6 +2,7 @@
 //!
 //! Parses the command line, sets up logging, and hands over to the command.
 
+mod batch;
 mod cli;
 mod client;
 mod doctor;

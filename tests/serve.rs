@@ -458,3 +458,97 @@ fn a_thousand_page_job_is_followed_without_its_result_json() {
     );
     assert!(serve.stop().success());
 }
+
+/// `pagefleet submit` of several documents at once: a folder (its PDFs in
+/// subfolders, one name twice), a pattern pagefleet expands, a pattern that
+/// matches nothing, and a text file named .pdf. The documents go as one
+/// job each; the readable ones end with their results written under their
+/// own names in the requested formats, the others are said to have failed
+/// without stopping them, and the exit status fails.
+#[test]
+fn a_batch_of_documents_is_submitted_together_and_written_to_a_folder() {
+    let _serial = serial();
+    let serve = Serve::start(&[]);
+    let docs = tempfile::tempdir().unwrap();
+    let folder = docs.path().join("scans");
+    for sub in ["a", "b"] {
+        std::fs::create_dir_all(folder.join(sub)).unwrap();
+        std::fs::copy(
+            root().join("examples/welcome.pdf"),
+            folder.join(sub).join("welcome.pdf"),
+        )
+        .unwrap();
+    }
+    std::fs::write(folder.join("notes.txt"), "not a document").unwrap();
+    std::fs::create_dir(docs.path().join("mail")).unwrap();
+    std::fs::write(
+        docs.path().join("mail/minutes.pdf"),
+        "minutes of the meeting, saved as a .pdf by mistake\n",
+    )
+    .unwrap();
+    let out = docs.path().join("out");
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let ran = pagefleet(&[
+        "submit",
+        &path(&folder),
+        &path(&docs.path().join("mail/*.pdf")),
+        &path(&docs.path().join("faxes/*.tif")),
+        "-o",
+        &path(&out),
+        "--format",
+        "txt,md",
+        "--api",
+        &serve.base(),
+    ]);
+    assert!(!ran.status.success(), "{}", ran.said());
+    assert!(
+        ran.stderr.contains("2 of 4 documents did not succeed"),
+        "{}",
+        ran.said()
+    );
+    for name in ["welcome", "welcome-2"] {
+        let text = std::fs::read_to_string(out.join(format!("{name}.txt"))).unwrap();
+        assert!(text.to_lowercase().contains("pagefleet"), "{name}: {text}");
+        let md = std::fs::read_to_string(out.join(format!("{name}.md"))).unwrap();
+        assert!(md.to_lowercase().contains("pagefleet"), "{name}: {md}");
+    }
+    let line = |what: &str| {
+        ran.stdout
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no line for {what}: {}", ran.said()))
+            .to_owned()
+    };
+    assert!(line("a/welcome.pdf: ").contains(": success, job "));
+    assert!(line("b/welcome.pdf: ").contains(": success, job "));
+    // ingest refuses it by its content.
+    assert!(
+        line("minutes.pdf: ").contains("not submitted: 415 Unsupported Media Type"),
+        "{}",
+        ran.said()
+    );
+    assert!(line("faxes/*.tif").contains("matches no file"));
+    assert!(!ran.stdout.contains("notes.txt"), "{}", ran.said());
+
+    // Without waiting: a job id and its document a line; one idempotency
+    // key keys each document of the batch, so the same batch again runs
+    // nothing new.
+    let submit_keyed = || {
+        let ran = pagefleet(&[
+            "submit",
+            &path(&folder),
+            "--idempotency-key",
+            "batch-1",
+            "--api",
+            &serve.base(),
+        ]);
+        assert!(ran.status.success(), "{}", ran.said());
+        ran.stdout
+    };
+    let first = submit_keyed();
+    let jobs: Vec<(&str, &str)> = first.lines().map(|l| l.split_once('\t').unwrap()).collect();
+    assert_eq!(jobs.len(), 2, "{first}");
+    assert!(jobs[0].1.ends_with("a/welcome.pdf") && jobs[1].1.ends_with("b/welcome.pdf"));
+    assert_ne!(jobs[0].0, jobs[1].0);
+    assert_eq!(submit_keyed(), first);
+}
