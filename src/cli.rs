@@ -443,6 +443,10 @@ pub(crate) struct IntakeArgs {
     /// Seconds /ocr/pdf and /ocr/image wait for their job.
     #[arg(long, env = "PAGEFLEET_SYNC_TIMEOUT", default_value_t = pagefleet_ingest::http::SYNC_TIMEOUT.as_secs_f64())]
     pub(crate) sync_timeout: f64,
+    /// How long the presigned URL of a result is valid (`GET
+    /// /v1/jobs/{id}/result?redirect=true` on an S3 store), e.g. 15m or 1h.
+    #[arg(long, env = "PAGEFLEET_PRESIGN_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub(crate) presign_ttl: std::time::Duration,
     /// Only objects under this prefix of the store start jobs from bucket
     /// events and the watcher.
     #[arg(long, env = "PAGEFLEET_INPUT_PREFIX", default_value = pagefleet_ingest::bucket::INPUT_PREFIX)]

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use async_nats::{ConnectOptions, Event};
-use object_store::aws::AmazonS3Builder;
-use pagefleet_stagekit::store::Store;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use pagefleet_stagekit::store::{Presigner, Store};
 use pagefleet_stagekit::topology::TopologyConfig;
 
 use crate::settings::{NatsArgs, QueueArgs, StoreArgs};
@@ -177,30 +177,7 @@ pub fn store(args: &StoreArgs, default_dir: &Path) -> anyhow::Result<Store> {
         .clone()
         .unwrap_or_else(|| default_dir.display().to_string());
     if let Some((bucket, prefix)) = s3_location(&location) {
-        if bucket.is_empty() {
-            bail!("store {location:?} names no bucket");
-        }
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        if let Some(endpoint) = &args.endpoint {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_allow_http(endpoint.starts_with("http://"));
-        }
-        let region = args
-            .region
-            .clone()
-            .or_else(|| std::env::var("AWS_REGION").ok())
-            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-            .unwrap_or_else(|| "us-east-1".into());
-        builder = builder.with_region(region);
-        if args.path_style {
-            builder = builder.with_virtual_hosted_style_request(false);
-        }
-        let s3: Store = Arc::new(
-            builder
-                .build()
-                .with_context(|| format!("cannot configure S3 store {location}"))?,
-        );
+        let s3: Store = Arc::new(s3(args, &location, bucket)?);
         if prefix.is_empty() {
             return Ok(s3);
         }
@@ -209,6 +186,45 @@ pub fn store(args: &StoreArgs, default_dir: &Path) -> anyhow::Result<Store> {
     }
     let dir = Path::new(location.strip_prefix("file://").unwrap_or(&location));
     crate::launch::folder_store(dir)
+}
+
+/// For an S3 store, what signs URLs to its objects, valid for `ttl`; `None`
+/// for a folder store, which has no URLs of its own.
+pub fn presigner(args: &StoreArgs, ttl: Duration) -> anyhow::Result<Option<Presigner>> {
+    let Some(location) = &args.location else {
+        return Ok(None);
+    };
+    let Some((bucket, prefix)) = s3_location(location) else {
+        return Ok(None);
+    };
+    let s3 = Arc::new(s3(args, location, bucket)?);
+    Ok(Some(Presigner::new(s3, prefix, ttl)))
+}
+
+/// The S3 client for `bucket` as the store flags configure it.
+fn s3(args: &StoreArgs, location: &str, bucket: &str) -> anyhow::Result<AmazonS3> {
+    if bucket.is_empty() {
+        bail!("store {location:?} names no bucket");
+    }
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Some(endpoint) = &args.endpoint {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    let region = args
+        .region
+        .clone()
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .unwrap_or_else(|| "us-east-1".into());
+    builder = builder.with_region(region);
+    if args.path_style {
+        builder = builder.with_virtual_hosted_style_request(false);
+    }
+    builder
+        .build()
+        .with_context(|| format!("cannot configure S3 store {location}"))
 }
 
 /// Topology settings from the queue flags.

@@ -186,6 +186,7 @@ pub(crate) fn ingest_config(
                 input_prefix: with_slash(&intake.input_prefix),
                 output_prefix: with_slash(&intake.output_prefix),
             }),
+            presigner: connect::presigner(store, intake.presign_ttl)?,
         },
         bucket_events: !intake.no_bucket_events,
         watch_interval: (intake.watch_interval > 0.0)

@@ -1982,10 +1982,14 @@ async fn the_web_page_in_a_real_browser() {
         "the jobs list shows the finished job"
     );
 
-    // The download link is the API's result, and clicking it saves the file.
+    // The download link is the API's result (a redirect to the store on S3,
+    // the bytes on this folder store), and clicking it saves the file.
     let link = browser.css("#downloads a[data-format=txt]").await;
     let href = link.attr("href").await.unwrap().unwrap();
-    assert_eq!(href, format!("/v1/jobs/{job_id}/result?format=txt"));
+    assert_eq!(
+        href,
+        format!("/v1/jobs/{job_id}/result?format=txt&redirect=true")
+    );
     link.click().await.unwrap();
     let saved = downloads.join("welcome.txt");
     let start = Instant::now();

@@ -10,9 +10,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::pipeline::{NatsServer, free_tcp_port, http_get};
+use common::pipeline::{NatsServer, SeaweedFs, free_tcp_port, http_get};
 use common::serve::Serve;
-use common::{pagefleet, root};
+use common::{pagefleet, root, wait_until};
 use pagefleet_schemas::names;
 
 /// One test at a time: each starts a model-loading serve.
@@ -41,6 +41,18 @@ fn submit_welcome(serve: &Serve) -> String {
         "the welcome page was not read: {out}"
     );
     out
+}
+
+/// `pagefleet submit` of the welcome document, not waiting: its job id.
+fn submit_welcome_job(serve: &Serve) -> String {
+    let submitted = pagefleet(&[
+        "submit",
+        root().join("examples/welcome.pdf").to_str().unwrap(),
+        "--api",
+        &serve.base(),
+    ]);
+    assert!(submitted.status.success(), "{}", submitted.said());
+    submitted.stdout.trim().to_owned()
 }
 
 /// The value of a sample `name{labels}` (or `name` alone) in Prometheus
@@ -175,14 +187,7 @@ fn doctor_and_watch_find_a_serve_by_its_data_folder() {
     let mut serve = Serve::start(&["--data", folder]);
     assert!(data.path().join("serve.json").is_file());
 
-    let submitted = pagefleet(&[
-        "submit",
-        root().join("examples/welcome.pdf").to_str().unwrap(),
-        "--api",
-        &serve.base(),
-    ]);
-    assert!(submitted.status.success(), "{}", submitted.said());
-    let job_id = submitted.stdout.trim().to_owned();
+    let job_id = submit_welcome_job(&serve);
     // No --nats: watch finds serve's private nats-server through the data
     // folder and follows the job to its end.
     let watched = pagefleet(&["watch", &job_id, "--data", folder]);
@@ -551,4 +556,94 @@ fn a_batch_of_documents_is_submitted_together_and_written_to_a_folder() {
     assert!(jobs[0].1.ends_with("a/welcome.pdf") && jobs[1].1.ends_with("b/welcome.pdf"));
     assert_ne!(jobs[0].0, jobs[1].0);
     assert_eq!(submit_keyed(), first);
+}
+
+/// A plain HTTP/1.1 GET of `url` (`http://host:port/path?query`), as any
+/// client without the store's credentials makes it: the status, the
+/// headers (names lowercase) and the body.
+fn plain_get(url: &str) -> (u16, Vec<(String, String)>, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// On an S3 store (a real SeaweedFS), `result?redirect=true` answers 307 to
+/// a presigned URL of the stored result, valid for `--presign-ttl`, which a
+/// plain HTTP client without credentials fetches; the same URL with its
+/// signature changed is refused by the store; without `redirect` the bytes
+/// come through the API as before, and a result the job was not asked for
+/// is refused by the API, not redirected. (On a folder store `redirect=true`
+/// serves the bytes: the browser test downloads that way.)
+#[test]
+fn results_on_s3_are_handed_out_as_presigned_urls() {
+    let _serial = serial();
+    let seaweed = SeaweedFs::start();
+    let serve = Serve::start_with_env(&["--presign-ttl", "2m"], &seaweed.env());
+    let job_id = submit_welcome_job(&serve);
+    wait_until(Duration::from_secs(60), "the job's end", || {
+        http_get(serve.http_port, &format!("/v1/jobs/{job_id}"))
+            .1
+            .contains("\"success\"")
+    });
+    let (status, text) = http_get(
+        serve.http_port,
+        &format!("/v1/jobs/{job_id}/result?format=txt"),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.to_lowercase().contains("pagefleet"), "{text}");
+
+    let api = serve.base();
+    let (status, headers, body) = plain_get(&format!(
+        "{api}/v1/jobs/{job_id}/result?format=txt&redirect=true"
+    ));
+    assert_eq!(status, 307, "{body}");
+    let location = headers
+        .iter()
+        .find(|(k, _)| k == "location")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert!(
+        location.starts_with(&seaweed.endpoint)
+            && location.contains(&format!("jobs/{job_id}/result.txt"))
+            && location.contains("X-Amz-Expires=120")
+            && location.contains("X-Amz-Signature="),
+        "{location}"
+    );
+    let (status, _, fetched) = plain_get(&location);
+    assert_eq!(status, 200, "{fetched}");
+    assert_eq!(fetched, text);
+    let forged = location.replace("result.txt", "result.json");
+    assert_eq!(plain_get(&forged).0, 403, "{forged}");
+
+    // The API still decides what may be had: a format not asked for.
+    let (status, _, body) = plain_get(&format!(
+        "{api}/v1/jobs/{job_id}/result?format=pdf&redirect=true"
+    ));
+    assert_eq!(status, 404, "{body}");
 }

@@ -21,7 +21,7 @@ use pagefleet_schemas::messages::{EventKind, JobStatus, Removal, WorkerHeartbeat
 use pagefleet_schemas::names;
 use pagefleet_schemas::submit::SubmitRequest;
 use pagefleet_schemas::{Format, UnknownFormat};
-use pagefleet_stagekit::store::{self, StoreError};
+use pagefleet_stagekit::store::{self, Presigner, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -44,6 +44,9 @@ pub struct ApiConfig {
     pub sync_timeout: Duration,
     /// Bucket triggers (for the webhook), if configured.
     pub bucket: Option<BucketConfig>,
+    /// Signs URLs to results on an S3 store, for `?redirect=true`; `None`
+    /// serves the bytes.
+    pub presigner: Option<Presigner>,
 }
 
 /// The default of [`ApiConfig::sync_timeout`].
@@ -55,6 +58,7 @@ impl Default for ApiConfig {
             token: None,
             sync_timeout: SYNC_TIMEOUT,
             bucket: Some(BucketConfig::default()),
+            presigner: None,
         }
     }
 }
@@ -598,9 +602,14 @@ fn job_body(view: &jobs::JobView) -> Value {
 #[derive(Debug, Deserialize)]
 struct ResultQuery {
     format: Option<String>,
+    #[serde(default)]
+    redirect: bool,
 }
 
-/// `GET /v1/jobs/{id}/result?format=txt|md|json|pdf|hocr|alto`.
+/// `GET /v1/jobs/{id}/result?format=txt|md|json|pdf|hocr|alto`; with
+/// `redirect=true` on an S3 store, a 307 to a presigned URL of the result
+/// instead of its bytes (a large searchable PDF need not pass through
+/// ingest).
 async fn get_result(
     State(api): Shared,
     Path(id): Path<String>,
@@ -612,6 +621,14 @@ async fn get_result(
             .parse()
             .map_err(|e: UnknownFormat| bad_request(e.to_string()))?,
     };
+    if let (true, Some(presigner)) = (q.redirect, &api.config.presigner) {
+        let key = jobs::result_key(&api.intake.js, &api.intake.store, &id, format).await?;
+        let url = presigner
+            .url(&key)
+            .await
+            .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        return Ok((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)]).into_response());
+    }
     let bytes = jobs::result(&api.intake.js, &api.intake.store, &id, format).await?;
     Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
 }

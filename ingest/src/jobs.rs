@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
+use object_store::ObjectStoreExt;
 use pagefleet_schemas::messages::{
     EventKind, JobEvent, JobState, JobStatus, Message, Removal, now_ms,
 };
@@ -350,6 +351,31 @@ pub async fn result(
     job_id: &str,
     format: Format,
 ) -> Result<bytes::Bytes, JobError> {
+    asked(js, job_id, format).await?;
+    output(store, job_id, format).await
+}
+
+/// The object key of one output of a job, once it is finished and stored.
+pub async fn result_key(
+    js: &jetstream::Context,
+    store: &Store,
+    job_id: &str,
+    format: Format,
+) -> Result<String, JobError> {
+    asked(js, job_id, format).await?;
+    let key = names::keys::output(job_id, format);
+    match store
+        .head(&object_store::path::Path::from(key.as_str()))
+        .await
+    {
+        Ok(_) => Ok(key),
+        Err(object_store::Error::NotFound { .. }) => Err(JobError::NotFinished(job_id.to_owned())),
+        Err(e) => Err(unavailable(format!("{key}: {e}"))),
+    }
+}
+
+/// `Ok` when the job has ended with `format` among its outputs.
+async fn asked(js: &jetstream::Context, job_id: &str, format: Format) -> Result<(), JobError> {
     let state = load(js, job_id).await?;
     match state.status {
         JobStatus::Running => Err(JobError::NotFinished(job_id.to_owned())),
@@ -371,7 +397,7 @@ pub async fn result(
                         .join(", "),
                 });
             }
-            output(store, job_id, format).await
+            Ok(())
         }
     }
 }

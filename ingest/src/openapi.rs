@@ -181,11 +181,14 @@ pub fn document() -> Value {
                     "responses": with(json!({"200": {"description": "deleted ({\"job_id\",\"status\":\"deleted\",\"deleted_at_ms\"}), or cancelled (the job's view)", "content": {"application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Job"}, {"type": "object", "required": ["job_id", "status"], "properties": {"job_id": {"type": "string"}, "status": {"const": "deleted"}, "deleted_at_ms": {"type": "integer"}}}]}}}}}), error_responses(&["401", "403", "404", "409", "410", "503"]))}
             },
             "/v1/jobs/{id}/result": {"get": {
-                "summary": "A finished job's text, markdown or JSON",
-                "parameters": [job_id_param(), {"name": "format", "in": "query", "schema": {"enum": Format::ALL, "default": Format::Txt}}],
+                "summary": "A finished job's output in one format (text, markdown, JSON, searchable PDF, hOCR, ALTO)",
+                "parameters": [job_id_param(), {"name": "format", "in": "query", "schema": {"enum": Format::ALL, "default": Format::Txt}},
+                    {"name": "redirect", "in": "query", "schema": {"type": "boolean", "default": false}, "description": "on an S3 store, answer 307 to a presigned URL of the output, valid for the deployment's --presign-ttl, instead of its bytes; on a folder store the bytes as without it"}],
                 "responses": with(json!({"200": {"description": "the output", "content": {
                     "text/plain": {"schema": {"type": "string"}}, "text/markdown": {"schema": {"type": "string"}},
-                    "application/json": {"schema": {"type": "object"}}}}}), error_responses(&["400", "401", "403", "404", "410", "409", "503"]))
+                    "application/json": {"schema": {"type": "object"}}, "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                    "text/html": {"schema": {"type": "string"}}, "application/xml": {"schema": {"type": "string"}}}},
+                    "307": {"description": "redirect=true on an S3 store: Location is a presigned URL of the output", "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}}}}), error_responses(&["400", "401", "403", "404", "410", "409", "503"]))
             }},
             "/v1/jobs/{id}/events": {"get": {
                 "summary": "Server-sent events of a job: submitted, rasterized, progress (and waiting while no worker serves its profile), then completed (the stream ends)",

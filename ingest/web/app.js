@@ -388,8 +388,11 @@ function downloads(view) {
   box.replaceChildren("Download: ");
   for (const format of view.formats) {
     const href = `/v1/jobs/${encodeURIComponent(view.job_id)}/result?format=${format}`;
-    const link = el("a", { href, download: downloadName(view, format), class: "download", "data-format": format, text: format });
-    // With a token the plain link would be refused: fetch it with the header.
+    // The plain link lets an S3 store answer it: the API redirects to a
+    // presigned URL of the result (a folder store's bytes come as before).
+    const link = el("a", { href: `${href}&redirect=true`, download: downloadName(view, format), class: "download", "data-format": format, text: format });
+    // With a token the plain link would be refused: fetch it with the header,
+    // through the API (a redirect to the store would need the store's CORS).
     link.addEventListener("click", async (event) => {
       if (!token()) return;
       event.preventDefault();

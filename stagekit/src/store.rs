@@ -10,6 +10,49 @@ use object_store::{GetOptions, ObjectStore, PutOptions, PutPayload};
 /// The store every stage shares: S3 in production, a local folder by default.
 pub type Store = Arc<dyn ObjectStore>;
 
+/// Signs URLs that let whoever holds one read an object of an S3 store for
+/// a while, without the store's credentials (a result handed out by the
+/// HTTP API as a redirect instead of through it).
+#[derive(Debug, Clone)]
+pub struct Presigner {
+    signer: Arc<dyn object_store::signer::Signer>,
+    /// The store's key prefix (`s3://bucket/prefix`), which keys are under.
+    prefix: Path,
+    /// How long a URL is valid.
+    ttl: std::time::Duration,
+}
+
+impl Presigner {
+    /// A signer for the store whose keys sit under `prefix`, signing URLs
+    /// valid for `ttl`.
+    pub fn new(
+        signer: Arc<dyn object_store::signer::Signer>,
+        prefix: &str,
+        ttl: std::time::Duration,
+    ) -> Self {
+        Self {
+            signer,
+            prefix: Path::from(prefix),
+            ttl,
+        }
+    }
+
+    /// How long its URLs are valid.
+    pub fn ttl(&self) -> std::time::Duration {
+        self.ttl
+    }
+
+    /// A URL that GETs the object `key` until the signer's time is up.
+    pub async fn url(&self, key: &str) -> Result<String, StoreError> {
+        let path: Path = self.prefix.parts().chain(Path::from(key).parts()).collect();
+        self.signer
+            .signed_url(object_store::signer::Method::GET, &path, self.ttl)
+            .await
+            .map(|url| url.to_string())
+            .map_err(|e| classify(key, e))
+    }
+}
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

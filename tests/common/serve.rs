@@ -22,9 +22,15 @@ impl Serve {
     /// Starts serve with `args` (its HTTP API on a port of its choosing)
     /// and waits until it prints its addresses and the API answers.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// [`Serve::start`] with more environment variables (a store's).
+    pub fn start_with_env(args: &[&str], env: &[(&str, String)]) -> Self {
         let mut child = pagefleet_command()
             .args(["serve", "--http-addr", "127.0.0.1:0", "--slots", "1"])
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
