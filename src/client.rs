@@ -356,7 +356,11 @@ async fn follow(api: &Api, job_ids: &[String]) -> anyhow::Result<Vec<Value>> {
             }
             return Ok(jobs.into_iter().flatten().collect());
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // One request per running job each round: rounds come further apart
+        // as more jobs run, so a large batch asks at most about 30 times a
+        // second (300 ms for up to ten jobs, at most 5 s).
+        let running = (job_ids.len() - ended) as u64;
+        tokio::time::sleep(Duration::from_millis((30 * running).clamp(300, 5000))).await;
     }
 }
 
