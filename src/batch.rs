@@ -123,10 +123,10 @@ fn matching(pattern: &str) -> Result<Vec<PathBuf>, String> {
 /// The name each document's results are written under: its stem, with
 /// `-2`, `-3` ... after the first for documents of one stem
 /// (`a/scan.pdf` and `b/scan.pdf` write `scan.txt` and `scan-2.txt`).
-pub(crate) fn output_names(documents: &[Document]) -> Vec<String> {
+pub(crate) fn output_names<'a>(documents: impl IntoIterator<Item = &'a Document>) -> Vec<String> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     documents
-        .iter()
+        .into_iter()
         .map(|d| {
             let stem = d.stem();
             let n = seen.entry(stem.clone()).or_default();

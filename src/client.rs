@@ -162,7 +162,7 @@ pub(crate) async fn submit(home: &Home, args: SubmitArgs) -> anyhow::Result<()> 
         };
         return print_result(&api, id, job, args.output[0]).await;
     }
-    let names = batch::output_names(&documents.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>());
+    let names = batch::output_names(documents.iter().map(|(d, _)| d));
     // A line per document on standard output: how it ended.
     let mut outcomes: Vec<(String, Result<String, String>)> = Vec::new();
     for (label, job) in &submitted {

@@ -237,7 +237,7 @@ impl Page<'_> {
             out.push(leaf(node));
             return;
         }
-        let cuts: Vec<f32> = section.gutters.iter().map(|g| (g.0 + g.1) / 2.0).collect();
+        let cuts = cuts_of(&section.gutters);
         let mut pieces = vec![Vec::new(); cuts.len() + 1];
         for &i in &node {
             pieces[column_of(&cuts, self.lines[i].cx())].push(i);
@@ -352,7 +352,7 @@ impl Page<'_> {
         gutters: &[(f32, f32)],
         y: f32,
     ) -> bool {
-        let cuts: Vec<f32> = gutters.iter().map(|g| (g.0 + g.1) / 2.0).collect();
+        let cuts = cuts_of(gutters);
         let mut reached = vec![false; cuts.len() + 1];
         for &i in members.iter().flat_map(|&b| &bands[b].lines) {
             let e = &self.lines[i];
@@ -477,7 +477,7 @@ impl Page<'_> {
                 side_by_side >= MIN_COLUMN_LINES
             });
             while !s.gutters.is_empty() {
-                let cuts: Vec<f32> = s.gutters.iter().map(|g| (g.0 + g.1) / 2.0).collect();
+                let cuts = cuts_of(&s.gutters);
                 let mut counts = vec![0usize; cuts.len() + 1];
                 for &l in &members {
                     counts[column_of(&cuts, self.lines[l].cx())] += 1;
@@ -612,11 +612,11 @@ impl Page<'_> {
                     .fold(f32::MIN, f32::max)
             })
             .collect();
-        let inner: Vec<f32> = rows
+        let mut inner: Vec<f32> = rows
             .iter()
             .flat_map(|r| (r.start + 1..r.end).map(|b| section[b].y0 - section[b - 1].y1))
             .collect();
-        let leading = median(&mut inner.clone());
+        let leading = median(&mut inner);
         let (mut ends, mut runs) = (0, 0);
         for pair in rows.windows(2) {
             let (last, next) = (section[pair[0].end - 1], section[pair[1].start]);
@@ -960,6 +960,11 @@ impl Page<'_> {
         }
         out
     }
+}
+
+/// The positions between columns: the middle of each gutter.
+fn cuts_of(gutters: &[(f32, f32)]) -> Vec<f32> {
+    gutters.iter().map(|g| (g.0 + g.1) / 2.0).collect()
 }
 
 /// The column a point at `x` falls in, given the positions between columns.

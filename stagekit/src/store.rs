@@ -37,11 +37,6 @@ impl Presigner {
         }
     }
 
-    /// How long its URLs are valid.
-    pub fn ttl(&self) -> std::time::Duration {
-        self.ttl
-    }
-
     /// A URL that GETs the object `key` until the signer's time is up.
     pub async fn url(&self, key: &str) -> Result<String, StoreError> {
         let path: Path = self.prefix.parts().chain(Path::from(key).parts()).collect();
